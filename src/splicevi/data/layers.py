@@ -1,0 +1,123 @@
+"""Splicing layers of the data contract, derived from junction counts and the junction → ATSE map.
+
+Only the junction counts ``k`` carry information: the ATSE totals ``n`` are a scatter-add of ``k``
+over the junctions of each ATSE, the mask is ``n > 0`` and PSI is ``k / n``. Everything here stays
+sparse (CSR) and is vectorised; nothing is ever densified whole.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+#: Layer names of the data contract (the reference implementation's names).
+JUNCTION_COUNTS = "cell_by_junction_matrix"
+ATSE_COUNTS = "cell_by_cluster_matrix"
+JUNCTION_RATIO = "junc_ratio"
+PSI_MASK = "psi_mask"
+SPLICING_LAYERS = (JUNCTION_COUNTS, ATSE_COUNTS, JUNCTION_RATIO, PSI_MASK)
+
+
+def event_codes(event_ids: pd.Series | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Integer code of each junction's ATSE.
+
+    Parameters
+    ----------
+    event_ids
+        One event id per junction (strings or integers). Missing ids are not allowed.
+
+    Returns
+    -------
+    codes
+        ``int64`` array, one code per junction, in ``[0, n_events)``.
+    categories
+        The event id of each code.
+    """
+    values = pd.Series(np.asarray(event_ids))
+    if values.isna().any():
+        raise ValueError(
+            f"{int(values.isna().sum())} junction(s) have no event id; every junction must belong to an "
+            "ATSE (run `splicevi atse` or drop those junctions)."
+        )
+    codes, categories = pd.factorize(values, sort=False)
+    return codes.astype(np.int64), np.asarray(categories)
+
+
+def junction_to_event_matrix(codes: np.ndarray, n_events: int | None = None) -> sp.csr_matrix:
+    """Sparse 0/1 matrix (junctions × events) with a one in each junction's event column."""
+    codes = np.asarray(codes, dtype=np.int64)
+    n_events = int(codes.max()) + 1 if n_events is None else int(n_events)
+    data = np.ones(codes.shape[0], dtype=np.float32)
+    return sp.csr_matrix((data, (np.arange(codes.shape[0]), codes)), shape=(codes.shape[0], n_events))
+
+
+def atse_totals(junction_counts: sp.spmatrix, codes: np.ndarray) -> sp.csr_matrix:
+    """ATSE totals ``n`` stored on every junction of each observed ATSE (cells × junctions, CSR).
+
+    ``n[c, j] = sum_{j' in event(j)} k[c, j']``. Computed as ``(K @ M) @ M.T`` with ``M`` the
+    junction → event indicator, so the cost is linear in the observed entries.
+    """
+    k = sp.csr_matrix(junction_counts, dtype=np.float32)
+    m = junction_to_event_matrix(codes)
+    per_event = (k @ m).tocsr()
+    per_event.eliminate_zeros()
+    n = (per_event @ m.T.tocsr()).tocsr()
+    n.sort_indices()
+    return n
+
+
+def splicing_layers(junction_counts: sp.spmatrix, codes: np.ndarray) -> dict[str, sp.csr_matrix]:
+    """All four splicing layers of the data contract from junction counts.
+
+    Parameters
+    ----------
+    junction_counts
+        Cells × junctions read counts ``k`` (any sparse format, non-negative).
+    codes
+        ATSE code per junction (see :func:`event_codes`).
+
+    Returns
+    -------
+    dict
+        ``cell_by_junction_matrix`` (k), ``cell_by_cluster_matrix`` (n), ``junc_ratio`` (k / n on
+        observed entries, explicit zeros kept so observed PSI = 0 stays visible), ``psi_mask`` (1 where
+        n > 0). All CSR with the same sparsity pattern (that of ``n``).
+    """
+    n = atse_totals(junction_counts, codes)
+    k = sp.csr_matrix(junction_counts, dtype=np.float32)
+    # Align k onto the pattern of n: every stored k is inside an observed ATSE, but k may lack
+    # entries (zero reads for a junction of an observed event), which must become explicit zeros.
+    pattern = n.copy()
+    pattern.data = np.ones_like(pattern.data)
+    k_on_n = pattern.multiply(k).tocsr()  # same or smaller pattern
+    k_aligned = _on_pattern(k_on_n, n)
+    ratio = n.copy()
+    ratio.data = (k_aligned.data / n.data).astype(np.float32)
+    mask = n.copy()
+    mask.data = np.ones_like(n.data, dtype=np.float32)
+    return {
+        JUNCTION_COUNTS: k_aligned,
+        ATSE_COUNTS: n.astype(np.float32),
+        JUNCTION_RATIO: ratio,
+        PSI_MASK: mask,
+    }
+
+
+def _on_pattern(values: sp.csr_matrix, pattern: sp.csr_matrix) -> sp.csr_matrix:
+    """Values of ``values`` laid out on the (superset) sparsity pattern of ``pattern``, zeros kept."""
+    values = values.tocoo()
+    pattern = pattern.tocsr()
+    pattern.sort_indices()
+    out = pattern.copy()
+    out.data = np.zeros_like(pattern.data, dtype=np.float32)
+    if values.nnz:
+        # Position of each (row, col) of `values` in pattern's data array.
+        keys = values.row.astype(np.int64) * pattern.shape[1] + values.col
+        pat_rows = np.repeat(np.arange(pattern.shape[0]), np.diff(pattern.indptr))
+        pat_keys = pat_rows.astype(np.int64) * pattern.shape[1] + pattern.indices
+        pos = np.searchsorted(pat_keys, keys)
+        if np.any(pos >= pat_keys.shape[0]) or np.any(pat_keys[np.minimum(pos, len(pat_keys) - 1)] != keys):
+            raise ValueError("junction counts have entries outside the observed ATSEs")
+        out.data[pos] = values.data.astype(np.float32)
+    return out
