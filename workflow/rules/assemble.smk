@@ -1,0 +1,23 @@
+rule assemble:
+    """Mask and assemble the model-ready MuData (splicing modality, plus rna when gene counts exist)."""
+    input:
+        junctions=out("ingest", "junctions.h5ad"),
+        events=out("atse", "events.tsv"),
+        genes=out("ingest", "genes.h5ad") if HAS_GENES else [],
+    output:
+        mdata=out("data", "data.h5mu"),
+    log:
+        logs("assemble"),
+    benchmark:
+        bench("assemble")
+    params:
+        genes=opt("--genes", out("ingest", "genes.h5ad") if HAS_GENES else None),
+        min_cell_reads=opt("--min-cell-reads", config["assemble"]["min_cell_reads"]),
+    resources:
+        mem_mb=lambda wc, attempt: 8000 * attempt,
+        runtime=lambda wc, attempt: 30 * attempt,
+    conda:
+        "../../envs/splicevi.yaml"
+    shell:
+        "splicevi assemble --junctions {input.junctions:q} --events {input.events:q} {params.genes}"
+        " {params.min_cell_reads} --out {output.mdata:q} > {log:q} 2>&1"

@@ -1,0 +1,24 @@
+rule cluster:
+    """Leiden clusters on the joint latent; writes the final MuData (latents, UMAP, clusters added)."""
+    input:
+        mdata=out("data", "data.h5mu"),
+        embedding=out("embed", "embedding.h5ad"),
+    output:
+        mdata=out("splicevi.h5mu"),
+        cells=out("cluster", "cells.tsv"),
+    log:
+        logs("cluster"),
+    benchmark:
+        bench("cluster")
+    params:
+        resolution=config["cluster"]["resolution"],
+        seed=config["cluster"]["seed"],
+    resources:
+        mem_mb=lambda wc, attempt: 8000 * attempt,
+        runtime=lambda wc, attempt: 30 * attempt,
+    conda:
+        "../../envs/splicevi.yaml"
+    shell:
+        "splicevi cluster --mdata {input.mdata:q} --embedding {input.embedding:q}"
+        " --resolution {params.resolution} --seed {params.seed}"
+        " --out {output.mdata:q} --out-cells {output.cells:q} > {log:q} 2>&1"

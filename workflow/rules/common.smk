@@ -1,0 +1,145 @@
+# Helpers shared by the rules: config validation, input checks, output paths, parameters.
+import json
+import os
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+# --- configuration ------------------------------------------------------------------------------
+# Validate first (unknown keys, wrong types, missing required keys): one short line per problem,
+# naming the key; then let Snakemake fill in the schema's defaults.
+def _config_errors(cfg, schema_path):
+    import jsonschema
+    import yaml
+
+    with open(schema_path) as fh:
+        schema = yaml.safe_load(fh)
+    lines = []
+    for err in sorted(jsonschema.Draft202012Validator(schema).iter_errors(cfg), key=lambda e: list(e.path)):
+        key = ".".join(str(p) for p in err.path)
+        if err.validator == "additionalProperties":
+            extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
+            for name in extra:
+                lines.append(f"config key '{f'{key}.' if key else ''}{name}': unknown key")
+        elif err.validator == "required":
+            lines.append(f"config key '{key or '<top level>'}': {err.message}")
+        else:
+            lines.append(f"config key '{key}': {err.message}")
+    return lines
+
+
+_errors = _config_errors(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
+if _errors:
+    raise WorkflowError(
+        "Invalid configuration (keys are documented in config/README.md):\n  " + "\n  ".join(_errors)
+    )
+validate(config, schema="../schemas/config.schema.yaml")
+
+
+def _check_path(key, value, kind="path"):
+    """Stop before any job runs if a configured input path does not exist, naming the config key."""
+    if value is not None and not Path(value).exists():
+        raise WorkflowError(
+            f"config key '{key}': {kind} not found: '{value}' "
+            f"(paths are relative to the working directory {os.getcwd()})"
+        )
+
+
+_check_path("input.junctions", config["input"]["junctions"])
+_check_path("input.sample_sheet", config["input"]["sample_sheet"], "sample sheet")
+_check_path("input.genes", config["input"]["genes"])
+_check_path("input.barcodes", config["input"]["barcodes"], "barcode file")
+_check_path("atse.gtf", config["atse"]["gtf"], "GTF")
+if config["input"]["junction_format"] in ("sj_out_tab", "junc") and not config["input"]["sample_sheet"]:
+    if Path(config["input"]["junctions"]).is_dir():
+        raise WorkflowError(
+            "config key 'input.sample_sheet': per-cell junction files "
+            f"({config['input']['junction_format']}) need a sample sheet (one row per cell)"
+        )
+for _i, _c in enumerate(config["contrasts"]):
+    if _c["group1"] == _c.get("group2"):
+        raise WorkflowError(f"config key 'contrasts[{_i}]': group1 and group2 are both '{_c['group1']}'")
+
+OUT = Path(config["outdir"])
+HAS_GENES = config["input"]["genes"] is not None
+FMT = config["plots"]["format"]
+
+# Run `splicevi` from the Python environment that runs Snakemake (a virtualenv need not be activated).
+# Under --sdm conda the rule's environment comes first on PATH; its Python finds the package via
+# PYTHONPATH (the conda environment holds the dependencies, the package is this repository).
+_bin = Path(sys.executable).parent
+_src = Path(workflow.basedir) / "src"
+_bins = [str(_bin)] if (_bin / "splicevi").exists() else []
+os.environ.update(
+    PATH=os.pathsep.join([*_bins, str(Path(workflow.basedir) / "workflow" / "scripts"), os.environ.get("PATH", "")]),
+    PYTHONPATH=os.pathsep.join([str(_src), *filter(None, [os.environ.get("PYTHONPATH")])]),
+)
+
+
+# --- paths --------------------------------------------------------------------------------------
+def out(*parts):
+    """A path under the configured output directory."""
+    return str(OUT.joinpath(*parts))
+
+
+def logs(name):
+    return out("logs", f"{name}.log")
+
+
+def bench(name):
+    return out("benchmarks", f"{name}.tsv")
+
+
+def fig(name):
+    return out("figures", f"{name}.{FMT}")
+
+
+# --- parameters ---------------------------------------------------------------------------------
+def opt(flag, value):
+    """``--flag value`` (shell-quoted) when ``value`` is set, else nothing."""
+    if value is None or value is False:
+        return ""
+    if value is True:
+        return flag
+    return f"{flag} {json.dumps(str(value)) if ' ' in str(value) else value}"
+
+
+def model_kwargs():
+    """Model constructor arguments as JSON, leaving out the ones left at the model's default."""
+    return json.dumps({k: v for k, v in sorted(config["model"].items()) if v is not None})
+
+
+def contrasts_json():
+    """Configured contrasts as JSON ([] = each cluster against the rest)."""
+    return json.dumps(config["contrasts"])
+
+
+def batch_colors():
+    """Annotations worth a UMAP panel of their own: the batch key, and contrast groupings."""
+    keys = [config["batch_key"]] if config["batch_key"] else []
+    keys += [c["groupby"] for c in config["contrasts"] if c["groupby"] not in keys and c["groupby"] != "leiden"]
+    return keys
+
+
+# --- targets ------------------------------------------------------------------------------------
+def final_outputs():
+    """Everything `rule all` asks for."""
+    targets = [
+        out("splicevi.h5mu"),
+        out("model"),
+        out("ds", "ds_junctions.tsv"),
+        out("ds", "ds_events.tsv"),
+        fig("training_curves"),
+        fig("umap_clusters"),
+        fig("umap_qc"),
+        fig("volcano_ds"),
+        fig("top_events_psi"),
+        fig("event_coverage"),
+    ]
+    if batch_colors():
+        targets.append(fig("umap_covariates"))
+    if HAS_GENES:
+        targets += [out("de", "de_genes.tsv"), fig("volcano_de")]
+    return targets

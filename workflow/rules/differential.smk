@@ -1,0 +1,74 @@
+rule differential_splicing:
+    """Differential splicing per junction and per ATSE for every contrast."""
+    input:
+        mdata=out("splicevi.h5mu"),
+        model=out("model"),
+    output:
+        junctions=report(
+            out("ds", "ds_junctions.tsv"),
+            caption="../report/ds_table.rst",
+            category="Tables",
+            labels={"table": "differential splicing, per junction"},
+        ),
+        events=report(
+            out("ds", "ds_events.tsv"),
+            caption="../report/ds_table.rst",
+            category="Tables",
+            labels={"table": "differential splicing, per ATSE"},
+        ),
+    log:
+        logs("differential_splicing"),
+    benchmark:
+        bench("differential_splicing")
+    threads: 2
+    params:
+        contrasts=contrasts_json(),
+        delta=config["ds"]["delta"],
+        fdr=config["ds"]["fdr_target"],
+        batch_correction="--batch-correction" if config["ds"]["batch_correction"] else "",
+        seed=config["train"]["seed"],
+    resources:
+        gpu=0,
+        mem_mb=lambda wc, attempt: 16000 * attempt,
+        runtime=lambda wc, attempt: 120 * attempt,
+    conda:
+        "../../envs/splicevi.yaml"
+    shell:
+        "splicevi ds --mdata {input.mdata:q} --model {input.model:q} --contrasts {params.contrasts:q}"
+        " --delta {params.delta} --fdr-target {params.fdr} {params.batch_correction} --seed {params.seed}"
+        " --threads {threads} --out-junctions {output.junctions:q} --out-events {output.events:q} > {log:q} 2>&1"
+
+
+rule differential_expression:
+    """Differential expression per gene for every contrast (needs gene counts)."""
+    input:
+        mdata=out("splicevi.h5mu"),
+        model=out("model"),
+    output:
+        genes=report(
+            out("de", "de_genes.tsv"),
+            caption="../report/de_table.rst",
+            category="Tables",
+            labels={"table": "differential expression"},
+        ),
+    log:
+        logs("differential_expression"),
+    benchmark:
+        bench("differential_expression")
+    threads: 2
+    params:
+        contrasts=contrasts_json(),
+        delta=config["de"]["delta"],
+        fdr=config["de"]["fdr_target"],
+        batch_correction="--batch-correction" if config["de"]["batch_correction"] else "",
+        seed=config["train"]["seed"],
+    resources:
+        gpu=0,
+        mem_mb=lambda wc, attempt: 16000 * attempt,
+        runtime=lambda wc, attempt: 120 * attempt,
+    conda:
+        "../../envs/splicevi.yaml"
+    shell:
+        "splicevi de --mdata {input.mdata:q} --model {input.model:q} --contrasts {params.contrasts:q}"
+        " --delta {params.delta} --fdr-target {params.fdr} {params.batch_correction} --seed {params.seed}"
+        " --threads {threads} --out {output.genes:q} > {log:q} 2>&1"

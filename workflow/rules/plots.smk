@@ -1,0 +1,140 @@
+rule plot_training:
+    """Training curves (ELBO, reconstruction, KL; train and validation)."""
+    input:
+        history=out("train", "history.tsv"),
+    output:
+        report(fig("training_curves"), caption="../report/training_curves.rst", category="Model"),
+    log:
+        logs("plot_training"),
+    benchmark:
+        bench("plot_training")
+    conda:
+        "../../envs/splicevi.yaml"
+    shell:
+        "splicevi plot training --history {input.history:q} --out {output:q} > {log:q} 2>&1"
+
+
+rule plot_umap_clusters:
+    """UMAP of the joint latent coloured by Leiden cluster."""
+    input:
+        cells=out("cluster", "cells.tsv"),
+    output:
+        report(fig("umap_clusters"), caption="../report/umap_clusters.rst", category="Embedding"),
+    log:
+        logs("plot_umap_clusters"),
+    benchmark:
+        bench("plot_umap_clusters")
+    conda:
+        "../../envs/splicevi.yaml"
+    shell:
+        "splicevi plot umap --cells {input.cells:q} --color leiden --out {output:q} > {log:q} 2>&1"
+
+
+rule plot_umap_covariates:
+    """UMAP of the joint latent coloured by batch and the annotations used in contrasts."""
+    input:
+        cells=out("cluster", "cells.tsv"),
+    output:
+        report(fig("umap_covariates"), caption="../report/umap_covariates.rst", category="Embedding"),
+    log:
+        logs("plot_umap_covariates"),
+    benchmark:
+        bench("plot_umap_covariates")
+    params:
+        color=" ".join(batch_colors()),
+    conda:
+        "../../envs/splicevi.yaml"
+    shell:
+        "splicevi plot umap --cells {input.cells:q} --color {params.color} --out {output:q} > {log:q} 2>&1"
+
+
+rule plot_umap_qc:
+    """UMAP of the joint latent coloured by per-cell QC metrics (reads, observed events)."""
+    input:
+        cells=out("cluster", "cells.tsv"),
+    output:
+        report(fig("umap_qc"), caption="../report/umap_qc.rst", category="Embedding"),
+    log:
+        logs("plot_umap_qc"),
+    benchmark:
+        bench("plot_umap_qc")
+    conda:
+        "../../envs/splicevi.yaml"
+    shell:
+        "splicevi plot umap --cells {input.cells:q} --color qc --out {output:q} > {log:q} 2>&1"
+
+
+rule plot_volcano_ds:
+    """Volcano plots of differential splicing: ΔPSI against the evidence, one panel per contrast."""
+    input:
+        table=out("ds", "ds_junctions.tsv"),
+    output:
+        report(fig("volcano_ds"), caption="../report/volcano_ds.rst", category="Differential splicing"),
+    log:
+        logs("plot_volcano_ds"),
+    benchmark:
+        bench("plot_volcano_ds")
+    conda:
+        "../../envs/splicevi.yaml"
+    shell:
+        "splicevi plot volcano --table {input.table:q} --kind ds --out {output:q} > {log:q} 2>&1"
+
+
+rule plot_volcano_de:
+    """Volcano plots of differential expression, one panel per contrast."""
+    input:
+        table=out("de", "de_genes.tsv"),
+    output:
+        report(fig("volcano_de"), caption="../report/volcano_de.rst", category="Differential expression"),
+    log:
+        logs("plot_volcano_de"),
+    benchmark:
+        bench("plot_volcano_de")
+    conda:
+        "../../envs/splicevi.yaml"
+    shell:
+        "splicevi plot volcano --table {input.table:q} --kind de --out {output:q} > {log:q} 2>&1"
+
+
+rule plot_top_events_psi:
+    """Observed PSI of the top differential junctions in each cluster."""
+    input:
+        mdata=out("splicevi.h5mu"),
+        table=out("ds", "ds_junctions.tsv"),
+    output:
+        report(fig("top_events_psi"), caption="../report/top_events_psi.rst", category="Differential splicing"),
+    log:
+        logs("plot_top_events_psi"),
+    benchmark:
+        bench("plot_top_events_psi")
+    params:
+        n_top=config["plots"]["n_top"],
+    resources:
+        mem_mb=lambda wc, attempt: 8000 * attempt,
+    conda:
+        "../../envs/splicevi.yaml"
+    shell:
+        "splicevi plot psi --mdata {input.mdata:q} --table {input.table:q} --groupby leiden"
+        " --n-top {params.n_top} --out {output:q} > {log:q} 2>&1"
+
+
+rule plot_event_coverage:
+    """Coverage (reads of the ATSE per cell) of the top differential events, by cluster."""
+    input:
+        mdata=out("splicevi.h5mu"),
+        table=out("ds", "ds_events.tsv"),
+    output:
+        report(fig("event_coverage"), caption="../report/event_coverage.rst", category="Differential splicing"),
+    log:
+        logs("plot_event_coverage"),
+    benchmark:
+        bench("plot_event_coverage")
+    params:
+        n_top=config["plots"]["n_top"],
+    resources:
+        mem_mb=lambda wc, attempt: 8000 * attempt,
+    conda:
+        "../../envs/splicevi.yaml"
+    shell:
+        "splicevi plot coverage --mdata {input.mdata:q} --table {input.table:q} --groupby leiden"
+        " --n-top {params.n_top} --out {output:q} > {log:q} 2>&1"

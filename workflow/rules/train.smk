@@ -1,0 +1,36 @@
+rule train:
+    """Train SpliceVI on the assembled MuData; saves the model and its training history."""
+    input:
+        mdata=out("data", "data.h5mu"),
+    output:
+        model=directory(out("model")),
+        history=out("train", "history.tsv"),
+    log:
+        logs("train"),
+    benchmark:
+        bench("train")
+    threads: 4
+    params:
+        batch_key=opt("--batch-key", config["batch_key"]),
+        model_kwargs=model_kwargs(),
+        max_epochs=config["train"]["max_epochs"],
+        batch_size=config["train"]["batch_size"],
+        lr=config["train"]["lr"],
+        early_stopping="--early-stopping" if config["train"]["early_stopping"] else "--no-early-stopping",
+        patience=config["train"]["early_stopping_patience"],
+        train_size=config["train"]["train_size"],
+        kl_warmup=config["train"]["n_epochs_kl_warmup"],
+        seed=config["train"]["seed"],
+    resources:
+        # GPU: set `gpu: 1` (and a partition) for this rule in a profile, see workflow/profiles/slurm.
+        gpu=0,
+        mem_mb=lambda wc, attempt: 16000 * attempt,
+        runtime=lambda wc, attempt: 240 * attempt,
+    conda:
+        "../../envs/splicevi.yaml"
+    shell:
+        "splicevi train --mdata {input.mdata:q} {params.batch_key} --model-kwargs {params.model_kwargs:q}"
+        " --max-epochs {params.max_epochs} --batch-size {params.batch_size} --lr {params.lr}"
+        " {params.early_stopping} --early-stopping-patience {params.patience}"
+        " --train-size {params.train_size} --n-epochs-kl-warmup {params.kl_warmup} --seed {params.seed}"
+        " --threads {threads} --out-model {output.model:q} --out-history {output.history:q} > {log:q} 2>&1"
