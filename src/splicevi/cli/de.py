@@ -1,0 +1,55 @@
+"""``splicevi de``: differential expression per gene, for every contrast (needs gene counts)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from splicevi._io import atomic_path
+
+from .ds import add_contrast_arguments, contrasts_of, run_contrasts
+from .train import configure, load_model, read_mudata
+
+log = logging.getLogger("splicevi")
+
+
+def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
+    """Register ``splicevi de``."""
+    p = subparsers.add_parser(
+        "de",
+        help=help_text,
+        description="Differential expression (log fold change, posterior probability, FDR calls) per gene.",
+    )
+    add_contrast_arguments(p, delta=0.25)
+    p.add_argument("--out", required=True, help="output TSV, one row per gene and contrast")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Test every contrast and write the table."""
+    configure(args.threads, args.seed)
+    from splicevi.tl.clustering import rank_table
+
+    mdata = read_mudata(args.mdata)
+    if "rna" not in mdata.mod:
+        raise ValueError(f"{args.mdata} has no 'rna' modality (splicing-only data): no differential expression")
+    contrasts = contrasts_of(args, mdata)
+    model = load_model(args.model, mdata)
+    table = run_contrasts(
+        model.differential_expression,
+        contrasts,
+        "gene_id",
+        delta=args.delta,
+        fdr_target=args.fdr_target,
+        batch_correction=args.batch_correction,
+        batch_size=args.batch_size,
+        silent=True,
+    )
+    score = "proba_de" if "proba_de" in table.columns else "bayes_factor"
+    effect = next((c for c in ("lfc_mean", "lfc_median", "effect_size") if c in table.columns), None)
+    table = rank_table(table, score, effect)
+    with atomic_path(args.out) as tmp:
+        table.to_csv(tmp, sep="\t", index=False)
+    log.info("%d contrasts, %d genes", len(contrasts), table["gene_id"].nunique())
+    return 0

@@ -1,0 +1,202 @@
+"""``splicevi train``: train a SpliceVI model on an assembled ``.h5mu``.
+
+Also holds the small helpers the other model stages share (reading the MuData, registering it with
+the model, loading a saved model), so ``embed``, ``cluster``, ``ds`` and ``de`` stay thin.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from splicevi._io import atomic_path, require_file
+
+log = logging.getLogger("splicevi")
+
+
+# --- shared helpers -------------------------------------------------------------------------------
+def configure(threads: int | None = None, seed: int | None = None) -> None:
+    """Logging to stderr, CPU threads of torch and the scvi-tools seed."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True)
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
+    if seed is not None:
+        import scvi
+
+        scvi.settings.seed = int(seed)
+
+
+def read_mudata(path: str | Path):
+    """Read an ``.h5mu`` written by ``splicevi assemble`` (or later stages) and check its modalities."""
+    import mudata as md
+
+    md.set_options(pull_on_update=False)
+    mdata = md.read_h5mu(require_file(path, "MuData (.h5mu)"))
+    if "splicing" not in mdata.mod:
+        raise ValueError(f"{path} has no 'splicing' modality (modalities: {', '.join(mdata.mod) or 'none'})")
+    return mdata
+
+
+def _batch_to_splicing(mdata, batch_key: str | None) -> None:
+    """Make the batch annotation available on every modality (the model reads it from 'splicing')."""
+    if batch_key is None:
+        return
+    if batch_key in mdata.obs.columns:
+        values = mdata.obs[batch_key]
+    elif batch_key in mdata["splicing"].obs.columns:
+        values = mdata["splicing"].obs[batch_key].reindex(mdata.obs_names)
+    else:
+        raise ValueError(
+            f"batch_key '{batch_key}' is not a cell annotation of {', '.join(['the MuData', *mdata.mod])} "
+            f"(available: {', '.join(map(str, mdata.obs.columns)) or 'none'})"
+        )
+    if values.isna().any():
+        raise ValueError(f"batch_key '{batch_key}' is missing for {int(values.isna().sum())} cell(s)")
+    values = values.astype(str)
+    for mod in mdata.mod.values():
+        mod.obs[batch_key] = pd.Categorical(values.reindex(mod.obs_names))
+    mdata.obs[batch_key] = pd.Categorical(values)
+
+
+def setup_model_data(mdata, batch_key: str | None = None) -> None:
+    """Register a MuData with SPLICEVI (expression + splicing, or splicing only when no 'rna')."""
+    from splicevi import SPLICEVI
+
+    _batch_to_splicing(mdata, batch_key)
+    try:
+        from splicevi.model import setup_from_mudata
+    except ImportError:
+        setup_from_mudata = None
+    if setup_from_mudata is not None:
+        setup_from_mudata(mdata, batch_key=batch_key)
+        return
+    modalities = {
+        "junc_ratio_layer": "splicing",
+        "atse_counts_layer": "splicing",
+        "junc_counts_layer": "splicing",
+        "psi_mask_layer": "splicing",
+        "batch_key": "splicing",
+    }
+    kwargs = {}
+    if "rna" in mdata.mod:
+        modalities["rna_layer"] = "rna"
+        kwargs["rna_layer"] = None
+    SPLICEVI.setup_mudata(
+        mdata,
+        junc_ratio_layer="junc_ratio",
+        atse_counts_layer="cell_by_cluster_matrix",
+        junc_counts_layer="cell_by_junction_matrix",
+        psi_mask_layer="psi_mask",
+        batch_key=batch_key,
+        modalities=modalities,
+        **kwargs,
+    )
+
+
+def load_model(model_dir: str | Path, mdata):
+    """Load a model saved by ``splicevi train`` onto ``mdata`` (same features, same modalities)."""
+    from splicevi import SPLICEVI
+
+    model_dir = require_file(model_dir, "model directory")
+    return SPLICEVI.load(str(model_dir), adata=mdata)
+
+
+def history_table(history: dict) -> pd.DataFrame:
+    """The model's training history (dict of one-column DataFrames) as one epoch × metric table."""
+    frames = []
+    for key, value in (history or {}).items():
+        frame = pd.DataFrame(value)
+        if frame.shape[1] == 1:
+            frame.columns = [key]
+        frames.append(frame)
+    if not frames:
+        return pd.DataFrame(index=pd.Index([], name="epoch"))
+    table = pd.concat(frames, axis=1)
+    table.index.name = "epoch"
+    return table
+
+
+# --- subcommand ---------------------------------------------------------------------------------
+def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
+    """Register ``splicevi train``."""
+    p = subparsers.add_parser(
+        "train",
+        help=help_text,
+        description="Train SpliceVI on an .h5mu made by `splicevi assemble`; save the model and its history.",
+    )
+    p.add_argument("--mdata", required=True, help="input .h5mu (splicing, and rna when gene counts exist)")
+    p.add_argument("--batch-key", default=None, help="cell annotation used as the batch covariate")
+    p.add_argument(
+        "--model-kwargs",
+        default="{}",
+        help='SPLICEVI constructor arguments as JSON, e.g. \'{"n_latent": 10}\'',
+    )
+    p.add_argument("--max-epochs", type=int, default=500)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--early-stopping", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--early-stopping-patience", type=int, default=50)
+    p.add_argument("--train-size", type=float, default=0.9, help="fraction of cells for training (rest: validation)")
+    p.add_argument("--n-epochs-kl-warmup", type=int, default=50)
+    p.add_argument("--accelerator", default="auto", help="cpu, gpu or auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="CPU threads of torch")
+    p.add_argument("--out-model", required=True, help="output model directory")
+    p.add_argument("--out-history", required=True, help="output TSV of the training history (epoch × metric)")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train and save."""
+    configure(args.threads, args.seed)
+    try:
+        model_kwargs = json.loads(args.model_kwargs)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--model-kwargs is not valid JSON: {err}") from None
+    if not isinstance(model_kwargs, dict):
+        raise ValueError("--model-kwargs must be a JSON object")
+    if not 0 < args.train_size <= 1:
+        raise ValueError(f"--train-size must be in (0, 1], got {args.train_size}")
+
+    from splicevi import SPLICEVI
+
+    mdata = read_mudata(args.mdata)
+    log.info("data: %s", ", ".join(f"{k} {m.n_obs}×{m.n_vars}" for k, m in mdata.mod.items()))
+    setup_model_data(mdata, args.batch_key)
+    model = SPLICEVI(mdata, **model_kwargs)
+    log.info("model: %s", model)
+    early_stopping = args.early_stopping
+    if early_stopping and args.train_size >= 1:
+        log.warning("no validation cells (--train-size 1): early stopping disabled")
+        early_stopping = False
+    start = time.perf_counter()
+    model.train(
+        max_epochs=args.max_epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        accelerator=args.accelerator,
+        train_size=args.train_size,
+        validation_size=None if args.train_size < 1 else 0.0,
+        early_stopping=early_stopping,
+        early_stopping_patience=args.early_stopping_patience,
+        n_epochs_kl_warmup=args.n_epochs_kl_warmup,
+    )
+    log.info("trained in %.1f s", time.perf_counter() - start)
+    history = history_table(model.history)
+    if history.empty:
+        raise RuntimeError("training produced no history (no epoch ran?)")
+    with atomic_path(args.out_model, suffix="") as tmp:
+        model.save(str(tmp), overwrite=True, save_anndata=False)
+    with atomic_path(args.out_history) as tmp:
+        history.to_csv(tmp, sep="\t")
+    last = history.iloc[-1]
+    log.info("epochs: %d; last: %s", len(history), ", ".join(f"{k}={v:.4g}" for k, v in last.dropna().items()))
+    return 0

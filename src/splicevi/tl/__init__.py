@@ -1,0 +1,1 @@
+"""Tools: clustering, differential analysis helpers and evaluation metrics."""
