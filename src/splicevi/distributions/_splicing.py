@@ -1,0 +1,108 @@
+"""Splicing likelihoods evaluated on observed (cell, junction) entries only.
+
+Every function takes flat tensors over the *observed* entries of a minibatch (one element per
+observed (cell, junction) pair, i.e. an entry whose ATSE has coverage n > 0) and returns
+log-probabilities per entry or per observed (cell, ATSE) group. Unobserved entries are simply not
+in the input, so they contribute exactly zero and the cost scales with the number of observed
+entries, never with cells × junctions.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def _log_binom_coef(n: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """log C(n, k) for real-valued n ≥ k ≥ 0."""
+    return torch.lgamma(n + 1.0) - torch.lgamma(k + 1.0) - torch.lgamma(n - k + 1.0)
+
+
+def binomial_log_prob(k: torch.Tensor, n: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """Binomial log-pmf of ``k`` successes out of ``n`` with success logit ``logits`` (per entry).
+
+    Uses ``k·log σ(l) + (n−k)·log σ(−l)``, which is finite for PSI = 0 or 1 and any logit.
+    """
+    return _log_binom_coef(n, k) + k * F.logsigmoid(logits) + (n - k) * F.logsigmoid(-logits)
+
+
+def beta_binomial_log_prob(
+    k: torch.Tensor, n: torch.Tensor, logits: torch.Tensor, concentration: torch.Tensor
+) -> torch.Tensor:
+    """Beta-binomial log-pmf with mean ``σ(logits)`` and concentration ``a + b`` (per entry).
+
+    ``a = p·φ``, ``b = (1−p)·φ``; equals ``scipy.stats.betabinom.logpmf(k, n, a, b)``.
+    """
+    p = torch.sigmoid(logits)
+    eps = torch.finfo(p.dtype).tiny
+    a = (p * concentration).clamp_min(eps)
+    b = ((1.0 - p) * concentration).clamp_min(eps)
+    return (
+        _log_binom_coef(n, k)
+        + torch.lgamma(k + a)
+        + torch.lgamma(n - k + b)
+        - torch.lgamma(n + a + b)
+        - torch.lgamma(a)
+        - torch.lgamma(b)
+        + torch.lgamma(a + b)
+    )
+
+
+def segment_log_softmax(logits: torch.Tensor, group: torch.Tensor, n_groups: int) -> torch.Tensor:
+    """Log-softmax of ``logits`` within each group (groups given by an index per element).
+
+    Parameters
+    ----------
+    logits
+        Flat tensor of logits.
+    group
+        Group index of each element in ``[0, n_groups)``.
+    n_groups
+        Number of groups.
+    """
+    group_max = torch.full((n_groups,), float("-inf"), dtype=logits.dtype, device=logits.device)
+    group_max = group_max.scatter_reduce(0, group, logits.detach(), reduce="amax", include_self=True)
+    shifted = logits - group_max[group]
+    denom = torch.zeros(n_groups, dtype=logits.dtype, device=logits.device).index_add_(0, group, shifted.exp())
+    return shifted - denom.log()[group]
+
+
+def dirichlet_multinomial_log_prob(
+    k: torch.Tensor,
+    log_p: torch.Tensor,
+    concentration: torch.Tensor,
+    group: torch.Tensor,
+    n_groups: int,
+) -> torch.Tensor:
+    """Dirichlet-multinomial log-pmf per observed (cell, ATSE) group.
+
+    The junction probabilities ``p`` of an ATSE sum to one (softmax of decoder logits within the
+    ATSE); the Dirichlet parameters are ``α_j = p_j·φ``, so ``Σ_j α_j = φ`` whether or not every
+    junction of the ATSE is listed (a junction with k = 0 contributes nothing to the sum over j).
+
+    Parameters
+    ----------
+    k
+        Junction counts of the observed entries.
+    log_p
+        Log junction probabilities of the entries (log-softmax within each ATSE).
+    concentration
+        φ of each (cell, ATSE) group, shape ``(n_groups,)``.
+    group
+        Index of the entry's (cell, ATSE) group in ``[0, n_groups)``.
+    n_groups
+        Number of observed (cell, ATSE) groups.
+
+    Returns
+    -------
+    torch.Tensor
+        Log-probability per group, equal to ``scipy.stats.dirichlet_multinomial.logpmf``.
+    """
+    eps = torch.finfo(log_p.dtype).tiny
+    phi = concentration
+    alpha = (log_p.exp() * phi[group]).clamp_min(eps)
+    zeros = torch.zeros(n_groups, dtype=k.dtype, device=k.device)
+    n = zeros.index_add(0, group, k)
+    per_entry = torch.lgamma(k + alpha) - torch.lgamma(alpha) - torch.lgamma(k + 1.0)
+    summed = zeros.index_add(0, group, per_entry)
+    return torch.lgamma(phi) - torch.lgamma(n + phi) + torch.lgamma(n + 1.0) + summed

@@ -1,0 +1,5 @@
+"""User-facing models: :class:`SPLICEVI`."""
+
+from ._splicevi import SPLICEVI
+
+__all__ = ["SPLICEVI"]

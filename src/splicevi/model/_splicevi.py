@@ -1,0 +1,701 @@
+"""SPLICEVI: the user-facing model (scvi-tools mixins), like MULTIVI with a splicing branch."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import torch
+from anndata import AnnData
+from mudata import MuData
+from scvi import REGISTRY_KEYS
+from scvi.data import AnnDataManager, fields
+from scvi.model.base import ArchesMixin, BaseModelClass, UnsupervisedTrainingMixin, VAEMixin
+from torch.distributions import Normal
+
+from .._constants import ATSE_COUNTS_KEY, JUNC_COUNTS_KEY, JUNC_RATIO_KEY, PSI_MASK_KEY
+from ..data.layers import ATSE_COUNTS, JUNCTION_COUNTS, JUNCTION_RATIO
+from ..module import SPLICEVAE
+from ._analysis import SplicingAnalysisMixin
+from ._training import SparseDataSplitter, SplicingTrainingPlan
+from ._validation import check_k_le_n, check_shapes, check_values, get_matrix, junction_event_codes
+
+#: setup_mudata arguments that name a layer of the splicing modality.
+_SPLICING_LAYER_ARGS = ("junc_ratio_layer", "atse_counts_layer", "junc_counts_layer", "psi_mask_layer")
+
+
+class SPLICEVI(
+    SplicingAnalysisMixin, VAEMixin, UnsupervisedTrainingMixin, ArchesMixin, BaseModelClass
+):
+    """Integration of gene expression and alternative splicing (SpliceVI).
+
+    A multimodal VAE in the manner of MULTIVI: an expression encoder (scVI) and a splicing encoder
+    (missingness-aware partial encoder by default) give two posteriors that are mixed into a joint
+    latent; an expression decoder and a splicing decoder reconstruct both modalities. The splicing
+    likelihood (binomial, beta-binomial or Dirichlet-multinomial per ATSE) is evaluated on the
+    observed (cell, junction) entries only, and minibatches stay sparse end to end.
+
+    Parameters
+    ----------
+    adata
+        MuData (or concatenated AnnData) registered with :meth:`setup_mudata` / :meth:`setup_anndata`.
+    n_genes, n_junctions
+        Numbers of gene and junction columns. Required for a concatenated AnnData (genes first);
+        read from the modalities for MuData.
+    modality_weights
+        ``equal``, ``universal``, ``cell``, ``concatenate`` or ``per_dimension_weighted_average``
+        (see :class:`~splicevi.nn.ModalityMixer`).
+    modality_penalty
+        ``Jeffreys`` (symmetric KL between the two posteriors), ``MMD`` (Gaussian-kernel MMD between
+        the posterior means of paired cells) or ``None``.
+    gene_likelihood
+        ``zinb``, ``nb`` or ``poisson``.
+    dispersion
+        ``gene``, ``gene-batch``, ``gene-label`` or ``gene-cell``.
+    splicing_encoder_architecture
+        ``partial`` (EDDI-style, observed entries only) or ``vanilla`` (dense [PSI, mask] per
+        minibatch).
+    splicing_decoder_architecture, expression_architecture
+        ``linear`` or ``vanilla`` (MLP).
+    n_hidden
+        Width of the encoder/decoder MLPs; ``None`` → √(genes + junctions) clipped to [64, 256].
+    n_latent
+        Latent dimensionality per modality (the joint latent has twice this under
+        ``concatenate``); ``None`` → 30.
+    n_layers_encoder, n_layers_decoder, dropout_rate, use_batch_norm, use_layer_norm
+        MLP options, as in MULTIVI.
+    latent_distribution
+        ``normal`` or ``ln``.
+    deeply_inject_covariates, encode_covariates
+        Covariate injection, as in MULTIVI.
+    splicing_loss_type
+        ``binomial``, ``beta_binomial`` or ``dirichlet_multinomial``.
+    splicing_concentration
+        Beta-binomial: a fixed concentration (learned per junction when ``None``). Dirichlet-
+        multinomial: the initial concentration (default 10). Ignored for binomial.
+    dm_concentration
+        Dirichlet-multinomial concentration per ATSE (``atse``) or one ``scalar``.
+    encoder_hidden_dim, code_dim, h_hidden_dim, pool_mode, max_nobs
+        Partial encoder options (see :class:`~splicevi.nn.PartialEncoder`).
+    initialize_embeddings_from_pca
+        Initialise the partial encoder's junction embeddings from a truncated SVD of the PSI matrix.
+    fully_paired
+        Expose only the joint latent.
+    **model_kwargs
+        Passed to :class:`~splicevi.module.SPLICEVAE`.
+
+    Examples
+    --------
+    >>> from splicevi.data import simulate
+    >>> mdata = simulate(n_cells=200, n_genes=100, n_events=60).to_mudata()
+    >>> SPLICEVI.setup_mudata(mdata, batch_key="batch")
+    >>> model = SPLICEVI(mdata)
+    >>> model.train(max_epochs=5)
+    >>> latent = model.get_latent_representation()
+    """
+
+    _module_cls = SPLICEVAE
+    _training_plan_cls = SplicingTrainingPlan
+    _data_splitter_cls = SparseDataSplitter
+
+    def __init__(
+        self,
+        adata: AnnData | MuData,
+        modality_weights: Literal[
+            "equal", "cell", "universal", "concatenate", "per_dimension_weighted_average"
+        ] = "equal",
+        modality_penalty: Literal["Jeffreys", "MMD", "None"] = "Jeffreys",
+        gene_likelihood: Literal["zinb", "nb", "poisson"] = "zinb",
+        dispersion: Literal["gene", "gene-batch", "gene-label", "gene-cell"] = "gene",
+        splicing_encoder_architecture: Literal["vanilla", "partial"] = "partial",
+        splicing_decoder_architecture: Literal["vanilla", "linear"] = "linear",
+        expression_architecture: Literal["vanilla", "linear"] = "linear",
+        n_hidden: int | None = None,
+        n_latent: int | None = None,
+        n_layers_encoder: int = 2,
+        n_layers_decoder: int = 2,
+        dropout_rate: float = 0.1,
+        use_batch_norm: Literal["encoder", "decoder", "none", "both"] = "none",
+        use_layer_norm: Literal["encoder", "decoder", "none", "both"] = "both",
+        latent_distribution: Literal["normal", "ln"] = "normal",
+        deeply_inject_covariates: bool = False,
+        encode_covariates: bool = False,
+        splicing_loss_type: Literal["binomial", "beta_binomial", "dirichlet_multinomial"] = "dirichlet_multinomial",
+        splicing_concentration: float | None = None,
+        dm_concentration: Literal["atse", "scalar"] = "atse",
+        encoder_hidden_dim: int = 128,
+        code_dim: int = 16,
+        h_hidden_dim: int = 64,
+        pool_mode: Literal["mean", "sum"] = "mean",
+        max_nobs: int = -1,
+        n_genes: int | None = None,
+        n_junctions: int | None = None,
+        initialize_embeddings_from_pca: bool = False,
+        fully_paired: bool = False,
+        **model_kwargs,
+    ):
+        super().__init__(adata)
+        is_mudata = isinstance(adata, MuData)
+        splicing_var, offset = self._splicing_var(adata, n_genes)
+        codes = junction_event_codes(splicing_var, where="splicing var")
+        if is_mudata:
+            rna_mod = self._modality_of("rna_layer")
+            n_genes = adata.mod[rna_mod].n_vars if rna_mod is not None else 0
+            n_junctions = splicing_var.shape[0]
+        elif n_genes is None or n_junctions is None:
+            raise ValueError("n_genes and n_junctions are required when the model is set up on an AnnData")
+        if n_junctions != splicing_var.shape[0]:
+            raise ValueError(f"n_junctions={n_junctions} but the data has {splicing_var.shape[0]} junction columns")
+        n_cats_per_cov = (
+            self.adata_manager.get_state_registry(REGISTRY_KEYS.CAT_COVS_KEY).n_cats_per_key
+            if REGISTRY_KEYS.CAT_COVS_KEY in self.adata_manager.data_registry
+            else []
+        )
+        self.module = self._module_cls(
+            n_input_genes=n_genes,
+            n_input_junctions=n_junctions,
+            junction_event_codes=codes,
+            splicing_offset=offset,
+            modality_weights=modality_weights,
+            modality_penalty=modality_penalty,
+            n_batch=self.summary_stats.n_batch,
+            n_obs=adata.n_obs,
+            n_labels=self.summary_stats.get("n_labels", 1),
+            gene_likelihood=gene_likelihood,
+            gene_dispersion=dispersion,
+            n_hidden=n_hidden,
+            n_latent=n_latent,
+            n_layers_encoder=n_layers_encoder,
+            n_layers_decoder=n_layers_decoder,
+            n_continuous_cov=self.summary_stats.get("n_extra_continuous_covs", 0),
+            n_cats_per_cov=n_cats_per_cov,
+            dropout_rate=dropout_rate,
+            use_batch_norm=use_batch_norm,
+            use_layer_norm=use_layer_norm,
+            latent_distribution=latent_distribution,
+            deeply_inject_covariates=deeply_inject_covariates,
+            encode_covariates=encode_covariates,
+            use_size_factor_key=REGISTRY_KEYS.SIZE_FACTOR_KEY in self.adata_manager.data_registry,
+            splicing_encoder_architecture=splicing_encoder_architecture,
+            splicing_decoder_architecture=splicing_decoder_architecture,
+            expression_architecture=expression_architecture,
+            splicing_loss_type=splicing_loss_type,
+            splicing_concentration=splicing_concentration,
+            dm_concentration=dm_concentration,
+            encoder_hidden_dim=encoder_hidden_dim,
+            code_dim=code_dim,
+            h_hidden_dim=h_hidden_dim,
+            pool_mode=pool_mode,
+            max_nobs=max_nobs,
+            **model_kwargs,
+        )
+        self.n_genes = n_genes
+        self.n_junctions = n_junctions
+        self.fully_paired = fully_paired
+        self.splicing_loss_type = splicing_loss_type
+        self.dm_concentration = dm_concentration
+        self._model_summary_string = (
+            f"SpliceVI model: genes {n_genes}, junctions {n_junctions}, ATSEs {self.module.n_events}, "
+            f"latent {self.module.n_joint_latent}, hidden {self.module.n_hidden}, splicing loss {splicing_loss_type}, "
+            f"encoder {splicing_encoder_architecture}, modality weights {modality_weights}, penalty {modality_penalty}"
+        )
+        self.init_params_ = self._get_init_params(locals())
+        if initialize_embeddings_from_pca and splicing_encoder_architecture == "partial":
+            self._init_embeddings_from_pca(adata)
+
+    # ------------------------------------------------------------------ helpers
+    def _modality_of(self, arg: str) -> str | None:
+        """Modality key registered for a setup argument (MuData only)."""
+        setup_args = self.adata_manager.registry.get("setup_args", {})
+        return (setup_args.get("modalities") or {}).get(arg)
+
+    def _splicing_var(self, adata, n_genes: int | None):
+        """Junction var table and the column offset of the junctions in the splicing tensors."""
+        if isinstance(adata, MuData):
+            mod = self._modality_of("junc_counts_layer") or self._modality_of("junc_ratio_layer")
+            if mod is None or mod not in adata.mod:
+                raise ValueError("no splicing modality registered; call SPLICEVI.setup_mudata first")
+            return adata.mod[mod].var, 0
+        if n_genes is None:
+            raise ValueError("n_genes is required when the model is set up on an AnnData (genes first)")
+        return adata.var.iloc[n_genes:], int(n_genes)
+
+    def _init_embeddings_from_pca(self, adata) -> None:
+        """Junction embeddings from a truncated SVD of the (sparse) PSI matrix."""
+        from sklearn.decomposition import TruncatedSVD
+
+        counts = self.adata_manager.get_from_registry(JUNC_COUNTS_KEY)
+        import scipy.sparse as sp
+
+        from ..data.layers import splicing_layers
+
+        k = sp.csr_matrix(counts)[:, self.module.splicing_offset :]
+        ratio = splicing_layers(k, self.module.junc2atse.cpu().numpy())[JUNCTION_RATIO]
+        dim = self.module.z_encoder_splicing.code_dim
+        n_comp = max(1, min(dim, min(ratio.shape) - 1))
+        svd = TruncatedSVD(n_components=n_comp, random_state=0).fit(ratio)
+        loadings = svd.components_.T * np.sqrt(svd.explained_variance_)[None, :]
+        emb = np.zeros((ratio.shape[1], dim), dtype=np.float32)
+        emb[:, :n_comp] = loadings / (np.abs(loadings).max() + 1e-8) * 0.5
+        with torch.no_grad():
+            self.module.z_encoder_splicing.feature_embedding.copy_(torch.as_tensor(emb))
+
+    # ------------------------------------------------------------------ training
+    def train(
+        self,
+        max_epochs: int = 500,
+        lr: float = 1e-4,
+        accelerator: str = "auto",
+        devices: int | list[int] | str = "auto",
+        train_size: float | None = None,
+        validation_size: float | None = None,
+        shuffle_set_split: bool = True,
+        batch_size: int = 128,
+        weight_decay: float = 1e-3,
+        eps: float = 1e-08,
+        early_stopping: bool = True,
+        early_stopping_patience: int = 50,
+        check_val_every_n_epoch: int | None = None,
+        n_steps_kl_warmup: int | None = None,
+        n_epochs_kl_warmup: int | None = 50,
+        adversarial_mixing: bool = True,
+        lr_scheduler_type: Literal["plateau", "step"] = "plateau",
+        reduce_lr_on_plateau: bool = False,
+        lr_factor: float = 0.6,
+        lr_patience: int = 30,
+        lr_threshold: float = 0.0,
+        lr_scheduler_metric: Literal[
+            "elbo_validation", "reconstruction_loss_validation", "kl_local_validation"
+        ] = "elbo_validation",
+        step_size: int = 10,
+        gradient_clipping: bool = True,
+        gradient_clipping_max_norm: float = 5.0,
+        datasplitter_kwargs: dict | None = None,
+        plan_kwargs: dict | None = None,
+        **kwargs,
+    ):
+        """Train with amortised variational inference on both modalities.
+
+        Parameters
+        ----------
+        max_epochs
+            Passes through the data.
+        lr, weight_decay, eps
+            AdamW hyperparameters.
+        accelerator, devices
+            Lightning hardware options (``"auto"`` uses a GPU when there is one).
+        train_size, validation_size, shuffle_set_split
+            Train/validation split (scvi-tools' DataSplitter).
+        batch_size
+            Minibatch size.
+        early_stopping, early_stopping_patience
+            Stop when the validation reconstruction loss has not improved for this many epochs.
+        check_val_every_n_epoch
+            Validation frequency (every epoch when early stopping or a validation-metric scheduler
+            is on).
+        n_steps_kl_warmup, n_epochs_kl_warmup
+            KL warm-up by steps or epochs (epochs win when both are set).
+        adversarial_mixing
+            Adversarial batch classifier on the joint latent (only with more than one batch).
+        lr_scheduler_type
+            ``plateau`` (ReduceLROnPlateau, on when ``reduce_lr_on_plateau``) or ``step``.
+        reduce_lr_on_plateau, lr_factor, lr_patience, lr_threshold, lr_scheduler_metric, step_size
+            Scheduler settings (``lr_factor`` is used by both schedulers).
+        gradient_clipping, gradient_clipping_max_norm
+            Global gradient-norm clipping of the module.
+        datasplitter_kwargs, plan_kwargs
+            Extra arguments of the data splitter / training plan (explicit arguments win).
+        **kwargs
+            Lightning Trainer arguments.
+        """
+        plan = dict(plan_kwargs or {})
+        plan.update(
+            lr=lr,
+            weight_decay=weight_decay,
+            eps=eps,
+            optimizer="AdamW",
+            n_epochs_kl_warmup=n_epochs_kl_warmup,
+            n_steps_kl_warmup=n_steps_kl_warmup,
+            adversarial_classifier=bool(adversarial_mixing and self.module.n_batch > 1),
+            scale_adversarial_loss=1,
+            reduce_lr_on_plateau=reduce_lr_on_plateau and lr_scheduler_type == "plateau",
+            lr_factor=lr_factor,
+            lr_patience=lr_patience,
+            lr_threshold=lr_threshold,
+            lr_scheduler_metric=lr_scheduler_metric,
+            lr_scheduler_type=lr_scheduler_type,
+            step_size=step_size,
+            gradient_clipping=gradient_clipping,
+            gradient_clipping_max_norm=gradient_clipping_max_norm,
+        )
+        if check_val_every_n_epoch is None and (
+            early_stopping or (reduce_lr_on_plateau and "validation" in lr_scheduler_metric)
+        ):
+            check_val_every_n_epoch = 1
+        data_splitter = self._data_splitter_cls(
+            self.adata_manager,
+            train_size=train_size if train_size is not None else 0.9,
+            validation_size=validation_size,
+            shuffle_set_split=shuffle_set_split,
+            batch_size=batch_size,
+            **(datasplitter_kwargs or {}),
+        )
+        training_plan = self._training_plan_cls(self.module, **plan)
+        kwargs.setdefault("enable_progress_bar", True)
+        runner = self._train_runner_cls(
+            self,
+            training_plan=training_plan,
+            data_splitter=data_splitter,
+            max_epochs=max_epochs,
+            accelerator=accelerator,
+            devices=devices,
+            early_stopping=early_stopping,
+            check_val_every_n_epoch=check_val_every_n_epoch,
+            early_stopping_monitor="reconstruction_loss_validation",
+            early_stopping_patience=early_stopping_patience,
+            **kwargs,
+        )
+        return runner()
+
+    def _data_loader(self, adata=None, indices=None, batch_size=None, **kwargs):
+        """Sparse minibatch loader over the (validated) data."""
+        adata = self._validate_anndata(adata)
+        return self._make_data_loader(
+            adata=adata, indices=indices, batch_size=batch_size, load_sparse_tensor=True, **kwargs
+        )
+
+    def _check_held_out(self, adata) -> None:
+        if adata is not None and self.module.modality_weights == "cell":
+            raise ValueError("modality_weights='cell' learns one weight per training cell; it cannot embed new cells")
+
+    # ------------------------------------------------------------------ latents
+    @torch.inference_mode()
+    def get_latent_representation(
+        self,
+        adata: AnnData | MuData | None = None,
+        modality: Literal["joint", "expression", "splicing"] = "joint",
+        indices: Sequence[int] | None = None,
+        give_mean: bool = True,
+        batch_size: int | None = None,
+        return_dist: bool = False,
+    ) -> np.ndarray:
+        """Latent representation of each cell.
+
+        Parameters
+        ----------
+        adata
+            Data with the structure of the training data; ``None`` for the training data.
+        modality
+            ``joint`` (mixed posterior), ``expression`` or ``splicing`` (per-modality posterior).
+            With splicing-only data the joint latent is the splicing latent.
+        indices
+            Cells to use (all when ``None``).
+        give_mean
+            Posterior mean (for ``ln``: mean of the softmax over samples) instead of a sample.
+        batch_size
+            Minibatch size.
+        return_dist
+            Return ``(mean, variance)`` of the posterior instead.
+
+        Returns
+        -------
+        np.ndarray
+            Cells × latent dimensions.
+        """
+        self._check_if_trained(warn=False)
+        self._check_held_out(adata)
+        if modality not in ("joint", "expression", "splicing"):
+            raise ValueError(f"modality must be 'joint', 'expression' or 'splicing', got {modality!r}")
+        if modality != "joint" and self.fully_paired:
+            raise ValueError("a fully paired model only has a joint latent representation")
+        if modality == "expression" and self.module.n_input_genes == 0:
+            raise ValueError("this model has no expression modality (splicing-only data)")
+        keys = {
+            "joint": ("qz_m", "qz_v"),
+            "expression": ("qzm_expr", "qzv_expr"),
+            "splicing": ("qzm_spl", "qzv_spl"),
+        }[modality]
+        means, variances = [], []
+        for tensors in self._data_loader(adata, indices, batch_size):
+            out = self.module.inference(**self.module._get_inference_input(tensors))
+            qm, qv = out[keys[0]], out[keys[1]]
+            means.append(qm.cpu())
+            variances.append(qv.cpu())
+        qm, qv = torch.cat(means), torch.cat(variances)
+        if return_dist:
+            return qm.numpy(), qv.numpy()
+        if self.module.latent_distribution == "ln":
+            samples = Normal(qm, qv.sqrt()).sample((20 if give_mean else 1,))
+            return torch.softmax(samples, dim=-1).mean(0).numpy()
+        return (qm if give_mean else Normal(qm, qv.sqrt()).sample()).numpy()
+
+    @torch.inference_mode()
+    def get_library_size_factors(
+        self,
+        adata: AnnData | MuData | None = None,
+        indices: Sequence[int] | None = None,
+        batch_size: int = 128,
+    ) -> dict[str, np.ndarray]:
+        """Library size factors of the expression modality.
+
+        The splicing modality needs none: its likelihood conditions on each ATSE's coverage.
+
+        Returns
+        -------
+        dict
+            ``{"expression": array}``: the log library size used by the expression decoder.
+        """
+        if self.module.n_input_genes == 0:
+            raise ValueError("this model has no expression modality (splicing-only data)")
+        libs = []
+        for tensors in self._data_loader(adata, indices, batch_size):
+            out = self.module.inference(**self.module._get_inference_input(tensors))
+            libs.append(out["library"].cpu())
+        return {"expression": torch.cat(libs).numpy().squeeze(-1)}
+
+    # ------------------------------------------------------------------ save / load
+    @classmethod
+    def load(cls, dir_path: str, adata=None, **kwargs):
+        """Load a saved model; a model saved on other genes or junctions raises ``ValueError``.
+
+        Parameters
+        ----------
+        dir_path
+            Directory written by :meth:`save`.
+        adata
+            Data to attach (must have the training genes and junctions, in order).
+        **kwargs
+            Passed to :meth:`scvi.model.base.BaseModelClass.load`.
+        """
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                model = super().load(dir_path, adata=adata, **kwargs)
+            except RuntimeError as err:
+                if "size mismatch" in str(err) or "Error(s) in loading state_dict" in str(err):
+                    raise ValueError(
+                        f"the data does not match the saved model in {dir_path}: different numbers of genes, "
+                        "junctions or covariate categories"
+                    ) from err
+                raise
+        for w in caught:
+            if "var_names" in str(w.message):
+                raise ValueError(
+                    f"the genes/junctions of the data differ from those the model in {dir_path} was trained on; "
+                    "subset and order the data's var to the training features"
+                )
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        return model
+
+    @classmethod
+    def load_query_data(cls, adata=None, reference_model=None, **kwargs):
+        """Online update (scArches) of a reference model with a query dataset (new batches).
+
+        Raises ``ValueError`` when the query's genes or junctions differ from the reference's.
+        """
+        ref = reference_model
+        if isinstance(ref, SPLICEVI) and ref.module.modality_weights == "cell":
+            raise ValueError("modality_weights='cell' models cannot be updated with query data")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model = super().load_query_data(adata=adata, reference_model=reference_model, **kwargs)
+        for w in caught:
+            if "var_names" in str(w.message):
+                raise ValueError("the query's genes/junctions differ from the reference model's")
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        return model
+
+    # ------------------------------------------------------------------ setup
+    @classmethod
+    def setup_mudata(
+        cls,
+        mdata: MuData,
+        rna_layer: str | None = None,
+        junc_ratio_layer: str | None = None,
+        atse_counts_layer: str | None = None,
+        junc_counts_layer: str | None = None,
+        psi_mask_layer: str | None = None,
+        batch_key: str | None = None,
+        size_factor_key: str | None = None,
+        categorical_covariate_keys: list[str] | None = None,
+        continuous_covariate_keys: list[str] | None = None,
+        idx_layer: str | None = None,
+        modalities: dict[str, str] | None = None,
+        **kwargs,
+    ):
+        """Register a MuData for SPLICEVI.
+
+        Parameters
+        ----------
+        mdata
+            MuData with an expression modality (optional) and a splicing modality whose ``var`` has
+            ``event_id``.
+        rna_layer
+            Gene count layer of the RNA modality (``None``: ``.X``).
+        junc_ratio_layer
+            Junction ratio layer; read only when there are no junction counts (then
+            ``k = ratio × n``, so ``atse_counts_layer`` is needed too).
+        atse_counts_layer
+            ATSE totals ``n`` (e.g. ``cell_by_cluster_matrix``). ``None``: derived per minibatch from
+            the junction counts and ``event_id`` (cheapest; an ATSE is observed when it has a read).
+        junc_counts_layer
+            Junction counts ``k``. ``None``: ``cell_by_junction_matrix`` when that layer exists.
+        psi_mask_layer
+            Optional observed mask; an entry is then observed only where it is 1 and ``n > 0``.
+        batch_key, size_factor_key, categorical_covariate_keys, continuous_covariate_keys
+            Columns of ``mdata.obs`` (size factors of the expression modality).
+        idx_layer
+            Modality holding the cell index (for ``modality_weights='cell'``).
+        modalities
+            Setup argument → modality name. ``None``: ``rna`` for ``rna_layer`` if present and
+            ``splicing`` for the splicing layers.
+        """
+        if modalities is None:
+            modalities = {"junc_counts_layer": "splicing"}
+            if "rna" in mdata.mod:
+                modalities["rna_layer"] = "rna"
+        if "splicing" not in modalities.values() and not any(modalities.get(a) for a in _SPLICING_LAYER_ARGS):
+            raise ValueError("modalities must name the splicing modality (e.g. {'junc_counts_layer': 'splicing'})")
+        spl_mod = next(modalities[a] for a in _SPLICING_LAYER_ARGS if modalities.get(a))
+        if spl_mod not in mdata.mod:
+            raise ValueError(f"splicing modality {spl_mod!r} not in the MuData (modalities: {list(mdata.mod)})")
+        modalities = dict(modalities)
+        for arg in _SPLICING_LAYER_ARGS:
+            modalities.setdefault(arg, spl_mod)
+        rna_mod = modalities.get("rna_layer")
+        if rna_mod is not None and rna_mod not in mdata.mod:
+            raise ValueError(f"RNA modality {rna_mod!r} not in the MuData (modalities: {list(mdata.mod)})")
+        spl = mdata.mod[spl_mod]
+        layers = _resolve_splicing_layers(spl, junc_ratio_layer, atse_counts_layer, junc_counts_layer, psi_mask_layer)
+        junc_ratio_layer, atse_counts_layer, junc_counts_layer, psi_mask_layer = layers
+        _validate_splicing(spl, *layers, where=f"mdata[{spl_mod!r}]")
+        junction_event_codes(spl.var, where=f"mdata[{spl_mod!r}].var")
+        if rna_mod is not None:
+            check_values(get_matrix(mdata.mod[rna_mod], rna_layer, f"mdata[{rna_mod!r}]"), rna_layer or "X", counts=True)
+
+        setup_method_args = cls._get_setup_method_args(**locals())
+        modalities = cls._create_modalities_attr_dict(modalities, setup_method_args)
+        mdata.obs["_indices"] = np.arange(mdata.n_obs)
+        batch_field = fields.MuDataCategoricalObsField(REGISTRY_KEYS.BATCH_KEY, batch_key, mod_key=modalities.batch_key)
+        mudata_fields = [
+            batch_field,
+            fields.MuDataCategoricalObsField(REGISTRY_KEYS.LABELS_KEY, None, mod_key=None),
+            fields.MuDataNumericalObsField(REGISTRY_KEYS.SIZE_FACTOR_KEY, size_factor_key, mod_key=None, required=False),
+            fields.MuDataCategoricalJointObsField(
+                REGISTRY_KEYS.CAT_COVS_KEY, categorical_covariate_keys, mod_key=modalities.categorical_covariate_keys
+            ),
+            fields.MuDataNumericalJointObsField(
+                REGISTRY_KEYS.CONT_COVS_KEY, continuous_covariate_keys, mod_key=modalities.continuous_covariate_keys
+            ),
+            fields.MuDataNumericalObsField(REGISTRY_KEYS.INDICES_KEY, "_indices", mod_key=modalities.idx_layer, required=False),
+        ]
+        if rna_mod is not None:
+            mudata_fields.append(
+                fields.MuDataLayerField(REGISTRY_KEYS.X_KEY, rna_layer, mod_key=rna_mod, is_count_data=True, mod_required=True)
+            )
+        for key, layer, is_count in (
+            (JUNC_COUNTS_KEY, junc_counts_layer, True),
+            (ATSE_COUNTS_KEY, atse_counts_layer, True),
+            (PSI_MASK_KEY, psi_mask_layer, False),
+            (JUNC_RATIO_KEY, junc_ratio_layer if junc_counts_layer is None else None, False),
+        ):
+            if layer is not None:
+                mudata_fields.append(
+                    fields.MuDataLayerField(key, layer, mod_key=spl_mod, is_count_data=is_count, mod_required=True)
+                )
+        adata_manager = AnnDataManager(fields=mudata_fields, setup_method_args=setup_method_args)
+        adata_manager.register_fields(mdata, **kwargs)
+        cls.register_manager(adata_manager)
+
+    @classmethod
+    def setup_anndata(
+        cls,
+        adata: AnnData,
+        layer: str | None = None,
+        junc_ratio: str | None = None,
+        cell_by_junction_matrix: str | None = None,
+        cell_by_cluster_matrix: str | None = None,
+        psi_mask_layer: str | None = None,
+        batch_key: str | None = None,
+        size_factor_key: str | None = None,
+        categorical_covariate_keys: list[str] | None = None,
+        continuous_covariate_keys: list[str] | None = None,
+        **kwargs,
+    ):
+        """Register an AnnData whose columns are genes followed by junctions.
+
+        Every splicing layer spans all columns (the gene columns are ignored); ``var['event_id']``
+        is set on the junction columns. Pass ``n_genes`` and ``n_junctions`` to the model.
+
+        Parameters
+        ----------
+        layer
+            Gene count layer (``None``: ``.X``); its junction columns are ignored.
+        junc_ratio, cell_by_junction_matrix, cell_by_cluster_matrix, psi_mask_layer
+            Splicing layers, as the ``*_layer`` arguments of :meth:`setup_mudata`
+            (``cell_by_junction_matrix=None`` uses the layer of that name when present).
+        batch_key, size_factor_key, categorical_covariate_keys, continuous_covariate_keys
+            Columns of ``adata.obs``.
+        """
+        layers = _resolve_splicing_layers(adata, junc_ratio, cell_by_cluster_matrix, cell_by_junction_matrix, psi_mask_layer)
+        junc_ratio, cell_by_cluster_matrix, cell_by_junction_matrix, psi_mask_layer = layers
+        _validate_splicing(adata, *layers, where="adata")
+        setup_method_args = cls._get_setup_method_args(**locals())
+        adata.obs["_indices"] = np.arange(adata.n_obs)
+        anndata_fields = [
+            fields.LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=True),
+            fields.CategoricalObsField(REGISTRY_KEYS.BATCH_KEY, batch_key),
+            fields.CategoricalObsField(REGISTRY_KEYS.LABELS_KEY, None),
+            fields.NumericalObsField(REGISTRY_KEYS.SIZE_FACTOR_KEY, size_factor_key, required=False),
+            fields.CategoricalJointObsField(REGISTRY_KEYS.CAT_COVS_KEY, categorical_covariate_keys),
+            fields.NumericalJointObsField(REGISTRY_KEYS.CONT_COVS_KEY, continuous_covariate_keys),
+            fields.NumericalObsField(REGISTRY_KEYS.INDICES_KEY, "_indices"),
+        ]
+        for key, lay, is_count in (
+            (JUNC_COUNTS_KEY, cell_by_junction_matrix, True),
+            (ATSE_COUNTS_KEY, cell_by_cluster_matrix, True),
+            (PSI_MASK_KEY, psi_mask_layer, False),
+            (JUNC_RATIO_KEY, junc_ratio if cell_by_junction_matrix is None else None, False),
+        ):
+            if lay is not None:
+                anndata_fields.append(fields.LayerField(key, lay, is_count_data=is_count))
+        adata_manager = AnnDataManager(fields=anndata_fields, setup_method_args=setup_method_args)
+        adata_manager.register_fields(adata, **kwargs)
+        cls.register_manager(adata_manager)
+
+
+def _resolve_splicing_layers(adata: AnnData, ratio, atse, junc, mask):
+    """Fill in default layer names; at least counts, or ratio with totals, must be available."""
+    if junc is None and JUNCTION_COUNTS in adata.layers:
+        junc = JUNCTION_COUNTS
+    if junc is None:
+        if ratio is None and JUNCTION_RATIO in adata.layers:
+            ratio = JUNCTION_RATIO
+        if atse is None and ATSE_COUNTS in adata.layers:
+            atse = ATSE_COUNTS
+        if ratio is None or atse is None:
+            raise ValueError(
+                f"the splicing data has no junction counts: expected layer {JUNCTION_COUNTS!r}, or "
+                f"{JUNCTION_RATIO!r} together with {ATSE_COUNTS!r} (available: {sorted(adata.layers)})."
+            )
+    if mask is not None and mask not in adata.layers:
+        get_matrix(adata, mask, "psi_mask_layer")
+    # The mask is used only when named: by default an entry is observed when n > 0.
+    return ratio, atse, junc, mask
+
+
+def _validate_splicing(adata: AnnData, ratio, atse, junc, mask, where: str) -> None:
+    """Values and shapes of the splicing layers (ValueError naming the layer)."""
+    mats = {name: get_matrix(adata, name, where) for name in (ratio, atse, junc, mask) if name is not None}
+    check_shapes(mats, adata.shape)
+    for name, matrix in mats.items():
+        check_values(matrix, name, counts=name in (atse, junc))
+    if ratio is not None and junc is None:
+        r = mats[ratio]
+        vmax = r.max() if r.size else 0
+        if vmax > 1 + 1e-6:
+            raise ValueError(f"layer {ratio!r} has ratios above 1 (max {vmax:g}); it must hold k / n")
+    if junc is not None and atse is not None:
+        check_k_le_n(mats[junc], mats[atse], junc, atse)

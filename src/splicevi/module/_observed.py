@@ -1,0 +1,181 @@
+"""Observed (cell, junction) entries of a splicing minibatch, from sparse (or dense) tensors.
+
+An entry is *observed* when its ATSE has coverage in the cell (n > 0), never because its junction
+count or PSI is non-zero: an observed PSI of 0 is data. Everything here is index arithmetic on the
+stored entries of the minibatch; nothing is densified.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class ObservedEntries:
+    """Flat view of the observed entries of a minibatch.
+
+    Attributes
+    ----------
+    rows, cols
+        Cell (row in the minibatch) and junction index of each observed entry.
+    k
+        Junction reads of each entry (0 allowed).
+    n
+        ATSE total reads of each entry (> 0).
+    group
+        Index of each entry's observed (cell, ATSE) pair, in ``[0, n_groups)``.
+    group_row, group_event
+        Cell and ATSE of each group.
+    n_cells
+        Number of cells in the minibatch.
+    """
+
+    rows: torch.Tensor
+    cols: torch.Tensor
+    k: torch.Tensor
+    n: torch.Tensor
+    group: torch.Tensor
+    group_row: torch.Tensor
+    group_event: torch.Tensor
+    n_cells: int
+
+    @property
+    def n_groups(self) -> int:
+        """Number of observed (cell, ATSE) pairs."""
+        return int(self.group_row.shape[0])
+
+    @property
+    def psi(self) -> torch.Tensor:
+        """Observed PSI k / n of each entry."""
+        return self.k / self.n
+
+    def cell_has_splicing(self) -> torch.Tensor:
+        """Boolean per cell: at least one observed ATSE."""
+        has = torch.zeros(self.n_cells, dtype=torch.bool, device=self.rows.device)
+        return has.index_fill_(0, self.rows, True) if self.rows.numel() else has
+
+
+def stored_entries(x: torch.Tensor, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rows, columns (minus ``offset``) and values of the stored entries of ``x``.
+
+    ``x`` is a sparse CSR/COO tensor or a dense tensor (then its non-zero entries). Columns below
+    ``offset`` (gene columns of a concatenated AnnData) are dropped.
+    """
+    if x.layout == torch.sparse_csr:
+        crow = x.crow_indices()
+        rows = torch.repeat_interleave(
+            torch.arange(x.shape[0], device=x.device), crow[1:] - crow[:-1]
+        )
+        cols, vals = x.col_indices(), x.values()
+    elif x.layout == torch.sparse_coo:
+        x = x.coalesce()
+        rows, cols = x.indices()
+        vals = x.values()
+    elif x.layout == torch.sparse_csc:
+        return stored_entries(x.to_sparse_coo(), offset)
+    else:
+        nz = x.nonzero(as_tuple=True)
+        rows, cols = nz
+        vals = x[nz]
+    if offset:
+        keep = cols >= offset
+        rows, cols, vals = rows[keep], cols[keep] - offset, vals[keep]
+    return rows.long(), cols.long(), vals
+
+
+def _lookup(
+    rows: torch.Tensor, cols: torch.Tensor, ref: tuple[torch.Tensor, torch.Tensor, torch.Tensor], n_cols: int
+) -> torch.Tensor:
+    """Values of the sparse ``ref`` (rows, cols, values) at the queried positions (0 where absent)."""
+    ref_rows, ref_cols, ref_vals = ref
+    out = torch.zeros(rows.shape[0], dtype=torch.float32, device=rows.device)
+    if ref_vals.numel() == 0 or rows.numel() == 0:
+        return out
+    ref_keys = ref_rows * n_cols + ref_cols
+    ref_keys, order = torch.sort(ref_keys)
+    ref_vals = ref_vals[order].float()
+    keys = rows * n_cols + cols
+    pos = torch.searchsorted(ref_keys, keys).clamp_max(ref_keys.shape[0] - 1)
+    hit = ref_keys[pos] == keys
+    out[hit] = ref_vals[pos[hit]]
+    return out
+
+
+def _groups(
+    rows: torch.Tensor, events: torch.Tensor, n_events: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(cell, ATSE) group of each entry, and the cell and ATSE of each group."""
+    keys = rows * n_events + events
+    uniq, inverse = torch.unique(keys, return_inverse=True)
+    return inverse, torch.div(uniq, n_events, rounding_mode="floor"), uniq % n_events
+
+
+def observed_entries(
+    junction_counts: torch.Tensor,
+    junc2atse: torch.Tensor,
+    atse_ptr: torch.Tensor,
+    atse_junctions: torch.Tensor,
+    atse_counts: torch.Tensor | None = None,
+    psi_mask: torch.Tensor | None = None,
+    offset: int = 0,
+) -> ObservedEntries:
+    """Observed entries of a splicing minibatch.
+
+    Parameters
+    ----------
+    junction_counts
+        Cells × junctions reads ``k`` (sparse or dense).
+    junc2atse
+        ATSE index of each junction.
+    atse_ptr, atse_junctions
+        CSR layout of ATSE → junctions: the junctions of ATSE ``e`` are
+        ``atse_junctions[atse_ptr[e]:atse_ptr[e+1]]``.
+    atse_counts
+        Optional cells × junctions ATSE totals ``n``. When absent, ``n`` is the sum of ``k`` over
+        the ATSE and every junction of an ATSE with reads becomes an observed entry.
+    psi_mask
+        Optional cells × junctions mask; when given, an entry is observed only where it is 1
+        (and ``n > 0``).
+    offset
+        Number of leading non-splicing columns (concatenated AnnData input).
+    """
+    n_cells = junction_counts.shape[0]
+    n_junctions = junc2atse.shape[0]
+    n_events = atse_ptr.shape[0] - 1
+    k_ref = stored_entries(junction_counts, offset)
+    if atse_counts is None:
+        # Derive everything from k: observed ATSEs are those with at least one read.
+        k_rows, k_cols, k_vals = k_ref
+        pos = k_vals > 0
+        k_rows, k_cols, k_vals = k_rows[pos], k_cols[pos], k_vals[pos].float()
+        k_group, group_row, group_event = _groups(k_rows, junc2atse[k_cols], n_events)
+        totals = torch.zeros(group_row.shape[0], device=k_vals.device).index_add_(0, k_group, k_vals)
+        # Expand every observed ATSE to all its junctions (zero-count junctions are data too).
+        sizes = atse_ptr[group_event + 1] - atse_ptr[group_event]
+        group = torch.repeat_interleave(torch.arange(group_row.shape[0], device=sizes.device), sizes)
+        starts = torch.cumsum(sizes, 0) - sizes
+        within = torch.arange(group.shape[0], device=sizes.device) - starts[group]
+        cols = atse_junctions[atse_ptr[group_event[group]] + within]
+        rows = group_row[group]
+        k = _lookup(rows, cols, (k_rows, k_cols, k_vals), n_junctions)
+        n = totals[group]
+    else:
+        rows, cols, n = stored_entries(atse_counts, offset)
+        keep = n > 0
+        if psi_mask is not None:
+            keep &= _lookup(rows, cols, stored_entries(psi_mask, offset), n_junctions) > 0
+        rows, cols, n = rows[keep], cols[keep], n[keep].float()
+        k = _lookup(rows, cols, k_ref, n_junctions)
+        group, group_row, group_event = _groups(rows, junc2atse[cols], n_events)
+    return ObservedEntries(
+        rows=rows,
+        cols=cols,
+        k=k,
+        n=n,
+        group=group,
+        group_row=group_row,
+        group_event=group_event,
+        n_cells=n_cells,
+    )

@@ -1,0 +1,584 @@
+"""SPLICEVAE: the torch module of SpliceVI (expression + splicing multimodal VAE)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scvi import REGISTRY_KEYS
+from scvi.distributions import NegativeBinomial, ZeroInflatedNegativeBinomial
+from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
+from scvi.nn import DecoderSCVI, Encoder, LinearDecoderSCVI
+from torch.distributions import Normal, Poisson
+from torch.distributions import kl_divergence as kld
+
+from .._constants import ATSE_COUNTS_KEY, JUNC_COUNTS_KEY, JUNC_RATIO_KEY, PSI_MASK_KEY
+from ..distributions import (
+    beta_binomial_log_prob,
+    binomial_log_prob,
+    dirichlet_multinomial_log_prob,
+    segment_log_softmax,
+)
+from ..nn import ModalityMixer, PartialEncoder, SplicingDecoder
+from ._observed import ObservedEntries, observed_entries
+
+SPLICING_LOSSES = ("binomial", "beta_binomial", "dirichlet_multinomial")
+
+
+def _where(option: str, part: str) -> bool:
+    """Whether a norm option (``encoder``/``decoder``/``both``/``none``) applies to ``part``."""
+    return option in (part, "both")
+
+
+class SPLICEVAE(BaseModuleClass):
+    """Variational autoencoder of gene expression and junction usage with a mixed joint posterior.
+
+    Expression follows scVI (ZINB / NB / Poisson with observed library size); splicing is encoded
+    by a partial (EDDI) or vanilla encoder and decoded into junction logits whose likelihood
+    (binomial, beta-binomial or Dirichlet-multinomial within each ATSE) is evaluated on observed
+    entries only. The two posteriors are mixed per cell (:class:`~splicevi.nn.ModalityMixer`), and
+    a cell lacking one modality takes its posterior from the other.
+
+    Parameters
+    ----------
+    n_input_genes
+        Number of genes; 0 turns the expression branch off (splicing-only data).
+    n_input_junctions
+        Number of junctions.
+    junction_event_codes
+        ATSE index of each junction (``int``, length ``n_input_junctions``). Stored as the buffer
+        ``junc2atse`` so a saved module carries its junction → ATSE map.
+    splicing_offset
+        Columns before the first junction in the splicing tensors (genes and junctions
+        concatenated in one AnnData); 0 for MuData input.
+    Other parameters
+        As in :class:`splicevi.SPLICEVI`.
+    """
+
+    def __init__(
+        self,
+        n_input_genes: int,
+        n_input_junctions: int,
+        junction_event_codes: np.ndarray,
+        splicing_offset: int = 0,
+        modality_weights: str = "equal",
+        modality_penalty: str = "Jeffreys",
+        n_batch: int = 0,
+        n_obs: int = 0,
+        n_labels: int = 0,
+        gene_likelihood: str = "zinb",
+        gene_dispersion: str = "gene",
+        n_hidden: int | None = None,
+        n_latent: int | None = None,
+        n_layers_encoder: int = 2,
+        n_layers_decoder: int = 2,
+        n_continuous_cov: int = 0,
+        n_cats_per_cov: Iterable[int] | None = None,
+        dropout_rate: float = 0.1,
+        use_batch_norm: str = "none",
+        use_layer_norm: str = "both",
+        latent_distribution: str = "normal",
+        deeply_inject_covariates: bool = False,
+        encode_covariates: bool = False,
+        use_size_factor_key: bool = False,
+        splicing_encoder_architecture: str = "partial",
+        splicing_decoder_architecture: str = "linear",
+        expression_architecture: str = "linear",
+        splicing_loss_type: str = "dirichlet_multinomial",
+        splicing_concentration: float | None = None,
+        dm_concentration: str = "atse",
+        encoder_hidden_dim: int = 128,
+        code_dim: int = 16,
+        h_hidden_dim: int = 64,
+        pool_mode: str = "mean",
+        max_nobs: int = -1,
+    ):
+        super().__init__()
+        _check_choice("splicing_loss_type", splicing_loss_type, SPLICING_LOSSES)
+        _check_choice("dm_concentration", dm_concentration, ("atse", "scalar"))
+        _check_choice("gene_likelihood", gene_likelihood, ("zinb", "nb", "poisson"))
+        _check_choice("dispersion", gene_dispersion, ("gene", "gene-batch", "gene-label", "gene-cell"))
+        _check_choice("modality_penalty", modality_penalty, ("Jeffreys", "MMD", "None"))
+        _check_choice("splicing_encoder_architecture", splicing_encoder_architecture, ("vanilla", "partial"))
+        _check_choice("expression_architecture", expression_architecture, ("vanilla", "linear"))
+        _check_choice("latent_distribution", latent_distribution, ("normal", "ln"))
+        for name, value in (("use_batch_norm", use_batch_norm), ("use_layer_norm", use_layer_norm)):
+            _check_choice(name, value, ("encoder", "decoder", "none", "both"))
+        codes = torch.as_tensor(np.asarray(junction_event_codes), dtype=torch.long)
+        if codes.shape[0] != n_input_junctions:
+            raise ValueError(
+                f"junction_event_codes has {codes.shape[0]} entries for {n_input_junctions} junctions"
+            )
+        self.n_input_genes = int(n_input_genes)
+        self.n_input_junctions = int(n_input_junctions)
+        self.splicing_offset = int(splicing_offset)
+        self.n_batch = n_batch
+        self.n_labels = n_labels
+        self.n_hidden = int(n_hidden) if n_hidden is not None else int(
+            np.clip(np.sqrt(n_input_genes + n_input_junctions), 64, 256)
+        )
+        self.n_latent = int(n_latent) if n_latent is not None else 30
+        self.latent_distribution = latent_distribution
+        self.gene_likelihood = gene_likelihood
+        self.gene_dispersion = gene_dispersion
+        self.modality_penalty = modality_penalty
+        self.modality_weights = modality_weights
+        self.splicing_loss_type = splicing_loss_type
+        self.dm_concentration = dm_concentration
+        self.splicing_encoder_architecture = splicing_encoder_architecture
+        self.encode_covariates = encode_covariates
+        self.use_size_factor_key = use_size_factor_key
+        self.n_continuous_cov = n_continuous_cov
+
+        # Junction -> ATSE map and its CSR inverse (ATSE -> junctions), saved with the module.
+        n_events = int(codes.max().item()) + 1 if codes.numel() else 0
+        self.n_events = n_events
+        order = torch.argsort(codes, stable=True)
+        sizes = torch.bincount(codes, minlength=n_events)
+        self.register_buffer("junc2atse", codes)
+        self.register_buffer("atse_ptr", torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(sizes, 0)]))
+        self.register_buffer("atse_junctions", order)
+
+        cat_list = [n_batch] + list(n_cats_per_cov or [])
+        encoder_cat_list = cat_list if encode_covariates else None
+        n_cont_enc = n_continuous_cov * int(encode_covariates)
+        bn_enc, bn_dec = _where(use_batch_norm, "encoder"), _where(use_batch_norm, "decoder")
+        ln_enc, ln_dec = _where(use_layer_norm, "encoder"), _where(use_layer_norm, "decoder")
+        self.mixer = ModalityMixer(modality_weights, self.n_latent, n_obs=n_obs)
+        n_joint = self.n_latent * (2 if modality_weights == "concatenate" else 1)
+        self.n_joint_latent = n_joint
+        n_decoder_input = n_joint + n_continuous_cov
+
+        # --- expression branch ---
+        if self.n_input_genes > 0:
+            self.z_encoder_expression = Encoder(
+                n_input=self.n_input_genes + n_cont_enc,
+                n_output=self.n_latent,
+                n_cat_list=encoder_cat_list,
+                n_layers=n_layers_encoder,
+                n_hidden=self.n_hidden,
+                dropout_rate=dropout_rate,
+                distribution=latent_distribution,
+                var_eps=1e-4,
+                use_batch_norm=bn_enc,
+                use_layer_norm=ln_enc,
+                return_dist=False,
+            )
+            scale_activation = "softplus" if use_size_factor_key else "softmax"
+            if expression_architecture == "linear":
+                self.z_decoder_expression = LinearDecoderSCVI(
+                    n_decoder_input,
+                    self.n_input_genes,
+                    n_cat_list=cat_list,
+                    use_batch_norm=bn_dec,
+                    use_layer_norm=ln_dec,
+                    bias=False,
+                )
+            else:
+                self.z_decoder_expression = DecoderSCVI(
+                    n_decoder_input,
+                    self.n_input_genes,
+                    n_cat_list=cat_list,
+                    n_layers=n_layers_decoder,
+                    n_hidden=self.n_hidden,
+                    inject_covariates=deeply_inject_covariates,
+                    use_batch_norm=bn_dec,
+                    use_layer_norm=ln_dec,
+                    scale_activation=scale_activation,
+                )
+            if gene_dispersion == "gene":
+                self.px_r = torch.nn.Parameter(torch.randn(self.n_input_genes))
+            elif gene_dispersion == "gene-batch":
+                self.px_r = torch.nn.Parameter(torch.randn(self.n_input_genes, n_batch))
+            elif gene_dispersion == "gene-label":
+                self.px_r = torch.nn.Parameter(torch.randn(self.n_input_genes, max(n_labels, 1)))
+            else:
+                self.px_r = None  # gene-cell: from the decoder
+
+        # --- splicing branch ---
+        if splicing_encoder_architecture == "partial":
+            self.z_encoder_splicing = PartialEncoder(
+                n_junctions=self.n_input_junctions,
+                n_output=self.n_latent,
+                code_dim=code_dim,
+                h_hidden_dim=h_hidden_dim,
+                encoder_hidden_dim=encoder_hidden_dim,
+                n_layers=n_layers_encoder,
+                n_cat_list=encoder_cat_list,
+                n_continuous=n_cont_enc,
+                dropout_rate=dropout_rate,
+                use_batch_norm=bn_enc,
+                use_layer_norm=ln_enc,
+                pool_mode=pool_mode,
+                max_nobs=max_nobs,
+                distribution=latent_distribution,
+            )
+        else:
+            # Vanilla: dense minibatch of [PSI, observed mask] (the mask keeps PSI = 0 apart from missing).
+            self.z_encoder_splicing = Encoder(
+                n_input=2 * self.n_input_junctions + n_cont_enc,
+                n_output=self.n_latent,
+                n_cat_list=encoder_cat_list,
+                n_layers=n_layers_encoder,
+                n_hidden=self.n_hidden,
+                dropout_rate=dropout_rate,
+                distribution=latent_distribution,
+                var_eps=1e-4,
+                use_batch_norm=bn_enc,
+                use_layer_norm=ln_enc,
+                return_dist=False,
+            )
+        self.z_decoder_splicing = SplicingDecoder(
+            n_decoder_input,
+            self.n_input_junctions,
+            architecture=splicing_decoder_architecture,
+            n_cat_list=cat_list,
+            n_layers=n_layers_decoder,
+            n_hidden=self.n_hidden,
+            use_batch_norm=bn_dec,
+            use_layer_norm=ln_dec,
+            inject_covariates=deeply_inject_covariates,
+        )
+        # Concentration: per ATSE or scalar (DM), per junction (beta-binomial; fixed when given).
+        init_phi = float(splicing_concentration) if splicing_concentration else 10.0
+        if splicing_loss_type == "dirichlet_multinomial":
+            size = n_events if dm_concentration == "atse" else 1
+            self.log_phi_j = torch.nn.Parameter(torch.full((size,), float(np.log(init_phi))))
+        elif splicing_loss_type == "beta_binomial":
+            values = torch.full((self.n_input_junctions,), float(np.log(init_phi)))
+            if splicing_concentration is not None:
+                self.register_buffer("log_phi_j", values)
+            else:
+                self.log_phi_j = torch.nn.Parameter(values)
+        else:
+            self.log_phi_j = None
+
+    # ------------------------------------------------------------------ inputs
+    def _get_inference_input(self, tensors: dict) -> dict:
+        return {
+            "x": tensors.get(REGISTRY_KEYS.X_KEY),
+            "junction_counts": tensors.get(JUNC_COUNTS_KEY),
+            "atse_counts": tensors.get(ATSE_COUNTS_KEY),
+            "psi_mask": tensors.get(PSI_MASK_KEY),
+            "junction_ratio": tensors.get(JUNC_RATIO_KEY),
+            "batch_index": tensors[REGISTRY_KEYS.BATCH_KEY],
+            "cont_covs": tensors.get(REGISTRY_KEYS.CONT_COVS_KEY),
+            "cat_covs": tensors.get(REGISTRY_KEYS.CAT_COVS_KEY),
+            "cell_idx": tensors.get(REGISTRY_KEYS.INDICES_KEY),
+            "size_factor": tensors.get(REGISTRY_KEYS.SIZE_FACTOR_KEY),
+        }
+
+    def _get_generative_input(self, tensors: dict, inference_outputs: dict, transform_batch=None) -> dict:
+        batch_index = tensors[REGISTRY_KEYS.BATCH_KEY]
+        if transform_batch is not None:
+            batch_index = torch.ones_like(batch_index) * transform_batch
+        return {
+            "z": inference_outputs["z"],
+            "library": inference_outputs["library"],
+            "batch_index": batch_index,
+            "cont_covs": tensors.get(REGISTRY_KEYS.CONT_COVS_KEY),
+            "cat_covs": tensors.get(REGISTRY_KEYS.CAT_COVS_KEY),
+            "label": tensors.get(REGISTRY_KEYS.LABELS_KEY),
+            "observed": inference_outputs["observed"],
+        }
+
+    def observed(
+        self,
+        junction_counts: torch.Tensor,
+        atse_counts: torch.Tensor | None = None,
+        psi_mask: torch.Tensor | None = None,
+        junction_ratio: torch.Tensor | None = None,
+    ) -> ObservedEntries:
+        """Observed splicing entries of a minibatch (see :func:`observed_entries`)."""
+        if junction_counts is None:
+            # Reference layout without counts: k = ratio × n.
+            if junction_ratio is None or atse_counts is None:
+                raise ValueError("splicing needs junction counts, or junction ratios with ATSE counts")
+            junction_counts = _sparse_product(junction_ratio, atse_counts)
+        return observed_entries(
+            junction_counts,
+            self.junc2atse,
+            self.atse_ptr,
+            self.atse_junctions,
+            atse_counts=atse_counts,
+            psi_mask=psi_mask,
+            offset=self.splicing_offset,
+        )
+
+    # ------------------------------------------------------------------ inference
+    @auto_move_data
+    def inference(
+        self,
+        x,
+        junction_counts,
+        atse_counts,
+        psi_mask,
+        junction_ratio,
+        batch_index,
+        cont_covs=None,
+        cat_covs=None,
+        cell_idx=None,
+        size_factor=None,
+        n_samples: int = 1,
+    ) -> dict:
+        """Encode both modalities and mix them into the joint posterior."""
+        obs = self.observed(junction_counts, atse_counts, psi_mask, junction_ratio)
+        n_cells = batch_index.shape[0]
+        device = batch_index.device
+        categorical_input = torch.split(cat_covs, 1, dim=1) if (cat_covs is not None and self.encode_covariates) else ()
+        enc_cats = (batch_index, *categorical_input) if self.encode_covariates else ()
+        cont_in = cont_covs if (cont_covs is not None and self.encode_covariates) else None
+
+        # Splicing posterior.
+        if self.splicing_encoder_architecture == "partial":
+            qzm_spl, qzv_spl, z_spl = self.z_encoder_splicing(obs, *enc_cats, cont=cont_in)
+        else:
+            dense = torch.zeros(n_cells, 2 * self.n_input_junctions, device=device)
+            dense[obs.rows, obs.cols] = obs.psi
+            dense[obs.rows, obs.cols + self.n_input_junctions] = 1.0
+            if cont_in is not None:
+                dense = torch.cat([dense, cont_in], dim=-1)
+            qzm_spl, qzv_spl, z_spl = self.z_encoder_splicing(dense, *enc_cats)
+        mask_spl = obs.cell_has_splicing()
+
+        means, variances, masks = [], [], []
+        outputs: dict = {}
+        if self.n_input_genes > 0:
+            x = _dense(x)[:, : self.n_input_genes]
+            mask_expr = x.sum(dim=1) > 0
+            if self.use_size_factor_key and size_factor is not None:
+                library = torch.log(size_factor[:, [0]] + 1e-6)
+            else:
+                library = torch.log(x.sum(dim=1, keepdim=True).clamp_min(1.0))
+            x_in = torch.log1p(x)
+            if cont_in is not None:
+                x_in = torch.cat([x_in, cont_in], dim=-1)
+            qzm_expr, qzv_expr, z_expr = self.z_encoder_expression(x_in, *enc_cats)
+            means.append(qzm_expr)
+            variances.append(qzv_expr)
+            masks.append(mask_expr)
+            outputs.update(qzm_expr=qzm_expr, qzv_expr=qzv_expr, z_expr=z_expr, mask_expr=mask_expr, x=x)
+        else:
+            library = torch.zeros(n_cells, 1, device=device)
+        means.append(qzm_spl)
+        variances.append(qzv_spl)
+        masks.append(mask_spl)
+        qz_m, qz_v = self.mixer(means, variances, masks, cell_idx)
+
+        dist = Normal(qz_m, qz_v.sqrt())
+        if n_samples > 1:
+            untran_z = dist.sample((n_samples,))
+            library = library.unsqueeze(0).expand(n_samples, -1, -1)
+        else:
+            untran_z = dist.rsample()
+        z = self.z_transformation(untran_z)
+        outputs.update(
+            z=z,
+            qz_m=qz_m,
+            qz_v=qz_v,
+            qzm_spl=qzm_spl,
+            qzv_spl=qzv_spl,
+            z_spl=z_spl,
+            mask_spl=mask_spl,
+            library=library,
+            observed=obs,
+        )
+        return outputs
+
+    def z_transformation(self, z: torch.Tensor) -> torch.Tensor:
+        """Identity (normal) or softmax (logistic normal) of a Gaussian sample."""
+        return torch.softmax(z, dim=-1) if self.latent_distribution == "ln" else z
+
+    # ------------------------------------------------------------------ generative
+    def _decoder_input(self, z: torch.Tensor, cont_covs: torch.Tensor | None) -> torch.Tensor:
+        if cont_covs is None:
+            return z
+        if z.dim() != cont_covs.dim():
+            cont_covs = cont_covs.unsqueeze(0).expand(z.shape[0], -1, -1)
+        return torch.cat([z, cont_covs], dim=-1)
+
+    @auto_move_data
+    def generative(
+        self,
+        z,
+        library,
+        batch_index,
+        cont_covs=None,
+        cat_covs=None,
+        label=None,
+        observed: ObservedEntries | None = None,
+        transform_batch: int | None = None,
+    ) -> dict:
+        """Decode expression (dense, genes) and splicing logits (observed entries only)."""
+        if transform_batch is not None:
+            batch_index = torch.ones_like(batch_index) * transform_batch
+        categorical_input = torch.split(cat_covs, 1, dim=1) if cat_covs is not None else ()
+        decoder_input = self._decoder_input(z, cont_covs)
+        outputs: dict = {}
+        if self.n_input_genes > 0:
+            px_scale, px_r, px_rate, px_dropout = self.z_decoder_expression(
+                self.gene_dispersion, decoder_input, library, batch_index, *categorical_input
+            )
+            if self.gene_dispersion == "gene-label":
+                px_r = F.linear(F.one_hot(label.squeeze(-1).long(), self.px_r.shape[1]).float(), self.px_r)
+            elif self.gene_dispersion == "gene-batch":
+                px_r = F.linear(F.one_hot(batch_index.squeeze(-1).long(), self.n_batch).float(), self.px_r)
+            elif self.gene_dispersion == "gene":
+                px_r = self.px_r
+            outputs.update(px_scale=px_scale, px_r=torch.exp(px_r), px_rate=px_rate, px_dropout=px_dropout)
+        if observed is not None and decoder_input.dim() == 2:
+            logits = self.z_decoder_splicing.logits_at(
+                decoder_input, observed.rows, observed.cols, batch_index, *categorical_input
+            )
+            outputs["splicing_logits"] = logits
+        return outputs
+
+    def splicing_concentration_per_junction(self) -> torch.Tensor:
+        """Concentration φ of each junction (its ATSE's for DM; its own for beta-binomial)."""
+        if self.log_phi_j is None:
+            raise ValueError("the binomial splicing likelihood has no concentration")
+        phi = self.log_phi_j.exp()
+        if self.splicing_loss_type == "dirichlet_multinomial":
+            return phi[self.junc2atse] if phi.numel() > 1 else phi.expand(self.n_input_junctions)
+        return phi
+
+    @torch.inference_mode()
+    def decode_psi(
+        self,
+        z: torch.Tensor,
+        batch_index: torch.Tensor,
+        cat_covs: torch.Tensor | None = None,
+        cont_covs: torch.Tensor | None = None,
+        junction_idx: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Decoded PSI ``p`` of the cells in ``z`` (2-D or samples × cells × latent).
+
+        For the Dirichlet-multinomial the logits are soft-maxed within each ATSE (over all its
+        junctions, also when only some are requested); otherwise ``p = σ(logit)``.
+        """
+        categorical_input = torch.split(cat_covs, 1, dim=1) if cat_covs is not None else ()
+        decoder_input = self._decoder_input(z, cont_covs)
+        if self.splicing_loss_type != "dirichlet_multinomial":
+            logits = self.z_decoder_splicing.dense_logits(decoder_input, batch_index, *categorical_input, cols=junction_idx)
+            return torch.sigmoid(logits)
+        if junction_idx is None:
+            cols = torch.arange(self.n_input_junctions, device=z.device)
+        else:
+            # All junctions of the requested junctions' ATSEs (ascending), for the within-ATSE softmax.
+            events = torch.unique(self.junc2atse[junction_idx])
+            cols = torch.nonzero(torch.isin(self.junc2atse, events)).view(-1)
+        logits = self.z_decoder_splicing.dense_logits(decoder_input, batch_index, *categorical_input, cols=cols)
+        groups = self.junc2atse[cols]
+        flat = logits.reshape(-1, cols.shape[0])
+        group_max = torch.full((flat.shape[0], self.n_events), float("-inf"), device=z.device)
+        group_max = group_max.scatter_reduce(1, groups.expand_as(flat), flat, reduce="amax", include_self=True)
+        e = (flat - group_max.gather(1, groups.expand_as(flat))).exp()
+        denom = torch.zeros(flat.shape[0], self.n_events, device=z.device).scatter_add(1, groups.expand_as(flat), e)
+        psi = (e / denom.gather(1, groups.expand_as(flat))).reshape(logits.shape)
+        if junction_idx is None:
+            return psi
+        position = torch.searchsorted(cols, junction_idx)
+        return psi[..., position]
+
+    # ------------------------------------------------------------------ loss
+    def splicing_log_likelihood(self, obs: ObservedEntries, logits: torch.Tensor) -> torch.Tensor:
+        """Splicing log-likelihood per cell, summed over its observed entries / ATSEs."""
+        per_cell = torch.zeros(obs.n_cells, device=logits.device)
+        if obs.rows.numel() == 0:
+            return per_cell
+        if self.splicing_loss_type == "dirichlet_multinomial":
+            log_p = segment_log_softmax(logits, obs.group, obs.n_groups)
+            phi = self.log_phi_j.exp()
+            phi_group = phi[obs.group_event] if phi.numel() > 1 else phi.expand(obs.n_groups)
+            ll = dirichlet_multinomial_log_prob(obs.k, log_p, phi_group, obs.group, obs.n_groups)
+            return per_cell.index_add(0, obs.group_row, ll)
+        if self.splicing_loss_type == "beta_binomial":
+            ll = beta_binomial_log_prob(obs.k, obs.n, logits, self.log_phi_j.exp()[obs.cols])
+        else:
+            ll = binomial_log_prob(obs.k, obs.n, logits)
+        return per_cell.index_add(0, obs.rows, ll)
+
+    def expression_log_likelihood(self, x: torch.Tensor, generative_outputs: dict) -> torch.Tensor:
+        """Expression log-likelihood per cell."""
+        px_rate = generative_outputs["px_rate"]
+        if self.gene_likelihood == "zinb":
+            dist = ZeroInflatedNegativeBinomial(
+                mu=px_rate, theta=generative_outputs["px_r"], zi_logits=generative_outputs["px_dropout"]
+            )
+        elif self.gene_likelihood == "nb":
+            dist = NegativeBinomial(mu=px_rate, theta=generative_outputs["px_r"])
+        else:
+            dist = Poisson(px_rate)
+        return dist.log_prob(x).sum(dim=-1)
+
+    def loss(self, tensors, inference_outputs, generative_outputs, kl_weight: float = 1.0) -> LossOutput:
+        """Negative ELBO: reconstruction of both modalities, KL of the joint posterior, penalty."""
+        obs: ObservedEntries = inference_outputs["observed"]
+        rl_spl = -self.splicing_log_likelihood(obs, generative_outputs["splicing_logits"])
+        mask_spl = inference_outputs["mask_spl"]
+        recon = {"reconstruction_loss_splicing": rl_spl}
+        total_recon = rl_spl
+        if self.n_input_genes > 0:
+            mask_expr = inference_outputs["mask_expr"]
+            rl_expr = -self.expression_log_likelihood(inference_outputs["x"], generative_outputs) * mask_expr
+            recon["reconstruction_loss_expression"] = rl_expr
+            total_recon = total_recon + rl_expr
+        qz_m, qz_v = inference_outputs["qz_m"], inference_outputs["qz_v"]
+        kl_z = kld(Normal(qz_m, qz_v.sqrt()), Normal(0.0, 1.0)).sum(dim=1)
+        if self.n_input_genes > 0:
+            penalty = self._modality_penalty(inference_outputs, inference_outputs["mask_expr"] & mask_spl)
+        else:
+            penalty = torch.zeros_like(kl_z)
+        loss = torch.mean(total_recon + kl_weight * kl_z + penalty)
+        return LossOutput(
+            loss=loss,
+            reconstruction_loss=recon,
+            kl_local={"kl_divergence_z": kl_z, "kl_divergence_paired": penalty},
+        )
+
+    def _modality_penalty(self, io: dict, paired: torch.Tensor) -> torch.Tensor:
+        """Alignment penalty between the expression and splicing posteriors of paired cells."""
+        zeros = torch.zeros(paired.shape[0], device=paired.device)
+        if self.modality_penalty == "None" or not bool(paired.any()):
+            return zeros
+        if self.modality_penalty == "Jeffreys":
+            q_e = Normal(io["qzm_expr"], io["qzv_expr"].sqrt())
+            q_s = Normal(io["qzm_spl"], io["qzv_spl"].sqrt())
+            sym = (kld(q_e, q_s) + kld(q_s, q_e)).sum(dim=1)
+            return torch.where(paired, sym, zeros)
+        # MMD with a Gaussian kernel between the two modalities' posterior means of paired cells,
+        # spread evenly over those cells.
+        a, b = io["qzm_expr"][paired], io["qzm_spl"][paired]
+        mmd = _gaussian_mmd(a, b)
+        return torch.where(paired, mmd.expand_as(zeros), zeros)
+
+
+def _gaussian_mmd(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Biased squared MMD between two samples with a Gaussian kernel (median-free, bandwidth = dim)."""
+    bandwidth = float(a.shape[1])
+
+    def kernel(x, y):
+        return torch.exp(-torch.cdist(x, y).pow(2) / bandwidth).mean()
+
+    return kernel(a, a) + kernel(b, b) - 2.0 * kernel(a, b)
+
+
+def _dense(x: torch.Tensor) -> torch.Tensor:
+    """Dense view of a minibatch tensor (gene counts are densified per minibatch, like scVI)."""
+    return x.to_dense() if x.layout != torch.strided else x
+
+
+def _sparse_product(ratio: torch.Tensor, totals: torch.Tensor) -> torch.Tensor:
+    """Element-wise ratio × totals (junction counts from a ratio layer), rounded to integers."""
+    if ratio.layout == torch.strided and totals.layout == torch.strided:
+        return torch.round(ratio * totals)
+    product = ratio.to_sparse_coo() * totals.to_sparse_coo()
+    product = product.coalesce()
+    return torch.sparse_coo_tensor(product.indices(), torch.round(product.values()), product.shape)
+
+
+def _check_choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
