@@ -52,12 +52,6 @@ _check_path("input.sample_sheet", config["input"]["sample_sheet"], "sample sheet
 _check_path("input.genes", config["input"]["genes"])
 _check_path("input.barcodes", config["input"]["barcodes"], "barcode file")
 _check_path("atse.gtf", config["atse"]["gtf"], "GTF")
-if config["input"]["junction_format"] in ("sj_out_tab", "junc") and not config["input"]["sample_sheet"]:
-    if Path(config["input"]["junctions"]).is_dir():
-        raise WorkflowError(
-            "config key 'input.sample_sheet': per-cell junction files "
-            f"({config['input']['junction_format']}) need a sample sheet (one row per cell)"
-        )
 for _i, _c in enumerate(config["contrasts"]):
     if _c["group1"] == _c.get("group2"):
         raise WorkflowError(f"config key 'contrasts[{_i}]': group1 and group2 are both '{_c['group1']}'")
