@@ -1,0 +1,89 @@
+"""``splicevi atse``: filter junctions and group them into ATSEs → ``events.tsv``.
+
+Filters (in order; each removed junction is counted under the first it fails): total reads
+(--min-reads), cells with a read (--min-cells), intron length (--min-intron/--max-intron), motif and
+strand consistency (--motif canonical drops known non-canonical motifs and unknown strands), usage at
+either splice site (--min-site-usage), then event size after recomputing the splice-site components
+(--min-junctions/--max-junctions). With --gtf, each event gets the gene_id / gene_name most of its
+junctions match (identical annotated intron, shared annotated splice site, or containing gene).
+
+Writes ``events.tsv`` (one row per kept junction: junction_id, event_id, coordinates, gene, read
+counts, site usage) and ``<events>.summary.json`` (filters and counts, used as provenance by assemble).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ._summary import print_summary
+
+
+def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
+    from splicevi.data.atse import AtseParams
+
+    d = AtseParams()
+    p = subparsers.add_parser("atse", help=help_text, description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--junctions", required=True, help="junctions.h5ad from `splicevi ingest`")
+    p.add_argument("--gtf", help="GTF (plain or .gz) for gene_id / gene_name and annotated introns")
+    p.add_argument("--min-reads", type=int, default=d.min_reads, help="min total reads of a junction (%(default)s)")
+    p.add_argument("--min-cells", type=int, default=d.min_cells, help="min cells with a read (%(default)s)")
+    p.add_argument("--min-intron", type=int, default=d.min_intron, help="min intron length (%(default)s)")
+    p.add_argument("--max-intron", type=int, default=d.max_intron, help="max intron length (%(default)s)")
+    p.add_argument("--motif", choices=("canonical", "any"), default=d.motif,
+                   help="canonical: drop known non-canonical motifs and unknown strands (%(default)s)")
+    p.add_argument("--min-site-usage", type=float, default=d.min_site_usage,
+                   help="min fraction of a splice site's reads a junction must carry (%(default)s)")
+    p.add_argument("--min-junctions", type=int, default=d.min_junctions, help="min junctions per event (%(default)s)")
+    p.add_argument("--max-junctions", type=int, default=d.max_junctions, help="max junctions per event (%(default)s)")
+    p.add_argument("--out", required=True, help="output events.tsv")
+    p.set_defaults(func=run)
+    return p
+
+
+def summary_path(out: str | Path) -> Path:
+    """Sidecar JSON of an events table (filters and counts)."""
+    out = Path(out)
+    return out.with_name(out.name.removesuffix(".tsv") + ".summary.json")
+
+
+def run(args: argparse.Namespace) -> int:
+    from splicevi._io import atomic_path, require_file
+    from splicevi.data.atse import AtseParams, annotate_events, group_atse
+    from splicevi.data.io import read_junction_var
+
+    params = AtseParams(min_reads=args.min_reads, min_cells=args.min_cells, min_intron=args.min_intron,
+                        max_intron=args.max_intron, motif=args.motif, min_site_usage=args.min_site_usage,
+                        min_junctions=args.min_junctions, max_junctions=args.max_junctions)
+    var = read_junction_var(require_file(args.junctions, "junctions .h5ad"))
+    events, report = group_atse(var, params)
+    if events.empty:
+        raise ValueError(f"{args.junctions}: no ATSE left after filtering ({report['removed']}); relax the filters "
+                         "(e.g. --min-reads, --min-cells, --min-site-usage) or check the input")
+    report["gtf"] = args.gtf or ""
+    if args.gtf:
+        from splicevi.data.gtf import assign_genes, check_chromosomes, read_gtf
+
+        ann = read_gtf(args.gtf)
+        report["frac_chrom_in_gtf"] = check_chromosomes(var["chrom"], ann, junctions_source=args.junctions)
+        events = annotate_events(events, assign_genes(events, ann))
+        report["n_events_with_gene"] = int(events.drop_duplicates("event_id")["gene_id"].notna().sum())
+    else:
+        events["gene_id"] = ""
+        events["gene_name"] = ""
+    report["junctions_file"] = str(args.junctions)
+    with atomic_path(args.out) as tmp, atomic_path(summary_path(args.out)) as tmp_json:
+        events.to_csv(tmp, sep="\t", index=False)
+        tmp_json.write_text(json.dumps(report, indent=1))
+    sizes = events.groupby("event_id").size()
+    rows = [("junctions in", report["n_junctions_in"])]
+    rows += [(f"removed: {k}", v) for k, v in report["removed"].items()]
+    rows += [("junctions kept", report["n_junctions_kept"]), ("events", report["n_events"]),
+             ("junctions per event (median / max)", f"{sizes.median():g} / {sizes.max()}")]
+    if args.gtf:
+        rows.append(("events with a gene", report["n_events_with_gene"]))
+    rows.append(("wrote", f"{args.out}, {summary_path(args.out)}"))
+    print_summary("splicevi atse", rows)
+    return 0

@@ -1,0 +1,183 @@
+"""Readers of gene counts into a cells × genes sparse AnnData (``var`` index gene id, ``gene_name``).
+
+Supported inputs
+----------------
+``starsolo`` / ``mtx``
+    A folder with ``matrix.mtx``, ``barcodes.tsv`` and ``features.tsv`` (or Cell Ranger v2
+    ``genes.tsv``), genes × cells, plain or ``.gz``: STARsolo ``Solo.out/Gene/filtered`` (the run
+    folder, ``Solo.out`` or ``Solo.out/Gene`` also work; ``filtered`` is preferred over ``raw``), or
+    Cell Ranger ``filtered_feature_bc_matrix``. With a raw matrix, pass a barcode list to keep cells.
+``10x_h5``
+    Cell Ranger ``filtered_feature_bc_matrix.h5`` (v3 layout; only "Gene Expression" features).
+``h5ad``
+    An AnnData whose ``X`` (or ``layers["counts"]``, or ``raw.X``) holds integer counts.
+``star_counts``
+    One STAR ``ReadsPerGene.out.tab`` per cell listed in a sample sheet (``cell_id``, ``path``);
+    the unstranded column is used unless ``strandedness`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import anndata as ad
+import h5py
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from tqdm.auto import tqdm
+
+from splicevi._io import require_file
+
+from ._mtx import read_mtx
+from ._tables import InputError, read_delimited, read_typed, table_suffix
+from .readers_junctions import read_barcodes, read_sample_sheet
+
+GENE_FORMATS = ("auto", "starsolo", "10x_h5", "mtx", "h5ad", "star_counts")
+_STRANDED_COLUMN = {"unstranded": 1, "forward": 2, "reverse": 3}
+
+
+def _find_mtx_dir(p: Path) -> Path:
+    for cand in (p, p / "filtered", p / "Gene" / "filtered", p / "Solo.out" / "Gene" / "filtered", p / "raw",
+                 p / "Gene" / "raw", p / "Solo.out" / "Gene" / "raw", p / "filtered_feature_bc_matrix"):
+        if (cand / "matrix.mtx").exists() or (cand / "matrix.mtx.gz").exists():
+            return cand
+    raise InputError(p, "no matrix.mtx under this path",
+                     "point --genes at Solo.out/Gene/filtered (or the run folder / a Cell Ranger matrix folder)")
+
+
+def read_mtx_dir(path: str | os.PathLike) -> ad.AnnData:
+    """Read a STARsolo / Cell Ranger matrix folder (genes × cells) into cells × genes."""
+    folder = _find_mtx_dir(Path(require_file(path, "gene count folder")))
+
+    def pick(*names):
+        for n in names:
+            if (folder / n).exists():
+                return folder / n
+        raise InputError(folder, f"{names[0]} not found", "copy the complete matrix folder")
+
+    mat = read_mtx(pick("matrix.mtx", "matrix.mtx.gz"), what="gene matrix.mtx")
+    barcodes = read_barcodes(pick("barcodes.tsv", "barcodes.tsv.gz"))
+    feat_path = pick("features.tsv", "features.tsv.gz", "genes.tsv", "genes.tsv.gz")
+    feat = read_delimited(feat_path, (1, 2, 3, 4), what="gene features.tsv",
+                          fix="features.tsv needs gene id and name columns (STARsolo / Cell Ranger layout)")
+    if mat.shape != (len(feat), len(barcodes)):
+        raise InputError(folder / "matrix.mtx",
+                         f"matrix is {mat.shape[0]} × {mat.shape[1]} but there are {len(feat)} features and "
+                         f"{len(barcodes)} barcodes", "use matrix, features and barcodes of the same run")
+    names = feat[1] if feat.shape[1] > 1 else feat[0]
+    keep = np.ones(len(feat), dtype=bool)
+    if feat.shape[1] > 2:  # Cell Ranger v3: keep gene expression features only
+        keep = (feat[2] == "Gene Expression").to_numpy() | ~feat[2].isin(["Antibody Capture", "CRISPR Guide Capture",
+                                                                          "Custom", "Peaks"]).to_numpy()
+    x = mat.T.tocsr()[:, keep]
+    var = pd.DataFrame({"gene_name": names.to_numpy()[keep]}, index=pd.Index(feat[0].to_numpy()[keep], name="gene_id"))
+    obs = pd.DataFrame(index=pd.Index(barcodes, name="cell_id"))
+    adata = ad.AnnData(X=x, obs=obs, var=var)
+    adata.var_names_make_unique()
+    adata.uns["splicevi_ingest"] = {"gene_format": "mtx", "genes": str(folder)}
+    return adata
+
+
+def read_10x_h5(path: str | os.PathLike) -> ad.AnnData:
+    """Read a Cell Ranger v3 ``.h5`` matrix (gene expression features) into cells × genes."""
+    path = require_file(path, "10x .h5 matrix")
+    fix = "pass Cell Ranger's filtered_feature_bc_matrix.h5 (v3 layout)"
+    try:
+        with h5py.File(path, "r") as f:
+            if "matrix" not in f:
+                raise InputError(path, "no /matrix group (Cell Ranger v2 .h5 is not supported)", fix)
+            g = f["matrix"]
+            shape = tuple(int(s) for s in g["shape"][:])
+            x = sp.csc_matrix((g["data"][:].astype(np.float32), g["indices"][:], g["indptr"][:]), shape=shape)
+            barcodes = g["barcodes"][:].astype(str)
+            ids = g["features"]["id"][:].astype(str)
+            names = g["features"]["name"][:].astype(str)
+            ftype = g["features"]["feature_type"][:].astype(str) if "feature_type" in g["features"] else None
+    except OSError as err:
+        raise InputError(path, f"not a readable HDF5 file ({err})", fix) from None
+    keep = np.ones(len(ids), dtype=bool) if ftype is None else ftype == "Gene Expression"
+    x = x.T.tocsr()[:, keep]
+    adata = ad.AnnData(X=x, obs=pd.DataFrame(index=pd.Index(barcodes, name="cell_id")),
+                       var=pd.DataFrame({"gene_name": names[keep]}, index=pd.Index(ids[keep], name="gene_id")))
+    adata.var_names_make_unique()
+    return adata
+
+
+def read_h5ad_counts(path: str | os.PathLike) -> ad.AnnData:
+    """Read gene counts from an ``.h5ad`` (``X``, else ``layers['counts']``, else ``raw.X``)."""
+    path = require_file(path, "gene counts .h5ad")
+    a = ad.read_h5ad(path)
+    for name, mat, var in (("X", a.X, a.var), ("layers['counts']", a.layers.get("counts"), a.var),
+                           ("raw.X", a.raw.X if a.raw is not None else None, a.raw.var if a.raw is not None else None)):
+        if mat is None:
+            continue
+        m = sp.csr_matrix(mat, dtype=np.float32)
+        if m.nnz == 0 or (np.all(m.data >= 0) and np.all(m.data == np.floor(m.data))):
+            var = var.copy()
+            if "gene_name" not in var:
+                var["gene_name"] = var.index.astype(str)
+            out = ad.AnnData(X=m, obs=a.obs.copy(), var=var[["gene_name"]].copy())
+            out.uns["splicevi_ingest"] = {"gene_format": "h5ad", "counts_from": name}
+            return out
+    raise InputError(path, "no raw integer counts in X, layers['counts'] or raw.X (looks normalised)",
+                     "store raw counts in X or layers['counts'] of the .h5ad")
+
+
+def read_star_counts(sheet: pd.DataFrame, strandedness: str = "unstranded", progress: bool = True) -> ad.AnnData:
+    """Read STAR ``ReadsPerGene.out.tab`` files (sample sheet ``cell_id``, ``path``) into cells × genes."""
+    col = _STRANDED_COLUMN[strandedness]
+    fix = "pass STAR's ReadsPerGene.out.tab unchanged (4 tab-separated columns, 4 N_ summary lines)"
+    genes = None
+    cols = []
+    for path in tqdm(sheet["path"].tolist(), desc="reading ReadsPerGene files", unit="cell", disable=not progress):
+        df = read_typed(path, {0: str, 1: np.int64, 2: np.int64, 3: np.int64}, what="STAR ReadsPerGene.out.tab",
+                        fix=fix, count_cols=(1, 2, 3))
+        df = df[~df[0].str.startswith("N_")]
+        if genes is None:
+            genes = df[0].to_numpy()
+        elif len(df) != len(genes) or not np.array_equal(df[0].to_numpy(), genes):
+            raise InputError(path, "gene list differs from the first file's", "count all cells with the same annotation")
+        cols.append(sp.csr_matrix(df[col].to_numpy(dtype=np.float32)[None, :]))
+    x = sp.vstack(cols).tocsr()
+    obs = sheet.drop(columns=["path"]).copy()
+    return ad.AnnData(X=x, obs=obs, var=pd.DataFrame({"gene_name": genes}, index=pd.Index(genes, name="gene_id")))
+
+
+def detect_gene_format(path: str | os.PathLike) -> str:
+    """Guess the gene-count format of a path."""
+    p = Path(require_file(path, "gene counts"))
+    if p.is_dir():
+        return "starsolo"
+    if p.suffix == ".h5":
+        return "10x_h5"
+    if p.suffix == ".h5ad":
+        return "h5ad"
+    if table_suffix(p) in (".tsv", ".csv", ".txt"):
+        return "star_counts"
+    raise InputError(p, "cannot tell the gene-count format", "pass --gene-format")
+
+
+def read_genes(path: str | os.PathLike, fmt: str = "auto", strandedness: str = "unstranded",
+               progress: bool = True) -> ad.AnnData:
+    """Read gene counts of any supported format (see module docstring) into cells × genes CSR."""
+    if fmt not in GENE_FORMATS:
+        raise ValueError(f"unknown gene format {fmt!r}; use one of {', '.join(GENE_FORMATS)}")
+    if fmt == "auto":
+        fmt = detect_gene_format(path)
+    if fmt in ("starsolo", "mtx"):
+        adata = read_mtx_dir(path)
+    elif fmt == "10x_h5":
+        adata = read_10x_h5(path)
+    elif fmt == "h5ad":
+        adata = read_h5ad_counts(path)
+    else:
+        adata = read_star_counts(read_sample_sheet(path), strandedness=strandedness, progress=progress)
+    adata.obs.index = adata.obs.index.astype(str)
+    adata.obs.index.name = "cell_id"
+    adata.X = sp.csr_matrix(adata.X, dtype=np.float32)
+    adata.obs["n_counts"] = np.asarray(adata.X.sum(axis=1)).ravel()
+    adata.obs["n_genes"] = np.diff(adata.X.indptr)
+    adata.uns["splicevi_ingest"] = {**adata.uns.get("splicevi_ingest", {}), "gene_format": fmt, "genes": str(path)}
+    return adata

@@ -1,0 +1,187 @@
+"""Write a :class:`~splicevi.data.simulate.SimulatedData` as aligner output files, with the truth.
+
+Layouts
+-------
+``starsolo``
+    ``SJ.out.tab`` (the run's junction table), ``Solo.out/SJ/raw/{matrix.mtx,barcodes.tsv,features.tsv}``
+    (junctions × barcodes; ``features.tsv`` is a copy of ``SJ.out.tab`` as STARsolo's symlink would
+    resolve) and ``Solo.out/Gene/filtered/{matrix.mtx,barcodes.tsv,features.tsv}``. As in real runs,
+    the raw SJ matrix also holds background barcodes that are not cells (a few reads each, absent from
+    ``Gene/filtered``), constitutive junctions outside any ATSE, and junction rows without reads.
+``sj_out_tab``
+    ``cells/<cell>SJ.out.tab`` and ``cells/<cell>ReadsPerGene.out.tab`` per cell, with sample sheets
+    ``samples.tsv`` (cell_id, path, batch) and ``genes_samples.tsv`` (cell_id, path).
+
+Both write ``truth_cells.tsv`` (cell type, batch), ``truth_junctions.tsv`` (junction → event, gene,
+true PSI per type, DS flag) and ``truth_events.tsv`` (kind, DS, types that differ, max |ΔPSI|).
+Cell ids of the simulation are used as barcodes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from tqdm.auto import tqdm
+
+from splicevi._io import atomic_path
+
+from .simulate import SimulatedData
+
+_STRAND_CODE = {"+": 1, "-": 2, ".": 0}
+
+
+def _write_mtx(path: Path, mat: sp.spmatrix) -> None:
+    """Matrix Market coordinate integer file (1-based), as STARsolo writes it."""
+    coo = sp.coo_matrix(mat)
+    order = np.lexsort((coo.row, coo.col))  # column-major like STARsolo
+    with open(path, "w") as fh:
+        fh.write("%%MatrixMarket matrix coordinate integer general\n%\n")
+        fh.write(f"{coo.shape[0]} {coo.shape[1]} {coo.nnz}\n")
+        body = pd.DataFrame({"r": coo.row[order] + 1, "c": coo.col[order] + 1,
+                             "v": np.rint(coo.data[order]).astype(np.int64)})
+        body.to_csv(fh, sep=" ", header=False, index=False)
+
+
+def _sj_table(junctions: pd.DataFrame, unique: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
+    """STAR ``SJ.out.tab`` rows (9 columns) for a junction table and its unique read counts."""
+    return pd.DataFrame({
+        "chrom": junctions["chrom"].to_numpy(),
+        "start": junctions["start"].to_numpy(),
+        "end": junctions["end"].to_numpy(),
+        "strand": junctions["strand"].map(_STRAND_CODE).to_numpy(),
+        "motif": junctions["motif"].to_numpy(),
+        "annotated": junctions["annotated"].to_numpy(),
+        "unique": unique.astype(np.int64),
+        "multi": rng.binomial(unique.astype(np.int64), 0.02),
+        "overhang": np.where(unique > 0, rng.integers(20, 90, size=len(unique)), 0),
+    })
+
+
+def _extra_junctions(sim: SimulatedData, rng: np.random.Generator) -> pd.DataFrame:
+    """Constitutive junctions (one per intron, no shared site) beyond the planted events."""
+    n = max(sim.events.shape[0] // 4, 1)
+    chroms = sorted(sim.junctions["chrom"].unique())
+    chrom = rng.choice(chroms, size=n)
+    last = sim.junctions.groupby("chrom")["end"].max()
+    start = last.reindex(chrom).to_numpy() + 10_000 + np.arange(n) * 5_000
+    strand = np.where(rng.random(n) < 0.5, "+", "-")
+    return pd.DataFrame({"chrom": chrom, "start": start, "end": start + rng.integers(300, 3000, size=n),
+                         "strand": strand, "motif": np.where(strand == "+", 1, 2), "annotated": 1})
+
+
+def write_simulation(sim: SimulatedData, out: str | os.PathLike, fmt: str = "starsolo", seed: int = 0,
+                     progress: bool = True) -> dict:
+    """Write simulated input files and truth tables to the folder ``out`` (replaced atomically).
+
+    Parameters
+    ----------
+    sim
+        Output of :func:`splicevi.data.simulate.simulate`.
+    out
+        Output folder.
+    fmt
+        ``"starsolo"`` or ``"sj_out_tab"`` (see the module docstring).
+    seed
+        Seed of the extras (background barcodes, constitutive junctions, overhangs).
+    progress
+        Progress bar over per-cell files.
+
+    Returns
+    -------
+    dict
+        ``n_files`` written and the main paths.
+    """
+    if fmt not in ("starsolo", "sj_out_tab"):
+        raise ValueError(f"unknown simulation format {fmt!r}; use 'starsolo' or 'sj_out_tab'")
+    rng = np.random.default_rng(seed + 7919)
+    with atomic_path(out, suffix="") as tmp:
+        tmp.mkdir(parents=True)
+        if fmt == "starsolo":
+            files = _write_starsolo(sim, tmp, rng)
+        else:
+            files = _write_per_cell(sim, tmp, rng, progress)
+        files += _write_truth(sim, tmp)
+    return {"n_files": len(files), "out": str(out), "format": fmt}
+
+
+def _write_truth(sim: SimulatedData, folder: Path) -> list[Path]:
+    paths = [folder / "truth_cells.tsv", folder / "truth_junctions.tsv", folder / "truth_events.tsv"]
+    sim.obs.to_csv(paths[0], sep="\t")
+    sim.junctions.to_csv(paths[1], sep="\t")
+    sim.events.to_csv(paths[2], sep="\t")
+    return paths
+
+
+def _write_starsolo(sim: SimulatedData, folder: Path, rng: np.random.Generator) -> list[Path]:
+    n_cells = sim.obs.shape[0]
+    extra = _extra_junctions(sim, rng)
+    n_extra = len(extra)
+    # Constitutive junction reads in cells, and background barcodes with a few reads anywhere.
+    cons = sp.random(n_cells, n_extra, density=0.3, random_state=rng, data_rvs=lambda k: 1 + rng.poisson(3, size=k))
+    n_bg = max(n_cells // 10, 1)
+    all_j = pd.concat([sim.junctions[["chrom", "start", "end", "strand", "motif", "annotated"]], extra],
+                      ignore_index=True)
+    bg = sp.random(n_bg, len(all_j), density=min(1.0, 2.0 / len(all_j)), random_state=rng,
+                   data_rvs=lambda k: np.ones(k))
+    cells_k = sp.hstack([sim.junction_counts, cons]).tocsr()
+    k = sp.vstack([cells_k, bg]).tocsr()
+    # Order junctions by position like STAR, and keep some rows without reads (zero in every barcode).
+    order = np.lexsort((all_j["end"].to_numpy(), all_j["start"].to_numpy(), all_j["chrom"].to_numpy()))
+    all_j = all_j.iloc[order].reset_index(drop=True)
+    k = k[:, order]
+    # Rows without reads only among the constitutive extras, so planted events stay complete.
+    zero_cols = (order >= sim.junctions.shape[0]) & (rng.random(len(all_j)) < 0.2)
+    k = (k @ sp.diags((~zero_cols).astype(np.float32))).tocsr()
+    k.eliminate_zeros()
+    barcodes = list(sim.obs.index) + [f"bg{i:06d}" for i in range(n_bg)]
+    sj = _sj_table(all_j, np.asarray(k.sum(axis=0)).ravel(), rng)
+    raw = folder / "Solo.out" / "SJ" / "raw"
+    gene = folder / "Solo.out" / "Gene" / "filtered"
+    raw.mkdir(parents=True)
+    gene.mkdir(parents=True)
+    sj.to_csv(folder / "SJ.out.tab", sep="\t", header=False, index=False)
+    sj.to_csv(raw / "features.tsv", sep="\t", header=False, index=False)
+    _write_mtx(raw / "matrix.mtx", k.T)
+    pd.Series(barcodes).to_csv(raw / "barcodes.tsv", header=False, index=False)
+    _write_mtx(gene / "matrix.mtx", sim.gene_counts.T)
+    pd.Series(sim.obs.index).to_csv(gene / "barcodes.tsv", header=False, index=False)
+    feats = pd.DataFrame({"id": sim.genes.index, "name": sim.genes["gene_name"].to_numpy(),
+                          "type": "Gene Expression"})
+    feats.to_csv(gene / "features.tsv", sep="\t", header=False, index=False)
+    return [folder / "SJ.out.tab", raw / "features.tsv", raw / "matrix.mtx", raw / "barcodes.tsv",
+            gene / "matrix.mtx", gene / "barcodes.tsv", gene / "features.tsv"]
+
+
+def _write_per_cell(sim: SimulatedData, folder: Path, rng: np.random.Generator, progress: bool) -> list[Path]:
+    cells_dir = folder / "cells"
+    cells_dir.mkdir()
+    k = sim.junction_counts.tocsr()
+    g = sim.gene_counts.tocsr()
+    jt = sim.junctions
+    n_genes = g.shape[1]
+    files: list[Path] = []
+    sj_paths, gene_paths = [], []
+    for i, cell in enumerate(tqdm(sim.obs.index, desc="writing per-cell files", unit="cell", disable=not progress)):
+        cols = k.indices[k.indptr[i]: k.indptr[i + 1]]
+        vals = k.data[k.indptr[i]: k.indptr[i + 1]]
+        sj_path = cells_dir / f"{cell}SJ.out.tab"
+        _sj_table(jt.iloc[cols], vals, rng).to_csv(sj_path, sep="\t", header=False, index=False)
+        counts = np.zeros(n_genes, dtype=np.int64)
+        counts[g.indices[g.indptr[i]: g.indptr[i + 1]]] = np.rint(g.data[g.indptr[i]: g.indptr[i + 1]])
+        gene_path = cells_dir / f"{cell}ReadsPerGene.out.tab"
+        head = pd.DataFrame({"id": ["N_unmapped", "N_multimapping", "N_noFeature", "N_ambiguous"],
+                             "u": rng.integers(100, 2000, size=4), "f": 0, "r": 0})
+        body = pd.DataFrame({"id": sim.genes.index, "u": counts, "f": counts // 2, "r": counts - counts // 2})
+        pd.concat([head, body]).to_csv(gene_path, sep="\t", header=False, index=False)
+        sj_paths.append(f"cells/{sj_path.name}")
+        gene_paths.append(f"cells/{gene_path.name}")
+        files += [sj_path, gene_path]
+    sheet = pd.DataFrame({"cell_id": sim.obs.index, "path": sj_paths, "batch": sim.obs["batch"].astype(str).to_numpy()})
+    sheet.to_csv(folder / "samples.tsv", sep="\t", index=False)
+    pd.DataFrame({"cell_id": sim.obs.index, "path": gene_paths}).to_csv(folder / "genes_samples.tsv", sep="\t",
+                                                                       index=False)
+    return files + [folder / "samples.tsv", folder / "genes_samples.tsv"]
