@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from scvi.dataloaders import DataSplitter
+from scvi.module import Classifier
 from scvi.train import AdversarialTrainingPlan
 
 
@@ -57,6 +58,12 @@ class SplicingTrainingPlan(AdversarialTrainingPlan):
         if lr_scheduler_type not in ("plateau", "step"):
             raise ValueError(f"lr_scheduler_type must be 'plateau' or 'step', got {lr_scheduler_type!r}")
         super().__init__(module, **kwargs)
+        joint = getattr(module, "n_joint_latent", module.n_latent)
+        if self.adversarial_classifier is not False and joint != module.n_latent:
+            # The joint latent is wider than one modality's under 'concatenate'.
+            self.adversarial_classifier = Classifier(
+                n_input=joint, n_hidden=32, n_labels=self.n_output_classifier, n_layers=2, logits=True
+            )
         self.lr_scheduler_type = lr_scheduler_type
         self.step_size = int(step_size)
         self.gradient_clipping = gradient_clipping

@@ -174,7 +174,8 @@ class SPLICEVAE(BaseModuleClass):
                     n_cat_list=cat_list,
                     use_batch_norm=bn_dec,
                     use_layer_norm=ln_dec,
-                    bias=False,
+                    # A bias (per-gene baseline) also keeps scArches' online-update hooks working.
+                    bias=True,
                 )
             else:
                 self.z_decoder_expression = DecoderSCVI(
