@@ -9,10 +9,11 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
-from conftest import QUIET
 
 from splicevi import SPLICEVI
 from splicevi.data import simulate
+
+from conftest import QUIET
 
 OPTIONS = [
     {},
