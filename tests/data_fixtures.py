@@ -56,8 +56,7 @@ def junction_table(rows: list[tuple]) -> pd.DataFrame:
     return df
 
 
-@pytest.fixture
-def tiny_sim():
+def tiny_simulation():
     """A tiny simulation (fast): 80 cells, 40 genes, 25 events."""
     from splicevi.data import simulate
 

@@ -6,8 +6,8 @@ from collections import defaultdict
 
 import numpy as np
 import pytest
-from data_fixtures import SCASL, junction_table, needs_shared, write_text
 
+from data_fixtures import SCASL, junction_table, needs_shared, write_text
 from splicevi.data._tables import InputError
 from splicevi.data.atse import AtseParams, annotate_events, group_atse, site_components
 from splicevi.data.gtf import assign_genes, check_chromosomes, read_gtf

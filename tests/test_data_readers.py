@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-from data_fixtures import SCASL, SPLIKIT, junc_line, needs_shared, regtools_line, sj_line, write_text
 
+from data_fixtures import SCASL, SPLIKIT, junc_line, needs_shared, regtools_line, sj_line, write_text
 from splicevi.data._tables import InputError
 from splicevi.data.barcodes import apply_allowlist, match_cells
 from splicevi.data.readers_genes import read_genes
