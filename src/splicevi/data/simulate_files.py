@@ -13,7 +13,10 @@ Layouts
     ``samples.tsv`` (cell_id, path, batch) and ``genes_samples.tsv`` (cell_id, path).
 
 Both write ``truth_cells.tsv`` (cell type, batch), ``truth_junctions.tsv`` (junction → event, gene,
-true PSI per type, DS flag) and ``truth_events.tsv`` (kind, DS, types that differ, max |ΔPSI|).
+true PSI per type, DS flag), ``truth_events.tsv`` (kind, DS, types that differ, max |ΔPSI|) and
+``annotation.gtf``: a GTF with one gene per simulated gene that has events (its span covers its
+junctions) and one two-exon transcript per annotated junction, so ``splicevi atse --gtf`` assigns
+gene ids and names.
 Cell ids of the simulation are used as barcodes.
 """
 
@@ -105,6 +108,7 @@ def write_simulation(sim: SimulatedData, out: str | os.PathLike, fmt: str = "sta
         else:
             files = _write_per_cell(sim, tmp, rng, progress)
         files += _write_truth(sim, tmp)
+        files.append(write_gtf(sim, tmp / "annotation.gtf"))
     return {"n_files": len(files), "out": str(out), "format": fmt}
 
 
@@ -185,3 +189,30 @@ def _write_per_cell(sim: SimulatedData, folder: Path, rng: np.random.Generator, 
     pd.DataFrame({"cell_id": sim.obs.index, "path": gene_paths}).to_csv(folder / "genes_samples.tsv", sep="\t",
                                                                        index=False)
     return files + [folder / "samples.tsv", folder / "genes_samples.tsv"]
+
+
+def write_gtf(sim: SimulatedData, path: Path) -> Path:
+    """GTF of the simulated genes: gene spans over their junctions, a transcript per annotated junction."""
+    j = sim.junctions.reset_index()
+    attrs = 'gene_id "' + j["gene_id"] + '"; gene_name "' + j["gene_name"] + '";'
+    genes = j.groupby("gene_id", sort=False).agg(chrom=("chrom", "first"), start=("start", "min"),
+                                                 end=("end", "max"), strand=("strand", "first"),
+                                                 gene_name=("gene_name", "first")).reset_index()
+    gene_lines = pd.DataFrame({
+        "chrom": genes["chrom"], "src": "splicevi", "feature": "gene", "start": genes["start"] - 200,
+        "end": genes["end"] + 200, "score": ".", "strand": genes["strand"], "frame": ".",
+        "attr": 'gene_id "' + genes["gene_id"] + '"; gene_name "' + genes["gene_name"] + '";',
+    })
+    ann = j[j["annotated"] == 1]
+    tx_attr = attrs[ann.index] + ' transcript_id "T' + ann.index.astype(str) + '";'
+    exons = []
+    for ex_start, ex_end in ((ann["start"] - 100, ann["start"] - 1), (ann["end"] + 1, ann["end"] + 100)):
+        exons.append(pd.DataFrame({
+            "chrom": ann["chrom"], "src": "splicevi", "feature": "exon", "start": ex_start, "end": ex_end,
+            "score": ".", "strand": ann["strand"], "frame": ".", "attr": tx_attr,
+        }))
+    lines = pd.concat([gene_lines, *exons], ignore_index=True).sort_values(["chrom", "start"], kind="stable")
+    with open(path, "w") as fh:
+        fh.write("#!simulated annotation of splicevi.data.simulate_files\n")
+        lines.to_csv(fh, sep="\t", header=False, index=False, quoting=3)
+    return path
