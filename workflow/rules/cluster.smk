@@ -3,6 +3,7 @@ rule cluster:
     input:
         mdata=out("data", "data.h5mu"),
         embedding=out("embed", "embedding.h5ad"),
+        annotations=config["input"]["cell_annotations"] or [],
     output:
         mdata=out("splicevi.h5mu"),
         cells=out("cluster", "cells.tsv"),
@@ -13,6 +14,7 @@ rule cluster:
     params:
         resolution=config["cluster"]["resolution"],
         seed=config["cluster"]["seed"],
+        annotations=opt("--annotations", config["input"]["cell_annotations"]),
     resources:
         mem_mb=lambda wc, attempt: 8000 * attempt,
         runtime=lambda wc, attempt: 30 * attempt,
@@ -20,5 +22,5 @@ rule cluster:
         "../../envs/splicevi.yaml"
     shell:
         "splicevi cluster --mdata {input.mdata:q} --embedding {input.embedding:q}"
-        " --resolution {params.resolution} --seed {params.seed}"
+        " --resolution {params.resolution} --seed {params.seed} {params.annotations}"
         " --out {output.mdata:q} --out-cells {output.cells:q} > {log:q} 2>&1"

@@ -50,6 +50,7 @@ def _check_path(key, value, kind="path"):
 _check_path("input.junctions", config["input"]["junctions"])
 _check_path("input.sample_sheet", config["input"]["sample_sheet"], "sample sheet")
 _check_path("input.genes", config["input"]["genes"])
+_check_path("input.cell_annotations", config["input"]["cell_annotations"], "cell annotation table")
 _check_path("input.barcodes", config["input"]["barcodes"], "barcode file")
 _check_path("atse.gtf", config["atse"]["gtf"], "GTF")
 for _i, _c in enumerate(config["contrasts"]):
@@ -111,8 +112,10 @@ def contrasts_json():
 
 
 def batch_colors():
-    """Annotations worth a UMAP panel of their own: the batch key, and contrast groupings."""
+    """Annotations worth a UMAP panel of their own: the batch key, contrast groupings, cell annotations."""
     keys = [config["batch_key"]] if config["batch_key"] else []
+    if config["input"]["cell_annotations"]:
+        keys.append("annotations")
     keys += [c["groupby"] for c in config["contrasts"] if c["groupby"] not in keys and c["groupby"] != "leiden"]
     return keys
 

@@ -28,10 +28,38 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     p.add_argument("--resolution", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--key", default="leiden", help="name of the cluster annotation")
+    p.add_argument(
+        "--annotations",
+        default=None,
+        help="TSV/CSV of cell annotations (first column: cell id) added to the cells, e.g. cell types for contrasts",
+    )
     p.add_argument("--out", required=True, help="output .h5mu (latents in obsm, clusters in obs)")
     p.add_argument("--out-cells", required=True, help="output TSV, one row per cell (annotations, QC, UMAP)")
     p.set_defaults(func=run)
     return p
+
+
+def add_annotations(mdata, path) -> None:
+    """Add the columns of a cell annotation table (first column: cell id) to ``mdata.obs``."""
+    import pandas as pd
+
+    from splicevi._io import require_file
+
+    path = require_file(path, "cell annotation table")
+    sep = "," if str(path).endswith(".csv") else "\t"
+    table = pd.read_csv(path, sep=sep, index_col=0, dtype=str)
+    table.index = table.index.astype(str)
+    shared = mdata.obs_names.intersection(table.index)
+    if len(shared) == 0:
+        raise ValueError(
+            f"no cell of {path} is in the data (e.g. table: {list(table.index[:3])}, data: {list(mdata.obs_names[:3])})"
+        )
+    for col in table.columns:
+        if col in mdata.obs.columns:
+            log.warning("annotation '%s' already present; keeping the data's values", col)
+            continue
+        mdata.obs[col] = pd.Categorical(table[col].reindex(mdata.obs_names))
+    log.info("annotations: %d of %d cells matched, columns %s", len(shared), mdata.n_obs, list(table.columns))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.embedding} has no kNN graph (obsp['connectivities'])")
     clusters = leiden(emb.obsp["connectivities"], args.resolution, args.seed)
     mdata.obs[args.key] = clusters
+    if args.annotations:
+        add_annotations(mdata, args.annotations)
     for key, value in emb.obsm.items():
         mdata.obsm[key] = np.asarray(value)
     mdata.obsp["splicevi_connectivities"] = emb.obsp["connectivities"]

@@ -55,6 +55,7 @@ def run_contrasts(method, contrasts, id_col: str, **kwargs) -> pd.DataFrame:
     for c in contrasts:
         log.info("contrast %s: %s %s vs %s", c.name, c.groupby, c.group1, c.group2 or "rest")
         table = method(groupby=c.groupby, group1=c.group1, group2=c.group2, **kwargs)
+        table = table.drop(columns=[c for c in ("contrast", "groupby", "group1", "group2") if c in table.columns])
         if id_col in table.columns:
             table = table.reset_index(drop=True)
         else:

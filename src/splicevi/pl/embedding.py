@@ -22,7 +22,8 @@ def umap(cells: pd.DataFrame, color: Sequence[str], basis: tuple[str, str] = ("u
     cells
         One row per cell with the UMAP coordinates (columns ``basis``) and the annotations.
     color
-        Columns to colour by. ``"qc"`` expands to the QC metrics present (see ``QC_COLUMNS``).
+        Columns to colour by. ``"qc"`` expands to the QC metrics present (see ``QC_COLUMNS``),
+        ``"annotations"`` to the text annotations with 2–50 levels (other than the clusters).
         Text columns (or few distinct integers) are drawn as categories, numbers with a colour bar
         (count-like metrics on a log scale).
     basis
@@ -37,6 +38,13 @@ def umap(cells: pd.DataFrame, color: Sequence[str], basis: tuple[str, str] = ("u
     for c in color:
         if c == "qc":
             keys += [q for q in QC_COLUMNS if q in cells.columns]
+        elif c == "annotations":
+            keys += [
+                a for a in cells.columns
+                if a not in keys and a not in ("leiden", *basis) and ":" not in str(a)
+                and (cells[a].dtype == object or isinstance(cells[a].dtype, pd.CategoricalDtype))
+                and 2 <= cells[a].nunique() <= 50
+            ]
         elif c not in cells.columns:
             raise ValueError(f"no cell annotation '{c}' (available: {', '.join(map(str, cells.columns))})")
         else:
