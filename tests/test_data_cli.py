@@ -69,3 +69,19 @@ def test_pipeline_recovers_planted_events(fmt, tmp_path, capsys):
     k = s.layers["cell_by_junction_matrix"]
     assert np.all(k.data <= s.layers["cell_by_cluster_matrix"].data)
     assert mdata.uns["splicevi"]["atse"]["params"]["min_reads"] == 1
+
+
+def test_embedded_example_is_the_simulators_output(tmp_path, capsys):
+    """resources/example is exactly what its README's `splicevi simulate` command writes."""
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "resources" / "example"
+    if not (example / "SJ.out.tab").exists():
+        pytest.skip("embedded example not present")
+    _run(["simulate", "--out", str(tmp_path / "ex"), "--format", "starsolo", "--n-cells", "400", "--n-genes", "150",
+          "--n-events", "120", "--seed", "0", "--no-progress"], capsys)
+    made = sorted(p.relative_to(tmp_path / "ex") for p in (tmp_path / "ex").rglob("*") if p.is_file())
+    assert made == sorted(p.relative_to(example) for p in example.rglob("*") if p.is_file() and p.name != "README.md")
+    for rel in made:
+        assert (tmp_path / "ex" / rel).read_bytes() == (example / rel).read_bytes(), rel
+    assert sum((example / rel).stat().st_size for rel in made) < 2_000_000

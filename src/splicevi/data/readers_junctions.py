@@ -302,12 +302,10 @@ def read_starsolo_sj(path: str | os.PathLike) -> ad.AnnData:
     _check_range(feat[3].to_numpy(), 0, 2, feat_path, "column 4 (strand, 0/1/2)", fix)
     junctions = _records(feat_path, feat[0], feat[1], feat[2], _STAR_STRAND[feat[3].to_numpy()], feat[4], feat[5],
                          np.zeros(len(feat), dtype=np.int64), fix, first_line=1)
-    # One record per non-zero entry, plus one zero-count record per junction row so empty rows stay.
-    rec = junctions.iloc[np.concatenate([mat.row, np.arange(len(feat))])].reset_index(drop=True)
-    rec["count"] = np.concatenate([mat.data.astype(np.int64), np.zeros(len(feat), dtype=np.int64)])
-    rec["cell"] = np.concatenate([mat.col, np.zeros(len(feat), dtype=np.int64)]).astype(np.int32)
+    # Junction identity is per feature row: merge the rows (empty ones stay), then map matrix rows.
+    var, jkey = merge_records(junctions)
     obs = pd.DataFrame(index=pd.Index(barcodes, name="cell_id"))
-    adata = records_to_anndata(rec, obs)
+    adata = _build_anndata(mat.col, jkey[mat.row], mat.data, obs, var)
     adata.uns["splicevi_ingest"] = {"features": str(feat_path)}
     return adata
 
@@ -378,16 +376,20 @@ def read_junction_table(path: str | os.PathLike) -> ad.AnnData:
 # --------------------------------------------------------------------------------------------
 # records → AnnData
 # --------------------------------------------------------------------------------------------
-def records_to_anndata(records: pd.DataFrame, obs: pd.DataFrame) -> ad.AnnData:
-    """Merge per-(cell, junction) records into a cells × junctions CSR AnnData.
+def merge_records(records: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """Distinct junctions of per-record rows, resolving unknown strands.
 
     Parameters
     ----------
     records
-        Columns ``cell`` (row of ``obs``), ``chrom``, ``start``, ``end`` (1-based intron), ``strand``,
-        ``motif``, ``annotated``, ``count``. Repeated (cell, junction) records are summed.
-    obs
-        One row per cell code, index = cell ids.
+        Columns ``chrom``, ``start``, ``end`` (1-based intron), ``strand``, ``motif``, ``annotated``.
+
+    Returns
+    -------
+    var
+        One row per junction (sorted by chrom, start, end, strand), index ``junction_id``.
+    jkey
+        Row of ``var`` of each record.
     """
     chrom = records["chrom"].astype("category")
     intron = pd.DataFrame({"chrom": chrom, "start": records["start"], "end": records["end"]})
@@ -419,15 +421,33 @@ def records_to_anndata(records: pd.DataFrame, obs: pd.DataFrame) -> ad.AnnData:
     var["motif"] = jmotif.astype(np.int8)
     var["annotated"] = jann.astype(np.int8)
     var.index = pd.Index(junction_ids(var), name="junction_id")
+    return var, jkey
 
-    counts = records["count"].to_numpy()
-    x = sp.csr_matrix(
-        (counts.astype(np.float32), (records["cell"].to_numpy(), jkey)), shape=(len(obs), n_junctions)
-    )
+
+def records_to_anndata(records: pd.DataFrame, obs: pd.DataFrame) -> ad.AnnData:
+    """Merge per-(cell, junction) records into a cells × junctions CSR AnnData.
+
+    Parameters
+    ----------
+    records
+        Columns ``cell`` (row of ``obs``), ``chrom``, ``start``, ``end`` (1-based intron), ``strand``,
+        ``motif``, ``annotated``, ``count``. Repeated (cell, junction) records are summed.
+    obs
+        One row per cell code, index = cell ids.
+    """
+    var, jkey = merge_records(records)
+    return _build_anndata(records["cell"].to_numpy(), jkey, records["count"].to_numpy(), obs, var)
+
+
+def _build_anndata(cell: np.ndarray, jkey: np.ndarray, counts: np.ndarray, obs: pd.DataFrame,
+                   var: pd.DataFrame) -> ad.AnnData:
+    """Cells × junctions CSR (duplicates summed, zeros dropped) with per-junction and per-cell totals."""
+    x = sp.csr_matrix((counts.astype(np.float32), (cell, jkey)), shape=(len(obs), len(var)))
     x.sum_duplicates()
     x.eliminate_zeros()
+    var = var.copy()
     var["total_reads"] = np.asarray(x.sum(axis=0)).ravel().astype(np.int64)
-    var["n_cells"] = np.diff(x.tocsc().indptr).astype(np.int64)
+    var["n_cells"] = np.bincount(x.indices, minlength=len(var)).astype(np.int64)
     obs = obs.copy()
     obs.index = obs.index.astype(str)
     obs.index.name = "cell_id"
