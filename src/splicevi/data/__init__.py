@@ -1,5 +1,10 @@
 """Data: readers, ATSE grouping, masking, MuData assembly and the simulator."""
 
+from ._tables import InputError
+from .assemble import assemble, harmonize_splicing, read_events, read_transcript_lengths
+from .atse import AtseParams, annotate_events, group_atse, site_components
+from .barcodes import apply_allowlist, match_cells
+from .gtf import assign_genes, check_chromosomes, read_gtf
 from .layers import (
     ATSE_COUNTS,
     JUNCTION_COUNTS,
@@ -9,17 +14,40 @@ from .layers import (
     event_codes,
     splicing_layers,
 )
+from .readers_genes import GENE_FORMATS, read_genes
+from .readers_junctions import JUNCTION_FORMATS, read_junctions, read_sample_sheet
 from .simulate import SimulatedData, simulate, to_mudata
+from .simulate_files import write_simulation
 
 __all__ = [
     "ATSE_COUNTS",
+    "GENE_FORMATS",
     "JUNCTION_COUNTS",
+    "JUNCTION_FORMATS",
     "JUNCTION_RATIO",
     "PSI_MASK",
+    "AtseParams",
+    "InputError",
     "SimulatedData",
+    "annotate_events",
+    "apply_allowlist",
+    "assemble",
+    "assign_genes",
     "atse_totals",
+    "check_chromosomes",
     "event_codes",
+    "group_atse",
+    "harmonize_splicing",
+    "match_cells",
+    "read_events",
+    "read_genes",
+    "read_gtf",
+    "read_junctions",
+    "read_sample_sheet",
+    "read_transcript_lengths",
     "simulate",
+    "site_components",
     "splicing_layers",
     "to_mudata",
+    "write_simulation",
 ]
