@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
             rows.append(("barcode matching", "after removing '-N' suffixes"))
         genes.uns["splicevi_ingest"] = {**genes.uns.get("splicevi_ingest", {}), "barcodes": match.as_dict()}
     jun.var["total_reads"] = np.asarray(jun.X.sum(axis=0)).ravel().astype(np.int64)
-    jun.var["n_cells"] = np.diff(jun.X.tocsc().indptr).astype(np.int64)
+    jun.var["n_cells"] = np.bincount(jun.X.indices, minlength=jun.n_vars).astype(np.int64)
     from splicevi.data.assemble import clean_uns
 
     jun.uns["splicevi_ingest"] = clean_uns({**jun.uns["splicevi_ingest"], "barcodes_file": args.barcodes,

@@ -29,6 +29,7 @@ from .layers import (
     PSI_MASK,
     atse_totals,
     event_codes,
+    junction_to_event_matrix,
     splicing_layers,
 )
 
@@ -158,12 +159,14 @@ def assemble(
             var[col] = jun.var[col].to_numpy() if col in jun.var else ""
     for col in ("gene_id", "gene_name"):
         var[col] = var[col].fillna("").astype(str)
-    var["n_cells_observed"] = np.diff(layers[PSI_MASK].tocsc().indptr).astype(np.int64)
-    var["n_cells_detected"] = np.diff(k.tocsc().indptr).astype(np.int64)
+    var["n_cells_observed"] = np.bincount(layers[PSI_MASK].indices, minlength=len(var)).astype(np.int64)
+    var["n_cells_detected"] = np.bincount(k.indices, minlength=len(var)).astype(np.int64)
     obs = jun.obs.copy()
+    if "batch" not in obs:
+        obs["batch"] = "batch0"
     n_events = int(codes.max()) + 1
     mask = layers[PSI_MASK]
-    ev_per_cell = _events_observed(layers[ATSE_COUNTS], codes, n_events)
+    ev_per_cell = _events_observed(k, codes, n_events)
     obs["n_junction_reads"] = np.asarray(k.sum(axis=1)).ravel().astype(np.int64)
     obs["n_junctions_detected"] = np.diff(k.indptr).astype(np.int64)
     obs["n_events_observed"] = ev_per_cell
@@ -205,13 +208,11 @@ def assemble(
     return mdata, report
 
 
-def _events_observed(n: sp.csr_matrix, codes: np.ndarray, n_events: int) -> np.ndarray:
-    """Number of distinct observed ATSEs per cell (from the ATSE totals pattern)."""
-    n = n.tocsr()
-    rows = np.repeat(np.arange(n.shape[0]), np.diff(n.indptr))
-    ev = codes[n.indices]
-    pairs = np.unique(rows.astype(np.int64) * n_events + ev)
-    return np.bincount(pairs // n_events, minlength=n.shape[0]).astype(np.int64)
+def _events_observed(k: sp.csr_matrix, codes: np.ndarray, n_events: int) -> np.ndarray:
+    """Number of observed ATSEs per cell: non-zeros per row of the cells × events read totals."""
+    per_event = (k @ junction_to_event_matrix(codes, n_events)).tocsr()
+    per_event.eliminate_zeros()
+    return np.diff(per_event.indptr).astype(np.int64)
 
 
 def clean_uns(value):

@@ -131,6 +131,10 @@ def _records(path, chrom, start, end, strand, motif, annotated, count, fix, firs
         i = int(np.nonzero(bad)[0][0])
         raise InputError(path, f"intron start {start[i]} / end {end[i]} invalid (start must be ≥ 1 and ≤ end)", fix,
                          line=first_line + i)
+    chrom = np.asarray(chrom, dtype=object)
+    if (chrom == "").any():
+        i = int(np.nonzero(chrom == "")[0][0])
+        raise InputError(path, "empty chromosome name", fix, line=first_line + i)
     strand = np.asarray(strand, dtype=object)
     strand = np.where(pd.isna(strand), ".", strand)
     strand = np.where(strand == "?", ".", strand)
@@ -140,7 +144,7 @@ def _records(path, chrom, start, end, strand, motif, annotated, count, fix, firs
         raise InputError(path, f"strand is {strand[i]!r}, expected +, -, . or ?", fix, line=first_line + i)
     return pd.DataFrame(
         {
-            "chrom": np.asarray(chrom, dtype=object),
+            "chrom": chrom,
             "start": start,
             "end": end,
             "strand": strand,
@@ -367,7 +371,12 @@ def read_junction_table(path: str | os.PathLike) -> ad.AnnData:
     annotated = df["annotated"].to_numpy(dtype=np.int8) if "annotated" in df else np.full(len(df), -1, np.int8)
     rec = _records(path, df["chrom"].astype(str), ints["start"], ints["end"], df["strand"].astype(str).to_numpy(),
                    motif, annotated, ints["count"], fix, first_line=line_offset + 1)
-    cell_codes, cells = pd.factorize(df["cell"].astype(str), sort=False)
+    cell = df["cell"]
+    if isinstance(cell.dtype, pd.CategoricalDtype):  # Parquet dictionary columns: reuse the codes
+        cell = cell.cat.remove_unused_categories()
+        cell_codes, cells = cell.cat.codes.to_numpy(), cell.cat.categories.astype(str)
+    else:
+        cell_codes, cells = pd.factorize(cell.astype(str), sort=False)
     rec["cell"] = cell_codes.astype(np.int32)
     obs = pd.DataFrame(index=pd.Index(np.asarray(cells, dtype=str), name="cell_id"))
     return records_to_anndata(rec, obs)
