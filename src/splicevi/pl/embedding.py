@@ -49,6 +49,7 @@ def umap(cells: pd.DataFrame, color: Sequence[str], basis: tuple[str, str] = ("u
             raise ValueError(f"no cell annotation '{c}' (available: {', '.join(map(str, cells.columns))})")
         else:
             keys.append(c)
+    keys = list(dict.fromkeys(keys))
     if not keys:
         return empty_figure("no annotation to colour by")
     fig, axes = grid(len(keys), ncols=min(len(keys), 2), size=(5.2, 4.2))

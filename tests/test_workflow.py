@@ -1,0 +1,231 @@
+"""The Snakemake workflow: lint, dry run, config errors, and real runs on simulated and real data.
+
+The runs use tiny data and a few epochs (.test/config_sim.yaml, .test/config_real.yaml) in
+temporary working directories; they check that the outputs exist and make sense (planted DS events
+at the top of the DS table), that the HTML report is produced, and that a config edit reruns
+training and everything downstream but nothing upstream.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEFILE = REPO / "Snakefile"
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+REAL = REPO.parent / "shared" / "data" / "scasl_tnbc_smartseq2"
+
+pytestmark = pytest.mark.skipif(not SNAKEMAKE.exists(), reason="snakemake is not installed")
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env.setdefault("NUMBA_CACHE_DIR", str(REPO / ".cache" / "numba"))
+    env["MPLBACKEND"] = "Agg"
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run snakemake on the repository's Snakefile in ``workdir``."""
+    cmd = [str(SNAKEMAKE), "-s", str(SNAKEFILE), "-d", str(workdir), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def _write_config(path: Path, base: Path, **overrides) -> Path:
+    cfg = yaml.safe_load(base.read_text())
+    for key, value in overrides.items():
+        section, _, sub = key.partition(".")
+        if sub:
+            cfg.setdefault(section, {})[sub] = value
+        else:
+            cfg[section] = value
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def _jobs(dry_run_output: str) -> set[str]:
+    """Rule names of the jobs a dry run would execute."""
+    table = dry_run_output.split("Job stats:", 1)
+    if len(table) < 2:
+        return set()
+    return {m.group(1) for m in re.finditer(r"^([A-Za-z_]\w*)\s+\d+\s*$", table[1], flags=re.M)} - {"total"}
+
+
+@pytest.fixture(scope="module")
+def sim_dir(tmp_path_factory) -> Path:
+    """A small simulated STARsolo sample with gene counts and planted truth."""
+    from splicevi.cli.main import main
+
+    work = tmp_path_factory.mktemp("wf_sim")
+    rc = main(
+        [
+            "simulate", "--out", str(work / "sim"), "--format", "starsolo", "--n-cells", "300",
+            "--n-genes", "120", "--n-events", "100", "--n-types", "3", "--seed", "1", "--no-progress",
+        ]
+    )
+    assert rc == 0
+    return work
+
+
+@pytest.fixture(scope="module")
+def sim_run(sim_dir) -> Path:
+    """The whole workflow on the simulated sample, then the HTML report."""
+    cfg = _write_config(
+        sim_dir / "config.yaml", REPO / ".test" / "config_sim.yaml", **{"input.cell_annotations": "sim/truth_cells.tsv"}
+    )
+    snakemake(sim_dir, "--configfile", str(cfg), "--cores", "2")
+    snakemake(sim_dir, "--configfile", str(cfg), "--report", "report.html")
+    return sim_dir
+
+
+def test_lint_is_clean(sim_dir):
+    cfg = _write_config(sim_dir / "lint.yaml", REPO / ".test" / "config_sim.yaml")
+    proc = snakemake(sim_dir, "--configfile", str(cfg), "--lint", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "Congratulations, your workflow is in a good condition" in out, out
+
+
+def test_dry_run_of_default_config():
+    """The shipped config/config.yaml (embedded example) plans the whole workflow."""
+    if not (REPO / "resources" / "example" / "Solo.out").exists():
+        pytest.skip("embedded example resources/example not present")
+    proc = snakemake(REPO, "-n", "--cores", "2", "--config", "outdir=.cache/dryrun_results")
+    jobs = _jobs(proc.stdout)
+    assert {"ingest", "atse", "assemble", "train", "embed", "cluster", "differential_splicing"} <= jobs
+    assert "differential_expression" in jobs  # the example has gene counts
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"foo": 1}, "config key 'foo': unknown key"),
+        ({"train.max_epochs": "many"}, "config key 'train.max_epochs': 'many' is not of type 'integer'"),
+        ({"train.max_epochz": 3}, "config key 'train.max_epochz': unknown key"),
+        ({"input.genes": "does/not/exist"}, "config key 'input.genes': path not found"),
+        ({"input.junctions": "nope/SJ"}, "config key 'input.junctions': path not found"),
+        ({"plots.format": "jpg"}, "config key 'plots.format'"),
+    ],
+)
+def test_bad_config_stops_before_any_job(tmp_path, sim_dir, override, message):
+    work = tmp_path / "w"
+    work.mkdir()
+    (work / "sim").symlink_to(sim_dir / "sim")
+    cfg = _write_config(tmp_path / "bad.yaml", REPO / ".test" / "config_sim.yaml", **override)
+    proc = snakemake(work, "--configfile", str(cfg), "--cores", "1", check=False)
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr
+    assert not (work / "results").exists()
+
+
+def test_outputs_exist_and_make_sense(sim_run):
+    import mudata as md
+
+    res = sim_run / "results"
+    for name in [
+        "splicevi.h5mu", "model/model.pt", "ds/ds_junctions.tsv", "ds/ds_events.tsv", "de/de_genes.tsv",
+        "train/history.tsv", "cluster/cells.tsv",
+    ]:
+        assert (res / name).stat().st_size > 0, name
+    for fig in ["training_curves", "umap_clusters", "umap_qc", "umap_covariates", "volcano_ds", "volcano_de",
+                "top_events_psi", "event_coverage"]:
+        assert (res / "figures" / f"{fig}.png").stat().st_size > 5000, fig
+    for rule in ["ingest", "train", "embed", "differential_splicing"]:
+        assert (res / "logs" / f"{rule}.log").exists()
+        assert (res / "benchmarks" / f"{rule}.tsv").exists()
+
+    mdata = md.read_h5mu(res / "splicevi.h5mu")
+    assert {"X_splicevi", "X_umap"} <= set(mdata.obsm)
+    assert mdata.obsm["X_splicevi"].shape == (mdata.n_obs, 8)
+    assert mdata.obs["leiden"].nunique() >= 2
+    assert set(mdata.mod) == {"rna", "splicing"}
+
+    history = pd.read_csv(res / "train" / "history.tsv", sep="\t", index_col=0)
+    assert len(history) == 8 and {"elbo_train", "elbo_validation"} <= set(history.columns)
+    assert history["elbo_train"].iloc[-1] < history["elbo_train"].iloc[0]
+
+    # planted differential splicing between type2 and type1 is at the top of the DS table
+    ds = pd.read_csv(res / "ds" / "ds_junctions.tsv", sep="\t")
+    truth = pd.read_csv(sim_run / "sim" / "truth_junctions.tsv", sep="\t", index_col=0)
+    d = ds[ds["contrast"] == "type2_vs_type1"].sort_values("rank")
+    assert len(d) > 50 and d["junction_id"].is_unique
+    planted = (truth["true_psi_type2"] - truth["true_psi_type1"]).abs() > 0.1
+    is_planted = d["junction_id"].map(planted)
+    assert is_planted.notna().all()
+    base_rate = is_planted.mean()
+    top = is_planted.head(20).mean()
+    assert base_rate < 0.5 and top >= 0.7, (base_rate, top)
+    assert d["effect_size"].between(-1, 1).all() and d["proba_ds"].between(0, 1).all()
+
+    events = pd.read_csv(res / "ds" / "ds_events.tsv", sep="\t")
+    assert events.groupby("contrast")["event_id"].is_unique.all()
+    assert set(events["event_id"]) <= set(ds["event_id"])
+
+    de = pd.read_csv(res / "de" / "de_genes.tsv", sep="\t")
+    assert set(de["contrast"]) == {"type2_vs_type1"} and de["gene_id"].is_unique
+
+
+def test_report_is_self_contained_html(sim_run):
+    html = sim_run / "report.html"
+    assert html.stat().st_size > 100_000
+    text = html.read_text(errors="replace")
+    assert "umap_clusters" in text and "training_curves" in text and "ds_junctions" in text
+
+
+def test_config_edit_reruns_training_and_downstream_only(sim_run):
+    cfg = sim_run / "config.yaml"
+    proc = snakemake(sim_run, "--configfile", str(cfg), "-n", "--cores", "2")
+    assert _jobs(proc.stdout) == set(), proc.stdout[-3000:]
+
+    edited = _write_config(sim_run / "edited.yaml", cfg, **{"train.lr": 0.002})
+    proc = snakemake(sim_run, "--configfile", str(edited), "-n", "--cores", "2")
+    jobs = _jobs(proc.stdout)
+    assert {"train", "embed", "cluster", "differential_splicing", "differential_expression", "plot_training",
+            "plot_umap_clusters", "plot_volcano_ds", "all"} <= jobs, proc.stdout[-3000:]
+    assert not jobs & {"ingest", "atse", "assemble"}
+
+    edited = _write_config(sim_run / "edited2.yaml", cfg, **{"cluster.resolution": 0.9})
+    jobs = _jobs(snakemake(sim_run, "--configfile", str(edited), "-n", "--cores", "2").stdout)
+    assert "cluster" in jobs and not jobs & {"ingest", "atse", "assemble", "train", "embed"}
+
+
+@pytest.mark.skipif(not REAL.exists(), reason="real data ../shared/data/scasl_tnbc_smartseq2 not present")
+def test_real_data_splicing_only(tmp_path):
+    """Real Smart-seq2 cells (per-cell SJ.out.tab) without gene counts: a splicing-only run."""
+    cfg = _write_config(
+        tmp_path / "config.yaml",
+        REPO / ".test" / "config_real.yaml",
+        **{"input.junctions": str(REAL / "sj_out_tab"), "input.cell_annotations": str(REAL / "labels_sj_out_tab.csv")},
+    )
+    work = tmp_path / "w"
+    work.mkdir()
+    targets = ["results_real/ds/ds_events.tsv", "results_real/figures/umap_covariates.png",
+               "results_real/figures/volcano_ds.png"]
+    proc = snakemake(work, "--configfile", str(cfg), "-n", "--cores", "2")
+    assert "differential_expression" not in _jobs(proc.stdout)
+    snakemake(work, "--configfile", str(cfg), "--cores", "2", *targets)
+    res = work / "results_real"
+    import mudata as md
+
+    mdata = md.read_h5mu(res / "splicevi.h5mu")
+    assert set(mdata.mod) == {"splicing"}
+    assert mdata.n_obs == 37 and mdata["splicing"].n_vars > 100
+    assert set(mdata.obs["type"].astype(str)) == {"Tumor", "Normal"}
+    ds = pd.read_csv(res / "ds" / "ds_junctions.tsv", sep="\t")
+    assert ds["contrast"].str.startswith("leiden").all()
+    assert ds["proba_ds"].between(0, 1).all()
+    assert len(ds) == mdata["splicing"].n_vars * ds["contrast"].nunique()
+    assert not (res / "de").exists()
