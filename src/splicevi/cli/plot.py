@@ -64,7 +64,7 @@ def run_umap(args: argparse.Namespace) -> int:
     """UMAP panels."""
     from splicevi import pl
 
-    dtype = {c: str for c in args.color if c != "qc"}
+    dtype = {c: str for c in args.color if c not in ("qc", "annotations")}
     cells = _read_table(args.cells, index_col=0, dtype=dtype, keep_default_na=True)
     pl.save_figure(pl.umap(cells, args.color), args.out)
     return 0
