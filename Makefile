@@ -6,7 +6,7 @@ PYTHON ?= python3
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
 export MPLBACKEND ?= Agg
 
-.PHONY: install test lint demo bench clean
+.PHONY: install test lint demo workflow-test bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,3 +25,19 @@ test: lint
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache results .snakemake
+
+# The workflow on the embedded example (resources/example), 2 cores, then the HTML report.
+demo: install
+	mkdir -p $(NUMBA_CACHE_DIR)
+	test -d resources/example/Solo.out || { echo "resources/example is missing (see resources/example/README.md)"; exit 1; }
+	$(VENV)/bin/snakemake --cores 2
+	$(VENV)/bin/snakemake --cores 2 --report results/report.html
+	@echo
+	@echo "Done. Report:  results/report.html   (open it in a browser)"
+	@echo "Tables:        results/ds/ds_junctions.tsv, results/ds/ds_events.tsv, results/de/de_genes.tsv"
+	@echo "Data + model:  results/splicevi.h5mu (latents, UMAP, clusters), results/model/"
+
+# Only the workflow tests (lint, dry run, config errors, runs on simulated and real data).
+workflow-test: install
+	mkdir -p $(NUMBA_CACHE_DIR)
+	$(VENV)/bin/pytest -q tests/test_workflow.py
