@@ -201,6 +201,7 @@ def assemble(
     })
     mdata.uns["splicevi"] = clean_uns({
         "version": __version__,
+        "versions": _versions(),
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "assemble": {"min_cell_reads": min_cell_reads, "length_norm": transcript_lengths is not None, **report},
         **(provenance or {}),
@@ -213,6 +214,14 @@ def _events_observed(k: sp.csr_matrix, codes: np.ndarray, n_events: int) -> np.n
     per_event = (k @ junction_to_event_matrix(codes, n_events)).tocsr()
     per_event.eliminate_zeros()
     return np.diff(per_event.indptr).astype(np.int64)
+
+
+def _versions() -> dict:
+    """Versions of the packages that shaped the file."""
+    import scipy
+
+    return {"splicevi": __version__, "anndata": ad.__version__, "mudata": md.__version__,
+            "numpy": np.__version__, "scipy": scipy.__version__, "pandas": pd.__version__}
 
 
 def clean_uns(value):
