@@ -401,8 +401,10 @@ def merge_records(records: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
         Row of ``var`` of each record.
     """
     chrom = records["chrom"].astype("category")
-    intron = pd.DataFrame({"chrom": chrom, "start": records["start"], "end": records["end"]})
-    ikey = intron.groupby(["chrom", "start", "end"], sort=False, observed=True).ngroup().to_numpy()
+    # Categories in sorted order so the junction order is (chrom, start, end, strand).
+    chrom = chrom.cat.reorder_categories(sorted(chrom.cat.categories))
+    intron = pd.DataFrame({"chrom": chrom.cat.codes, "start": records["start"], "end": records["end"]})
+    ikey = intron.groupby(["chrom", "start", "end"], sort=True).ngroup().to_numpy()
     n_introns = int(ikey.max()) + 1 if len(ikey) else 0
     strand = records["strand"].to_numpy(dtype=object)
     motif = records["motif"].to_numpy(dtype=np.int8)
@@ -416,13 +418,19 @@ def merge_records(records: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     resolved = np.where(from_motif != ".", from_motif, from_records)
     strand = np.where(strand == ".", resolved[ikey], strand)
 
-    keys = pd.DataFrame({"chrom": chrom, "start": records["start"].to_numpy(), "end": records["end"].to_numpy(),
-                         "strand": strand})
-    jkey = keys.groupby(["chrom", "start", "end", "strand"], sort=True, observed=True).ngroup().to_numpy()
-    n_junctions = int(jkey.max()) + 1 if len(jkey) else 0
-    _, first = np.unique(jkey, return_index=True)
-    var = keys.iloc[first].reset_index(drop=True)
-    var["chrom"] = var["chrom"].astype(str)
+    # A junction is an intron on a strand: integer keys (sorted intron, then + - .) on the records.
+    strand_code = np.select([strand == "+", strand == "-"], [0, 1], 2).astype(np.int64)
+    combined, jkey = np.unique(ikey.astype(np.int64) * 3 + strand_code, return_inverse=True)
+    jkey = jkey.ravel()
+    n_junctions = len(combined)
+    first = np.zeros(n_junctions, dtype=np.int64)
+    first[jkey[::-1]] = np.arange(len(jkey))[::-1]  # a record of each junction (the first)
+    var = pd.DataFrame({
+        "chrom": np.asarray(chrom.cat.categories, dtype=object)[chrom.cat.codes.to_numpy()[first]].astype(str),
+        "start": records["start"].to_numpy()[first],
+        "end": records["end"].to_numpy()[first],
+        "strand": np.array(["+", "-", "."])[combined % 3],
+    })
     jmotif = np.full(n_junctions, -1, dtype=np.int16)
     np.maximum.at(jmotif, jkey, motif.astype(np.int16))
     jann = np.full(n_junctions, -1, dtype=np.int16)
