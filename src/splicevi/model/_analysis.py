@@ -365,6 +365,14 @@ class SplicingAnalysisMixin:
         the null ΔPSI near 0 while a real difference of the groups' PSI stays whole, so the
         posterior probabilities and hence the FDR control are calibrated on the null.
 
+        Which cells enter a junction's group mean depends on ``norm_splicing_function``. With
+        ``dm_posterior_mean`` (default) only the cells that observe the junction's ATSE: their ψ* is
+        the model-regularised estimate of their own PSI, and the bootstrap over them measures how
+        well the reads support the group mean. With ``decoded`` every cell's decoded ``p``: a pure
+        model extrapolation, whose posterior ignores the uncertainty of the fitted decoder, so it is
+        sharper but over-calls when the decoder extrapolates splicing along expression differences
+        (seen in ``bench/quality.py`` on a type-vs-rest contrast).
+
         Parameters
         ----------
         adata
@@ -410,7 +418,7 @@ class SplicingAnalysisMixin:
         pd.DataFrame
             Per junction (index ``junction_id``): ``proba_ds``, ``is_ds_fdr``, ``bayes_factor``,
             ``effect_size`` (posterior mean ΔPSI), ``emp_effect`` (``emp_psi1 − emp_psi2``),
-            ``est_psi1``, ``est_psi2`` (posterior mean group PSI), ``emp_psi1``, ``emp_psi2``
+            ``est_psi1``, ``est_psi2`` (posterior mean group PSI, as averaged above), ``emp_psi1``, ``emp_psi2``
             (pooled observed PSI, Σk / Σn over the group's cells observing the ATSE; NaN when
             none), ``n_obs_group1``, ``n_obs_group2``, ``junction_id``, ``event_id``, ``gene_name``.
             Per event: see :func:`splicevi.tl.differential.event_level`. Sorted by decreasing
@@ -444,7 +452,10 @@ class SplicingAnalysisMixin:
                         adata, cells, what, None, tb, use_z_mean=False, n_samples=max(2, n_samples),
                         batch_size=batch_size,
                     )
-                group_means.append(dstats.bootstrap_group_means(samples, rng))
+                observed = None
+                if what == "dm":
+                    observed = self._observed_counts(adata, cells, batch_size)[1].toarray() > 0
+                group_means.append(dstats.bootstrap_group_means(samples, rng, observed))
             dpsi = group_means[0] - group_means[1]
             proba, bayes = dstats.change_probability(dpsi, delta, mode)
             table = pd.DataFrame(

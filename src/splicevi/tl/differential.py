@@ -15,7 +15,9 @@ import scipy.sparse as sp
 _EPS = 1e-8
 
 
-def bootstrap_group_means(samples: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def bootstrap_group_means(
+    samples: np.ndarray, rng: np.random.Generator, observed: np.ndarray | None = None
+) -> np.ndarray:
     """Posterior samples of a group's mean PSI from per-cell posterior samples.
 
     For each posterior sample ``s`` the cells are resampled with replacement (a bootstrap of the
@@ -28,6 +30,9 @@ def bootstrap_group_means(samples: np.ndarray, rng: np.random.Generator) -> np.n
         Samples × cells × junctions per-cell PSI.
     rng
         Random generator of the bootstrap.
+    observed
+        Optional cells × junctions boolean: average each junction over the resampled cells that
+        observe it only (falling back to all resampled cells where none does).
 
     Returns
     -------
@@ -39,7 +44,13 @@ def bootstrap_group_means(samples: np.ndarray, rng: np.random.Generator) -> np.n
     # Bootstrap as multiplicity weights: a (samples × cells) matrix instead of a gathered copy.
     weights = np.zeros((n_samples, n_cells), dtype=np.float64)
     np.add.at(weights, (np.repeat(np.arange(n_samples), n_cells), draws.ravel()), 1.0 / n_cells)
-    return np.einsum("sc,scj->sj", weights, samples)
+    all_cells = np.einsum("sc,scj->sj", weights, samples)
+    if observed is None:
+        return all_cells
+    mask = np.asarray(observed, dtype=np.float64)
+    den = weights @ mask
+    num = np.einsum("sc,scj->sj", weights, samples * mask[None])
+    return np.where(den > 0, num / np.maximum(den, _EPS), all_cells)
 
 
 def change_probability(
