@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from anndata import AnnData
 from mudata import MuData
@@ -16,7 +17,7 @@ from scvi.model.base import ArchesMixin, BaseModelClass, UnsupervisedTrainingMix
 from torch.distributions import Normal
 
 from .._constants import ATSE_COUNTS_KEY, JUNC_COUNTS_KEY, JUNC_RATIO_KEY, PSI_MASK_KEY
-from ..data.layers import ATSE_COUNTS, JUNCTION_COUNTS, JUNCTION_RATIO
+from ..data.layers import ATSE_COUNTS, JUNCTION_COUNTS, JUNCTION_RATIO, splicing_layers
 from ..module import SPLICEVAE
 from ._analysis import SplicingAnalysisMixin
 from ._training import SparseDataSplitter, SplicingTrainingPlan
@@ -226,13 +227,12 @@ class SPLICEVI(
         """Junction embeddings from a truncated SVD of the (sparse) PSI matrix."""
         from sklearn.decomposition import TruncatedSVD
 
-        counts = self.adata_manager.get_from_registry(JUNC_COUNTS_KEY)
-        import scipy.sparse as sp
-
-        from ..data.layers import splicing_layers
-
-        k = sp.csr_matrix(counts)[:, self.module.splicing_offset :]
-        ratio = splicing_layers(k, self.module.junc2atse.cpu().numpy())[JUNCTION_RATIO]
+        offset = self.module.splicing_offset
+        if JUNC_COUNTS_KEY in self.adata_manager.data_registry:
+            k = sp.csr_matrix(self.adata_manager.get_from_registry(JUNC_COUNTS_KEY))[:, offset:]
+            ratio = splicing_layers(k, self.module.junc2atse.cpu().numpy())[JUNCTION_RATIO]
+        else:  # reference layout without counts: the ratio layer is PSI already
+            ratio = sp.csr_matrix(self.adata_manager.get_from_registry(JUNC_RATIO_KEY))[:, offset:]
         dim = self.module.z_encoder_splicing.code_dim
         n_comp = max(1, min(dim, min(ratio.shape) - 1))
         svd = TruncatedSVD(n_components=n_comp, random_state=0).fit(ratio)

@@ -151,10 +151,10 @@ class SPLICEVAE(BaseModuleClass):
         self.n_joint_latent = n_joint
         n_decoder_input = n_joint + n_continuous_cov
 
-        # --- expression branch ---
-        if self.n_input_genes > 0:
-            self.z_encoder_expression = Encoder(
-                n_input=self.n_input_genes + n_cont_enc,
+        def gaussian_encoder(n_input: int) -> Encoder:
+            """scVI encoder of one modality into the latent (shared settings of both branches)."""
+            return Encoder(
+                n_input=n_input,
                 n_output=self.n_latent,
                 n_cat_list=encoder_cat_list,
                 n_layers=n_layers_encoder,
@@ -166,6 +166,10 @@ class SPLICEVAE(BaseModuleClass):
                 use_layer_norm=ln_enc,
                 return_dist=False,
             )
+
+        # --- expression branch ---
+        if self.n_input_genes > 0:
+            self.z_encoder_expression = gaussian_encoder(self.n_input_genes + n_cont_enc)
             scale_activation = "softplus" if use_size_factor_key else "softmax"
             if expression_architecture == "linear":
                 self.z_decoder_expression = LinearDecoderSCVI(
@@ -218,19 +222,7 @@ class SPLICEVAE(BaseModuleClass):
             )
         else:
             # Vanilla: dense minibatch of [PSI, observed mask] (the mask keeps PSI = 0 apart from missing).
-            self.z_encoder_splicing = Encoder(
-                n_input=2 * self.n_input_junctions + n_cont_enc,
-                n_output=self.n_latent,
-                n_cat_list=encoder_cat_list,
-                n_layers=n_layers_encoder,
-                n_hidden=self.n_hidden,
-                dropout_rate=dropout_rate,
-                distribution=latent_distribution,
-                var_eps=1e-4,
-                use_batch_norm=bn_enc,
-                use_layer_norm=ln_enc,
-                return_dist=False,
-            )
+            self.z_encoder_splicing = gaussian_encoder(2 * self.n_input_junctions + n_cont_enc)
         self.z_decoder_splicing = SplicingDecoder(
             n_decoder_input,
             self.n_input_junctions,
