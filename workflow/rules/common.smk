@@ -62,14 +62,20 @@ HAS_GENES = config["input"]["genes"] is not None
 FMT = config["plots"]["format"]
 
 # Run `splicevi` from the Python environment that runs Snakemake (a virtualenv need not be activated).
-# Under --sdm conda the rule's environment comes first on PATH; its Python finds the package via
-# PYTHONPATH (the conda environment holds the dependencies, the package is this repository).
+# Under --sdm conda the rule's environment (envs/splicevi.yaml: the dependencies) comes first on PATH
+# and workflow/scripts/splicevi runs the package from this repository's src/ with its Python.
+def _use_conda():
+    from snakemake.settings.types import DeploymentMethod
+
+    return DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
+
+
 _bin = Path(sys.executable).parent
-_src = Path(workflow.basedir) / "src"
-_bins = [str(_bin)] if (_bin / "splicevi").exists() else []
+_scripts = Path(workflow.basedir) / "workflow" / "scripts"
+_path = [str(_scripts)] if _use_conda() or not (_bin / "splicevi").exists() else [str(_bin)]
 os.environ.update(
-    PATH=os.pathsep.join([*_bins, str(Path(workflow.basedir) / "workflow" / "scripts"), os.environ.get("PATH", "")]),
-    PYTHONPATH=os.pathsep.join([str(_src), *filter(None, [os.environ.get("PYTHONPATH")])]),
+    PATH=os.pathsep.join([*_path, os.environ.get("PATH", "")]),
+    PYTHONPATH=os.pathsep.join([str(Path(workflow.basedir) / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]),
 )
 
 
