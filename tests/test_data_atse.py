@@ -185,3 +185,18 @@ def test_gtf_chr_prefix_mismatch_is_explained(tmp_path):
     assert "ensembl.gtf" in msg and "line 2" in msg and "'chr' prefix" in msg and "Fix:" in msg
     assert check_chromosomes(var["chrom"], read_gtf(write_text(tmp_path / "g.gtf", [
         line.format(c="chr1") for line in GTF_LINES]))) == 1.0
+
+
+def test_gtf_strand_lets_unknown_strand_junctions_through(tmp_path):
+    from splicevi.data.gtf import infer_strand
+
+    ann = read_gtf(write_text(tmp_path / "a.gtf", [line.format(c="chr1") for line in GTF_LINES]))
+    var = junction_table([("chr1", 100, 200, ".", 9), ("chr1", 100, 300, ".", 9), ("chr7", 100, 300, ".", 9)])
+    events, _ = group_atse(var, AtseParams(min_reads=1, min_cells=1))
+    assert events.empty  # unknown strand fails the canonical motif/strand filter
+    filled, n = infer_strand(var, ann)
+    assert n == 2 and list(filled["strand"]) == ["+", "+", "."]
+    assert (filled.index == var.index).all()
+    events, _ = group_atse(filled, AtseParams(min_reads=1, min_cells=1))
+    assert sorted(events["junction_id"]) == ["chr1:100-200:.", "chr1:100-300:."]
+    assert set(events["strand"]) == {"+"}

@@ -5,7 +5,9 @@ Filters (in order; each removed junction is counted under the first it fails): t
 strand consistency (--motif canonical drops known non-canonical motifs and unknown strands), usage at
 either splice site (--min-site-usage), then event size after recomputing the splice-site components
 (--min-junctions/--max-junctions). With --gtf, each event gets the gene_id / gene_name most of its
-junctions match (identical annotated intron, shared annotated splice site, or containing gene).
+junctions match (identical annotated intron, shared annotated splice site, or containing gene), and
+junctions of unknown strand ('.') take the strand of the annotation they match before filtering (their
+junction_id keeps the '.' of the input; the strand column holds the inferred strand).
 
 Writes ``events.tsv`` (one row per kept junction: junction_id, event_id, coordinates, gene, read
 counts, site usage) and ``<events>.summary.json`` (filters and counts, used as provenance by assemble).
@@ -58,16 +60,24 @@ def run(args: argparse.Namespace) -> int:
                         max_intron=args.max_intron, motif=args.motif, min_site_usage=args.min_site_usage,
                         min_junctions=args.min_junctions, max_junctions=args.max_junctions)
     var = read_junction_var(require_file(args.junctions, "junctions .h5ad"))
+    ann = None
+    n_strand_from_gtf = 0
+    if args.gtf:
+        from splicevi.data.gtf import assign_genes, check_chromosomes, infer_strand, read_gtf
+
+        # Read and check the GTF first: a naming mismatch should fail before any work, and strands
+        # it gives to '.' junctions let them pass the motif/strand filter.
+        ann = read_gtf(args.gtf)
+        frac_chrom = check_chromosomes(var["chrom"], ann, junctions_source=args.junctions)
+        var, n_strand_from_gtf = infer_strand(var, ann)
     events, report = group_atse(var, params)
     if events.empty:
         raise ValueError(f"{args.junctions}: no ATSE left after filtering ({report['removed']}); relax the filters "
                          "(e.g. --min-reads, --min-cells, --min-site-usage) or check the input")
     report["gtf"] = args.gtf or ""
-    if args.gtf:
-        from splicevi.data.gtf import assign_genes, check_chromosomes, read_gtf
-
-        ann = read_gtf(args.gtf)
-        report["frac_chrom_in_gtf"] = check_chromosomes(var["chrom"], ann, junctions_source=args.junctions)
+    if ann is not None:
+        report["frac_chrom_in_gtf"] = frac_chrom
+        report["n_strand_from_gtf"] = n_strand_from_gtf
         events = annotate_events(events, assign_genes(events, ann))
         report["n_events_with_gene"] = int(events.drop_duplicates("event_id")["gene_id"].notna().sum())
     else:
@@ -83,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
     rows += [("junctions kept", report["n_junctions_kept"]), ("events", report["n_events"]),
              ("junctions per event (median / max)", f"{sizes.median():g} / {sizes.max()}")]
     if args.gtf:
+        rows.append(("strand taken from the GTF", report["n_strand_from_gtf"]))
         rows.append(("events with a gene", report["n_events_with_gene"]))
     rows.append(("wrote", f"{args.out}, {summary_path(args.out)}"))
     print_summary("splicevi atse", rows)

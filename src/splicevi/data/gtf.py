@@ -177,3 +177,18 @@ def assign_genes(junctions: pd.DataFrame, ann: Annotation) -> pd.DataFrame:
     names = np.where(pd.isna(gene_id), None, names)
     return pd.DataFrame({"gene_id": gene_id, "gene_name": names, "strand": strand_out, "annotated_gtf": annotated},
                         index=junctions.index)
+
+
+def infer_strand(junctions: pd.DataFrame, ann: Annotation) -> tuple[pd.DataFrame, int]:
+    """Give junctions of unknown strand (``.``) the strand of the annotation they match.
+
+    Returns a copy of ``junctions`` (index unchanged) and the number of strands filled in.
+    """
+    unknown = (junctions["strand"].astype(str) == ".").to_numpy()
+    if not unknown.any():
+        return junctions, 0
+    out = junctions.copy()
+    out["strand"] = out["strand"].astype(str)
+    inferred = assign_genes(out[unknown], ann)["strand"].to_numpy()
+    out.loc[unknown, "strand"] = inferred
+    return out, int((inferred != ".").sum())
