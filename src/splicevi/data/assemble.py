@@ -218,10 +218,15 @@ def _events_observed(k: sp.csr_matrix, codes: np.ndarray, n_events: int) -> np.n
 
 def _versions() -> dict:
     """Versions of the packages that shaped the file."""
-    import scipy
+    from importlib.metadata import PackageNotFoundError, version
 
-    return {"splicevi": __version__, "anndata": ad.__version__, "mudata": md.__version__,
-            "numpy": np.__version__, "scipy": scipy.__version__, "pandas": pd.__version__}
+    out = {"splicevi": __version__}
+    for pkg in ("anndata", "mudata", "numpy", "scipy", "pandas"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:  # pragma: no cover - all are dependencies
+            out[pkg] = ""
+    return out
 
 
 def clean_uns(value):
