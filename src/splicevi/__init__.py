@@ -2,11 +2,25 @@
 
 The model (:class:`SPLICEVI`, module :class:`SPLICEVAE`) is built on scvi-tools; the data pipeline
 (:mod:`splicevi.data`) turns junction count tables into the MuData the model reads.
+
+``SPLICEVI`` and ``SPLICEVAE`` are imported on first use, so the data commands (``splicevi ingest``,
+``atse``, ``assemble``, ``simulate``) start without loading torch and scvi-tools.
 """
+
+from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .model import SPLICEVI
-from .module import SPLICEVAE
-
 __all__ = ["SPLICEVAE", "SPLICEVI", "__version__"]
+
+
+def __getattr__(name: str):
+    if name == "SPLICEVI":
+        from .model import SPLICEVI
+
+        return SPLICEVI
+    if name == "SPLICEVAE":
+        from .module import SPLICEVAE
+
+        return SPLICEVAE
+    raise AttributeError(f"module 'splicevi' has no attribute {name!r}")
