@@ -111,11 +111,9 @@ def test_dry_run_of_default_config():
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ({"foo": 1}, "config key 'foo': unknown key"),
-        ({"train.max_epochs": "many"}, "config key 'train.max_epochs': 'many' is not of type 'integer'"),
         ({"train.max_epochz": 3}, "config key 'train.max_epochz': unknown key"),
+        ({"train.max_epochs": "many"}, "config key 'train.max_epochs': 'many' is not of type 'integer'"),
         ({"input.genes": "does/not/exist"}, "config key 'input.genes': path not found"),
-        ({"input.junctions": "nope/SJ"}, "config key 'input.junctions': path not found"),
         ({"plots.format": "jpg"}, "config key 'plots.format'"),
     ],
 )
@@ -211,8 +209,7 @@ def test_real_data_splicing_only(tmp_path):
     )
     work = tmp_path / "w"
     work.mkdir()
-    targets = ["results_real/ds/ds_events.tsv", "results_real/figures/umap_covariates.png",
-               "results_real/figures/volcano_ds.png"]
+    targets = ["results_real/ds/ds_events.tsv"]  # the figures are covered by the simulated run
     proc = snakemake(work, "--configfile", str(cfg), "-n", "--cores", "2")
     assert "differential_expression" not in _jobs(proc.stdout)
     snakemake(work, "--configfile", str(cfg), "--cores", "2", *targets)
