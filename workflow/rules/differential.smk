@@ -20,7 +20,9 @@ rule differential_splicing:
         logs("differential_splicing"),
     benchmark:
         bench("differential_splicing")
-    threads: 2
+    # torch CPU threads: one is fastest for models this small on shared CPUs; raise it for large data
+    # (e.g. --set-threads train=8, or in a profile's set-threads).
+    threads: 1
     params:
         contrasts=contrasts_json(),
         delta=config["ds"]["delta"],
@@ -55,7 +57,9 @@ rule differential_expression:
         logs("differential_expression"),
     benchmark:
         bench("differential_expression")
-    threads: 2
+    # torch CPU threads: one is fastest for models this small on shared CPUs; raise it for large data
+    # (e.g. --set-threads train=8, or in a profile's set-threads).
+    threads: 1
     params:
         contrasts=contrasts_json(),
         delta=config["de"]["delta"],

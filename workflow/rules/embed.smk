@@ -9,7 +9,9 @@ rule embed:
         logs("embed"),
     benchmark:
         bench("embed")
-    threads: 2
+    # torch CPU threads: one is fastest for models this small on shared CPUs; raise it for large data
+    # (e.g. --set-threads train=8, or in a profile's set-threads).
+    threads: 1
     params:
         n_neighbors=config["embed"]["n_neighbors"],
         min_dist=config["embed"]["min_dist"],

@@ -9,7 +9,9 @@ rule train:
         logs("train"),
     benchmark:
         bench("train")
-    threads: 4
+    # torch CPU threads: one is fastest for models this small on shared CPUs; raise it for large data
+    # (e.g. --set-threads train=8, or in a profile's set-threads).
+    threads: 1
     params:
         batch_key=opt("--batch-key", config["batch_key"]),
         model_kwargs=model_kwargs(),
