@@ -225,3 +225,16 @@ def test_real_data_splicing_only(tmp_path):
     assert ds["proba_ds"].between(0, 1).all()
     assert len(ds) == mdata["splicing"].n_vars * ds["contrast"].nunique()
     assert not (res / "de").exists()
+
+
+def test_conda_env_has_the_pip_install_pins():
+    """envs/splicevi.yaml pins exactly the dependencies of pyproject.toml."""
+    import tomllib
+
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    env = yaml.safe_load((REPO / "envs" / "splicevi.yaml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
+    normalise = lambda reqs: sorted(r.replace(" ", "") for r in reqs)  # noqa: E731
+    assert normalise(pip) == normalise(deps)
+    python = next(d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python"))
+    assert python.split("=")[-1] >= "3.11"
