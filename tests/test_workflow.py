@@ -170,6 +170,10 @@ def test_outputs_exist_and_make_sense(sim_run):
     events = pd.read_csv(res / "ds" / "ds_events.tsv", sep="\t")
     assert not events.duplicated(["contrast", "event_id"]).any()
     assert set(events["event_id"]) <= set(ds["event_id"])
+    # per ATSE too: the top events of the contrast hold planted junctions
+    planted_events = set(d.loc[is_planted.to_numpy(), "event_id"])
+    top_events = events[events["contrast"] == "type2_vs_type1"].sort_values("rank")["event_id"].head(10)
+    assert top_events.isin(planted_events).mean() >= 0.7
 
     de = pd.read_csv(res / "de" / "de_genes.tsv", sep="\t")
     assert set(de["contrast"]) == {"type2_vs_type1"} and de["gene_id"].is_unique
