@@ -8,6 +8,11 @@ import warnings
 from pathlib import Path
 
 import pytest
+import torch
+
+# Small models on a 2-core machine: several torch threads contend with each other (and with BLAS)
+# and are many times slower than one.
+torch.set_num_threads(1)
 
 os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(__file__).resolve().parents[1] / ".cache" / "numba"))
 os.environ.setdefault("MPLBACKEND", "Agg")

@@ -575,7 +575,22 @@ class SPLICEVI(
         if rna_mod is not None:
             check_values(get_matrix(mdata.mod[rna_mod], rna_layer, f"mdata[{rna_mod!r}]"), rna_layer or "X", counts=True)
 
-        setup_method_args = cls._get_setup_method_args(**locals())
+        # Only the arguments are saved with the model (locals such as the AnnData must not be).
+        setup_method_args = cls._get_setup_method_args(
+            cls=cls,
+            mdata=mdata,
+            rna_layer=rna_layer,
+            junc_ratio_layer=junc_ratio_layer,
+            atse_counts_layer=atse_counts_layer,
+            junc_counts_layer=junc_counts_layer,
+            psi_mask_layer=psi_mask_layer,
+            batch_key=batch_key,
+            size_factor_key=size_factor_key,
+            categorical_covariate_keys=categorical_covariate_keys,
+            continuous_covariate_keys=continuous_covariate_keys,
+            idx_layer=idx_layer,
+            modalities=modalities,
+        )
         modalities = cls._create_modalities_attr_dict(modalities, setup_method_args)
         mdata.obs["_indices"] = np.arange(mdata.n_obs)
         batch_field = fields.MuDataCategoricalObsField(REGISTRY_KEYS.BATCH_KEY, batch_key, mod_key=modalities.batch_key)
@@ -642,7 +657,19 @@ class SPLICEVI(
         layers = _resolve_splicing_layers(adata, junc_ratio, cell_by_cluster_matrix, cell_by_junction_matrix, psi_mask_layer)
         junc_ratio, cell_by_cluster_matrix, cell_by_junction_matrix, psi_mask_layer = layers
         _validate_splicing(adata, *layers, where="adata")
-        setup_method_args = cls._get_setup_method_args(**locals())
+        setup_method_args = cls._get_setup_method_args(
+            cls=cls,
+            adata=adata,
+            layer=layer,
+            junc_ratio=junc_ratio,
+            cell_by_junction_matrix=cell_by_junction_matrix,
+            cell_by_cluster_matrix=cell_by_cluster_matrix,
+            psi_mask_layer=psi_mask_layer,
+            batch_key=batch_key,
+            size_factor_key=size_factor_key,
+            categorical_covariate_keys=categorical_covariate_keys,
+            continuous_covariate_keys=continuous_covariate_keys,
+        )
         adata.obs["_indices"] = np.arange(adata.n_obs)
         anndata_fields = [
             fields.LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=True),

@@ -18,10 +18,13 @@ class PartialEncoder(nn.Module):
     """Encode a cell's observed junctions into a Gaussian posterior over the latent space.
 
     Each observed (cell, junction) entry is embedded independently by a shared network ``h`` from
-    ``[psi, log1p(n), e_j]`` where ``e_j`` is a learned embedding of the junction (so a PSI of 0
-    still carries the junction's identity and coverage ``n`` is visible). The codes are pooled per
-    cell by a scatter over the observed entries (mean or sum), then an MLP and two plain linear heads
-    give the posterior mean and (raw) variance. Unobserved entries are never materialised.
+    ``[psi·e_j, e_j, psi, log1p(n)]`` where ``e_j`` is a learned embedding of the junction. The
+    product ``psi·e_j`` gives every junction its own direction for its value (pooled with ``sum``
+    and a linear ``h`` this is exactly the first layer of a dense encoder restricted to observed
+    entries, which a concatenation ``[psi, e_j]`` alone learns poorly); ``e_j`` keeps the junction's
+    identity when PSI = 0 and ``log1p(n)`` makes coverage visible. The codes are pooled per cell by a
+    scatter over the observed entries (mean or sum), then an MLP and two plain linear heads give the
+    posterior mean and (raw) variance. Unobserved entries are never materialised.
 
     Parameters
     ----------
@@ -81,14 +84,19 @@ class PartialEncoder(nn.Module):
         self.code_dim = code_dim
         self.distribution = distribution
         self.var_eps = var_eps
-        self.feature_embedding = nn.Parameter(torch.randn(n_junctions, code_dim) * 0.1)
+        self.feature_embedding = nn.Parameter(torch.randn(n_junctions, code_dim))
         self.h = nn.Sequential(
-            nn.Linear(code_dim + 2, h_hidden_dim),
+            nn.Linear(2 * code_dim + 2, h_hidden_dim),
             nn.LayerNorm(h_hidden_dim),
             nn.ReLU(),
+            # No activation on the codes: they are averaged, and a ReLU here zeroes half the signal.
             nn.Linear(h_hidden_dim, code_dim),
-            nn.ReLU(),
         )
+        # The pooled code of a cell is an average over ~10^2-10^3 entries, so most of it is shared by
+        # all cells and the cell-specific part is small: standardise each pooled feature across cells
+        # (batch norm) so the MLP sees the differences between cells. Without this the posterior
+        # means hardly vary between cells and the VAE learns to ignore them.
+        self.pool_norm = nn.BatchNorm1d(code_dim + 1)
         # pooled code + log1p(number of observed entries) + continuous covariates
         self.post = FCLayers(
             n_in=code_dim + 1 + n_continuous,
@@ -109,15 +117,9 @@ class PartialEncoder(nn.Module):
         return torch.softmax(z, dim=-1) if self.distribution == "ln" else z
 
     def _codes(self, obs: ObservedEntries, start: int, stop: int) -> torch.Tensor:
-        cols = obs.cols[start:stop]
-        inputs = torch.cat(
-            [
-                obs.psi[start:stop, None],
-                torch.log1p(obs.n[start:stop, None]),
-                self.feature_embedding[cols],
-            ],
-            dim=-1,
-        )
+        psi = obs.psi[start:stop, None]
+        embedding = self.feature_embedding[obs.cols[start:stop]]
+        inputs = torch.cat([psi * embedding, embedding, psi, torch.log1p(obs.n[start:stop, None])], dim=-1)
         return self.h(inputs)
 
     def pool(self, obs: ObservedEntries) -> torch.Tensor:
@@ -145,6 +147,8 @@ class PartialEncoder(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Posterior mean, variance and a reparameterised sample."""
         pooled = self.pool(obs)
+        if pooled.shape[0] > 1 or not self.training:
+            pooled = self.pool_norm(pooled)
         if cont is not None:
             pooled = torch.cat([pooled, cont], dim=-1)
         hidden = self.post(pooled, *cat_list)
