@@ -108,21 +108,6 @@ def load_model(model_dir: str | Path, mdata):
     return SPLICEVI.load(str(model_dir), adata=mdata)
 
 
-def _drop_data_objects_from_registry(model) -> None:
-    """Keep data objects (AnnData/MuData) out of the saved setup arguments, so the model reloads.
-
-    A no-op unless a setup method captured a data object among its arguments (the saved registry is
-    pickled; a pickled AnnData cannot be loaded back).
-    """
-    import anndata as ad
-    import mudata as md
-
-    setup_args = model.adata_manager.registry.get("setup_args", {})
-    for key in [k for k, v in setup_args.items() if isinstance(v, ad.AnnData | md.MuData)]:
-        log.warning("setup argument '%s' holds a data object; not saved with the model", key)
-        del setup_args[key]
-
-
 def history_table(history: dict) -> pd.DataFrame:
     """The model's training history (dict of one-column DataFrames) as one epoch × metric table."""
     frames = []
@@ -210,7 +195,6 @@ def run(args: argparse.Namespace) -> int:
     history = history_table(model.history)
     if history.empty:
         raise RuntimeError("training produced no history (no epoch ran?)")
-    _drop_data_objects_from_registry(model)
     with atomic_path(args.out_model, suffix="") as tmp:
         model.save(str(tmp), overwrite=True, save_anndata=False)
     with atomic_path(args.out_history) as tmp:
