@@ -104,7 +104,7 @@ def _observed_entries(mdata) -> int:
     return int(np.count_nonzero(n.data))
 
 
-def run_point(n_cells, n_junctions, fraction, device, epochs, batch_size) -> dict:
+def run_point(n_cells, n_junctions, fraction, device, epochs, batch_size, threads=1) -> dict:
     """Train on one synthetic dataset; return timings and memory (runs inside the subprocess)."""
     import logging
     import warnings
@@ -118,6 +118,7 @@ def run_point(n_cells, n_junctions, fraction, device, epochs, batch_size) -> dic
 
     from splicevi import SPLICEVI
 
+    torch.set_num_threads(threads)
     t0 = time.perf_counter()
     mdata, k_nnz, n_events = synthetic_mudata(n_cells, n_junctions, fraction)
     observed = _observed_entries(mdata)
@@ -185,6 +186,7 @@ def run_point(n_cells, n_junctions, fraction, device, epochs, batch_size) -> dic
         "peak_rss_during_training_mb": round((peak[0] - rss_before) / 2**20, 1),
         "peak_rss_total_mb": round(peak[0] / 2**20, 1),
         "device": device,
+        "torch_threads": threads,
     }
     if device == "cuda":
         result["gpu_peak_allocated_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
@@ -198,19 +200,20 @@ def main(argv=None) -> int:
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on 2 cores)")
     parser.add_argument("--out", default=None)
     parser.add_argument("--point", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.point:
         n_cells, n_junctions, fraction = args.point.split(",")
-        print(json.dumps(run_point(int(n_cells), int(n_junctions), float(fraction), args.device, args.epochs, args.batch_size)))
+        print(json.dumps(run_point(int(n_cells), int(n_junctions), float(fraction), args.device, args.epochs, args.batch_size, args.threads)))
         return 0
     out = Path(args.out or f"bench/results/train_speed_{args.device}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     results = []
     for n_cells, n_junctions, fraction in GRIDS[args.grid]:
         cmd = [sys.executable, __file__, "--point", f"{n_cells},{n_junctions},{fraction}", "--device", args.device,
-               "--epochs", str(args.epochs), "--batch-size", str(args.batch_size)]
+               "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--threads", str(args.threads)]
         done = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
         if done.returncode != 0:
             print(done.stderr[-3000:], file=sys.stderr)
