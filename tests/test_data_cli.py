@@ -76,7 +76,7 @@ def test_embedded_example_is_the_simulators_output(tmp_path, capsys):
     from pathlib import Path
 
     example = Path(__file__).resolve().parents[1] / "resources" / "example"
-    if not (example / "SJ.out.tab").exists():
+    if not (example / "sim_SJ.out.tab").exists():
         pytest.skip("embedded example not present")
     _run(["simulate", "--out", str(tmp_path / "ex"), "--format", "starsolo", "--n-cells", "400", "--n-genes", "150",
           "--n-events", "300", "--observed-fraction", "0.25", "--seed", "0", "--no-progress"], capsys)

@@ -3,7 +3,7 @@
 Layouts
 -------
 ``starsolo``
-    ``SJ.out.tab`` (the run's junction table), ``Solo.out/SJ/raw/{matrix.mtx,barcodes.tsv,features.tsv}``
+    ``sim_SJ.out.tab`` (the run's junction table), ``Solo.out/SJ/raw/{matrix.mtx,barcodes.tsv,features.tsv}``
     (junctions × barcodes; ``features.tsv`` is a copy of ``SJ.out.tab`` as STARsolo's symlink would
     resolve) and ``Solo.out/Gene/filtered/{matrix.mtx,barcodes.tsv,features.tsv}``. As in real runs,
     the raw SJ matrix also holds background barcodes that are not cells (a few reads each, absent from
@@ -35,6 +35,9 @@ from splicevi._io import atomic_path
 from .simulate import SimulatedData
 
 _STRAND_CODE = {"+": 1, "-": 2, ".": 0}
+
+#: File name of the run's junction table in a simulated STARsolo run (STAR prefix ``sim_``).
+RUN_SJ_TABLE = "sim_SJ.out.tab"
 
 
 def _write_mtx(path: Path, mat: sp.spmatrix) -> None:
@@ -147,7 +150,8 @@ def _write_starsolo(sim: SimulatedData, folder: Path, rng: np.random.Generator) 
     gene = folder / "Solo.out" / "Gene" / "filtered"
     raw.mkdir(parents=True)
     gene.mkdir(parents=True)
-    sj.to_csv(folder / "SJ.out.tab", sep="\t", header=False, index=False)
+    # The run's junction table, named as STAR names it with `--outFileNamePrefix sim_`.
+    sj.to_csv(folder / RUN_SJ_TABLE, sep="\t", header=False, index=False)
     sj.to_csv(raw / "features.tsv", sep="\t", header=False, index=False)
     _write_mtx(raw / "matrix.mtx", k.T)
     pd.Series(barcodes).to_csv(raw / "barcodes.tsv", header=False, index=False)
@@ -156,7 +160,7 @@ def _write_starsolo(sim: SimulatedData, folder: Path, rng: np.random.Generator) 
     feats = pd.DataFrame({"id": sim.genes.index, "name": sim.genes["gene_name"].to_numpy(),
                           "type": "Gene Expression"})
     feats.to_csv(gene / "features.tsv", sep="\t", header=False, index=False)
-    return [folder / "SJ.out.tab", raw / "features.tsv", raw / "matrix.mtx", raw / "barcodes.tsv",
+    return [folder / RUN_SJ_TABLE, raw / "features.tsv", raw / "matrix.mtx", raw / "barcodes.tsv",
             gene / "matrix.mtx", gene / "barcodes.tsv", gene / "features.tsv"]
 
 
