@@ -79,7 +79,7 @@ def test_embedded_example_is_the_simulators_output(tmp_path, capsys):
     if not (example / "sim_SJ.out.tab").exists():
         pytest.skip("embedded example not present")
     _run(["simulate", "--out", str(tmp_path / "ex"), "--format", "starsolo", "--n-cells", "400", "--n-genes", "150",
-          "--n-events", "300", "--observed-fraction", "0.25", "--seed", "0", "--no-progress"], capsys)
+          "--n-events", "300", "--observed-fraction", "0.25", "--seed", "0", "--gzip", "--no-progress"], capsys)
     made = sorted(p.relative_to(tmp_path / "ex") for p in (tmp_path / "ex").rglob("*") if p.is_file())
     assert made == sorted(p.relative_to(example) for p in example.rglob("*") if p.is_file() and p.name != "README.md")
     for rel in made:

@@ -28,6 +28,7 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     p.add_argument("--observed-fraction", type=float, default=0.15,
                    help="fraction of (cell, event) pairs with reads: ~0.15 Smart-seq2, ~0.03 droplet (%(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (%(default)s)")
+    p.add_argument("--gzip", action="store_true", help="write STARsolo matrices as matrix.mtx.gz")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
     return p
@@ -42,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
     sim = simulate(n_cells=args.n_cells, n_genes=args.n_genes, n_events=args.n_events, n_types=args.n_types,
                    n_batches=args.n_batches, observed_fraction=args.observed_fraction, seed=args.seed)
-    info = write_simulation(sim, args.out, fmt=args.format, progress=not args.no_progress)
+    info = write_simulation(sim, args.out, fmt=args.format, progress=not args.no_progress,
+                            gzip_matrices=args.gzip)
     k = sim.junction_counts
     print_summary("splicevi simulate", [
         ("format", args.format),

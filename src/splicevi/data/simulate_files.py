@@ -22,6 +22,9 @@ Cell ids of the simulation are used as barcodes.
 
 from __future__ import annotations
 
+import contextlib
+import gzip
+import io
 import os
 from pathlib import Path
 
@@ -41,15 +44,23 @@ RUN_SJ_TABLE = "sim_SJ.out.tab"
 
 
 def _write_mtx(path: Path, mat: sp.spmatrix) -> None:
-    """Matrix Market coordinate integer file (1-based), as STARsolo writes it."""
+    """Matrix Market coordinate integer file (1-based), as STARsolo writes it; gzipped for ``.gz``.
+
+    The gzip header carries no file name or time, so the same simulation gives the same bytes.
+    """
     coo = sp.coo_matrix(mat)
     order = np.lexsort((coo.row, coo.col))  # column-major like STARsolo
-    with open(path, "w") as fh:
-        fh.write("%%MatrixMarket matrix coordinate integer general\n%\n")
-        fh.write(f"{coo.shape[0]} {coo.shape[1]} {coo.nnz}\n")
-        body = pd.DataFrame({"r": coo.row[order] + 1, "c": coo.col[order] + 1,
-                             "v": np.rint(coo.data[order]).astype(np.int64)})
-        body.to_csv(fh, sep=" ", header=False, index=False)
+    with open(path, "wb") as raw:
+        if path.suffix == ".gz":
+            stream = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0)
+        else:
+            stream = contextlib.nullcontext(raw)
+        with stream as binary, io.TextIOWrapper(binary, encoding="ascii", newline="\n") as fh:
+            fh.write("%%MatrixMarket matrix coordinate integer general\n%\n")
+            fh.write(f"{coo.shape[0]} {coo.shape[1]} {coo.nnz}\n")
+            body = pd.DataFrame({"r": coo.row[order] + 1, "c": coo.col[order] + 1,
+                                 "v": np.rint(coo.data[order]).astype(np.int64)})
+            body.to_csv(fh, sep=" ", header=False, index=False)
 
 
 def _sj_table(junctions: pd.DataFrame, unique: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
@@ -80,7 +91,7 @@ def _extra_junctions(sim: SimulatedData, rng: np.random.Generator) -> pd.DataFra
 
 
 def write_simulation(sim: SimulatedData, out: str | os.PathLike, fmt: str = "starsolo", seed: int = 0,
-                     progress: bool = True) -> dict:
+                     progress: bool = True, gzip_matrices: bool = False) -> dict:
     """Write simulated input files and truth tables to the folder ``out`` (replaced atomically).
 
     Parameters
@@ -95,6 +106,8 @@ def write_simulation(sim: SimulatedData, out: str | os.PathLike, fmt: str = "sta
         Seed of the extras (background barcodes, constitutive junctions, overhangs).
     progress
         Progress bar over per-cell files.
+    gzip_matrices
+        Write the STARsolo matrices as ``matrix.mtx.gz`` (as compressed STARsolo / Cell Ranger output).
 
     Returns
     -------
@@ -107,7 +120,7 @@ def write_simulation(sim: SimulatedData, out: str | os.PathLike, fmt: str = "sta
     with atomic_path(out, suffix="") as tmp:
         tmp.mkdir(parents=True)
         if fmt == "starsolo":
-            files = _write_starsolo(sim, tmp, rng)
+            files = _write_starsolo(sim, tmp, rng, gzip_matrices)
         else:
             files = _write_per_cell(sim, tmp, rng, progress)
         files += _write_truth(sim, tmp)
@@ -123,7 +136,7 @@ def _write_truth(sim: SimulatedData, folder: Path) -> list[Path]:
     return paths
 
 
-def _write_starsolo(sim: SimulatedData, folder: Path, rng: np.random.Generator) -> list[Path]:
+def _write_starsolo(sim: SimulatedData, folder: Path, rng: np.random.Generator, gzip_matrices: bool = False) -> list[Path]:
     n_cells = sim.obs.shape[0]
     extra = _extra_junctions(sim, rng)
     n_extra = len(extra)
@@ -153,15 +166,16 @@ def _write_starsolo(sim: SimulatedData, folder: Path, rng: np.random.Generator) 
     # The run's junction table, named as STAR names it with `--outFileNamePrefix sim_`.
     sj.to_csv(folder / RUN_SJ_TABLE, sep="\t", header=False, index=False)
     sj.to_csv(raw / "features.tsv", sep="\t", header=False, index=False)
-    _write_mtx(raw / "matrix.mtx", k.T)
+    matrix = "matrix.mtx.gz" if gzip_matrices else "matrix.mtx"
+    _write_mtx(raw / matrix, k.T)
     pd.Series(barcodes).to_csv(raw / "barcodes.tsv", header=False, index=False)
-    _write_mtx(gene / "matrix.mtx", sim.gene_counts.T)
+    _write_mtx(gene / matrix, sim.gene_counts.T)
     pd.Series(sim.obs.index).to_csv(gene / "barcodes.tsv", header=False, index=False)
     feats = pd.DataFrame({"id": sim.genes.index, "name": sim.genes["gene_name"].to_numpy(),
                           "type": "Gene Expression"})
     feats.to_csv(gene / "features.tsv", sep="\t", header=False, index=False)
-    return [folder / RUN_SJ_TABLE, raw / "features.tsv", raw / "matrix.mtx", raw / "barcodes.tsv",
-            gene / "matrix.mtx", gene / "barcodes.tsv", gene / "features.tsv"]
+    return [folder / RUN_SJ_TABLE, raw / "features.tsv", raw / matrix, raw / "barcodes.tsv",
+            gene / matrix, gene / "barcodes.tsv", gene / "features.tsv"]
 
 
 def _write_per_cell(sim: SimulatedData, folder: Path, rng: np.random.Generator, progress: bool) -> list[Path]:
