@@ -1,251 +1,323 @@
-"""Quality benchmark of SpliceVI on the project's simulator with planted truth.
+"""Quality of the latents across a grid of simulated regimes, beside simple baselines, and on real cells.
 
-For a Smart-seq2-like (≈15 % of (cell, ATSE) pairs observed) and a droplet-like (≈3 %) dataset it
-reports, as JSON:
+For every regime of the grid (number of ATSEs × fraction of differential ATSEs × observed fraction ×
+Dirichlet-multinomial concentration; 6 cell types of which the last two differ only in splicing, 2
+batches) it trains, with one set of defaults for all regimes:
 
-* ARI / NMI of Leiden clusters on the joint, expression and splicing latents of SPLICEVI and on
-  scvi-tools' SCVI (expression only) — the best ARI over a resolution grid and the scores at the
-  resolution whose number of clusters is closest to the true number of types (same rule for every
-  method); plus the ARI restricted to the two splice-only types (types n-2 and n-1);
-* differential splicing: AUROC / AUPRC of the planted junctions and events for the splice-only
-  pair and for type0 vs rest, for the model's ``proba_ds`` and ``|effect_size|`` and for the pooled
-  observed ΔPSI baseline; the empirical FDR and power of the ``is_ds_fdr`` calls at fdr_target 0.05;
-  calls on a null contrast (two random halves of type0);
-* imputation of hidden ATSEs (10 % of each cell's observed ATSEs, hidden before training) by the
-  decoded PSI against the group-mean (true cell type) and global-mean baselines.
+* a splicing-only SPLICEVI (its latent is what the splicing branch learns by itself);
+* a joint SPLICEVI on genes + junctions, with 10 % of each cell's observed ATSEs hidden before
+  training (joint, expression and splicing latents; imputation of the hidden ATSEs);
+* scvi-tools' SCVI on the genes;
 
-One SPLICEVI model per dataset is trained on the masked data and used for everything, so the
-clustering and DS figures come from a model that saw 90 % of the observed ATSEs.
+and scores each latent, and two model-free baselines (truncated SVD of PSI centred per junction
+over the observed entries; PCA of log-normalised expression), by the same rule: k-means with the
+true number of types (ARI against the cell types), and k-means with 2 clusters on the cells of the
+splice-only pair (ARI within the pair). Imputation is scored against the global-mean and the
+(oracle) group-mean PSI.
 
-Run: ``python bench/quality.py [--quick] [--out bench/results/quality.json]``.
+It also runs the real SCASL Smart-seq2 cells of patient PT089 (Normal vs Tumor, junctions only) from
+``../shared/data`` when that folder is present: splicing-only SPLICEVI over 5 seeds beside the SVD
+baseline (k-means with 2 clusters).
+
+Writes ``<out>.json`` and ``<out>.md`` (one table). Each regime's result is also cached in
+``<out>.partial.jsonl`` so an interrupted run resumes where it stopped.
+
+Run: ``python bench/quality.py [--quick] [--out bench/results/quality]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-import scvi
+import scipy.sparse as sp
 import torch
+from sklearn.cluster import KMeans
+from sklearn.decomposition import PCA, TruncatedSVD
+from sklearn.metrics import adjusted_rand_score
 
-from splicevi import SPLICEVI
-from splicevi.data import simulate
-from splicevi.data.layers import event_codes, junction_to_event_matrix
-from splicevi.tl.imputation import hide_events_mudata, imputation_scores
-from splicevi.tl.metrics import call_quality, leiden_agreement, ranking_quality
+REPO = Path(__file__).resolve().parents[1]
+SCASL = REPO.parent / "shared" / "data" / "scasl_tnbc_smartseq2"
 
-DELTA = 0.1
-FDR = 0.05
-
-
-def true_dpsi(sim, group1: str, group2: str | None, cell_types: np.ndarray) -> pd.Series:
-    """True ΔPSI of the groups' mean PSI (group2 None: the rest, weighted by its cell counts)."""
-    psi1 = sim.junctions[f"true_psi_{group1}"]
-    if group2 is not None:
-        return psi1 - sim.junctions[f"true_psi_{group2}"]
-    rest = pd.Series(cell_types[cell_types != group1]).value_counts(normalize=True)
-    return psi1 - sum(w * sim.junctions[f"true_psi_{t}"] for t, w in rest.items())
+GRID = {
+    "n_events": (300, 2500),
+    "frac_ds_events": (0.1, 0.3),
+    "observed_fraction": (0.03, 0.15),
+    "dm_concentration": (20.0, 100.0),
+}
+QUICK = [
+    {"n_events": 2500, "frac_ds_events": 0.1, "observed_fraction": 0.15, "dm_concentration": 20.0},
+    {"n_events": 300, "frac_ds_events": 0.3, "observed_fraction": 0.03, "dm_concentration": 100.0},
+]
+N_TYPES = 6
+N_COMPONENTS = 20  # SVD / PCA baselines
 
 
-def ds_quality(model, sim, mdata, group1: str, group2: str | None) -> dict:
-    """Ranking and calls of differential splicing against the planted truth, per junction and event."""
-    cell_types = mdata.obs["cell_type"].astype(str).to_numpy()
-    t0 = time.time()
-    junc = model.differential_splicing(groupby="cell_type", group1=group1, group2=group2, delta=DELTA, fdr_target=FDR)
-    events = model.differential_splicing(
-        groupby="cell_type", group1=group1, group2=group2, delta=DELTA, fdr_target=FDR, level="event"
-    )
-    seconds = time.time() - t0
-    dpsi = true_dpsi(sim, group1, group2, cell_types)
-    truth = (dpsi.abs() > DELTA).loc[junc.index].to_numpy()
-    planted = (dpsi.abs() > 1e-6).loc[junc.index].to_numpy()
-    ev_dpsi = dpsi.abs().groupby(sim.junctions["event_id"]).max()
-    ev_truth = (ev_dpsi > DELTA).loc[events["event_id"]].to_numpy()
-    ev_planted = (ev_dpsi > 1e-6).loc[events["event_id"]].to_numpy()
-    proba_score = junc["proba_ds"].to_numpy() + 1e-3 * junc["effect_size"].abs().to_numpy()
-    ev_score = events["proba_ds"].to_numpy() + 1e-3 * events["max_abs_dpsi"].to_numpy()
+def kmeans_ari(latent: np.ndarray, labels: np.ndarray, n_clusters: int, seed: int = 0) -> float:
+    """ARI of k-means (``n_clusters``, 10 restarts) on ``latent`` against ``labels``."""
+    clusters = KMeans(n_clusters, n_init=10, random_state=seed).fit_predict(np.asarray(latent, dtype=np.float64))
+    return float(adjusted_rand_score(labels, clusters))
+
+
+def scores(latent: np.ndarray, labels: np.ndarray, pair: np.ndarray) -> dict:
+    """ARI on all types and within the splice-only pair (same rule for every latent)."""
     return {
-        "contrast": f"{group1} vs {group2 or 'rest'}",
-        "seconds_junction_and_event": round(seconds, 1),
-        "junction": {
-            "truth": f"|true ΔPSI| > {DELTA}",
-            "model_proba_ds": ranking_quality(truth, proba_score),
-            "model_abs_effect": ranking_quality(truth, junc["effect_size"].abs()),
-            "pooled_dpsi_baseline": ranking_quality(truth, junc["emp_effect"].abs()),
-            "calls_vs_truth": call_quality(truth, junc["is_ds_fdr"]),
-            "calls_vs_any_planted_change": call_quality(planted, junc["is_ds_fdr"]),
-            "effect_error_called": float(
-                np.abs(junc["effect_size"] - dpsi.loc[junc.index])[junc["is_ds_fdr"]].mean()
-            ) if junc["is_ds_fdr"].any() else None,
-            "effect_error_all_model": float(np.abs(junc["effect_size"] - dpsi.loc[junc.index]).mean()),
-            "effect_error_all_pooled": float(np.nanmean(np.abs(junc["emp_effect"] - dpsi.loc[junc.index]))),
-        },
-        "event": {
-            "truth": f"max |true ΔPSI| of the ATSE > {DELTA}",
-            "model_proba_ds": ranking_quality(ev_truth, ev_score),
-            "pooled_dpsi_baseline": ranking_quality(ev_truth, events["emp_max_abs_dpsi"]),
-            "calls_vs_truth": call_quality(ev_truth, events["is_ds_fdr"]),
-            "calls_vs_any_planted_change": call_quality(ev_planted, events["is_ds_fdr"]),
-        },
+        "ari": round(kmeans_ari(latent, labels, np.unique(labels).size), 3),
+        "ari_pair": round(kmeans_ari(latent[pair], labels[pair], 2), 3),
     }
 
 
-def clustering(latents: dict[str, np.ndarray], cell_types: np.ndarray, pair: tuple[str, str]) -> dict:
-    """Leiden agreement per latent, and the ARI within the splice-only pair of types."""
-    out = {}
-    in_pair = np.isin(cell_types, pair)
-    for name, latent in latents.items():
-        scores = leiden_agreement(latent, cell_types)
-        # Clustering of the pair's cells alone (same resolution grid): can the latent split them?
-        pair_scores = leiden_agreement(latent[in_pair], cell_types[in_pair], resolutions=(0.1, 0.2, 0.4, 0.6, 1.0))
-        out[name] = {
-            "best_of_grid": scores["best_of_grid"],
-            "matched_n_clusters": scores["matched_n_clusters"],
-            "splice_only_pair": {
-                "best_of_grid": pair_scores["best_of_grid"],
-                "matched_n_clusters": pair_scores["matched_n_clusters"],
-            },
-        }
+def svd_baseline(junction_counts, codes, seed: int = 0) -> np.ndarray:
+    """Truncated SVD of PSI centred per junction over its observed entries."""
+    from splicevi.data.layers import centred_psi
+
+    centred = centred_psi(junction_counts, codes)
+    n_comp = min(N_COMPONENTS, min(centred.shape) - 1)
+    return TruncatedSVD(n_comp, random_state=seed).fit_transform(centred)
+
+
+def expression_pca(counts, seed: int = 0) -> np.ndarray:
+    """PCA of log1p(counts per 10^4)."""
+    x = sp.csr_matrix(counts, dtype=np.float64)
+    lib = np.asarray(x.sum(axis=1)).ravel()
+    x = sp.diags(1e4 / np.maximum(lib, 1.0)) @ x
+    x.data = np.log1p(x.data)
+    return PCA(N_COMPONENTS, random_state=seed).fit_transform(x.toarray())
+
+
+def train_splicevi(mdata, args, seed: int):
+    """SPLICEVI with the API defaults, trained for the bench's fixed number of epochs."""
+    from splicevi import SPLICEVI
+
+    SPLICEVI.setup_mudata(mdata, batch_key="batch" if "batch" in mdata.obs else None)
+    torch.manual_seed(seed)
+    model = SPLICEVI(mdata)
+    t0 = time.time()
+    model.train(max_epochs=args.epochs, early_stopping=False, enable_progress_bar=False)
+    return model, time.time() - t0
+
+
+def run_regime(regime: dict, args) -> dict:
+    """Simulate one regime; train and score every method."""
+    import scvi
+
+    from splicevi.data import simulate
+    from splicevi.data.layers import event_codes
+    from splicevi.tl.imputation import hide_events_mudata, imputation_scores
+
+    t_start = time.time()
+    sim = simulate(
+        n_cells=args.n_cells, n_genes=args.n_genes, n_types=N_TYPES, n_batches=2, seed=args.seed, **regime
+    )
+    labels = sim.obs["cell_type"].astype(str).to_numpy()
+    types = list(sim.obs["cell_type"].cat.categories)
+    pair = np.isin(labels, types[-2:])
+    codes, _ = event_codes(sim.junctions["event_id"])
+    out: dict = {"regime": regime, "latents": {}, "seconds": {}}
+    lat = out["latents"]
+    lat["svd_centred_psi"] = scores(svd_baseline(sim.junction_counts, codes, args.seed), labels, pair)
+    lat["expression_pca"] = scores(expression_pca(sim.gene_counts, args.seed), labels, pair)
+
+    # Splicing-only model: what the splicing branch learns on its own.
+    spl_only, secs = train_splicevi(sim.to_mudata(with_expression=False), args, args.seed)
+    out["seconds"]["splicevi_splicing_only"] = round(secs, 1)
+    lat["splicevi_splicing_only"] = scores(spl_only.get_latent_representation(), labels, pair)
+
+    # Joint model on data with 10 % of the observed ATSEs hidden (for imputation).
+    masked, hidden = hide_events_mudata(sim.to_mudata(), fraction=0.1, seed=args.seed)
+    joint, secs = train_splicevi(masked, args, args.seed)
+    out["seconds"]["splicevi_joint"] = round(secs, 1)
+    for modality in ("joint", "expression", "splicing"):
+        z = joint.get_latent_representation(modality=modality)
+        lat[f"splicevi_{modality}"] = scores(z, labels, pair)
+    decoded = joint.get_normalized_splicing(return_numpy=True)
+    imputation = imputation_scores(
+        decoded, hidden, masked["splicing"].layers["cell_by_junction_matrix"], codes, labels
+    )
+    out["imputation"] = {name: round(v["spearman"], 3) for name, v in imputation.items()}
+
+    rna = masked["rna"].copy()
+    scvi.model.SCVI.setup_anndata(rna, batch_key="batch")
+    torch.manual_seed(args.seed)
+    ref = scvi.model.SCVI(rna)
+    t0 = time.time()
+    ref.train(max_epochs=args.epochs, early_stopping=False, enable_progress_bar=False)
+    out["seconds"]["scvi"] = round(time.time() - t0, 1)
+    lat["scvi_expression"] = scores(ref.get_latent_representation(), labels, pair)
+    out["seconds"]["total"] = round(time.time() - t_start, 1)
+    out["checks"] = regime_checks(lat)
     return out
 
 
-def run_dataset(name: str, observed_fraction: float, args) -> dict:
-    """Simulate, mask, train SPLICEVI and SCVI, and score everything for one sparsity level."""
-    t_start = time.time()
-    sim = simulate(
-        n_cells=args.n_cells,
-        n_genes=args.n_genes,
-        n_events=args.n_events,
-        n_types=4,
-        observed_fraction=observed_fraction,
-        seed=args.seed,
-    )
-    mdata = sim.to_mudata()
-    spl = mdata["splicing"]
-    observed = float((spl.layers["cell_by_cluster_matrix"] > 0).sum() / spl.shape[1] / spl.shape[0])
-    masked, hidden = hide_events_mudata(mdata, fraction=0.1, seed=args.seed)
-    cell_types = masked.obs["cell_type"].astype(str).to_numpy()
-    types = list(sim.obs["cell_type"].cat.categories)
-    pair = (types[-2], types[-1])
-
-    SPLICEVI.setup_mudata(masked, batch_key="batch")
-    torch.manual_seed(args.seed)
-    model = SPLICEVI(masked, n_latent=10, modality_penalty=args.modality_penalty)
-    t0 = time.time()
-    model.train(
-        max_epochs=args.epochs, lr=args.lr, batch_size=128, early_stopping=False, enable_progress_bar=False,
-        n_epochs_kl_warmup=max(1, args.epochs // 3),
-    )
-    t_train = time.time() - t0
-
-    rna = masked["rna"].copy()
-    scvi.model.SCVI.setup_anndata(rna)
-    ref = scvi.model.SCVI(rna, n_latent=10)
-    t0 = time.time()
-    ref.train(max_epochs=args.scvi_epochs, early_stopping=False, enable_progress_bar=False, batch_size=128)
-    t_scvi = time.time() - t0
-
-    latents = {
-        "splicevi_joint": model.get_latent_representation(modality="joint"),
-        "splicevi_expression": model.get_latent_representation(modality="expression"),
-        "splicevi_splicing": model.get_latent_representation(modality="splicing"),
-        "scvi_expression_only": ref.get_latent_representation(),
-    }
-    clusters = clustering(latents, cell_types, pair)
-
-    ds = {
-        "splice_only_pair": ds_quality(model, sim, masked, pair[0], pair[1]),
-        "type_vs_rest": ds_quality(model, sim, masked, types[0], None),
-    }
-    cells = np.nonzero(cell_types == types[0])[0]
-    rng = np.random.default_rng(args.seed)
-    rng.shuffle(cells)
-    half = cells.size // 2
-    null_j = model.differential_splicing(idx1=cells[:half], idx2=cells[half:], delta=DELTA, fdr_target=FDR)
-    null_e = model.differential_splicing(idx1=cells[:half], idx2=cells[half:], delta=DELTA, fdr_target=FDR, level="event")
-    ds["null_contrast_random_halves_of_type0"] = {
-        "junction_calls": int(null_j["is_ds_fdr"].sum()),
-        "event_calls": int(null_e["is_ds_fdr"].sum()),
-        "n_junctions": int(null_j.shape[0]),
-        "max_proba_ds": float(null_j["proba_ds"].max()),
-        "max_abs_effect": float(null_j["effect_size"].abs().max()),
-        "max_abs_pooled_dpsi": float(null_j["emp_effect"].abs().max()),
-    }
-
-    codes, _ = event_codes(masked["splicing"].var["event_id"])
-    decoded = model.get_normalized_splicing(return_numpy=True)
-    imputation = imputation_scores(
-        decoded, hidden, masked["splicing"].layers["cell_by_junction_matrix"], codes, cell_types
-    )
-    imputation["note"] = "group_mean uses the true cell type (an oracle grouping); all computed on the masked data"
-
+def regime_checks(lat: dict) -> dict:
+    """The bars of the splicing-latent issue for one regime."""
+    best_single = max(lat["splicevi_expression"]["ari"], lat["splicevi_splicing"]["ari"])
     return {
-        "dataset": name,
-        "simulation": {
-            "n_cells": args.n_cells, "n_genes": args.n_genes, "n_events": args.n_events, "n_types": 4,
-            "n_junctions": int(spl.shape[1]), "target_observed_fraction": observed_fraction,
-            "observed_entry_fraction": round(observed, 4),
-            "observed_event_fraction": round(
-                float(((spl.layers["cell_by_cluster_matrix"] > 0) @ junction_to_event_matrix(codes) > 0).mean()), 4
-            ),
-            "splice_only_pair": list(pair), "seed": args.seed,
-        },
-        "training": {
-            "splicevi_epochs": args.epochs, "splicevi_lr": args.lr, "splicevi_seconds": round(t_train, 1),
-            "scvi_epochs": args.scvi_epochs, "scvi_seconds": round(t_scvi, 1),
-        },
-        "clustering": clusters,
-        "differential_splicing": ds,
-        "imputation_hidden_10pct_atses": imputation,
-        "seconds_total": round(time.time() - t_start, 1),
+        "splicing_only_vs_svd": round(lat["splicevi_splicing_only"]["ari"] - lat["svd_centred_psi"]["ari"], 3),
+        "splicing_only_pair_vs_svd_pair": round(
+            lat["splicevi_splicing_only"]["ari_pair"] - lat["svd_centred_psi"]["ari_pair"], 3
+        ),
+        "joint_vs_best_single": round(lat["splicevi_joint"]["ari"] - best_single, 3),
+        "joint_vs_scvi": round(lat["splicevi_joint"]["ari"] - lat["scvi_expression"]["ari"], 3),
     }
+
+
+def build_scasl_mudata(workdir: Path) -> Path:
+    """The SCASL ``.junc`` cells as a splicing-only ``.h5mu`` (ingest → atse → assemble CLI)."""
+    cli = [sys.executable, "-m", "splicevi.cli.main"]
+    junctions, events, out = workdir / "junctions.h5ad", workdir / "events.tsv", workdir / "scasl.h5mu"
+    steps = [
+        ["ingest", "--junctions", str(SCASL / "junc"), "--junction-format", "junc", "--out-junctions",
+         str(junctions), "--no-progress"],
+        ["atse", "--junctions", str(junctions), "--out", str(events)],
+        ["assemble", "--junctions", str(junctions), "--events", str(events), "--out", str(out)],
+    ]
+    for step in steps:
+        subprocess.run(cli + step, check=True, capture_output=True, text=True)
+    return out
+
+
+def run_real(args) -> dict | None:
+    """PT089 Normal vs Tumor (splicing only): SPLICEVI over 5 seeds beside the SVD baseline."""
+    import mudata as md
+    import pandas as pd
+
+    from splicevi.data.layers import event_codes
+
+    if not SCASL.exists():
+        return None
+    labels = pd.read_csv(SCASL / "labels_junc.csv").set_index("Run")
+    with tempfile.TemporaryDirectory() as tmp:
+        mdata = md.read_h5mu(build_scasl_mudata(Path(tmp)))
+    keep = [c for c in mdata.obs_names if c in labels.index and labels.loc[c, "patient"] == "PT089"]
+    mdata = mdata[keep].copy()
+    truth = labels.loc[keep, "type"].to_numpy()
+    spl = mdata["splicing"]
+    codes, _ = event_codes(spl.var["event_id"])
+    result = {
+        "cells": len(keep), "junctions": int(spl.n_vars), "labels": dict(zip(*np.unique(truth, return_counts=True), strict=True)),
+        "svd_centred_psi_ari": round(kmeans_ari(svd_baseline(spl.layers["cell_by_junction_matrix"], codes), truth, 2), 3),
+    }
+    aris = []
+    for seed in range(5):
+        model, _ = train_splicevi(mdata.copy(), args, seed)
+        aris.append(round(kmeans_ari(model.get_latent_representation(), truth, 2, seed=seed), 3))
+    result.update(splicevi_ari_per_seed=aris, splicevi_ari_mean=round(float(np.mean(aris)), 3),
+                  splicevi_ari_sd=round(float(np.std(aris)), 3))
+    return result
+
+
+LATENT_COLUMNS = [
+    ("svd_centred_psi", "SVD(PSI)"),
+    ("splicevi_splicing_only", "spl-only"),
+    ("expression_pca", "PCA(expr)"),
+    ("scvi_expression", "SCVI"),
+    ("splicevi_expression", "joint:expr"),
+    ("splicevi_splicing", "joint:spl"),
+    ("splicevi_joint", "joint"),
+]
+
+
+def markdown(results: dict) -> str:
+    """One table: a row per regime, ARI (all types / splice-only pair) per latent, imputation."""
+    head = ["ATSEs", "DS frac", "observed", "DM conc"] + [name for _, name in LATENT_COLUMNS]
+    head += ["imput. model / global / group"]
+    lines = [
+        f"Command: `{results['command']}`; {results['epochs']} epochs, {results['n_cells']} cells, "
+        f"{N_TYPES} types (last two differ only in splicing), 2 batches. ARI of k-means (true k) on all "
+        "cells / ARI of k-means (k=2) within the splice-only pair. Imputation: Spearman of hidden ATSEs' PSI.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for r in results["regimes"]:
+        g = r["regime"]
+        row = [str(g["n_events"]), str(g["frac_ds_events"]), str(g["observed_fraction"]), str(g["dm_concentration"])]
+        row += [f"{r['latents'][key]['ari']:.2f} / {r['latents'][key]['ari_pair']:.2f}" for key, _ in LATENT_COLUMNS]
+        imp = r["imputation"]
+        row.append(f"{imp['model']:.3f} / {imp['global_mean']:.3f} / {imp['group_mean']:.3f}")
+        lines.append("| " + " | ".join(row) + " |")
+    summary = results["summary"]
+    lines += ["", "Bars (worst regime): " + ", ".join(f"{k} {v}" for k, v in summary.items())]
+    real = results.get("real_scasl_pt089")
+    if real:
+        lines += [
+            "",
+            f"Real SCASL PT089 ({real['cells']} cells, {real['junctions']} junctions, Normal vs Tumor, splicing only): "
+            f"SPLICEVI ARI {real['splicevi_ari_mean']} ± {real['splicevi_ari_sd']} over 5 seeds "
+            f"({real['splicevi_ari_per_seed']}), SVD baseline {real['svd_centred_psi_ari']}.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def summarize(regimes: list[dict]) -> dict:
+    """Worst value of each bar over the regimes."""
+    keys = regimes[0]["checks"].keys()
+    return {k: min(r["checks"][k] for r in regimes) for k in keys}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default="bench/results/quality.json")
+    parser.add_argument("--out", default="bench/results/quality", help="output prefix (.json, .md)")
     parser.add_argument("--n-cells", type=int, default=1000)
-    parser.add_argument("--n-genes", type=int, default=300)
-    parser.add_argument("--n-events", type=int, default=300)
-    parser.add_argument("--epochs", type=int, default=100)
-    parser.add_argument(
-        "--modality-penalty", default="Jeffreys", choices=["Jeffreys", "MMD", "None"],
-        help="SPLICEVI modality_penalty (the API default is Jeffreys)",
-    )
-    parser.add_argument("--scvi-epochs", type=int, default=100)
-    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--n-genes", type=int, default=1000)
+    parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, to check the script runs")
+    parser.add_argument("--quick", action="store_true", help="two regimes of the grid only")
+    parser.add_argument("--no-real", action="store_true", help="skip the real SCASL cells")
     args = parser.parse_args()
-    if args.quick:
-        args.n_cells, args.n_genes, args.n_events, args.epochs, args.scvi_epochs = 200, 60, 50, 3, 3
     warnings.filterwarnings("ignore")
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    logging.getLogger("scvi").setLevel(logging.ERROR)
+    for name in ("lightning.pytorch", "lightning.fabric", "scvi"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     # One thread: on small CPU machines several torch threads are many times slower.
     torch.set_num_threads(1)
-    results = {
-        "command": "python " + " ".join(sys.argv),
-        "splicevi_modality_penalty": args.modality_penalty,
-        "splicevi_epochs": args.epochs,
-        "machine": {"platform": platform.platform(), "cpus": torch.get_num_threads(), "device": "cpu"},
-        "versions": {"scvi-tools": scvi.__version__, "torch": torch.__version__},
-        "delta": DELTA,
-        "fdr_target": FDR,
-        "datasets": [run_dataset(n, f, args) for n, f in (("smartseq2_like", 0.15), ("droplet_like", 0.03))],
-    }
+    import scvi
+
+    grid = QUICK if args.quick else [dict(zip(GRID, v, strict=True)) for v in itertools.product(*GRID.values())]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2, default=float) + "\n")
-    print(json.dumps(results, indent=2, default=float))
+    partial = out.with_suffix(".partial.jsonl")
+    done = {}
+    if partial.exists():
+        for line in partial.read_text().splitlines():
+            rec = json.loads(line)
+            done[json.dumps(rec["regime"], sort_keys=True)] = rec
+    regimes = []
+    for i, regime in enumerate(grid):
+        key = json.dumps(regime, sort_keys=True)
+        if key not in done:
+            done[key] = run_regime(regime, args)
+            with partial.open("a") as fh:
+                fh.write(json.dumps(done[key], default=float) + "\n")
+        regimes.append(done[key])
+        print(f"[{i + 1}/{len(grid)}] {regime} {json.dumps(done[key]['latents'])}", flush=True)
+    results = {
+        "command": "python " + " ".join(sys.argv),
+        "epochs": args.epochs,
+        "n_cells": args.n_cells,
+        "machine": {"platform": platform.platform(), "torch_threads": 1, "device": "cpu"},
+        "versions": {"scvi-tools": scvi.__version__, "torch": torch.__version__},
+        "regimes": regimes,
+        "summary": summarize(regimes),
+    }
+    if not args.no_real:
+        results["real_scasl_pt089"] = run_real(args)
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(results, indent=2, default=float) + "\n")
+    tmp.replace(out.with_suffix(".json"))
+    out.with_suffix(".md").write_text(markdown(results))
+    partial.unlink(missing_ok=True)
+    print(markdown(results))
 
 
 if __name__ == "__main__":

@@ -140,7 +140,7 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     )
     p.add_argument("--max-epochs", type=int, default=500)
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--early-stopping", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--early-stopping-patience", type=int, default=50)
     p.add_argument("--train-size", type=float, default=0.9, help="fraction of cells for training (rest: validation)")

@@ -121,3 +121,66 @@ def _on_pattern(values: sp.csr_matrix, pattern: sp.csr_matrix) -> sp.csr_matrix:
             raise ValueError("junction counts have entries outside the observed ATSEs")
         out.data[pos] = values.data.astype(np.float32)
     return out
+
+
+def junction_mean_psi(junction_counts: sp.spmatrix, codes: np.ndarray, prior: float = 0.5) -> np.ndarray:
+    """Mean PSI of each junction over the cells that observe its ATSE.
+
+    This is the centre the splicing encoder and the SVD baseline subtract from PSI: an observed PSI
+    far from its junction's usual value is information about the cell, the usual value itself is not.
+
+    Parameters
+    ----------
+    junction_counts
+        Cells × junctions read counts ``k``.
+    codes
+        ATSE code per junction (see :func:`event_codes`).
+    prior
+        Value for junctions that no cell observes.
+
+    Returns
+    -------
+    np.ndarray
+        ``float32``, one value per junction.
+    """
+    psi = splicing_layers(junction_counts, codes)[JUNCTION_RATIO].tocoo()
+    n_junctions = psi.shape[1]
+    count = np.bincount(psi.col, minlength=n_junctions)
+    total = np.bincount(psi.col, weights=psi.data, minlength=n_junctions)
+    return np.where(count > 0, total / np.maximum(count, 1), prior).astype(np.float32)
+
+
+def centred_psi(
+    junction_counts: sp.spmatrix,
+    codes: np.ndarray,
+    center: np.ndarray | None = None,
+    prior_strength: float = 0.0,
+) -> sp.csr_matrix:
+    """PSI minus the junction's mean PSI on the observed entries (cells × junctions CSR).
+
+    Unobserved entries stay absent (0 after centring: "no evidence either way"), so a truncated SVD
+    of this matrix (``prior_strength=0``) is the linear baseline every splicing latent is judged
+    against. With ``prior_strength = κ > 0`` each entry is the posterior mean of PSI under a Beta
+    prior of ``κ`` pseudo-reads centred on the junction's centre, minus that centre:
+    ``(k - n·c) / (n + κ) = (psi - c)·n / (n + κ)``, so an entry from one or two reads counts less
+    than one from fifty.
+
+    Parameters
+    ----------
+    junction_counts
+        Cells × junctions read counts ``k``.
+    codes
+        ATSE code per junction.
+    center
+        Per-junction centre; :func:`junction_mean_psi` when ``None``.
+    prior_strength
+        Pseudo-reads ``κ`` of the shrinkage towards the centre (0: plain centred PSI).
+    """
+    layers = splicing_layers(junction_counts, codes)
+    psi, totals = layers[JUNCTION_RATIO], layers[ATSE_COUNTS]
+    if center is None:
+        center = junction_mean_psi(junction_counts, codes)
+    out = psi.copy()
+    shrink = totals.data / (totals.data + prior_strength)
+    out.data = ((psi.data - np.asarray(center, dtype=np.float32)[psi.indices]) * shrink).astype(np.float32)
+    return out

@@ -91,7 +91,7 @@ class SPLICEVAE(BaseModuleClass):
         dm_concentration: str = "atse",
         encoder_hidden_dim: int = 128,
         code_dim: int = 16,
-        h_hidden_dim: int = 64,
+        h_hidden_dim: int | None = None,
         pool_mode: str = "mean",
         max_nobs: int = -1,
     ):
@@ -140,6 +140,10 @@ class SPLICEVAE(BaseModuleClass):
         self.register_buffer("junc2atse", codes)
         self.register_buffer("atse_ptr", torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(sizes, 0)]))
         self.register_buffer("atse_junctions", order)
+        # Per-junction centre of PSI (mean over the cells observing it): both splicing encoders see
+        # PSI minus this centre, so an unobserved entry and one at its usual value both read as 0.
+        # Set from the data by SPLICEVI (initialize_splicing_encoder) and saved with the module.
+        self.register_buffer("psi_center", torch.full((n_input_junctions,), 0.5))
 
         cat_list = [n_batch] + list(n_cats_per_cov or [])
         encoder_cat_list = cat_list if encode_covariates else None
@@ -221,7 +225,8 @@ class SPLICEVAE(BaseModuleClass):
                 distribution=latent_distribution,
             )
         else:
-            # Vanilla: dense minibatch of [PSI, observed mask] (the mask keeps PSI = 0 apart from missing).
+            # Vanilla: dense minibatch of [centred PSI, observed mask] (the mask tells "observed at its
+            # usual value" apart from "not observed").
             self.z_encoder_splicing = gaussian_encoder(2 * self.n_input_junctions + n_cont_enc)
         self.z_decoder_splicing = SplicingDecoder(
             n_decoder_input,
@@ -325,11 +330,12 @@ class SPLICEVAE(BaseModuleClass):
         cont_in = cont_covs if (cont_covs is not None and self.encode_covariates) else None
 
         # Splicing posterior.
+        centred = obs.psi - self.psi_center[obs.cols]
         if self.splicing_encoder_architecture == "partial":
-            qzm_spl, qzv_spl, z_spl = self.z_encoder_splicing(obs, *enc_cats, cont=cont_in)
+            qzm_spl, qzv_spl, z_spl = self.z_encoder_splicing(obs, centred, *enc_cats, cont=cont_in)
         else:
             dense = torch.zeros(n_cells, 2 * self.n_input_junctions, device=device)
-            dense[obs.rows, obs.cols] = obs.psi
+            dense[obs.rows, obs.cols] = centred
             dense[obs.rows, obs.cols + self.n_input_junctions] = 1.0
             if cont_in is not None:
                 dense = torch.cat([dense, cont_in], dim=-1)
@@ -379,6 +385,32 @@ class SPLICEVAE(BaseModuleClass):
             observed=obs,
         )
         return outputs
+
+    @torch.no_grad()
+    def initialize_splicing_encoder(self, centred, center: np.ndarray, pca_embeddings: bool = True) -> None:
+        """Set the PSI centre, start the decoder at it and (partial encoder) the embeddings at an SVD.
+
+        The splicing decoder's per-junction bias starts at the centre (``log c_j`` for the
+        within-ATSE softmax of the Dirichlet-multinomial, ``logit c_j`` otherwise): a decoder that
+        starts at uniform PSI sends a large reconstruction gradient through the encoder in the
+        first steps, which scrambles the information the encoder starts with.
+
+        Parameters
+        ----------
+        centred
+            Cells × junctions CSR of centred PSI on observed entries (training data).
+        center
+            Per-junction centre (mean observed PSI).
+        pca_embeddings
+            Initialise the partial encoder's embeddings at the top right singular vectors of
+            ``centred`` (otherwise they stay random).
+        """
+        self.psi_center.copy_(torch.as_tensor(np.asarray(center), dtype=torch.float32, device=self.psi_center.device))
+        p = self.psi_center.clamp(1e-3, 1.0 - 1e-3)
+        bias = p.log() if self.splicing_loss_type == "dirichlet_multinomial" else torch.logit(p)
+        self.z_decoder_splicing.bias.copy_(bias)
+        if pca_embeddings and self.splicing_encoder_architecture == "partial":
+            self.z_encoder_splicing.initialize_embeddings(centred)
 
     def z_transformation(self, z: torch.Tensor) -> torch.Tensor:
         """Identity (normal) or softmax (logistic normal) of a Gaussian sample."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-MODALITY_WEIGHTS = ("equal", "universal", "cell", "concatenate", "per_dimension_weighted_average")
+MODALITY_WEIGHTS = ("equal", "universal", "cell", "concatenate", "per_dimension_weighted_average", "precision")
 
 
 class ModalityMixer(nn.Module):
@@ -19,6 +19,9 @@ class ModalityMixer(nn.Module):
     * ``universal``: one learned weight per modality;
     * ``cell``: learned weights per cell (training cells only);
     * ``per_dimension_weighted_average``: learned weights per modality and latent dimension;
+    * ``precision``: precision-weighted (product of the Gaussian experts): per latent dimension
+      ``1/σ² = Σ_m 1/σ²_m`` and ``μ = σ² Σ_m μ_m/σ²_m`` over the modalities the cell has, so a
+      modality that is uncertain about a dimension has little say in it;
     * ``concatenate``: no averaging: the joint latent is ``[z_expr, z_splicing]`` (twice the size);
       a missing modality's block is the prior N(0, I).
 
@@ -47,7 +50,7 @@ class ModalityMixer(nn.Module):
             self.mod_weights = nn.Parameter(torch.zeros(n_obs, n_modalities))
         elif mode == "per_dimension_weighted_average":
             self.mod_weights = nn.Parameter(torch.zeros(n_modalities, n_latent))
-        else:
+        else:  # concatenate, precision: no weights to learn
             self.register_buffer("mod_weights", torch.zeros(n_modalities))
 
     def weights(self, masks: torch.Tensor, cell_idx: torch.Tensor | None) -> torch.Tensor:
@@ -74,6 +77,12 @@ class ModalityMixer(nn.Module):
         cell_idx: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Joint posterior mean and variance."""
+        if self.mode == "precision":
+            mask = torch.stack(masks, dim=1)[..., None].to(means[0].dtype)
+            precision = mask / torch.stack(variances, dim=1)
+            total = precision.sum(1).clamp_min(1e-8)
+            mu = (precision * torch.stack(means, dim=1)).sum(1) / total
+            return mu, 1.0 / total
         if self.mode == "concatenate":
             mu = [torch.where(m[:, None], mu_m, torch.zeros_like(mu_m)) for mu_m, m in zip(means, masks, strict=True)]
             var = [torch.where(m[:, None], v, torch.ones_like(v)) for v, m in zip(variances, masks, strict=True)]

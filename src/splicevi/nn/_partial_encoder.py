@@ -2,29 +2,42 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from scvi.nn import FCLayers
 from torch import nn
 from torch.distributions import Normal
-from torch.utils.checkpoint import checkpoint
 
 if TYPE_CHECKING:
+    import scipy.sparse as sp
+
     from ..module._observed import ObservedEntries
 
 
 class PartialEncoder(nn.Module):
     """Encode a cell's observed junctions into a Gaussian posterior over the latent space.
 
-    Each observed (cell, junction) entry is embedded independently by a shared network ``h`` from
-    ``[psi·e_j, e_j, psi, log1p(n)]`` where ``e_j`` is a learned embedding of the junction. The
-    product ``psi·e_j`` gives every junction its own direction for its value (pooled with ``sum``
-    and a linear ``h`` this is exactly the first layer of a dense encoder restricted to observed
-    entries, which a concatenation ``[psi, e_j]`` alone learns poorly); ``e_j`` keeps the junction's
-    identity when PSI = 0 and ``log1p(n)`` makes coverage visible. The codes are pooled per cell by a
-    scatter over the observed entries (mean or sum), then an MLP and two plain linear heads give the
-    posterior mean and (raw) variance. Unobserved entries are never materialised.
+    Each observed (cell, junction) entry contributes its *centred* PSI ``r = psi - c_j`` times a
+    learned embedding ``e_j`` of the junction, and the contributions are pooled per cell by a scatter
+    over the observed entries (mean or sum). The pooled code is therefore a sparse linear map of
+    centred PSI restricted to the observed entries: it contains the projection a truncated SVD of
+    centred PSI would make, costs O(observed entries × ``code_dim``), and never materialises an
+    unobserved entry. The pooled code is standardised across cells (batch norm), joined with
+    ``log1p(number of observed entries)`` (how much evidence the cell has) and mapped by an MLP and
+    two plain linear heads to the posterior mean and (raw) variance.
+
+    Why linear per entry and centred: with raw PSI (or a nonlinear per-entry network ``h`` of
+    ``[psi, e_j, log n]``) the pooled code is dominated by *which* junctions a cell happened to
+    observe, which is mostly sampling noise, and on realistic data (thousands of ATSEs, few of them
+    differential) the latent then learns nothing about cell state. Centring makes an unobserved entry
+    and an entry at its junction's usual PSI both contribute zero, so only deviations in usage move
+    the code. ``c_j`` is the junction's mean PSI over the cells that observe it (a buffer, saved with
+    the module, :class:`~splicevi.module.SPLICEVAE`, and saved with it), and the embeddings start at
+    the leading right singular vectors of the centred PSI matrix (:meth:`initialize_embeddings`), so
+    training starts from the linear baseline.
 
     Parameters
     ----------
@@ -33,9 +46,7 @@ class PartialEncoder(nn.Module):
     n_output
         Latent dimensionality.
     code_dim
-        Size of the junction embeddings and of the per-entry codes.
-    h_hidden_dim
-        Hidden width of the shared per-entry network ``h``.
+        Size of the junction embeddings, i.e. of the pooled code.
     encoder_hidden_dim
         Hidden width of the post-pooling MLP.
     n_layers
@@ -47,15 +58,18 @@ class PartialEncoder(nn.Module):
     dropout_rate, use_batch_norm, use_layer_norm
         Options of the post-pooling MLP.
     pool_mode
-        ``"mean"`` or ``"sum"`` over a cell's observed entries.
+        ``"mean"`` (default: a cell's code does not grow with its coverage) or ``"sum"`` over a
+        cell's observed entries.
     max_nobs
-        Entries processed per chunk by ``h``; chunks are recomputed in the backward pass
-        (gradient checkpointing), which caps the activation memory of ``h`` at
-        ``max_nobs × h_hidden_dim`` per chunk. ``-1`` processes all entries at once.
+        Entries processed per chunk when pooling (bounds the memory of the gathered embeddings at
+        ``max_nobs × code_dim``); ``-1`` processes all entries at once.
     distribution
         ``"normal"`` or ``"ln"`` (logistic normal: softmax of the Gaussian sample).
     var_eps
         Added to the variance for numerical stability.
+    h_hidden_dim
+        Width of a per-entry hidden layer in the reference implementation. The per-entry map here
+        is linear by design (see above), so the value has no effect; passing one warns.
     """
 
     def __init__(
@@ -63,7 +77,6 @@ class PartialEncoder(nn.Module):
         n_junctions: int,
         n_output: int,
         code_dim: int = 16,
-        h_hidden_dim: int = 64,
         encoder_hidden_dim: int = 128,
         n_layers: int = 2,
         n_cat_list: list[int] | None = None,
@@ -75,29 +88,27 @@ class PartialEncoder(nn.Module):
         max_nobs: int = -1,
         distribution: str = "normal",
         var_eps: float = 1e-4,
+        h_hidden_dim: int | None = None,
     ):
         super().__init__()
         if pool_mode not in ("mean", "sum"):
             raise ValueError(f"pool_mode must be 'mean' or 'sum', got {pool_mode!r}")
+        if h_hidden_dim is not None:
+            warnings.warn(
+                "h_hidden_dim has no effect: the partial encoder's per-entry map is linear "
+                "(centred PSI times the junction embedding); see splicevi.nn.PartialEncoder",
+                UserWarning,
+                stacklevel=3,
+            )
         self.pool_mode = pool_mode
         self.max_nobs = int(max_nobs)
         self.code_dim = code_dim
         self.distribution = distribution
         self.var_eps = var_eps
-        self.feature_embedding = nn.Parameter(torch.randn(n_junctions, code_dim))
-        self.h = nn.Sequential(
-            nn.Linear(2 * code_dim + 2, h_hidden_dim),
-            nn.LayerNorm(h_hidden_dim),
-            nn.ReLU(),
-            # No activation on the codes: they are averaged, and a ReLU here zeroes half the signal.
-            nn.Linear(h_hidden_dim, code_dim),
-        )
-        # The pooled code of a cell is an average over ~10^2-10^3 entries, so most of it is shared by
-        # all cells and the cell-specific part is small: standardise each pooled feature across cells
-        # (batch norm) so the MLP sees the differences between cells. Without this the posterior
-        # means hardly vary between cells and the VAE learns to ignore them.
+        self.feature_embedding = nn.Parameter(torch.randn(n_junctions, code_dim) / np.sqrt(code_dim))
+        # Pooled codes are averages over 10^2-10^3 entries: standardise them across cells so the
+        # MLP sees the differences between cells at a usable scale.
         self.pool_norm = nn.BatchNorm1d(code_dim + 1)
-        # pooled code + log1p(number of observed entries) + continuous covariates
         self.post = FCLayers(
             n_in=code_dim + 1 + n_continuous,
             n_out=encoder_hidden_dim,
@@ -108,32 +119,69 @@ class PartialEncoder(nn.Module):
             use_batch_norm=use_batch_norm,
             use_layer_norm=use_layer_norm,
         )
-        # Plain linear heads: no activation, norm or dropout on (mu, raw variance).
+        # Plain linear heads: no activation, norm or dropout on (mu, raw variance). The mean also has
+        # a linear path from the standardised pooled code (``skip``), which starts as the identity
+        # on the leading components while the MLP's head starts at zero: at initialisation the
+        # posterior mean *is* the SVD projection, and training moves it from there.
         self.mean_encoder = nn.Linear(encoder_hidden_dim, n_output)
         self.var_encoder = nn.Linear(encoder_hidden_dim, n_output)
+        self.skip = nn.Linear(code_dim + 1, n_output, bias=False)
+        with torch.no_grad():
+            self.mean_encoder.weight.zero_()
+            self.skip.weight.zero_()
+            diagonal = min(code_dim, n_output)
+            self.skip.weight[:diagonal, :diagonal] = torch.eye(diagonal)
+
+    @torch.no_grad()
+    def initialize_embeddings(self, centred: sp.csr_matrix, seed: int = 0) -> None:
+        """Start the embeddings at the top right singular vectors of centred PSI.
+
+        Parameters
+        ----------
+        centred
+            Cells × junctions CSR of PSI minus the junction centres on the observed entries
+            (:func:`splicevi.data.layers.centred_psi`).
+        seed
+            Seed of the randomized SVD.
+        """
+        from sklearn.decomposition import TruncatedSVD
+
+        n_comp = min(self.code_dim, min(centred.shape) - 1)
+        if n_comp < 1 or centred.nnz == 0:
+            return
+        svd = TruncatedSVD(n_components=n_comp, random_state=seed).fit(centred)
+        emb = self.feature_embedding.detach().cpu().numpy().copy()
+        # Random directions beyond the rank of the data; the singular vectors scaled so that each
+        # pooled feature has unit spread across cells (the scale batch norm would give it).
+        emb[:, n_comp:] *= 0.1
+        vectors = svd.components_.T.astype(np.float32)
+        pooled = centred @ vectors
+        if self.pool_mode == "mean":
+            pooled = pooled / np.maximum(np.diff(centred.indptr), 1)[:, None]
+        spread = np.maximum(pooled.std(axis=0), 1e-6)
+        emb[:, :n_comp] = vectors / spread[None, :]
+        self.feature_embedding.copy_(torch.as_tensor(emb, device=self.feature_embedding.device))
+        # Batch norm standardises every pooled feature; its scale starts at each component's spread
+        # relative to the first, so weak (mostly noise) components do not weigh as much as strong ones.
+        self.pool_norm.weight[:n_comp] = torch.as_tensor(spread / spread[0], dtype=torch.float32)
+        self.pool_norm.weight[n_comp:] = float(np.min(spread / spread[0]))
 
     def z_transformation(self, z: torch.Tensor) -> torch.Tensor:
         """Map a Gaussian sample to the latent space (identity or softmax for ``ln``)."""
         return torch.softmax(z, dim=-1) if self.distribution == "ln" else z
 
-    def _codes(self, obs: ObservedEntries, start: int, stop: int) -> torch.Tensor:
-        psi = obs.psi[start:stop, None]
-        embedding = self.feature_embedding[obs.cols[start:stop]]
-        inputs = torch.cat([psi * embedding, embedding, psi, torch.log1p(obs.n[start:stop, None])], dim=-1)
-        return self.h(inputs)
+    def pool(self, obs: ObservedEntries, centred: torch.Tensor) -> torch.Tensor:
+        """Pooled per-cell code and ``log1p`` of its number of entries (cells without entries: zeros).
 
-    def pool(self, obs: ObservedEntries) -> torch.Tensor:
-        """Pooled per-cell code (cells without observed entries get zeros)."""
+        ``centred`` is the centred PSI of each observed entry (aligned with ``obs.rows``).
+        """
         device = self.feature_embedding.device
         pooled = torch.zeros(obs.n_cells, self.code_dim, device=device)
         n_entries = obs.rows.shape[0]
         chunk = n_entries if self.max_nobs <= 0 else self.max_nobs
         for start in range(0, n_entries, max(chunk, 1)):
             stop = min(start + chunk, n_entries)
-            if self.max_nobs > 0 and torch.is_grad_enabled():
-                codes = checkpoint(self._codes, obs, start, stop, use_reentrant=False)
-            else:
-                codes = self._codes(obs, start, stop)
+            codes = centred[start:stop, None] * self.feature_embedding[obs.cols[start:stop]]
             pooled = pooled.index_add(0, obs.rows[start:stop], codes)
         counts = torch.zeros(obs.n_cells, device=device).index_add_(
             0, obs.rows, torch.ones_like(obs.k, device=device)
@@ -143,16 +191,20 @@ class PartialEncoder(nn.Module):
         return torch.cat([pooled, torch.log1p(counts)[:, None]], dim=-1)
 
     def forward(
-        self, obs: ObservedEntries, *cat_list: torch.Tensor, cont: torch.Tensor | None = None
+        self,
+        obs: ObservedEntries,
+        centred: torch.Tensor,
+        *cat_list: torch.Tensor,
+        cont: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Posterior mean, variance and a reparameterised sample."""
-        pooled = self.pool(obs)
+        """Posterior mean, variance and a reparameterised sample from the entries' centred PSI."""
+        pooled = self.pool(obs, centred)
         if pooled.shape[0] > 1 or not self.training:
             pooled = self.pool_norm(pooled)
         if cont is not None:
             pooled = torch.cat([pooled, cont], dim=-1)
         hidden = self.post(pooled, *cat_list)
-        q_m = self.mean_encoder(hidden)
+        q_m = self.mean_encoder(hidden) + self.skip(pooled[:, : self.skip.in_features])
         q_v = torch.exp(self.var_encoder(hidden)) + self.var_eps
         z = self.z_transformation(Normal(q_m, q_v.sqrt()).rsample())
         return q_m, q_v, z

@@ -64,7 +64,12 @@ class SplicingDecoder(nn.Module):
         else:
             self.body = None
             width = n_input + sum(n for n in self.cat_sizes if n > 1)
-        self.weight = nn.Parameter(torch.randn(n_junctions, width) * (1.0 / width**0.5))
+        # Junction weights start at zero, so the first logits are the biases (the module sets them
+        # to the junctions' mean PSI): random weights add logit noise of order one to every junction
+        # and the resulting reconstruction gradient scrambles the encoder before the decoder has
+        # learned anything. The weights' gradient is not zero (the hidden layer is not), so the
+        # decoder picks up the directions of the latent that explain PSI from the first step.
+        self.weight = nn.Parameter(torch.zeros(n_junctions, width))
         self.bias = nn.Parameter(torch.zeros(n_junctions))
 
     def hidden(self, z: torch.Tensor, *cat_list: torch.Tensor) -> torch.Tensor:
