@@ -359,3 +359,27 @@ def test_partial_encoder_latent_carries_splicing_differences():
     purity = (types[neighbours] == types[:, None]).mean()
     assert separation > 0.2
     assert purity > 0.5  # chance is ~1/3
+
+
+def test_splicing_weight_prior_is_in_the_loss(small_mdata):
+    """The Gaussian prior on the splicing decoder weights adds ||W||² / (2 sd² n_cells) to the loss."""
+    _setup(small_mdata)
+    torch.manual_seed(0)
+    with_prior = SPLICEVI(small_mdata, n_latent=4, splicing_weight_prior_sd=0.5)
+    without = SPLICEVI(small_mdata, n_latent=4, splicing_weight_prior_sd=None)
+    without.module.load_state_dict(with_prior.module.state_dict())
+    with torch.no_grad():
+        with_prior.module.z_decoder_splicing.weight.normal_()
+        without.module.z_decoder_splicing.weight.copy_(with_prior.module.z_decoder_splicing.weight)
+    tensors = next(iter(with_prior._data_loader(batch_size=32)))
+    losses = []
+    for model in (with_prior, without):
+        model.module.eval()
+        torch.manual_seed(1)
+        _, _, out = model.module(tensors)
+        losses.append(float(out.loss))
+    weight = with_prior.module.z_decoder_splicing.weight.detach()
+    expected = float(weight.pow(2).sum()) / (2 * 0.5**2 * small_mdata.n_obs)
+    assert losses[0] - losses[1] == pytest.approx(expected, rel=1e-4)
+    with pytest.raises(ValueError, match="splicing_weight_prior_sd"):
+        SPLICEVI(small_mdata, splicing_weight_prior_sd=0.0)

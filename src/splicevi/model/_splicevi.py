@@ -97,7 +97,8 @@ class SPLICEVI(
     fully_paired
         Expose only the joint latent.
     **model_kwargs
-        Passed to :class:`~splicevi.module.SPLICEVAE`.
+        Passed to :class:`~splicevi.module.SPLICEVAE` (e.g. ``splicing_weight_prior_sd``, the prior
+        standard deviation of the splicing decoder's junction weights, default 0.1).
 
     Examples
     --------
