@@ -1,4 +1,4 @@
-"""Plots: one small module per figure kind (matplotlib, non-interactive Agg backend).
+"""Plots: one small module per figure kind (matplotlib object-oriented API; no backend is set here).
 
 Every function returns a :class:`matplotlib.figure.Figure`; :func:`save_figure` writes it atomically
 (PNG or SVG from the file name).
