@@ -6,13 +6,10 @@ import gzip
 
 import anndata as ad
 import mudata as md
-import numpy as np
 import pandas as pd
 import pytest
 
-from splicevi.cli.ds import annotate_ds_tables
 from splicevi.cli.main import main
-from splicevi.tl.clustering import events_from_junctions
 from test_h5mu import make_results
 
 
@@ -27,22 +24,9 @@ def mdata(results):
 
 
 @pytest.fixture(scope="module")
-def ds_tables(mdata, results):
-    """DS tables as `splicevi ds` writes them (two contrasts), from the planted ΔPSI."""
-    var = mdata["splicing"].var
-    rows = []
-    for g in ("type1", "type2"):
-        eff = (var[f"true_psi_{g}"] - var["true_psi_type0"]).to_numpy()
-        proba = np.clip(np.abs(eff) * 4, 0, 1)
-        rows.append(pd.DataFrame({"contrast": f"{g}_vs_type0", "groupby": "cell_type", "group1": g, "group2": "type0",
-                                  "junction_id": var.index.astype(str), "event_id": var["event_id"].to_numpy(),
-                                  "proba_ds": proba, "effect_size": eff, "is_ds_fdr": proba > 0.8}))
-    junctions = pd.concat(rows, ignore_index=True)
-    j, e = annotate_ds_tables(mdata, junctions, events_from_junctions(junctions))
-    folder = results.parent
-    j.to_csv(folder / "ds_junctions.tsv", sep="\t", index=False)
-    e.to_csv(folder / "ds_events.tsv", sep="\t", index=False)
-    return folder / "ds_junctions.tsv", folder / "ds_events.tsv"
+def ds_tables(results):
+    """The DS tables written beside the results (two contrasts, see test_h5mu.write_ds_tables)."""
+    return results.parent / "ds" / "ds_junctions.tsv", results.parent / "ds" / "ds_events.tsv"
 
 
 def read_leafcutter(path):

@@ -43,7 +43,32 @@ def make_results(folder: Path, seed: int = 4) -> Path:
     rc = main(["cluster", "--mdata", str(data), "--embedding", str(folder / "embedding.h5ad"), "--resolution", "0.3",
                "--annotations", str(annotations), "--out", str(out), "--out-cells", str(folder / "cells.tsv")])
     assert rc == 0
+    write_ds_tables(md.read_h5mu(out), out.parent / "ds")
     return out
+
+
+def write_ds_tables(mdata, folder: Path) -> None:
+    """``ds_junctions.tsv`` / ``ds_events.tsv`` as `splicevi ds` writes them, from the planted ΔPSI.
+
+    Two contrasts (type1 and type2 against type0); the probability grows with the true |ΔPSI|.
+    """
+    from splicevi.cli.ds import annotate_ds_tables
+    from splicevi.tl.clustering import events_from_junctions, rank_table
+
+    var = mdata["splicing"].var
+    rows = []
+    for g in ("type1", "type2"):
+        eff = (var[f"true_psi_{g}"] - var["true_psi_type0"]).to_numpy()
+        proba = np.clip(np.abs(eff) * 4, 0, 1)
+        rows.append(pd.DataFrame({"contrast": f"{g}_vs_type0", "groupby": "cell_type", "group1": g, "group2": "type0",
+                                  "junction_id": var.index.astype(str), "event_id": var["event_id"].to_numpy(),
+                                  "proba_ds": proba, "effect_size": eff, "is_ds_fdr": proba > 0.8}))
+    junctions = rank_table(pd.concat(rows, ignore_index=True), "proba_ds", "effect_size")
+    events = rank_table(events_from_junctions(junctions), "proba_ds", "effect_size")
+    j, e = annotate_ds_tables(mdata, junctions, events)
+    folder.mkdir(parents=True, exist_ok=True)
+    j.to_csv(folder / "ds_junctions.tsv", sep="\t", index=False)
+    e.to_csv(folder / "ds_events.tsv", sep="\t", index=False)
 
 
 @pytest.fixture(scope="module")
@@ -94,3 +119,6 @@ def test_readme_scverse_example_runs_as_written(tmp_path, monkeypatch):
     rna, mdata = namespace["rna"], namespace["mdata"]
     assert "rank_genes_groups" in rna.uns and "leiden_fine" in mdata.obs
     assert len(namespace["markers"]) > 0
+    assert (tmp_path / "top_arcs.png").read_bytes().startswith(b"\x89PNG")
+    arcs = namespace["arcs"]
+    assert len(arcs.axes) == mdata.obs["leiden"].nunique()  # one panel per cluster
