@@ -138,7 +138,7 @@ def test_outputs_exist_and_make_sense(sim_run):
     ]:
         assert (res / name).stat().st_size > 0, name
     for fig in ["training_curves", "umap_clusters", "umap_qc", "umap_covariates", "volcano_ds", "volcano_de",
-                "top_events_psi", "event_coverage"]:
+                "top_events_psi", "event_coverage", "event_arcs", "umap_psi"]:
         assert (res / "figures" / f"{fig}.png").stat().st_size > 5000, fig
     for rule in ["ingest", "train", "embed", "differential_splicing"]:
         assert (res / "logs" / f"{rule}.log").exists()
@@ -149,6 +149,8 @@ def test_outputs_exist_and_make_sense(sim_run):
     assert mdata.obsm["X_splicevi"].shape == (mdata.n_obs, 8)
     assert mdata.obs["leiden"].nunique() >= 2
     assert set(mdata.mod) == {"rna", "splicing"}
+    assert mdata.uns["splicevi"]["connectivities_key"] in mdata.obsp and "splicevi_provenance" in mdata.uns
+    assert all("leiden" in mod.obs and "X_splicevi" in mod.obsm for mod in mdata.mod.values())
 
     history = pd.read_csv(res / "train" / "history.tsv", sep="\t", index_col=0)
     assert len(history) == 8 and {"elbo_train", "elbo_validation"} <= set(history.columns)
@@ -177,6 +179,12 @@ def test_outputs_exist_and_make_sense(sim_run):
 
     de = pd.read_csv(res / "de" / "de_genes.tsv", sep="\t")
     assert set(de["contrast"]) == {"type2_vs_type1"} and de["gene_id"].is_unique
+    # annotation columns and common call names (README column table)
+    assert {"chrom", "start", "end", "strand", "gene_id", "gene_name", "annotated", "is_ds_fdr"} <= set(ds.columns)
+    assert {"chrom", "start", "end", "strand", "gene_id", "gene_name", "annotated", "is_ds_fdr"} <= set(events.columns)
+    assert (ds["chrom"] + ":" + ds["start"].astype(str) + "-" + ds["end"].astype(str) + ":" + ds["strand"]
+            == ds["junction_id"]).all()
+    assert {"gene_name", "is_de_fdr"} <= set(de.columns) and not any(c.startswith("is_de_fdr_") for c in de.columns)
 
 
 def test_report_is_self_contained_html(sim_run):
