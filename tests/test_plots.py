@@ -270,13 +270,17 @@ def test_volcano_evidence_does_not_saturate_and_labels_do_not_overlap():
     ax = fig.axes[0]
     labels = [t for t in ax.texts if t.get_text().startswith("G")]
     best = table[table["is_ds_fdr"]].assign(y=y[saturated]).sort_values("y", ascending=False).head(16)
-    assert len(labels) == min(8, (best["effect_size"] < 0).sum()) + min(8, (best["effect_size"] >= 0).sum())
+    assert len(labels) == len(best) == 16
+    points = ax.transData.transform(np.c_[effect, y])
     from matplotlib.text import Text
 
     boxes = [Text.get_window_extent(t, renderer) for t in labels]  # the text itself, not its leader line
     for i in range(len(boxes)):
         for k in range(i + 1, len(boxes)):
             assert not boxes[i].overlaps(boxes[k]), (labels[i].get_text(), labels[k].get_text())
+    inside = [(b.x0 <= points[:, 0]) & (points[:, 0] <= b.x1) & (b.y0 <= points[:, 1]) & (points[:, 1] <= b.y1)
+              for b in boxes]
+    assert not np.any(inside)  # no label covers a point
     assert all(t.get_text() in set(table.loc[table["is_ds_fdr"], "gene_name"]) for t in labels)
 
 

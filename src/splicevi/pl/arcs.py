@@ -95,7 +95,7 @@ def event_title(mdata, event_id: str) -> str:
 
     var = mdata["splicing"].var
     coords = junction_coordinates(var.loc[event_junctions(mdata, event_id)])
-    gene = coords["gene_name"].dropna().astype(str).unique()
+    gene = [g for g in coords["gene_name"].dropna().astype(str).unique() if g.strip()]
     where = f"{coords['chrom'].iloc[0]}:{coords['start'].min()}-{coords['end'].max()}({coords['strand'].iloc[0]})"
     return f"{event_id}" + (f" ({','.join(gene)})" if len(gene) else "") + f" {where}"
 

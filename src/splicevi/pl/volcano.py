@@ -49,8 +49,8 @@ def volcano(table: pd.DataFrame, kind: str = "ds", n_labels: int = 8, max_panels
 
     The evidence axis is the log10 odds of the posterior probability; features whose probability is 1
     continue above it ordered by |effect| (see :func:`evidence`), so the axis does not saturate.
-    Labels of the best features are set in columns at the panel's sides (negative effects left,
-    positive right) with a leader line to their point, so they never overlap.
+    Labels of the best features are set in a column right of the panel with a leader line to their
+    point, so they never overlap each other or the points.
 
     Parameters
     ----------
@@ -60,7 +60,7 @@ def volcano(table: pd.DataFrame, kind: str = "ds", n_labels: int = 8, max_panels
     kind
         ``"ds"`` or ``"de"`` (selects the columns, see ``KINDS``).
     n_labels
-        Best features labelled per panel (called ones only, when any are; at most 8 per side).
+        Best features labelled per panel (called ones only, when any are; at most 16).
     max_panels
         At most this many contrasts are drawn (the first ones).
     """
@@ -80,7 +80,7 @@ def volcano(table: pd.DataFrame, kind: str = "ds", n_labels: int = 8, max_panels
     if "contrast" not in table.columns:
         table = table.assign(contrast="all")
     contrasts = list(pd.unique(table["contrast"]))[:max_panels]
-    fig, axes = grid(len(contrasts), ncols=3, size=(4.6, 4.0))
+    fig, axes = grid(len(contrasts), ncols=3, size=(5.6, 4.0))
     for ax, name in zip(axes, contrasts, strict=True):
         t = table[table["contrast"] == name]
         x = t[effect].to_numpy(dtype=float)
@@ -108,7 +108,7 @@ def volcano(table: pd.DataFrame, kind: str = "ds", n_labels: int = 8, max_panels
         ax.set_title(str(name), fontsize="medium")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(f"log10 odds of {proba}")
-        ax.margins(x=0.35, y=0.12)  # room for the label columns at the sides
+        ax.margins(x=0.08, y=0.12)
         ax.legend(frameon=False, fontsize="x-small", loc="lower center", ncols=2)
     fig.tight_layout()
     return fig
@@ -126,24 +126,21 @@ def feature_labels(table: pd.DataFrame, label_cols) -> np.ndarray | None:
     return names.astype(object).where(names.notna() & (names.astype(str) != ""), base).astype(str).to_numpy()
 
 
-def place_labels(ax, x: np.ndarray, y: np.ndarray, labels: np.ndarray, max_per_side: int = 8, step: float = 0.075) -> list:
-    """Labels in two columns at the axes' sides, one slot each, linked to their points.
+def place_labels(ax, x: np.ndarray, y: np.ndarray, labels: np.ndarray, max_labels: int = 16) -> list:
+    """Labels in one column right of the axes, one slot each, linked to their points by a leader line.
 
-    Points with a negative effect are labelled in the left column, the others in the right one;
-    within a column the slots follow the points' order from the top, ``step`` (axes fraction) apart,
-    so no two labels share a slot. Returns the text artists.
+    Slots follow the points from the top down and are evenly spaced over the axes' height, so no two
+    labels overlap and none covers a point. Returns the text artists.
     """
+    idx = np.argsort(-y, kind="stable")[:max_labels]
+    step = min(0.075, 0.92 / max(len(idx), 1))
     texts = []
-    for side in (-1, 1):
-        idx = np.flatnonzero((x < 0) if side < 0 else (x >= 0))[:max_per_side]
-        idx = idx[np.argsort(-y[idx], kind="stable")]
-        for slot, i in enumerate(idx):
-            texts.append(
-                ax.annotate(
-                    str(labels[i]), xy=(x[i], y[i]), xycoords="data",
-                    xytext=(0.02 if side < 0 else 0.98, 0.95 - step * slot), textcoords="axes fraction",
-                    ha="left" if side < 0 else "right", va="center", fontsize=6,
-                    arrowprops=dict(arrowstyle="-", color="0.55", lw=0.5, shrinkA=1, shrinkB=2),
-                )
+    for slot, i in enumerate(idx):
+        texts.append(
+            ax.annotate(
+                str(labels[i]), xy=(x[i], y[i]), xycoords="data",
+                xytext=(1.04, 0.96 - step * slot), textcoords="axes fraction", ha="left", va="center", fontsize=6,
+                annotation_clip=False, arrowprops=dict(arrowstyle="-", color="0.6", lw=0.5, shrinkA=1, shrinkB=2),
             )
+        )
     return texts
