@@ -9,6 +9,7 @@ import mudata as md
 import pandas as pd
 import pytest
 
+from data_fixtures import SCASL, needs_shared
 from splicevi.cli.main import main
 from test_h5mu import make_results
 
@@ -165,3 +166,51 @@ def test_h5ad_per_modality(results, mdata, tmp_path):
         assert adata.obs["again"].nunique() >= 2
     spl = ad.read_h5ad(tmp_path / "splicing.h5ad")
     assert (spl.layers["cell_by_junction_matrix"] != mdata["splicing"].layers["cell_by_junction_matrix"]).nnz == 0
+
+
+@needs_shared
+def test_real_junc_files_to_leafcutter_and_bed(tmp_path, capsys):
+    """Real LeafCutter .junc input (34 Smart-seq2 cells): the exported introns are those LeafCutter itself
+    would name from the same files (start as in the .junc, end + 1), with the same reads per cell, and
+    the BED12 records put the intron exactly between their two blocks."""
+    junc = SCASL / "junc"
+    for argv in (
+        ["ingest", "--junctions", str(junc), "--junction-format", "junc", "--out-junctions", str(tmp_path / "j.h5ad"),
+         "--no-progress"],
+        ["atse", "--junctions", str(tmp_path / "j.h5ad"), "--out", str(tmp_path / "events.tsv")],
+        ["assemble", "--junctions", str(tmp_path / "j.h5ad"), "--events", str(tmp_path / "events.tsv"),
+         "--out", str(tmp_path / "data.h5mu")],
+    ):
+        assert main(argv) == 0, capsys.readouterr().err
+    out = tmp_path / "cells_perind.counts.gz"
+    assert main(["export", "leafcutter", "--mdata", str(tmp_path / "data.h5mu"), "--per-cell", "--out", str(out)]) == 0
+    samples, rows = read_leafcutter(out)
+    assert len(rows) > 100
+    by_intron = {(c, a, b, clu.rsplit("_", 1)[1]): ratios for (c, a, b, clu), ratios in rows.items()}
+    checked = 0
+    for cell in samples[:5]:
+        source = pd.read_csv(junc / f"{cell}.junc", sep="\t", header=None, names=["chrom", "a", "b", "dot", "n", "strand"])
+        source = source.groupby(["chrom", "a", "b", "strand"], as_index=False)["n"].sum()
+        col = samples.index(cell)
+        for r in source.itertuples():
+            key = (r.chrom, r.a, r.b + 1, r.strand)  # what leafcutter_cluster makes of a .junc line
+            if key in by_intron:
+                assert by_intron[key][col][0] == r.n
+                checked += 1
+    assert checked > 100
+    mdata = md.read_h5mu(tmp_path / "data.h5mu")
+    var = mdata["splicing"].var
+    table = pd.DataFrame({"junction_id": var.index.astype(str), "proba_ds": 0.5, "effect_size": 0.0})
+    assert main(["export", "bed", "--mdata", str(tmp_path / "data.h5mu"), "--table", str(_write(table, tmp_path)),
+                 "--out", str(tmp_path / "real.bed")]) == 0
+    records = parse_bed12(tmp_path / "real.bed")
+    assert len(records) == var.shape[0]
+    for r in records[:500]:
+        intron = f"{r['chrom']}:{r['start'] + r['sizes'][0] + 1}-{r['start'] + r['starts'][1]}:{r['strand']}"
+        assert intron in var.index
+
+
+def _write(table: pd.DataFrame, folder) -> object:
+    path = folder / "ds.tsv"
+    table.to_csv(path, sep="\t", index=False)
+    return path
