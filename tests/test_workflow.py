@@ -192,6 +192,7 @@ def test_report_is_self_contained_html(sim_run):
     assert html.stat().st_size > 100_000
     text = html.read_text(errors="replace")
     assert "umap_clusters" in text and "training_curves" in text and "ds_junctions" in text
+    assert "event_arcs" in text and "umap_psi" in text
 
 
 def test_config_edit_reruns_training_and_downstream_only(sim_run):
