@@ -50,7 +50,7 @@ def test_ds_tables_carry_coordinates_genes_and_annotation(mdata):
     junctions, events = _model_tables(mdata)
     j, e = annotate_ds_tables(mdata, junctions, events)
     var = mdata["splicing"].var
-    assert list(j.columns[:9]) == ["contrast", "junction_id", *JUNCTION_COLUMNS]
+    assert list(j.columns[:10]) == ["contrast", "junction_id", *JUNCTION_COLUMNS, "event_id"]  # ids first, stats after
     row = j.set_index("junction_id").loc[var.index[3]]
     assert (row["chrom"], row["start"], row["end"], row["strand"]) == tuple(var.iloc[3][["chrom", "start", "end", "strand"]])
     assert row["gene_id"] == var.iloc[3]["gene_id"] and row["gene_name"] == var.iloc[3]["gene_name"]

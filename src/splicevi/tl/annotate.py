@@ -87,11 +87,17 @@ def event_coordinates(var: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def annotate_table(table: pd.DataFrame, annotations: pd.DataFrame, id_col: str) -> pd.DataFrame:
-    """Insert the columns of ``annotations`` (indexed by feature id) right after ``id_col``.
+#: Columns that describe the comparison; they lead every table.
+CONTRAST_COLUMNS = ("contrast", "groupby", "group1", "group2")
 
-    Columns of ``table`` with the same name are replaced (the data's annotation is the reference);
-    a feature id absent from ``annotations`` is an error, since the table and the data disagree.
+
+def annotate_table(table: pd.DataFrame, annotations: pd.DataFrame, id_col: str) -> pd.DataFrame:
+    """Join the columns of ``annotations`` (indexed by feature id) onto ``table``.
+
+    Column order: the contrast columns, ``id_col``, the annotations, ``event_id`` (per-junction
+    tables), then the statistics in the model's order. Columns of ``table`` with an annotation's name
+    are replaced (the data's annotation is the reference); a feature id absent from ``annotations``
+    is an error, since the table and the data disagree.
     """
     if id_col not in table.columns:
         raise ValueError(f"table has no '{id_col}' column")
@@ -103,10 +109,12 @@ def annotate_table(table: pd.DataFrame, annotations: pd.DataFrame, id_col: str) 
         )
     joined = annotations.reindex(ids.to_numpy()).reset_index(drop=True)
     table = table.drop(columns=[c for c in annotations.columns if c in table.columns]).reset_index(drop=True)
-    at = list(table.columns).index(id_col) + 1
-    for i, col in enumerate(annotations.columns):
-        table.insert(at + i, col, joined[col].to_numpy())
-    return table
+    for col in annotations.columns:
+        table[col] = joined[col].to_numpy()
+    lead = [c for c in CONTRAST_COLUMNS if c in table.columns] + [id_col, *annotations.columns]
+    if id_col != "event_id" and "event_id" in table.columns:
+        lead.append("event_id")
+    return table[lead + [c for c in table.columns if c not in lead]]
 
 
 def gene_annotations(var: pd.DataFrame) -> pd.DataFrame:
