@@ -185,3 +185,25 @@ rule plot_umap_psi:
     shell:
         "splicevi plot psi-umap --mdata {input.mdata:q} --table {input.table:q}"
         " --n-top 1 --min-cells {params.min_cells:q} --out {output:q} > {log:q} 2>&1"
+
+
+rule export:
+    """On demand (`snakemake export`): LeafCutter pseudobulk counts per cluster and one .h5ad per modality."""
+    input:
+        mdata=out("splicevi.h5mu"),
+    output:
+        leafcutter=out("export", "leiden_perind.counts.gz"),
+        h5ad=[out("export", "splicing.h5ad")] + ([out("export", "rna.h5ad")] if HAS_GENES else []),
+    log:
+        logs("export"),
+    benchmark:
+        bench("export")
+    params:
+        folder=lambda wc, output: os.path.dirname(output.leafcutter),
+    resources:
+        mem_mb=lambda wc, attempt: 8000 * attempt,
+    conda:
+        "../../envs/splicevi.yaml"
+    shell:
+        "(splicevi export leafcutter --mdata {input.mdata:q} --groupby leiden --out {output.leafcutter:q}"
+        " && splicevi export h5ad --mdata {input.mdata:q} --out-dir {params.folder:q}) > {log:q} 2>&1"
