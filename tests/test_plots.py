@@ -292,6 +292,9 @@ def test_plot_cli_arcs_and_psi_umap(tmp_path, sim, contrast_table):
     m.obsm["X_umap"] = np.random.default_rng(2).normal(size=(m.n_obs, 2))
     m.write(tmp_path / "m.h5mu")
     contrast_table.to_csv(tmp_path / "ds.tsv", sep="\t", index=False)
+    assert main(["plot", "umap", "--mdata", str(tmp_path / "m.h5mu"), "--color", "leiden", "qc",
+                 "--out", str(tmp_path / "umap.png")]) == 0
+    _check_png(tmp_path / "umap.png")
     for kind in ("arcs", "psi-umap"):
         out = tmp_path / f"{kind}.png"
         assert main(["plot", kind, "--mdata", str(tmp_path / "m.h5mu"), "--table", str(tmp_path / "ds.tsv"),

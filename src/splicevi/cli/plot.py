@@ -19,7 +19,9 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     k.set_defaults(func=run_training)
 
     k = kinds.add_parser("umap", help="UMAP coloured by annotations / QC")
-    k.add_argument("--cells", required=True, help="cells.tsv from `splicevi cluster`")
+    source = k.add_mutually_exclusive_group(required=True)
+    source.add_argument("--cells", help="cells.tsv from `splicevi cluster`")
+    source.add_argument("--mdata", help=".h5mu from `splicevi cluster` (the same cell table is derived from it)")
     k.add_argument("--color", nargs="+", required=True, help="annotations to colour by; 'qc' for the QC metrics")
     k.set_defaults(func=run_umap)
 
@@ -86,8 +88,11 @@ def run_umap(args: argparse.Namespace) -> int:
     """UMAP panels."""
     from splicevi import pl
 
-    dtype = {c: str for c in args.color if c not in ("qc", "annotations")}
-    cells = _read_table(args.cells, index_col=0, dtype=dtype, keep_default_na=True)
+    if args.mdata:
+        cells = _mdata(args.mdata)
+    else:
+        dtype = {c: str for c in args.color if c not in ("qc", "annotations")}
+        cells = _read_table(args.cells, index_col=0, dtype=dtype, keep_default_na=True)
     pl.save_figure(pl.umap(cells, args.color), args.out)
     return 0
 
