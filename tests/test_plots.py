@@ -166,6 +166,10 @@ def test_import_does_not_switch_the_backend():
     code = "import matplotlib; matplotlib.use('svg'); import splicevi.pl; print(matplotlib.get_backend())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().lower() == "svg"
+    # `import splicevi` is enough to reach the plots, as `sc.pl` in scanpy (fresh process)
+    code = "import splicevi; print(splicevi.pl.arcs.__name__, splicevi.tl.__name__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["arcs", "splicevi.tl"]
 
 
 def test_arcs_label_pooled_reads_and_psi(mdata, tmp_path):

@@ -72,9 +72,9 @@ def add_annotations(mdata, path) -> list[str]:
 def pop_provenance(mdata) -> dict:
     """Remove and return the provenance record (inputs, filters, versions) of ``mdata.uns``.
 
-    Earlier stages write it as ``uns["splicevi"]``; the final file keeps it under
-    :data:`PROVENANCE_KEY` because ``uns["splicevi"]`` holds the neighbour graph's parameters there
-    (scanpy's ``neighbors_key`` convention).
+    Every stage writes it under :data:`PROVENANCE_KEY`; files made before that kept it as
+    ``uns["splicevi"]``, which the final file uses for the neighbour graph's parameters (scanpy's
+    ``neighbors_key`` convention), so such a record is moved.
     """
     info = dict(mdata.uns.pop(PROVENANCE_KEY, {}))
     legacy = mdata.uns.get(NEIGHBORS_KEY)
