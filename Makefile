@@ -1,4 +1,5 @@
 # splicevi: set-up, tests, demo. `make test` is what CI runs (.ci/run).
+# Installs use the exact versions of constraints.txt (pyproject.toml holds ranges).
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -8,10 +9,10 @@ export MPLBACKEND ?= Agg
 
 .PHONY: install test lint demo workflow-test bench clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test,workflow]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[test,workflow]"
 	touch $@
 
 install: $(VENV)/.installed

@@ -57,10 +57,10 @@ def test_layers_contract(tiny_sim):
     assert s.var.index.name == "junction_id"
     assert "rna" in mdata.mod and sp.issparse(mdata["rna"].X)
     assert {"batch", "n_junction_reads", "n_events_observed", "frac_events_observed", "n_counts"} <= set(mdata.obs)
-    assert mdata.uns["splicevi"]["assemble"]["n_events"] == report["n_events"] == tiny_sim.events.shape[0]
+    assert mdata.uns["splicevi_provenance"]["assemble"]["n_events"] == report["n_events"] == tiny_sim.events.shape[0]
     from importlib.metadata import version
 
-    assert mdata.uns["splicevi"]["versions"]["anndata"] == version("anndata")
+    assert mdata.uns["splicevi_provenance"]["versions"]["anndata"] == version("anndata")
 
 
 def test_splicing_only_and_min_cell_reads(tiny_sim, tmp_path):

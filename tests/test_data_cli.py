@@ -68,7 +68,7 @@ def test_pipeline_recovers_planted_events(fmt, tmp_path, capsys):
     s = mdata["splicing"]
     k = s.layers["cell_by_junction_matrix"]
     assert np.all(k.data <= s.layers["cell_by_cluster_matrix"].data)
-    assert mdata.uns["splicevi"]["atse"]["params"]["min_reads"] == 1
+    assert mdata.uns["splicevi_provenance"]["atse"]["params"]["min_reads"] == 1
 
 
 def test_embedded_example_is_the_simulators_output(tmp_path, capsys):

@@ -139,3 +139,168 @@ def test_top_events_psi_and_coverage(tmp_path, mdata, ds_table):
     _check_png(cov)
     with pytest.raises(ValueError, match="no cell annotation 'nope'"):
         pl.top_events_psi(mdata, ds_table, "nope")
+
+
+# --- splicing figures on a MuData: arcs, PSI on the UMAP, coverage filter, volcano layout ---------------
+
+
+@pytest.fixture(scope="module")
+def contrast_table(ds_table):
+    """The DS table with the contrast sides `splicevi ds` writes (groupby, group1, group2)."""
+    t = ds_table.copy()
+    t["groupby"] = "leiden"
+    t["group1"] = t["contrast"].str.extract(r"type(\d)_vs")[0]
+    t["group2"] = "0"
+    return t
+
+
+def _dense(mdata):
+    spl = mdata["splicing"]
+    return spl.layers["cell_by_junction_matrix"].toarray(), spl.layers["cell_by_cluster_matrix"].toarray()
+
+
+def test_import_does_not_switch_the_backend():
+    import subprocess
+    import sys
+
+    code = "import matplotlib; matplotlib.use('svg'); import splicevi.pl; print(matplotlib.get_backend())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().lower() == "svg"
+    # `import splicevi` is enough to reach the plots, as `sc.pl` in scanpy (fresh process)
+    code = "import splicevi; print(splicevi.pl.arcs.__name__, splicevi.tl.__name__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["arcs", "splicevi.tl"]
+
+
+def test_arcs_label_pooled_reads_and_psi(mdata, tmp_path):
+    from splicevi.pl._counts import event_junctions
+
+    event = mdata["splicing"].var["event_id"].iloc[0]
+    fig = pl.arcs(mdata, event, groupby="leiden", groups=["0", "2"])
+    k, n = _dense(mdata)
+    cols = mdata["splicing"].var_names.get_indexer(event_junctions(mdata, event))
+    for ax, group in zip(fig.axes, ["0", "2"], strict=True):
+        cells = (mdata.obs["leiden"] == group).to_numpy()
+        expect = []
+        for c in cols:
+            reads, total = k[cells, c].sum(), n[cells, c].sum()
+            expect.append(f"{int(reads)} ({reads / total:.0%})" if total > 0 else "0 (unobserved)")
+        assert sorted(t.get_text() for t in ax.texts) == sorted(expect)
+        assert f"{int((n[cells][:, cols[0]] > 0).sum())} of {cells.sum()} cells" in ax.get_title()
+    pl.save_figure(fig, tmp_path / "arcs.png")
+    _check_png(tmp_path / "arcs.png")
+    with pytest.raises(ValueError, match="have no cells"):
+        pl.arcs(mdata, event, groupby="leiden", groups=["9"])
+    with pytest.raises(ValueError, match="event 'nope' not in the data"):
+        pl.arcs(mdata, "nope")
+
+
+def test_well_observed_keeps_events_seen_on_both_sides(mdata, contrast_table):
+    from splicevi.pl._counts import well_observed
+
+    k, _ = _dense(mdata)
+    event_of = mdata["splicing"].var["event_id"].astype(str).to_numpy()
+    labels = mdata.obs["leiden"].astype(str).to_numpy()
+    min_cells = 8
+    kept = well_observed(mdata, contrast_table, min_cells)
+    for _, row in contrast_table.drop_duplicates(["contrast", "event_id"]).iterrows():
+        seen = k[:, event_of == row["event_id"]].sum(axis=1) > 0
+        n1, n2 = seen[labels == row["group1"]].sum(), seen[labels == row["group2"]].sum()
+        present = ((kept["contrast"] == row["contrast"]) & (kept["event_id"] == row["event_id"])).any()
+        assert present == (n1 >= min_cells and n2 >= min_cells)
+    assert 0 < len(kept) < len(contrast_table)  # the filter does something on this data
+    assert len(well_observed(mdata, contrast_table, 0)) == len(contrast_table)
+
+
+def test_top_event_arcs_show_only_well_observed_events(mdata, contrast_table, tmp_path):
+    from splicevi.pl._counts import well_observed
+
+    events = rank_table(events_from_junctions(contrast_table), "proba_ds", "effect_size")
+    fig = pl.top_event_arcs(mdata, events, n_top=2, min_cells=8)
+    titles = [ax.get_title(loc="left") for ax in fig.axes if ax.get_title(loc="left")]
+    shown = [t.split(": ", 1)[1].split(" ")[0] for t in titles]
+    allowed = set(well_observed(mdata, events, 8)["event_id"])
+    assert shown and set(shown) <= allowed
+    pl.save_figure(fig, tmp_path / "top_arcs.png")
+    _check_png(tmp_path / "top_arcs.png")
+    with pytest.raises(ValueError, match="lacks columns"):
+        pl.top_event_arcs(mdata, events.drop(columns="group1"))
+
+
+def test_umap_psi_shows_unobserved_cells_apart(mdata, tmp_path):
+    m = mdata.copy()
+    m.obsm["X_umap"] = np.random.default_rng(0).normal(size=(m.n_obs, 2))
+    j = str(m["splicing"].var_names[4])
+    fig = pl.umap_psi(m, [j])
+    ax = fig.axes[0]
+    unobserved, observed = ax.collections[0], ax.collections[1]
+    k, n = _dense(m)
+    seen = n[:, 4] > 0
+    assert len(unobserved.get_offsets()) == (~seen).sum() and len(observed.get_offsets()) == seen.sum()
+    assert sorted(observed.get_array()) == pytest.approx(sorted(k[seen, 4] / n[seen, 4]))
+    assert observed.get_clim() == (0, 1)
+    pl.save_figure(fig, tmp_path / "psi_umap.png")
+    _check_png(tmp_path / "psi_umap.png")
+    with pytest.raises(ValueError, match="no embedding"):
+        pl.umap_psi(mdata.copy(), [j], basis="X_tsne")
+
+
+def test_umap_takes_a_mudata(mdata):
+    m = mdata.copy()
+    m.obsm["X_umap"] = np.random.default_rng(1).normal(size=(m.n_obs, 2))
+    fig = pl.umap(m, ["leiden", "qc"])
+    assert [ax.get_title() for ax in fig.axes if ax.get_title()][:2] == ["leiden", "n_junction_reads"]
+
+
+def test_volcano_evidence_does_not_saturate_and_labels_do_not_overlap():
+    from splicevi.pl.volcano import evidence
+
+    rng = np.random.default_rng(0)
+    n = 300
+    effect = rng.normal(0, 0.3, n)
+    proba = np.clip(rng.uniform(size=n), 0, 1)
+    proba[:60] = 1.0  # every posterior sample agrees
+    y, saturated, cap = evidence(proba, effect)
+    assert saturated.sum() == 60 and (y[saturated] > cap).all() and (y[~saturated] <= cap).all()
+    assert len(np.unique(y[saturated])) == 60  # resolved, ordered by |effect|
+    sat = np.flatnonzero(saturated)
+    assert (np.diff(y[sat][np.argsort(np.abs(effect[sat]))]) > 0).all()
+    table = pd.DataFrame({"contrast": "a", "junction_id": [f"chr1:{i}-{i + 50}:+" for i in range(n)],
+                          "gene_name": [f"G{i}" for i in range(n)], "proba_ds": proba, "effect_size": effect,
+                          "is_ds_fdr": proba == 1.0})
+    fig = pl.volcano(table, "ds", n_labels=16)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    labels = [t for t in ax.texts if t.get_text().startswith("G")]
+    best = table[table["is_ds_fdr"]].assign(y=y[saturated]).sort_values("y", ascending=False).head(16)
+    assert len(labels) == len(best) == 16
+    points = ax.transData.transform(np.c_[effect, y])
+    from matplotlib.text import Text
+
+    boxes = [Text.get_window_extent(t, renderer) for t in labels]  # the text itself, not its leader line
+    for i in range(len(boxes)):
+        for k in range(i + 1, len(boxes)):
+            assert not boxes[i].overlaps(boxes[k]), (labels[i].get_text(), labels[k].get_text())
+    inside = [(b.x0 <= points[:, 0]) & (points[:, 0] <= b.x1) & (b.y0 <= points[:, 1]) & (points[:, 1] <= b.y1)
+              for b in boxes]
+    assert not np.any(inside)  # no label covers a point
+    assert all(t.get_text() in set(table.loc[table["is_ds_fdr"], "gene_name"]) for t in labels)
+
+
+def test_plot_cli_arcs_and_psi_umap(tmp_path, sim, contrast_table):
+    from splicevi.cli.main import main
+
+    m = sim.to_mudata()
+    m.obs["leiden"] = pd.Categorical(m.obs["cell_type"].astype(str).str.replace("type", ""))
+    m.obsm["X_umap"] = np.random.default_rng(2).normal(size=(m.n_obs, 2))
+    m.write(tmp_path / "m.h5mu")
+    contrast_table.to_csv(tmp_path / "ds.tsv", sep="\t", index=False)
+    assert main(["plot", "umap", "--mdata", str(tmp_path / "m.h5mu"), "--color", "leiden", "qc",
+                 "--out", str(tmp_path / "umap.png")]) == 0
+    _check_png(tmp_path / "umap.png")
+    for kind in ("arcs", "psi-umap"):
+        out = tmp_path / f"{kind}.png"
+        assert main(["plot", kind, "--mdata", str(tmp_path / "m.h5mu"), "--table", str(tmp_path / "ds.tsv"),
+                     "--min-cells", "5", "--out", str(out)]) == 0
+        _check_png(out)

@@ -138,7 +138,7 @@ def test_outputs_exist_and_make_sense(sim_run):
     ]:
         assert (res / name).stat().st_size > 0, name
     for fig in ["training_curves", "umap_clusters", "umap_qc", "umap_covariates", "volcano_ds", "volcano_de",
-                "top_events_psi", "event_coverage"]:
+                "top_events_psi", "event_coverage", "event_arcs", "umap_psi"]:
         assert (res / "figures" / f"{fig}.png").stat().st_size > 5000, fig
     for rule in ["ingest", "train", "embed", "differential_splicing"]:
         assert (res / "logs" / f"{rule}.log").exists()
@@ -149,6 +149,8 @@ def test_outputs_exist_and_make_sense(sim_run):
     assert mdata.obsm["X_splicevi"].shape == (mdata.n_obs, 8)
     assert mdata.obs["leiden"].nunique() >= 2
     assert set(mdata.mod) == {"rna", "splicing"}
+    assert mdata.uns["splicevi"]["connectivities_key"] in mdata.obsp and "splicevi_provenance" in mdata.uns
+    assert all("leiden" in mod.obs and "X_splicevi" in mod.obsm for mod in mdata.mod.values())
 
     history = pd.read_csv(res / "train" / "history.tsv", sep="\t", index_col=0)
     assert len(history) == 8 and {"elbo_train", "elbo_validation"} <= set(history.columns)
@@ -177,6 +179,12 @@ def test_outputs_exist_and_make_sense(sim_run):
 
     de = pd.read_csv(res / "de" / "de_genes.tsv", sep="\t")
     assert set(de["contrast"]) == {"type2_vs_type1"} and de["gene_id"].is_unique
+    # annotation columns and common call names (README column table)
+    assert {"chrom", "start", "end", "strand", "gene_id", "gene_name", "annotated", "is_ds_fdr"} <= set(ds.columns)
+    assert {"chrom", "start", "end", "strand", "gene_id", "gene_name", "annotated", "is_ds_fdr"} <= set(events.columns)
+    assert (ds["chrom"] + ":" + ds["start"].astype(str) + "-" + ds["end"].astype(str) + ":" + ds["strand"]
+            == ds["junction_id"]).all()
+    assert {"gene_name", "is_de_fdr"} <= set(de.columns) and not any(c.startswith("is_de_fdr_") for c in de.columns)
 
 
 def test_report_is_self_contained_html(sim_run):
@@ -184,6 +192,28 @@ def test_report_is_self_contained_html(sim_run):
     assert html.stat().st_size > 100_000
     text = html.read_text(errors="replace")
     assert "umap_clusters" in text and "training_curves" in text and "ds_junctions" in text
+    assert "event_arcs" in text and "umap_psi" in text
+
+
+def test_export_target_writes_files_that_read_back(sim_run):
+    """`snakemake export` (not part of `all`): LeafCutter counts per cluster, one .h5ad per modality."""
+    import gzip
+
+    import anndata as ad
+    import mudata as md
+
+    cfg = sim_run / "config.yaml"
+    snakemake(sim_run, "--configfile", str(cfg), "--cores", "1", "export")
+    res = sim_run / "results"
+    mdata = md.read_h5mu(res / "splicevi.h5mu")
+    with gzip.open(res / "export" / "leiden_perind.counts.gz", "rt") as fh:
+        header = fh.readline().split()
+        lines = fh.read().splitlines()
+    assert header[0] == "chrom" and sorted(header[1:]) == sorted(mdata.obs["leiden"].astype(str).unique())
+    assert len(lines) == mdata["splicing"].n_vars and all(len(line.split()) == len(header) for line in lines)
+    for name in ("rna", "splicing"):
+        adata = ad.read_h5ad(res / "export" / f"{name}.h5ad")
+        assert adata.shape == mdata[name].shape and "leiden" in adata.obs and "X_umap" in adata.obsm
 
 
 def test_config_edit_reruns_training_and_downstream_only(sim_run):

@@ -11,10 +11,17 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["SPLICEVAE", "SPLICEVI", "__version__"]
+__all__ = ["SPLICEVAE", "SPLICEVI", "__version__", "data", "pl", "tl"]
+
+#: Submodules reachable as attributes (``splicevi.pl.arcs``, as ``sc.pl`` in scanpy), imported on first use.
+_SUBMODULES = ("data", "pl", "tl")
 
 
 def __getattr__(name: str):
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
     if name == "SPLICEVI":
         from .model import SPLICEVI
 

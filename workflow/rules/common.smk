@@ -140,6 +140,8 @@ def final_outputs():
         fig("volcano_ds"),
         fig("top_events_psi"),
         fig("event_coverage"),
+        fig("event_arcs"),
+        fig("umap_psi"),
     ]
     if batch_colors():
         targets.append(fig("umap_covariates"))

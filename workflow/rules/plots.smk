@@ -109,13 +109,14 @@ rule plot_top_events_psi:
         bench("plot_top_events_psi")
     params:
         n_top=config["plots"]["n_top"],
+        min_cells=config["plots"]["min_cells_observed"],
     resources:
         mem_mb=lambda wc, attempt: 8000 * attempt,
     conda:
         "../../envs/splicevi.yaml"
     shell:
         "splicevi plot psi --mdata {input.mdata:q} --table {input.table:q} --groupby leiden"
-        " --n-top {params.n_top} --out {output:q} > {log:q} 2>&1"
+        " --n-top {params.n_top:q} --min-cells {params.min_cells:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule plot_event_coverage:
@@ -131,10 +132,78 @@ rule plot_event_coverage:
         bench("plot_event_coverage")
     params:
         n_top=config["plots"]["n_top"],
+        min_cells=config["plots"]["min_cells_observed"],
     resources:
         mem_mb=lambda wc, attempt: 8000 * attempt,
     conda:
         "../../envs/splicevi.yaml"
     shell:
         "splicevi plot coverage --mdata {input.mdata:q} --table {input.table:q} --groupby leiden"
-        " --n-top {params.n_top} --out {output:q} > {log:q} 2>&1"
+        " --n-top {params.n_top:q} --min-cells {params.min_cells:q} --out {output:q} > {log:q} 2>&1"
+
+
+rule plot_event_arcs:
+    """Arc (sashimi-style) plots of the top differential ATSEs: pooled junction reads and PSI per group."""
+    input:
+        mdata=out("splicevi.h5mu"),
+        table=out("ds", "ds_events.tsv"),
+    output:
+        report(fig("event_arcs"), caption="../report/event_arcs.rst", category="Differential splicing"),
+    log:
+        logs("plot_event_arcs"),
+    benchmark:
+        bench("plot_event_arcs")
+    params:
+        n_top=config["plots"]["n_arcs"],
+        min_cells=config["plots"]["min_cells_observed"],
+    resources:
+        mem_mb=lambda wc, attempt: 8000 * attempt,
+    conda:
+        "../../envs/splicevi.yaml"
+    shell:
+        "splicevi plot arcs --mdata {input.mdata:q} --table {input.table:q}"
+        " --n-top {params.n_top:q} --min-cells {params.min_cells:q} --out {output:q} > {log:q} 2>&1"
+
+
+rule plot_umap_psi:
+    """UMAP coloured by the observed PSI of the top differential junction of each contrast."""
+    input:
+        mdata=out("splicevi.h5mu"),
+        table=out("ds", "ds_junctions.tsv"),
+    output:
+        report(fig("umap_psi"), caption="../report/umap_psi.rst", category="Differential splicing"),
+    log:
+        logs("plot_umap_psi"),
+    benchmark:
+        bench("plot_umap_psi")
+    params:
+        min_cells=config["plots"]["min_cells_observed"],
+    resources:
+        mem_mb=lambda wc, attempt: 8000 * attempt,
+    conda:
+        "../../envs/splicevi.yaml"
+    shell:
+        "splicevi plot psi-umap --mdata {input.mdata:q} --table {input.table:q}"
+        " --n-top 1 --min-cells {params.min_cells:q} --out {output:q} > {log:q} 2>&1"
+
+
+rule export:
+    """On demand (`snakemake export`): LeafCutter pseudobulk counts per cluster and one .h5ad per modality."""
+    input:
+        mdata=out("splicevi.h5mu"),
+    output:
+        leafcutter=out("export", "leiden_perind.counts.gz"),
+        h5ad=[out("export", "splicing.h5ad")] + ([out("export", "rna.h5ad")] if HAS_GENES else []),
+    log:
+        logs("export"),
+    benchmark:
+        bench("export")
+    params:
+        folder=lambda wc, output: os.path.dirname(output.leafcutter),
+    resources:
+        mem_mb=lambda wc, attempt: 8000 * attempt,
+    conda:
+        "../../envs/splicevi.yaml"
+    shell:
+        "(splicevi export leafcutter --mdata {input.mdata:q} --groupby leiden --out {output.leafcutter:q}"
+        " && splicevi export h5ad --mdata {input.mdata:q} --out-dir {params.folder:q}) > {log:q} 2>&1"

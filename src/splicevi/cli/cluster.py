@@ -7,12 +7,18 @@ import logging
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 
 from splicevi._io import atomic_path
 
 from .train import configure, read_mudata
 
 log = logging.getLogger("splicevi")
+
+#: ``neighbors_key`` of the kNN graph of the joint latent (``uns`` entry, prefix of the ``obsp`` keys).
+NEIGHBORS_KEY = "splicevi"
+#: ``uns`` entry of the provenance record (inputs, filters, versions, stage parameters).
+PROVENANCE_KEY = "splicevi_provenance"
 
 
 def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
@@ -39,10 +45,8 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     return p
 
 
-def add_annotations(mdata, path) -> None:
-    """Add the columns of a cell annotation table (first column: cell id) to ``mdata.obs``."""
-    import pandas as pd
-
+def add_annotations(mdata, path) -> list[str]:
+    """Add the columns of a cell annotation table (first column: cell id) to ``mdata.obs``; return their names."""
     from splicevi._io import require_file
 
     path = require_file(path, "cell annotation table")
@@ -54,12 +58,62 @@ def add_annotations(mdata, path) -> None:
         raise ValueError(
             f"no cell of {path} is in the data (e.g. table: {list(table.index[:3])}, data: {list(mdata.obs_names[:3])})"
         )
+    added = []
     for col in table.columns:
         if col in mdata.obs.columns:
             log.warning("annotation '%s' already present; keeping the data's values", col)
             continue
         mdata.obs[col] = pd.Categorical(table[col].reindex(mdata.obs_names))
+        added.append(col)
     log.info("annotations: %d of %d cells matched, columns %s", len(shared), mdata.n_obs, list(table.columns))
+    return added
+
+
+def pop_provenance(mdata) -> dict:
+    """Remove and return the provenance record (inputs, filters, versions) of ``mdata.uns``.
+
+    Every stage writes it under :data:`PROVENANCE_KEY`; files made before that kept it as
+    ``uns["splicevi"]``, which the final file uses for the neighbour graph's parameters (scanpy's
+    ``neighbors_key`` convention), so such a record is moved.
+    """
+    info = dict(mdata.uns.pop(PROVENANCE_KEY, {}))
+    legacy = mdata.uns.get(NEIGHBORS_KEY)
+    if legacy is not None and "connectivities_key" not in legacy:
+        info = {**dict(mdata.uns.pop(NEIGHBORS_KEY)), **info}
+    return info
+
+
+def store_embedding(mdata, emb, obs_columns) -> None:
+    """Latents, UMAP and kNN graph of ``emb`` into ``mdata`` the way scanpy looks for them.
+
+    - ``obsp["splicevi_connectivities"]``, ``obsp["splicevi_distances"]`` and
+      ``uns["splicevi"]`` (their keys and parameters): ``sc.tl.leiden(mdata, neighbors_key="splicevi")``,
+      ``sc.tl.umap(mdata, neighbors_key="splicevi")`` work on the MuData;
+    - latents and ``X_umap`` in ``obsm`` of the MuData and of every modality, and the
+      ``obs_columns`` (clusters, annotations) in every modality's ``obs``, so per-modality tools
+      (``sc.tl.rank_genes_groups(mdata["rna"], "leiden")``, ``sc.pl.umap(mdata["rna"])``) find them.
+      The graph stays on the MuData only: per modality it would be a second copy of the largest object.
+    """
+    for key, value in emb.obsm.items():
+        mdata.obsm[key] = np.asarray(value)
+    mdata.obsp[f"{NEIGHBORS_KEY}_connectivities"] = emb.obsp["connectivities"]
+    mdata.obsp[f"{NEIGHBORS_KEY}_distances"] = emb.obsp["distances"]
+    params = dict(emb.uns.get("neighbors", {}).get("params", {}))
+    mdata.uns[NEIGHBORS_KEY] = {
+        "connectivities_key": f"{NEIGHBORS_KEY}_connectivities",
+        "distances_key": f"{NEIGHBORS_KEY}_distances",
+        "params": params,
+    }
+    for mod in mdata.mod.values():
+        rows = mdata.obs_names.get_indexer(mod.obs_names)
+        if (rows < 0).any():
+            raise ValueError("a modality has cells that the MuData does not list; rebuild it with `splicevi assemble`")
+        for key, value in emb.obsm.items():
+            mod.obsm[key] = np.asarray(value)[rows]
+        for col in obs_columns:
+            mod.obs[col] = mdata.obs[col].iloc[rows].to_numpy()
+            if isinstance(mdata.obs[col].dtype, pd.CategoricalDtype):
+                mod.obs[col] = pd.Categorical(mod.obs[col], categories=mdata.obs[col].cat.categories)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -73,20 +127,16 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"cells of {args.embedding} do not match those of {args.mdata}; rerun `splicevi embed`")
     if "connectivities" not in emb.obsp:
         raise ValueError(f"{args.embedding} has no kNN graph (obsp['connectivities'])")
+    if UMAP_KEY not in emb.obsm:
+        raise ValueError(f"{args.embedding} has no UMAP (obsm['{UMAP_KEY}']); rerun `splicevi embed`")
     clusters = leiden(emb.obsp["connectivities"], args.resolution, args.seed)
     mdata.obs[args.key] = clusters
-    if args.annotations:
-        add_annotations(mdata, args.annotations)
-    for key, value in emb.obsm.items():
-        mdata.obsm[key] = np.asarray(value)
-    mdata.obsp["splicevi_connectivities"] = emb.obsp["connectivities"]
-    mdata.obsp["splicevi_distances"] = emb.obsp["distances"]
-    info = dict(mdata.uns.get("splicevi", {}))
-    info["cluster"] = {"method": "leiden", "key": args.key, "resolution": args.resolution, "seed": args.seed}
-    info["embed"] = dict(emb.uns.get("splicevi_embed", {}))
-    mdata.uns["splicevi"] = info
-    if UMAP_KEY not in mdata.obsm:
-        raise ValueError(f"{args.embedding} has no UMAP (obsm['{UMAP_KEY}'])")
+    added = add_annotations(mdata, args.annotations) if args.annotations else []
+    provenance = pop_provenance(mdata)
+    provenance["cluster"] = {"method": "leiden", "key": args.key, "resolution": args.resolution, "seed": args.seed}
+    provenance["embed"] = dict(emb.uns.get("splicevi_embed", {}))
+    mdata.uns[PROVENANCE_KEY] = provenance
+    store_embedding(mdata, emb, obs_columns=[args.key, *added])
     cells = cell_table(mdata, cluster_key=args.key)
     with atomic_path(args.out) as tmp:
         mdata.write(tmp)

@@ -26,6 +26,13 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     return p
 
 
+def annotate_de_table(mdata, table):
+    """Add ``gene_name`` (from ``mdata["rna"].var``) after ``gene_id``; call column named ``is_de_fdr``."""
+    from splicevi.tl.annotate import annotate_table, gene_annotations, rename_call_columns
+
+    return annotate_table(rename_call_columns(table, "de"), gene_annotations(mdata["rna"].var), "gene_id")
+
+
 def run(args: argparse.Namespace) -> int:
     """Test every contrast and write the table."""
     configure(args.threads, args.seed)
@@ -49,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     score = "proba_de" if "proba_de" in table.columns else "bayes_factor"
     effect = next((c for c in ("lfc_mean", "lfc_median", "effect_size") if c in table.columns), None)
     table = rank_table(table, score, effect)
+    table = annotate_de_table(mdata, table)
     with atomic_path(args.out) as tmp:
         table.to_csv(tmp, sep="\t", index=False)
     log.info("%d contrasts, %d genes", len(contrasts), table["gene_id"].nunique())

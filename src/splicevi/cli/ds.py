@@ -82,6 +82,25 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     return p
 
 
+def annotate_ds_tables(mdata, junctions: pd.DataFrame, events: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Add coordinates, genes and annotation status from ``mdata["splicing"].var`` to both DS tables.
+
+    The statistics are left as the model computed them; only columns are added (see
+    :mod:`splicevi.tl.annotate` and the README's column table).
+    """
+    from splicevi.tl.annotate import (
+        annotate_table,
+        event_coordinates,
+        junction_coordinates,
+        rename_call_columns,
+    )
+
+    var = mdata["splicing"].var
+    junctions = annotate_table(rename_call_columns(junctions, "ds"), junction_coordinates(var), "junction_id")
+    events = annotate_table(rename_call_columns(events, "ds"), event_coordinates(var), "event_id")
+    return junctions, events
+
+
 def run(args: argparse.Namespace) -> int:
     """Test every contrast and write both tables."""
     configure(args.threads, args.seed)
@@ -105,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
         events = events_from_junctions(junctions)
     junctions = rank_table(junctions, "proba_ds", "effect_size")
     events = rank_table(events, "proba_ds", "effect_size" if "effect_size" in events else None)
+    junctions, events = annotate_ds_tables(mdata, junctions, events)
     with atomic_path(args.out_junctions) as tmp:
         junctions.to_csv(tmp, sep="\t", index=False)
     with atomic_path(args.out_events) as tmp:

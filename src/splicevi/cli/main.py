@@ -25,6 +25,7 @@ SUBCOMMANDS = (
     ("ds", "differential splicing tables (per junction and per ATSE)"),
     ("de", "differential expression tables"),
     ("plot", "figures for the report"),
+    ("export", "LeafCutter counts, BED12 tracks, per-modality .h5ad"),
 )
 
 

@@ -117,7 +117,7 @@ def assemble(
     events_source
         Name of the events file, for messages.
     provenance
-        Extra entries for ``uns["splicevi"]``.
+        Extra entries for ``uns["splicevi_provenance"]``.
 
     Returns
     -------
@@ -199,7 +199,7 @@ def assemble(
         "frac_observed": float(mask.nnz / max(mask.shape[0] * mask.shape[1], 1)),
         "frac_cell_event_observed": float(ev_per_cell.sum() / max(n_events * mdata.n_obs, 1)),
     })
-    mdata.uns["splicevi"] = clean_uns({
+    mdata.uns["splicevi_provenance"] = clean_uns({
         "version": __version__,
         "versions": _versions(),
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),

@@ -351,5 +351,5 @@ def to_mudata(sim: SimulatedData, with_expression: bool = True) -> md.MuData:
         mdata.obs[col] = sim.obs[col].reindex(mdata.obs_names).to_numpy()
         if isinstance(sim.obs[col].dtype, pd.CategoricalDtype):
             mdata.obs[col] = pd.Categorical(mdata.obs[col], categories=sim.obs[col].cat.categories)
-    mdata.uns["splicevi"] = {"source": "splicevi.data.simulate", "params": {k: str(v) for k, v in sim.params.items()}}
+    mdata.uns["splicevi_provenance"] = {"source": "splicevi.data.simulate", "params": {k: str(v) for k, v in sim.params.items()}}
     return mdata

@@ -1,18 +1,16 @@
-"""Shared plotting helpers."""
+"""Shared plotting helpers (figure grid, colours, ordering of groups and of top features)."""
 
 from __future__ import annotations
 
 import os
 
-import matplotlib
+# No backend is chosen here: notebooks keep their inline backend, scripts and the workflow pick a
+# non-interactive one through MPLBACKEND (the Makefile sets Agg).
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from splicevi._io import atomic_path  # noqa: E402
+from splicevi._io import atomic_path
 
 #: Figure formats :func:`save_figure` writes.
 FORMATS = (".png", ".svg")

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ._counts import well_observed
 from ._utils import empty_figure, grid, natural_sort, top_per_contrast
 from .psi import _labels
 
@@ -26,7 +27,7 @@ def event_reads(mdata, events) -> pd.DataFrame:
     return pd.DataFrame(out, index=spl.obs_names)
 
 
-def event_coverage(mdata, table: pd.DataFrame, groupby: str = "leiden", n_top: int = 8):
+def event_coverage(mdata, table: pd.DataFrame, groupby: str = "leiden", n_top: int = 8, min_cells: int = 10):
     """Box plots of the reads of each top ATSE in the cells where it is observed, per group.
 
     Parameters
@@ -39,9 +40,14 @@ def event_coverage(mdata, table: pd.DataFrame, groupby: str = "leiden", n_top: i
         Cell annotation of the boxes.
     n_top
         Events per contrast (at most 24 panels overall).
+    min_cells
+        Only events observed in at least this many cells on both sides of their contrast are shown.
     """
     if table.empty:
         return empty_figure("no differential splicing results")
+    table = well_observed(mdata, table, min_cells)
+    if table.empty:
+        return empty_figure(f"no differential ATSE observed in ≥ {min_cells} cells per group")
     events = top_per_contrast(table, "event_id", n_top)[:24]
     reads = event_reads(mdata, events)
     labels = _labels(mdata, reads.index, groupby)

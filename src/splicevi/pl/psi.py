@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
+from ._counts import cell_labels, pooled_counts, well_observed
 from ._utils import empty_figure, natural_sort
 
 
@@ -22,37 +22,17 @@ def group_psi(mdata, junctions: Sequence[str], groupby: str) -> tuple[pd.DataFra
     psi, frac_observed
         Junctions × groups tables.
     """
-    from splicevi.data.layers import ATSE_COUNTS, JUNCTION_COUNTS, event_codes, junction_to_event_matrix
-
-    spl = mdata["splicing"]
-    missing = [j for j in junctions if j not in spl.var_names]
-    if missing:
-        raise ValueError(f"{len(missing)} junction(s) not in the data, e.g. {missing[:3]}")
-    cols = spl.var_names.get_indexer(list(junctions))
-    k = sp.csr_matrix(spl.layers[JUNCTION_COUNTS])
-    if ATSE_COUNTS in spl.layers:
-        n = sp.csr_matrix(spl.layers[ATSE_COUNTS])[:, cols]
-    else:
-        codes, _ = event_codes(spl.var["event_id"])
-        m = junction_to_event_matrix(codes)
-        n = ((k @ m) @ m[cols].T).tocsr()
-    k = k[:, cols]
-    labels = _labels(mdata, spl.obs_names, groupby)
+    labels = cell_labels(mdata, groupby, mdata["splicing"].obs_names)
     groups = natural_sort(labels.dropna())
-    psi = pd.DataFrame(np.nan, index=list(junctions), columns=groups)
-    frac = pd.DataFrame(0.0, index=list(junctions), columns=groups)
-    for g in groups:
-        rows = np.flatnonzero((labels == g).to_numpy())
-        kg = np.asarray(k[rows].sum(axis=0)).ravel()
-        ng = np.asarray(n[rows].sum(axis=0)).ravel()
-        obs = np.asarray((n[rows] > 0).sum(axis=0)).ravel()
-        with np.errstate(invalid="ignore", divide="ignore"):
-            psi[g] = np.where(ng > 0, kg / ng, np.nan)
-        frac[g] = obs / max(rows.size, 1)
+    masks = {g: (labels == g).to_numpy() for g in groups}
+    k, n, cells = pooled_counts(mdata, junctions, masks)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        psi = pd.DataFrame(np.where(n > 0, k / n, np.nan), index=k.index, columns=k.columns)
+    frac = cells / np.maximum([m.sum() for m in masks.values()], 1)
     return psi, frac
 
 
-def top_events_psi(mdata, table: pd.DataFrame, groupby: str = "leiden", n_top: int = 8):
+def top_events_psi(mdata, table: pd.DataFrame, groupby: str = "leiden", n_top: int = 8, min_cells: int = 10):
     """Dot plot of the observed PSI of the top differential junctions of each contrast, per group.
 
     Parameters
@@ -65,11 +45,17 @@ def top_events_psi(mdata, table: pd.DataFrame, groupby: str = "leiden", n_top: i
         Cell annotation of the columns.
     n_top
         Junctions per contrast.
+    min_cells
+        Only junctions whose ATSE is observed in at least this many cells on both sides of the
+        contrast are candidates (see :func:`splicevi.pl._counts.well_observed`).
     """
     from ._utils import plt, top_per_contrast
 
     if table.empty:
         return empty_figure("no differential splicing results")
+    table = well_observed(mdata, table, min_cells, id_col="junction_id")
+    if table.empty:
+        return empty_figure(f"no differential junction whose ATSE is observed in ≥ {min_cells} cells per group")
     junctions = top_per_contrast(table, "junction_id", n_top)
     psi, frac = group_psi(mdata, junctions, groupby)
     names = table.drop_duplicates("junction_id").set_index("junction_id")
@@ -99,11 +85,4 @@ def top_events_psi(mdata, table: pd.DataFrame, groupby: str = "leiden", n_top: i
 
 
 def _labels(mdata, obs_names, groupby: str) -> pd.Series:
-    if groupby in mdata.obs.columns:
-        values = mdata.obs[groupby]
-    elif groupby in mdata["splicing"].obs.columns:
-        values = mdata["splicing"].obs[groupby]
-    else:
-        raise ValueError(f"no cell annotation '{groupby}'")
-    values = values.reindex(obs_names)
-    return values.astype(str).where(values.notna(), None)
+    return cell_labels(mdata, groupby, obs_names)

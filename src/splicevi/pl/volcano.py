@@ -14,8 +14,43 @@ KINDS = {
 }
 
 
-def volcano(table: pd.DataFrame, kind: str = "ds", n_labels: int = 5, eps: float = 1e-4, max_panels: int = 24):
-    """One volcano panel per contrast: effect against the log-odds of the posterior probability.
+def evidence(proba: np.ndarray, effect: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Volcano y values: log10 odds of the probability, continued above its resolution by |effect|.
+
+    Probabilities from posterior samples reach exactly 1 (every sample agrees) for many features,
+    where the log-odds stops resolving them. Those features are placed in a band above the largest
+    resolvable value, ordered by |effect|, so the axis does not saturate; the band is marked in the
+    plot. Probabilities of 0 are shown at the smallest resolvable value.
+
+    Returns
+    -------
+    y, saturated, cap
+        y value per feature, whether it is in the band (probability 1), and the y where the band starts.
+    """
+    p = np.asarray(proba, dtype=float)
+    saturated = p >= 1 - 1e-12
+    inside = p[(p > 1e-12) & ~saturated]
+    lo = min(float(inside.min()), 1 - float(inside.max())) if inside.size else 1e-3
+    lo = min(lo, 1e-3)
+    clipped = np.clip(p, lo, 1 - lo)
+    y = np.log10(clipped / (1 - clipped))
+    cap = float(y[~saturated].max()) if (~saturated).any() else 0.0
+    if saturated.any():
+        span = max(cap - float(y.min()), 1.0)
+        gap, band = 0.08 * span, 0.3 * span
+        size = np.abs(np.asarray(effect, dtype=float)[saturated])
+        order = pd.Series(np.nan_to_num(size)).rank(method="first").to_numpy()
+        y[saturated] = cap + gap + band * order / order.size
+    return y, saturated, cap
+
+
+def volcano(table: pd.DataFrame, kind: str = "ds", n_labels: int = 8, max_panels: int = 24):
+    """One volcano panel per contrast: effect against the evidence, with non-overlapping labels.
+
+    The evidence axis is the log10 odds of the posterior probability; features whose probability is 1
+    continue above it ordered by |effect| (see :func:`evidence`), so the axis does not saturate.
+    Labels of the best features are set in a column right of the panel with a leader line to their
+    point, so they never overlap each other or the points.
 
     Parameters
     ----------
@@ -25,9 +60,7 @@ def volcano(table: pd.DataFrame, kind: str = "ds", n_labels: int = 5, eps: float
     kind
         ``"ds"`` or ``"de"`` (selects the columns, see ``KINDS``).
     n_labels
-        Best features labelled per panel.
-    eps
-        Probabilities are clipped to ``[eps, 1 - eps]`` before the log-odds.
+        Best features labelled per panel (called ones only, when any are; at most 16).
     max_panels
         At most this many contrasts are drawn (the first ones).
     """
@@ -44,27 +77,70 @@ def volcano(table: pd.DataFrame, kind: str = "ds", n_labels: int = 5, eps: float
     if table.empty:
         return empty_figure("no features tested")
     call = next((c for c in table.columns if str(c).startswith(call_prefix)), None)
-    label_col = next((c for c in label_cols if c in table.columns), None)
     if "contrast" not in table.columns:
         table = table.assign(contrast="all")
     contrasts = list(pd.unique(table["contrast"]))[:max_panels]
-    fig, axes = grid(len(contrasts), ncols=3, size=(4.2, 3.6))
+    fig, axes = grid(len(contrasts), ncols=3, size=(5.6, 4.0))
     for ax, name in zip(axes, contrasts, strict=True):
         t = table[table["contrast"] == name]
         x = t[effect].to_numpy(dtype=float)
-        p = np.clip(t[proba].to_numpy(dtype=float), eps, 1 - eps)
-        y = np.log10(p / (1 - p))
+        y, saturated, cap = evidence(t[proba].to_numpy(dtype=float), x)
         hit = t[call].to_numpy(dtype=bool) if call else np.zeros(len(t), dtype=bool)
-        ax.scatter(x[~hit], y[~hit], s=6, color="0.65", linewidths=0, rasterized=True, label="not called")
-        ax.scatter(x[hit], y[hit], s=10, color="tab:red", linewidths=0, rasterized=True, label=f"called ({hit.sum()})")
-        if label_col is not None and len(t):
-            best = np.argsort(-(y + 1e-3 * np.abs(x)), kind="stable")[:n_labels]
-            for i in best:
-                ax.annotate(str(t[label_col].iloc[i]), (x[i], y[i]), fontsize=6, xytext=(2, 2), textcoords="offset points")
+        for mask, colour, size, label in (
+            (~hit, "0.65", 6, "not called"),
+            (hit, "tab:red", 10, f"called ({hit.sum()})"),
+        ):
+            ax.scatter(x[mask & ~saturated], y[mask & ~saturated], s=size, color=colour, linewidths=0, rasterized=True,
+                       label=label)
+            ax.scatter(x[mask & saturated], y[mask & saturated], s=size + 4, color=colour, marker="^", linewidths=0,
+                       rasterized=True)
+        if saturated.any():
+            ax.axhline(cap, color="0.5", lw=0.6, ls="--")
+            ax.text(0.5, cap, f"▲ {proba} = 1 ({saturated.sum()}): ordered by |effect|", transform=ax.get_yaxis_transform(),
+                    ha="center", va="bottom", fontsize=5.5, color="0.35")
+        labels = feature_labels(t, label_cols)
+        if labels is not None:
+            # The best called features; the best overall when nothing is called.
+            order = np.lexsort((-np.abs(x), -y, ~hit if hit.any() else np.zeros_like(hit)))
+            order = order[: min(n_labels, int(hit.sum()))] if hit.any() else order[:n_labels]
+            place_labels(ax, x[order], y[order], labels[order])
         ax.axvline(0, color="0.8", lw=0.8)
         ax.set_title(str(name), fontsize="medium")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(f"log10 odds of {proba}")
-        ax.legend(frameon=False, fontsize="x-small", loc="lower right")
+        ax.margins(x=0.08, y=0.12)
+        ax.legend(frameon=False, fontsize="x-small", loc="lower center", ncols=2)
     fig.tight_layout()
     return fig
+
+
+def feature_labels(table: pd.DataFrame, label_cols) -> np.ndarray | None:
+    """A short label per row: gene name where known, else the first id column present."""
+    ids = next((c for c in label_cols[1:] if c in table.columns), None)
+    names = table[label_cols[0]] if label_cols[0] in table.columns else None
+    if names is None and ids is None:
+        return None
+    base = table[ids].astype(str) if ids is not None else pd.Series("", index=table.index)
+    if names is None:
+        return base.to_numpy()
+    return names.astype(object).where(names.notna() & (names.astype(str) != ""), base).astype(str).to_numpy()
+
+
+def place_labels(ax, x: np.ndarray, y: np.ndarray, labels: np.ndarray, max_labels: int = 16) -> list:
+    """Labels in one column right of the axes, one slot each, linked to their points by a leader line.
+
+    Slots follow the points from the top down and are evenly spaced over the axes' height, so no two
+    labels overlap and none covers a point. Returns the text artists.
+    """
+    idx = np.argsort(-y, kind="stable")[:max_labels]
+    step = min(0.075, 0.92 / max(len(idx), 1))
+    texts = []
+    for slot, i in enumerate(idx):
+        texts.append(
+            ax.annotate(
+                str(labels[i]), xy=(x[i], y[i]), xycoords="data",
+                xytext=(1.04, 0.96 - step * slot), textcoords="axes fraction", ha="left", va="center", fontsize=6,
+                annotation_clip=False, arrowprops=dict(arrowstyle="-", color="0.6", lw=0.5, shrinkA=1, shrinkB=2),
+            )
+        )
+    return texts
