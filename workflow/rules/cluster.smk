@@ -22,5 +22,5 @@ rule cluster:
         "../../envs/splicevi.yaml"
     shell:
         "splicevi cluster --mdata {input.mdata:q} --embedding {input.embedding:q}"
-        " --resolution {params.resolution} --seed {params.seed} {params.annotations}"
+        " --resolution {params.resolution:q} --seed {params.seed:q} {params.annotations:q}"
         " --out {output.mdata:q} --out-cells {output.cells:q} > {log:q} 2>&1"

@@ -99,12 +99,16 @@ def fig(name):
 
 # --- parameters ---------------------------------------------------------------------------------
 def opt(flag, value):
-    """``--flag value`` (shell-quoted) when ``value`` is set, else nothing."""
+    """``[flag, value]`` when ``value`` is set, ``[flag]`` when it is True, else nothing.
+
+    A list, so that ``{params.x:q}`` in a rule's shell command quotes each word for the shell: config
+    text is untrusted and must arrive at the command verbatim, never run as shell code.
+    """
     if value is None or value is False:
-        return ""
+        return []
     if value is True:
-        return flag
-    return f"{flag} {json.dumps(str(value)) if ' ' in str(value) else value}"
+        return [flag]
+    return [flag, str(value)]
 
 
 def model_kwargs():
