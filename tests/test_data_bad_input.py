@@ -103,7 +103,7 @@ def test_cli_bad_input_leaves_nothing(tmp_path, capsys):
     rc = main(["ingest", "--junctions", str(bad), "--junction-format", "sj_out_tab",
                "--out-junctions", str(out / "junctions.h5ad")])
     err = capsys.readouterr().err
-    assert rc == 2
+    assert rc == 3  # a data error
     assert "cSJ.out.tab, line 2" in err and "negative" in err and "Fix:" in err
     assert not (out / "junctions.h5ad").exists() and _leftovers(out) == []
 
@@ -119,7 +119,7 @@ def test_cli_no_barcode_overlap(tmp_path, capsys, tiny_sim):
     rc = main(["ingest", "--junctions", str(tmp_path / "sim"), "--genes", str(genes), "--out-junctions",
                str(out / "j.h5ad"), "--out-genes", str(out / "g.h5ad"), "--no-progress"])
     err = capsys.readouterr().err
-    assert rc == 2 and "no cell barcode in common" in err and str(genes) in err
+    assert rc == 3 and "no cell barcode in common" in err and str(genes) in err
     assert not (out / "j.h5ad").exists() and not (out / "g.h5ad").exists()
 
 
@@ -133,7 +133,7 @@ def test_cli_gtf_chr_mismatch_leaves_nothing(tmp_path, capsys):
     gtf = write_text(tmp_path / "ens.gtf", ['1\tt\texon\t50\t99\t.\t+\t.\tgene_id "G1"; transcript_id "T1";'])
     rc = main(["atse", "--junctions", str(tmp_path / "j.h5ad"), "--gtf", str(gtf), "--out", str(tmp_path / "e.tsv")])
     err = capsys.readouterr().err
-    assert rc == 2 and "ens.gtf, line 1" in err and "chr" in err
+    assert rc == 3 and "ens.gtf, line 1" in err and "chr" in err
     assert not (tmp_path / "e.tsv").exists() and not (tmp_path / "e.summary.json").exists()
 
 

@@ -10,6 +10,7 @@ import pandas as pd
 
 from splicevi._io import atomic_path
 
+from ._errors import UsageError
 from .train import configure, load_model, read_mudata
 
 log = logging.getLogger("splicevi")
@@ -40,9 +41,9 @@ def contrasts_of(args: argparse.Namespace, mdata):
     try:
         contrasts = json.loads(args.contrasts)
     except json.JSONDecodeError as err:
-        raise ValueError(f"--contrasts is not valid JSON: {err}") from None
+        raise UsageError(f"--contrasts is not valid JSON: {err}") from None
     if not isinstance(contrasts, list):
-        raise ValueError("--contrasts must be a JSON list")
+        raise UsageError("--contrasts must be a JSON list")
     return resolve_contrasts(mdata, contrasts, default_groupby=args.groupby)
 
 

@@ -12,6 +12,7 @@ import argparse
 
 import numpy as np
 
+from ._errors import UsageError
 from ._summary import print_summary
 
 
@@ -47,9 +48,9 @@ def run(args: argparse.Namespace) -> int:
     from splicevi.data.readers_junctions import read_junctions
 
     if args.genes and not args.out_genes:
-        raise ValueError("--genes needs --out-genes (where to write the gene counts)")
+        raise UsageError("--genes needs --out-genes (where to write the gene counts)")
     if args.out_genes and not args.genes:
-        raise ValueError("--out-genes needs --genes (the gene counts to read)")
+        raise UsageError("--out-genes needs --genes (the gene counts to read)")
     progress = not args.no_progress
     jun = read_junctions(args.junctions, args.junction_format, sample_sheet=args.sample_sheet, batch=args.batch,
                          progress=progress, multimappers=args.sj_multimappers)
