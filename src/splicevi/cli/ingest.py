@@ -41,6 +41,19 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     return p
 
 
+def _input_notes(info: dict) -> list[tuple[str, object]]:
+    """Summary rows for what the reader changed in the input (renamed chromosomes, summed duplicates)."""
+    rows: list[tuple[str, object]] = []
+    if info.get("chrom_renamed"):
+        names = ", ".join(f"{a}→{b}" for a, b in info["chrom_renamed"].items())
+        rows.append(("NOTE chromosome names harmonised", f"{names} ({info['chrom_renamed_records']:,} records)"))
+    if info.get("duplicate_records"):
+        rows.append(("NOTE duplicate junction lines summed",
+                     f"{info['duplicate_records']:,} in {info['cells_with_duplicates']:,} cell(s), "
+                     f"e.g. {info['duplicate_example_cell']}"))
+    return rows
+
+
 def run(args: argparse.Namespace) -> int:
     from splicevi._io import atomic_path
     from splicevi.data.barcodes import apply_allowlist, match_cells
@@ -56,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
                          progress=progress, multimappers=args.sj_multimappers)
     rows: list[tuple[str, object]] = [("junction input", f"{args.junctions} ({jun.uns['splicevi_ingest']['format']})"),
                                       ("barcodes read", jun.n_obs)]
+    rows += _input_notes(jun.uns["splicevi_ingest"])
     if args.barcodes:
         jun, n_absent = apply_allowlist(jun, args.barcodes)
         rows.append(("kept by --barcodes", f"{jun.n_obs:,} ({n_absent:,} listed barcodes absent)"))
