@@ -33,6 +33,12 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
         default=None,
         help="TSV/CSV of cell annotations (first column: cell id) added to the cells, e.g. cell types for contrasts",
     )
+    p.add_argument(
+        "--contrasts",
+        default="[]",
+        help="JSON list of the contrasts `splicevi ds` / `de` will test: their groups are checked here "
+        "(after clustering), so a missing or too small group stops the run before any differential job",
+    )
     p.add_argument("--out", required=True, help="output .h5mu (latents in obsm, clusters in obs)")
     p.add_argument("--out-cells", required=True, help="output TSV, one row per cell (annotations, QC, UMAP)")
     p.set_defaults(func=run)
@@ -65,7 +71,11 @@ def add_annotations(mdata, path) -> None:
 def run(args: argparse.Namespace) -> int:
     """Cluster and write."""
     configure(seed=None)
-    from splicevi.tl.clustering import UMAP_KEY, cell_table, leiden
+    from splicevi.tl.clustering import UMAP_KEY, cell_table, leiden, resolve_contrasts
+
+    from .ds import parse_contrasts
+
+    contrasts = parse_contrasts(args.contrasts)
 
     mdata = read_mudata(args.mdata)
     emb = ad.read_h5ad(args.embedding)
@@ -87,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
     mdata.uns["splicevi"] = info
     if UMAP_KEY not in mdata.obsm:
         raise ValueError(f"{args.embedding} has no UMAP (obsm['{UMAP_KEY}'])")
+    if contrasts:
+        resolve_contrasts(mdata, contrasts, default_groupby=args.key)  # raises naming the group and the fix
     cells = cell_table(mdata, cluster_key=args.key)
     with atomic_path(args.out) as tmp:
         mdata.write(tmp)
