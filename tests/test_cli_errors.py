@@ -200,3 +200,20 @@ def test_signal_during_training_exits_nonzero_and_keeps_outputs(tmp_path, small,
     assert (tmp_path / "history.tsv").read_text() == "previous history\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["history.tsv", "model"]  # no temporary left
     assert time.time() - before < 300
+
+
+def test_cluster_checks_contrast_groups_before_differential_jobs(trained, small, tmp_path, capsys):
+    """Cluster groups are known only after clustering: `splicevi cluster --contrasts` refuses a missing one."""
+    emb = tmp_path / "emb.h5ad"
+    assert main(["embed", "--mdata", str(small), "--model", str(trained), "--n-neighbors", "10",
+                 "--out", str(emb)]) == 0
+    out = ["--out", str(tmp_path / "c.h5mu"), "--out-cells", str(tmp_path / "cells.tsv")]
+    bad = '[{"name": "c", "groupby": "leiden", "group1": "99", "group2": null}]'
+    capsys.readouterr()
+    rc = main(["cluster", "--mdata", str(small), "--embedding", str(emb), "--contrasts", bad, *out])
+    assert rc == 3
+    err = _err(capsys)
+    assert "group '99' of 'leiden' has 0 cells (need 3); groups present: 0" in err
+    assert not (tmp_path / "c.h5mu").exists() and not (tmp_path / "cells.tsv").exists()
+    good = '[{"name": "c", "groupby": "leiden", "group1": "0", "group2": null}]'
+    assert main(["cluster", "--mdata", str(small), "--embedding", str(emb), "--contrasts", good, *out]) == 0

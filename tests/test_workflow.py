@@ -297,3 +297,12 @@ def test_plain_run_uses_the_default_profile_and_resumes_after_ctrl_c(tmp_path, s
     rerun = snakemake(work, "--configfile", str(short), "--cores", "1", "results/model")
     assert _jobs(rerun.stdout + rerun.stderr) == {"train"}
     assert (work / "results" / "model" / "model.pt").stat().st_size > 0
+
+
+def test_yaml_syntax_error_names_file_and_line(tmp_path):
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text("outdir: results\ninput:\n  junctions: [a\n  genes: x\n")
+    proc = snakemake(tmp_path, "-n", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "config/config.yaml, line 4, column 8: not valid YAML" in out and "Fix:" in out
