@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import logging
 import os
+import zlib
 from functools import partial
 from pathlib import Path
 
@@ -49,7 +50,7 @@ from tqdm.auto import tqdm
 from splicevi._io import require_file
 
 from ._mtx import read_mtx
-from ._tables import InputError, integer_column, read_delimited, read_typed, table_suffix
+from ._tables import InputError, check_no_nul, integer_column, read_delimited, read_typed, table_suffix
 
 JUNCTION_FORMATS = ("auto", "starsolo", "sj_out_tab", "junc", "regtools", "table")
 PER_CELL_FORMATS = ("sj_out_tab", "junc", "regtools")
@@ -179,6 +180,8 @@ def read_sample_sheet(path: str | os.PathLike) -> pd.DataFrame:
         raise InputError(path, "the sample sheet is empty", fix, line=1) from None
     except pd.errors.ParserError as err:
         raise InputError(path, f"malformed sample sheet ({err})", fix) from None
+    except (UnicodeDecodeError, EOFError, OSError, zlib.error) as err:
+        raise InputError(path, f"the file is truncated or not UTF-8 text ({type(err).__name__}: {err})", fix) from None
     missing = {"cell_id", "path"} - set(sheet.columns)
     if missing:
         raise InputError(path, f"missing column(s) {sorted(missing)}; header is {list(sheet.columns)}", fix, line=1)
@@ -380,7 +383,11 @@ def read_junction_table(path: str | os.PathLike) -> ad.AnnData:
             raise InputError(path, "the junction table is empty", fix, line=1) from None
         except pd.errors.ParserError as err:
             raise InputError(path, f"wrong number of columns ({str(err).split('C error: ')[-1]})", fix) from None
+        except (UnicodeDecodeError, EOFError, OSError, zlib.error) as err:
+            raise InputError(path, f"the file is truncated or not UTF-8 text ({type(err).__name__}: {err})",
+                             fix) from None
         line_offset = 1  # header line
+        check_no_nul(path, what="junction table", fix=fix)
     df = df.rename(columns={c: _TABLE_ALIASES.get(c.lower(), c.lower()) for c in df.columns})
     missing = {"cell", "chrom", "start", "end", "strand", "count"} - set(df.columns)
     if missing:
