@@ -603,7 +603,11 @@ def detect_junction_format(path: str | os.PathLike) -> str:
         return "junc"
     if name.endswith(".bed"):
         return "regtools"
-    header = pd.read_csv(p, sep="," if suffix == ".csv" else "\t", nrows=5, dtype=str)
+    try:
+        header = pd.read_csv(p, sep="," if suffix == ".csv" else "\t", nrows=5, dtype=str)
+    except (ValueError, EOFError, OSError, zlib.error) as err:  # pandas' parser errors are ValueErrors
+        raise InputError(p, f"cannot tell the junction format: not a readable table ({type(err).__name__})",
+                         "pass --junction-format, or check that the file is a complete text table") from None
     cols = {c.lower() for c in header.columns}
     if {"cell_id", "path"} <= cols:
         first = str(header["path"].iloc[0]) if len(header) else ""
