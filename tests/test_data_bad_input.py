@@ -220,8 +220,9 @@ def test_sample_sheet_row_without_a_file(tmp_path, row, problem):
 
 
 @pytest.mark.parametrize(("junction_chrom", "gtf_chrom", "diagnosis", "fix"), [
-    ("1", "chr1", "the GTF uses 'chr' names (GENCODE/UCSC) and the junctions do not", "remove the prefix"),
-    ("chr1", "1", "the junctions use 'chr' names (GENCODE/UCSC) and the GTF does not", "add the prefix"),
+    ("1", "chr1", "the GTF's names have the 'chr' prefix (GENCODE/UCSC) and the junctions' do not",
+     "remove the prefix"),
+    ("chr1", "1", "the junctions' names have the 'chr' prefix (GENCODE/UCSC) and the GTF's do not", "add the prefix"),
 ])
 def test_gtf_naming_mismatch_diagnosis(tmp_path, capsys, junction_chrom, gtf_chrom, diagnosis, fix):
     for i in range(3):

@@ -94,8 +94,8 @@ def _naming_diagnosis(junction_chroms: pd.Index, gtf_chroms: pd.Index, prefix_mi
     if not prefix_mismatch:
         return "the chromosome names share nothing (a GTF of another genome or assembly?)"
     if _uses_chr(junction_chroms):
-        return "the junctions use 'chr' names (GENCODE/UCSC) and the GTF does not (Ensembl)"
-    return "the GTF uses 'chr' names (GENCODE/UCSC) and the junctions do not (Ensembl)"
+        return "the junctions' names have the 'chr' prefix (GENCODE/UCSC) and the GTF's do not (Ensembl)"
+    return "the GTF's names have the 'chr' prefix (GENCODE/UCSC) and the junctions' do not (Ensembl)"
 
 
 def _naming_fix(junction_chroms: pd.Index, gtf_chroms: pd.Index, prefix_mismatch: bool) -> str:
