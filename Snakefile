@@ -11,6 +11,10 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
+# Before the configfile directive: a YAML syntax error is named with its file and line.
+include: "workflow/rules/config_yaml.smk"
+
+
 configfile: "config/config.yaml"
 
 

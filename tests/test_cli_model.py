@@ -118,9 +118,9 @@ def test_history_table():
 def test_cli_errors_are_clear(tmp_path, capsys):
     rc = main(["train", "--mdata", str(tmp_path / "missing.h5mu"), "--out-model", str(tmp_path / "m"),
                "--out-history", str(tmp_path / "h.tsv")])
-    assert rc == 2 and "MuData (.h5mu) not found" in capsys.readouterr().err
+    assert rc == 3 and "MuData (.h5mu) not found" in capsys.readouterr().err
     rc = main(["train", "--mdata", "x.h5mu", "--model-kwargs", "{bad", "--out-model", "m", "--out-history", "h"])
     assert rc == 2 and "--model-kwargs is not valid JSON" in capsys.readouterr().err
     rc = main(["plot", "training", "--history", str(tmp_path / "nope.tsv"), "--out", str(tmp_path / "x.png")])
-    assert rc == 2 and "table not found" in capsys.readouterr().err
+    assert rc == 3 and "table not found" in capsys.readouterr().err
     assert not (tmp_path / "m").exists() and not (tmp_path / "x.png").exists()

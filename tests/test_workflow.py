@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -115,6 +116,11 @@ def test_dry_run_of_default_config():
         ({"train.max_epochs": "many"}, "config key 'train.max_epochs': 'many' is not of type 'integer'"),
         ({"input.genes": "does/not/exist"}, "config key 'input.genes': path not found"),
         ({"plots.format": "jpg"}, "config key 'plots.format'"),
+        (
+            {"input.cell_annotations": "sim/truth_cells.tsv",
+             "contrasts": [{"name": "c", "groupby": "cell_type", "group1": "type9", "group2": "type1"}]},
+            "config key 'contrasts[0].group1': group 'type9' of 'cell_type' has 0 cell(s)",
+        ),
     ],
 )
 def test_bad_config_stops_before_any_job(tmp_path, sim_dir, override, message):
@@ -272,3 +278,61 @@ def test_conda_env_has_the_pip_install_pins():
     assert normalise(pip) == normalise(deps)
     python = next(d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python"))
     assert python.split("=")[-1] >= "3.11"
+
+
+def test_plain_run_uses_the_default_profile_and_resumes_after_ctrl_c(tmp_path, sim_dir):
+    """`snakemake` without --profile picks up workflow/profiles/default (via profiles/default): its
+    default resources apply, and a run interrupted mid-training (Ctrl-C: SIGINT to the whole process
+    group) resumes with a plain rerun that runs only what is missing."""
+    import signal
+
+    work = tmp_path / "w"
+    work.mkdir()
+    (work / "sim").symlink_to(sim_dir / "sim")
+    cfg = _write_config(tmp_path / "c.yaml", REPO / ".test" / "config_sim.yaml",
+                        **{"train.max_epochs": 100000, "train.early_stopping": False})
+    cmd = [str(SNAKEMAKE), "-s", str(SNAKEFILE), "-d", str(work), "--configfile", str(cfg), "--cores", "1",
+           "results/model"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=_env(), start_new_session=True)
+    log = work / "results" / "logs" / "train.log"
+    try:
+        deadline = time.monotonic() + 300
+        while not (log.exists() and "Epoch" in log.read_text(errors="replace")) and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
+            time.sleep(1)
+        assert log.exists(), "training never started"
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
+        rc = proc.wait(120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+    out = proc.stdout.read().decode()
+    assert rc != 0, out[-3000:]
+    assert not (work / "results" / "model").exists() and not (work / "results" / "train" / "history.tsv").exists()
+    assert "Using workflow specific profile" in out and "profiles/default" in out, out[:2000]
+
+    plan = snakemake(work, "--configfile", str(cfg), "-n", "results/model")
+    assert "Using workflow specific profile" in plan.stdout + plan.stderr
+    assert _jobs(plan.stdout) == {"train"}, plan.stdout[-3000:]  # ingest, atse, assemble are kept
+    # The profile's default resources reach the jobs that set none (without it: no mem_mb, no runtime).
+    fig = "results/figures/training_curves.png"
+    with_profile = snakemake(work, "--configfile", str(cfg), "-n", fig).stdout
+    bare = snakemake(work, "--configfile", str(cfg), "-n", "--workflow-profile", "none", fig).stdout
+    assert re.search(r"rule plot_training:\n(?:.*\n)*?\s+resources:.*mem_mb=4000.*runtime=60", with_profile)
+    assert "mem_mb=4000" not in bare
+
+    # A plain rerun (now with few epochs) resumes: only training runs, and it finishes.
+    short = _write_config(tmp_path / "short.yaml", cfg, **{"train.max_epochs": 2})
+    rerun = snakemake(work, "--configfile", str(short), "--cores", "1", "results/model")
+    assert _jobs(rerun.stdout + rerun.stderr) == {"train"}
+    assert (work / "results" / "model" / "model.pt").stat().st_size > 0
+
+
+def test_yaml_syntax_error_names_file_and_line(tmp_path):
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text("outdir: results\ninput:\n  junctions: [a\n  genes: x\n")
+    proc = snakemake(tmp_path, "-n", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "config/config.yaml, line 4, column 8: not valid YAML" in out and "Fix:" in out

@@ -19,5 +19,5 @@ rule assemble:
     conda:
         "../../envs/splicevi.yaml"
     shell:
-        "splicevi assemble --junctions {input.junctions:q} --events {input.events:q} {params.genes}"
-        " {params.min_cell_reads} --out {output.mdata:q} > {log:q} 2>&1"
+        "splicevi assemble --junctions {input.junctions:q} --events {input.events:q} {params.genes:q}"
+        " {params.min_cell_reads:q} --out {output.mdata:q} > {log:q} 2>&1"

@@ -25,8 +25,8 @@ rule atse:
     conda:
         "../../envs/splicevi.yaml"
     shell:
-        "splicevi atse --junctions {input.junctions:q} {params.gtf}"
-        " --min-reads {params.min_reads} --min-cells {params.min_cells}"
-        " --min-intron {params.min_intron} --max-intron {params.max_intron} --motif {params.motif}"
-        " --min-site-usage {params.min_site_usage} --min-junctions {params.min_junctions}"
-        " --max-junctions {params.max_junctions} --out {output.events:q} > {log:q} 2>&1"
+        "splicevi atse --junctions {input.junctions:q} {params.gtf:q}"
+        " --min-reads {params.min_reads:q} --min-cells {params.min_cells:q}"
+        " --min-intron {params.min_intron:q} --max-intron {params.max_intron:q} --motif {params.motif:q}"
+        " --min-site-usage {params.min_site_usage:q} --min-junctions {params.min_junctions:q}"
+        " --max-junctions {params.max_junctions:q} --out {output.events:q} > {log:q} 2>&1"

@@ -15,6 +15,8 @@ rule cluster:
         resolution=config["cluster"]["resolution"],
         seed=config["cluster"]["seed"],
         annotations=opt("--annotations", config["input"]["cell_annotations"]),
+        # checked here, before any differential job (and its removal of earlier tables) starts
+        contrasts=contrasts_json(),
     resources:
         mem_mb=lambda wc, attempt: 8000 * attempt,
         runtime=lambda wc, attempt: 30 * attempt,
@@ -22,5 +24,6 @@ rule cluster:
         "../../envs/splicevi.yaml"
     shell:
         "splicevi cluster --mdata {input.mdata:q} --embedding {input.embedding:q}"
-        " --resolution {params.resolution} --seed {params.seed} {params.annotations}"
+        " --resolution {params.resolution:q} --seed {params.seed:q} {params.annotations:q}"
+        " --contrasts {params.contrasts:q}"
         " --out {output.mdata:q} --out-cells {output.cells:q} > {log:q} 2>&1"

@@ -57,6 +57,43 @@ for _i, _c in enumerate(config["contrasts"]):
     if _c["group1"] == _c.get("group2"):
         raise WorkflowError(f"config key 'contrasts[{_i}]': group1 and group2 are both '{_c['group1']}'")
 
+
+def _check_annotation_contrasts(contrasts, table_path, min_cells=3):
+    """Groups of contrasts on a column of the cell annotation table must exist, with enough cells.
+
+    Checked while the workflow is parsed, so a typo stops the run before any job (instead of failing at
+    the differential-splicing stage after its previous tables were removed). Groups of clusters
+    (leiden) are only known after clustering: `splicevi cluster --contrasts` checks them there, before
+    any differential job starts.
+    """
+    if not contrasts or table_path is None:
+        return
+    import pandas as pd
+
+    sep = "," if str(table_path).endswith(".csv") else "\t"
+    try:
+        table = pd.read_csv(table_path, sep=sep, index_col=0, dtype=str)
+    except (ValueError, OSError) as err:
+        raise WorkflowError(f"config key 'input.cell_annotations': cannot read {table_path}: {err}")
+    for i, c in enumerate(contrasts):
+        if c["groupby"] not in table.columns:
+            continue  # leiden, or an annotation of the data itself (e.g. a sample-sheet column)
+        counts = table[c["groupby"]].value_counts()
+        for key in ("group1", "group2"):
+            group = c.get(key)
+            if group is None or (key == "group2" and group == "rest"):
+                continue
+            n = int(counts.get(str(group), 0))
+            if n < min_cells:
+                present = ", ".join(f"{g} ({k})" for g, k in counts.head(20).items())
+                raise WorkflowError(
+                    f"config key 'contrasts[{i}].{key}': group '{group}' of '{c['groupby']}' has {n} cell(s) in "
+                    f"{table_path} (need {min_cells}); groups there: {present}"
+                )
+
+
+_check_annotation_contrasts(config["contrasts"], config["input"]["cell_annotations"])
+
 OUT = Path(config["outdir"])
 HAS_GENES = config["input"]["genes"] is not None
 FMT = config["plots"]["format"]
@@ -99,12 +136,16 @@ def fig(name):
 
 # --- parameters ---------------------------------------------------------------------------------
 def opt(flag, value):
-    """``--flag value`` (shell-quoted) when ``value`` is set, else nothing."""
+    """``[flag, value]`` when ``value`` is set, ``[flag]`` when it is True, else nothing.
+
+    A list, so that ``{params.x:q}`` in a rule's shell command quotes each word for the shell: config
+    text is untrusted and must arrive at the command verbatim, never run as shell code.
+    """
     if value is None or value is False:
-        return ""
+        return []
     if value is True:
-        return flag
-    return f"{flag} {json.dumps(str(value)) if ' ' in str(value) else value}"
+        return [flag]
+    return [flag, str(value)]
 
 
 def model_kwargs():

@@ -37,7 +37,7 @@ rule differential_splicing:
         "../../envs/splicevi.yaml"
     shell:
         "splicevi ds --mdata {input.mdata:q} --model {input.model:q} --contrasts {params.contrasts:q}"
-        " --delta {params.delta} --fdr-target {params.fdr} {params.batch_correction} --seed {params.seed}"
+        " --delta {params.delta:q} --fdr-target {params.fdr:q} {params.batch_correction:q} --seed {params.seed:q}"
         " --threads {threads} --out-junctions {output.junctions:q} --out-events {output.events:q} > {log:q} 2>&1"
 
 
@@ -74,5 +74,5 @@ rule differential_expression:
         "../../envs/splicevi.yaml"
     shell:
         "splicevi de --mdata {input.mdata:q} --model {input.model:q} --contrasts {params.contrasts:q}"
-        " --delta {params.delta} --fdr-target {params.fdr} {params.batch_correction} --seed {params.seed}"
+        " --delta {params.delta:q} --fdr-target {params.fdr:q} {params.batch_correction:q} --seed {params.seed:q}"
         " --threads {threads} --out {output.genes:q} > {log:q} 2>&1"

@@ -25,5 +25,5 @@ rule embed:
         "../../envs/splicevi.yaml"
     shell:
         "splicevi embed --mdata {input.mdata:q} --model {input.model:q}"
-        " --n-neighbors {params.n_neighbors} --min-dist {params.min_dist} --seed {params.seed}"
+        " --n-neighbors {params.n_neighbors:q} --min-dist {params.min_dist:q} --seed {params.seed:q}"
         " --threads {threads} --out {output.embedding:q} > {log:q} 2>&1"

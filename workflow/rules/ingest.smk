@@ -26,6 +26,6 @@ rule ingest:
     conda:
         "../../envs/splicevi.yaml"
     shell:
-        "splicevi ingest --junctions {input.junctions:q} --junction-format {params.junction_format}"
-        " {params.sample_sheet} {params.genes} {params.gene_format} {params.barcodes} {params.batch}"
-        " --out-junctions {output.junctions:q} {params.out_genes} > {log:q} 2>&1"
+        "splicevi ingest --junctions {input.junctions:q} --junction-format {params.junction_format:q}"
+        " {params.sample_sheet:q} {params.genes:q} {params.gene_format:q} {params.barcodes:q} {params.batch:q}"
+        " --out-junctions {output.junctions:q} {params.out_genes:q} > {log:q} 2>&1"

@@ -41,11 +41,11 @@ rule plot_umap_covariates:
     benchmark:
         bench("plot_umap_covariates")
     params:
-        color=" ".join(batch_colors()),
+        color=batch_colors(),  # a list: each name is quoted on its own by {params.color:q}
     conda:
         "../../envs/splicevi.yaml"
     shell:
-        "splicevi plot umap --cells {input.cells:q} --color {params.color} --out {output:q} > {log:q} 2>&1"
+        "splicevi plot umap --cells {input.cells:q} --color {params.color:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule plot_umap_qc:

@@ -31,8 +31,8 @@ rule train:
     conda:
         "../../envs/splicevi.yaml"
     shell:
-        "splicevi train --mdata {input.mdata:q} {params.batch_key} --model-kwargs {params.model_kwargs:q}"
-        " --max-epochs {params.max_epochs} --batch-size {params.batch_size} --lr {params.lr}"
-        " {params.early_stopping} --early-stopping-patience {params.patience}"
-        " --train-size {params.train_size} --n-epochs-kl-warmup {params.kl_warmup} --seed {params.seed}"
+        "splicevi train --mdata {input.mdata:q} {params.batch_key:q} --model-kwargs {params.model_kwargs:q}"
+        " --max-epochs {params.max_epochs:q} --batch-size {params.batch_size:q} --lr {params.lr:q}"
+        " {params.early_stopping:q} --early-stopping-patience {params.patience:q}"
+        " --train-size {params.train_size:q} --n-epochs-kl-warmup {params.kl_warmup:q} --seed {params.seed:q}"
         " --threads {threads} --out-model {output.model:q} --out-history {output.history:q} > {log:q} 2>&1"

@@ -39,6 +39,12 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
         default=None,
         help="TSV/CSV of cell annotations (first column: cell id) added to the cells, e.g. cell types for contrasts",
     )
+    p.add_argument(
+        "--contrasts",
+        default="[]",
+        help="JSON list of the contrasts `splicevi ds` / `de` will test: their groups are checked here "
+        "(after clustering), so a missing or too small group stops the run before any differential job",
+    )
     p.add_argument("--out", required=True, help="output .h5mu (latents in obsm, clusters in obs)")
     p.add_argument("--out-cells", required=True, help="output TSV, one row per cell (annotations, QC, UMAP)")
     p.set_defaults(func=run)
@@ -119,7 +125,11 @@ def store_embedding(mdata, emb, obs_columns) -> None:
 def run(args: argparse.Namespace) -> int:
     """Cluster and write."""
     configure(seed=None)
-    from splicevi.tl.clustering import UMAP_KEY, cell_table, leiden
+    from splicevi.tl.clustering import UMAP_KEY, cell_table, leiden, resolve_contrasts
+
+    from .ds import parse_contrasts
+
+    contrasts = parse_contrasts(args.contrasts)
 
     mdata = read_mudata(args.mdata)
     emb = ad.read_h5ad(args.embedding)
@@ -137,6 +147,8 @@ def run(args: argparse.Namespace) -> int:
     provenance["embed"] = dict(emb.uns.get("splicevi_embed", {}))
     mdata.uns[PROVENANCE_KEY] = provenance
     store_embedding(mdata, emb, obs_columns=[args.key, *added])
+    if contrasts:
+        resolve_contrasts(mdata, contrasts, default_groupby=args.key)  # raises naming the group and the fix
     cells = cell_table(mdata, cluster_key=args.key)
     with atomic_path(args.out) as tmp:
         mdata.write(tmp)

@@ -7,7 +7,7 @@ import logging
 
 from splicevi._io import atomic_path
 
-from .ds import add_contrast_arguments, contrasts_of, run_contrasts
+from .ds import add_contrast_arguments, contrasts_of, parse_contrasts, run_contrasts
 from .train import configure, load_model, read_mudata
 
 log = logging.getLogger("splicevi")
@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     configure(args.threads, args.seed)
     from splicevi.tl.clustering import rank_table
 
+    parse_contrasts(args.contrasts)  # a wrong command line fails before the data is read
     mdata = read_mudata(args.mdata)
     if "rna" not in mdata.mod:
         raise ValueError(f"{args.mdata} has no 'rna' modality (splicing-only data): no differential expression")

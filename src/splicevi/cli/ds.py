@@ -10,6 +10,7 @@ import pandas as pd
 
 from splicevi._io import atomic_path
 
+from ._errors import UsageError
 from .train import configure, load_model, read_mudata
 
 log = logging.getLogger("splicevi")
@@ -33,17 +34,26 @@ def add_contrast_arguments(p: argparse.ArgumentParser, delta: float) -> None:
     p.add_argument("--threads", type=int, default=None)
 
 
+def parse_contrasts(text: str) -> list:
+    """The ``--contrasts`` JSON, checked for shape and self-comparisons before any data is read."""
+    try:
+        contrasts = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise UsageError(f"--contrasts is not valid JSON: {err}") from None
+    if not isinstance(contrasts, list):
+        raise UsageError("--contrasts must be a JSON list")
+    for i, c in enumerate(contrasts):
+        if isinstance(c, dict) and c.get("group2") is not None and str(c.get("group1")) == str(c["group2"]):
+            raise UsageError(f"--contrasts[{i}] ({c.get('name', 'unnamed')}): group1 and group2 are both "
+                             f"{c['group1']!r}; compare two different groups (or group2 null for the rest)")
+    return contrasts
+
+
 def contrasts_of(args: argparse.Namespace, mdata):
     """Parse ``--contrasts`` and resolve them against the cell annotations."""
     from splicevi.tl.clustering import resolve_contrasts
 
-    try:
-        contrasts = json.loads(args.contrasts)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"--contrasts is not valid JSON: {err}") from None
-    if not isinstance(contrasts, list):
-        raise ValueError("--contrasts must be a JSON list")
-    return resolve_contrasts(mdata, contrasts, default_groupby=args.groupby)
+    return resolve_contrasts(mdata, parse_contrasts(args.contrasts), default_groupby=args.groupby)
 
 
 def run_contrasts(method, contrasts, id_col: str, **kwargs) -> pd.DataFrame:
@@ -106,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
     configure(args.threads, args.seed)
     from splicevi.tl.clustering import events_from_junctions, rank_table
 
+    parse_contrasts(args.contrasts)  # a wrong command line fails before the data is read
     mdata = read_mudata(args.mdata)
     contrasts = contrasts_of(args, mdata)
     model = load_model(args.model, mdata)

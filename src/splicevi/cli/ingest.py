@@ -12,6 +12,7 @@ import argparse
 
 import numpy as np
 
+from ._errors import UsageError
 from ._summary import print_summary
 
 
@@ -40,6 +41,19 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     return p
 
 
+def _input_notes(info: dict) -> list[tuple[str, object]]:
+    """Summary rows for what the reader changed in the input (renamed chromosomes, summed duplicates)."""
+    rows: list[tuple[str, object]] = []
+    if info.get("chrom_renamed"):
+        names = ", ".join(f"{a}→{b}" for a, b in info["chrom_renamed"].items())
+        rows.append(("NOTE chromosome names harmonised", f"{names} ({info['chrom_renamed_records']:,} records)"))
+    if info.get("duplicate_records"):
+        rows.append(("NOTE duplicate junction lines summed",
+                     f"{info['duplicate_records']:,} in {info['cells_with_duplicates']:,} cell(s), "
+                     f"e.g. {info['duplicate_example_cell']}"))
+    return rows
+
+
 def run(args: argparse.Namespace) -> int:
     from splicevi._io import atomic_path
     from splicevi.data.barcodes import apply_allowlist, match_cells
@@ -47,14 +61,15 @@ def run(args: argparse.Namespace) -> int:
     from splicevi.data.readers_junctions import read_junctions
 
     if args.genes and not args.out_genes:
-        raise ValueError("--genes needs --out-genes (where to write the gene counts)")
+        raise UsageError("--genes needs --out-genes (where to write the gene counts)")
     if args.out_genes and not args.genes:
-        raise ValueError("--out-genes needs --genes (the gene counts to read)")
+        raise UsageError("--out-genes needs --genes (the gene counts to read)")
     progress = not args.no_progress
     jun = read_junctions(args.junctions, args.junction_format, sample_sheet=args.sample_sheet, batch=args.batch,
                          progress=progress, multimappers=args.sj_multimappers)
     rows: list[tuple[str, object]] = [("junction input", f"{args.junctions} ({jun.uns['splicevi_ingest']['format']})"),
                                       ("barcodes read", jun.n_obs)]
+    rows += _input_notes(jun.uns["splicevi_ingest"])
     if args.barcodes:
         jun, n_absent = apply_allowlist(jun, args.barcodes)
         rows.append(("kept by --barcodes", f"{jun.n_obs:,} ({n_absent:,} listed barcodes absent)"))

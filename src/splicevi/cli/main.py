@@ -9,9 +9,22 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 
 from splicevi import __version__
+
+from ._errors import (
+    EXIT_CODES_HELP,
+    EXIT_DATA,
+    EXIT_OUTPUT,
+    EXIT_USAGE,
+    Interrupted,
+    OutputError,
+    UsageError,
+)
+from ._outputs import check_outputs
 
 #: Subcommands in workflow order: (module name, one-line help).
 SUBCOMMANDS = (
@@ -29,8 +42,8 @@ SUBCOMMANDS = (
 )
 
 
-class CLIError(Exception):
-    """An error meant for the user: printed without a traceback, exit status 2."""
+#: An error meant for the user about the command line (kept under its older name).
+CLIError = UsageError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="splicevi",
         description="Single-cell expression + splicing analysis with SpliceVI.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"splicevi {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -52,18 +67,48 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _raise_interrupted(signum, frame) -> None:
+    raise Interrupted(signum)
+
+
+def _data_error_message(err: Exception) -> str:
+    """One line for an input problem; OSError's text lacks the path unless we add it."""
+    if isinstance(err, OSError) and not isinstance(err, FileNotFoundError) and err.filename:
+        return f"{err.filename}: {err.strerror or err}; check that it is the right file and readable"
+    return str(err)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``splicevi`` console script."""
+    """Entry point of the ``splicevi`` console script; returns the exit status (see ``--help``)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
-        return 1
+        return EXIT_USAGE
+    # SIGTERM (a scheduler's time limit, Snakemake stopping a job) and SIGINT end the command with
+    # 143 / 130 and save nothing. Lightning adds its own SIGTERM handler during training and calls
+    # the one installed here too; without it, training would stop early and report success.
+    in_main_thread = threading.current_thread() is threading.main_thread()  # signals need the main thread
+    signals = (signal.SIGTERM, signal.SIGINT) if in_main_thread else ()
+    previous = {s: signal.signal(s, _raise_interrupted) for s in signals}
     try:
+        check_outputs(args)
         result = args.func(args)
-    except (CLIError, ValueError, FileNotFoundError) as err:
-        print(f"splicevi {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    except Interrupted as err:
+        print(f"splicevi {args.command}: {err} received: stopped, nothing written", file=sys.stderr)
+        return 128 + err.signum
+    except UsageError as err:
+        print(f"splicevi {args.command}: usage error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except OutputError as err:
+        print(f"splicevi {args.command}: output error: {err}", file=sys.stderr)
+        return EXIT_OUTPUT
+    except (ValueError, OSError) as err:  # InputError and FileNotFoundError included
+        print(f"splicevi {args.command}: error: {_data_error_message(err)}", file=sys.stderr)
+        return EXIT_DATA
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     return int(result or 0)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 
+from ._errors import UsageError
 from ._summary import print_summary
 
 
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
     for name in ("n_cells", "n_genes", "n_events"):
         if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+            raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
     sim = simulate(n_cells=args.n_cells, n_genes=args.n_genes, n_events=args.n_events, n_types=args.n_types,
                    n_batches=args.n_batches, observed_fraction=args.observed_fraction, seed=args.seed)
     info = write_simulation(sim, args.out, fmt=args.format, progress=not args.no_progress,

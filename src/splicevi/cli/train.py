@@ -16,6 +16,8 @@ import pandas as pd
 
 from splicevi._io import atomic_path, require_file
 
+from ._errors import UsageError
+
 log = logging.getLogger("splicevi")
 
 
@@ -60,6 +62,11 @@ def _batch_to_splicing(mdata, batch_key: str | None) -> None:
     if values.isna().any():
         raise ValueError(f"batch_key '{batch_key}' is missing for {int(values.isna().sum())} cell(s)")
     values = values.astype(str)
+    if values.nunique() < 2:
+        raise ValueError(
+            f"batch_key '{batch_key}' has one value ({values.iloc[0]!r}) for every cell: there is no batch effect "
+            "to correct; leave the batch key out (config batch_key: null) or name an annotation with 2+ batches"
+        )
     for mod in mdata.mod.values():
         mod.obs[batch_key] = pd.Categorical(values.reindex(mod.obs_names))
     mdata.obs[batch_key] = pd.Categorical(values)
@@ -98,6 +105,32 @@ def setup_model_data(mdata, batch_key: str | None = None) -> None:
         modalities=modalities,
         **kwargs,
     )
+
+
+def check_model_kwargs(model_kwargs: dict) -> None:
+    """Refuse constructor arguments that neither SPLICEVI nor its module takes, suggesting the near miss."""
+    import difflib
+    import inspect
+
+    from splicevi import SPLICEVI
+
+    known = set()
+    for fn in (SPLICEVI.__init__, SPLICEVI._module_cls.__init__):
+        known |= {
+            name for name, par in inspect.signature(fn).parameters.items()
+            if par.kind not in (par.VAR_KEYWORD, par.VAR_POSITIONAL)
+        }
+    # set by the model from the registered data, never by the user
+    known -= {"self", "adata", "n_input_genes", "n_input_junctions", "n_batch", "n_obs", "n_labels",
+              "junction_event_codes", "splicing_offset", "n_continuous_cov", "n_cats_per_cov"}
+    for name in model_kwargs:
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise UsageError(
+                f"--model-kwargs: {name!r} is not an argument of the SPLICEVI model; {hint}"
+                "see the model reference for the accepted arguments"
+            )
 
 
 def load_model(model_dir: str | Path, mdata):
@@ -160,18 +193,22 @@ def run(args: argparse.Namespace) -> int:
     try:
         model_kwargs = json.loads(args.model_kwargs)
     except json.JSONDecodeError as err:
-        raise ValueError(f"--model-kwargs is not valid JSON: {err}") from None
+        raise UsageError(f"--model-kwargs is not valid JSON: {err}") from None
     if not isinstance(model_kwargs, dict):
-        raise ValueError("--model-kwargs must be a JSON object")
+        raise UsageError("--model-kwargs must be a JSON object")
     if not 0 < args.train_size <= 1:
-        raise ValueError(f"--train-size must be in (0, 1], got {args.train_size}")
+        raise UsageError(f"--train-size must be in (0, 1], got {args.train_size}")
 
     from splicevi import SPLICEVI
 
     mdata = read_mudata(args.mdata)
     log.info("data: %s", ", ".join(f"{k} {m.n_obs}×{m.n_vars}" for k, m in mdata.mod.items()))
     setup_model_data(mdata, args.batch_key)
-    model = SPLICEVI(mdata, **model_kwargs)
+    check_model_kwargs(model_kwargs)
+    try:
+        model = SPLICEVI(mdata, **model_kwargs)
+    except TypeError as err:  # a known argument with a value of the wrong type
+        raise UsageError(f"--model-kwargs {args.model_kwargs}: {err}") from None
     log.info("model: %s", model)
     early_stopping = args.early_stopping
     if early_stopping and args.train_size >= 1:

@@ -53,8 +53,8 @@ def read_mtx(path: str | os.PathLike, *, what: str = "Matrix Market", integer: b
             while line.startswith("%"):
                 line = fh.readline()
                 n_header += 1
-    except (EOFError, OSError) as err:
-        raise InputError(path, f"the file is truncated or unreadable ({err})", fix) from None
+    except (EOFError, OSError, UnicodeDecodeError) as err:  # zlib/gzip errors are OSError or EOFError
+        raise InputError(path, f"the file is truncated, unreadable or not text ({err})", fix) from None
     try:
         n_rows, n_cols, nnz = (int(x) for x in line.split())
     except ValueError:

@@ -103,6 +103,7 @@ def read_delimited(
         )
     if len(df) == 0 and not allow_empty:
         raise InputError(path, f"the {what} file has no data lines", fix, line=skiprows + 1)
+    check_no_nul(path, what=what, fix=fix)
     empty = (df == "").to_numpy()
     if empty.any():
         row = int(np.nonzero(empty.any(axis=1))[0][0])
@@ -146,6 +147,44 @@ def integer_column(
         i = int(np.nonzero(arr < 0)[0][0])
         raise InputError(path, f"{field} is negative ({values.iloc[i]})", fix, line=line_offset + i + 1)
     return arr.astype(dtype)
+
+
+def _open_binary(path: Path):
+    suffix = path.suffix.lower()
+    if suffix == ".gz":
+        return gzip.open(path, "rb")
+    if suffix == ".bz2":
+        import bz2
+
+        return bz2.open(path, "rb")
+    if suffix == ".xz":
+        import lzma
+
+        return lzma.open(path, "rb")
+    return open(path, "rb")
+
+
+def check_no_nul(path: str | os.PathLike, *, what: str, fix: str) -> None:
+    """Refuse a file holding NUL bytes (binary data, a damaged copy).
+
+    pandas' C parser ends a field at a NUL byte without a word, so ``5\x007`` would be read as 5.
+    The scan streams the (decompressed) bytes once.
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".zst":
+        return  # no decompressor in the standard library; pandas reads it
+    line = 1
+    try:
+        with _open_binary(path) as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                pos = chunk.find(b"\x00")
+                if pos >= 0:
+                    raise InputError(path, f"NUL byte in the {what} file (binary data or a damaged copy)", fix,
+                                     line=line + chunk.count(b"\n", 0, pos))
+                line += chunk.count(b"\n")
+    except (EOFError, OSError, zlib.error) as err:
+        raise InputError(path, f"the file is truncated or not a valid {what} file ({type(err).__name__}: {err})",
+                         fix) from None
 
 
 def table_suffix(path: str | os.PathLike) -> str:
@@ -196,6 +235,7 @@ def read_typed(
         # ValueError covers pandas' EmptyDataError and failed integer conversions.
         ok = False
     if ok:
+        check_no_nul(path, what=what, fix=fix)
         return df
     strict = read_delimited(path, n_cols, what=what, fix=fix, sep=sep, skiprows=skiprows)
     for c, dt in dtypes.items():

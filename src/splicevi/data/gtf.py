@@ -85,6 +85,29 @@ def read_gtf(path: str | os.PathLike) -> Annotation:
     return Annotation(str(path), genes, introns.reset_index(drop=True), header + 1)
 
 
+def _uses_chr(names: pd.Index) -> bool:
+    """Whether most names carry the ``chr`` prefix (GENCODE / UCSC style)."""
+    return bool(len(names)) and float(pd.Series(names).str.startswith("chr").mean()) > 0.5
+
+
+def _naming_diagnosis(junction_chroms: pd.Index, gtf_chroms: pd.Index, prefix_mismatch: bool) -> str:
+    if not prefix_mismatch:
+        return "the chromosome names share nothing (a GTF of another genome or assembly?)"
+    if _uses_chr(junction_chroms):
+        return "the junctions' names have the 'chr' prefix (GENCODE/UCSC) and the GTF's do not (Ensembl)"
+    return "the GTF's names have the 'chr' prefix (GENCODE/UCSC) and the junctions' do not (Ensembl)"
+
+
+def _naming_fix(junction_chroms: pd.Index, gtf_chroms: pd.Index, prefix_mismatch: bool) -> str:
+    if prefix_mismatch and _uses_chr(junction_chroms):
+        return ("use the GENCODE/UCSC GTF of the genome the reads were aligned to, or add the prefix to this one: "
+                "awk 'BEGIN{OFS=\"\\t\"} /^#/{print; next} {$1=($1==\"MT\" ? \"chrM\" : \"chr\"$1); print}'")
+    if prefix_mismatch:
+        return ("use the Ensembl GTF of the genome the reads were aligned to, or remove the prefix from this one: "
+                "sed -e 's/^chrM\\t/MT\\t/' -e 's/^chr//'")
+    return "use the GTF of the genome the reads were aligned to (GENCODE/UCSC: chr1, Ensembl: 1)"
+
+
 def check_chromosomes(junction_chroms: pd.Series, ann: Annotation, junctions_source: str = "junctions") -> float:
     """Fraction of junction chromosomes present in the GTF; raise on a naming mismatch.
 
@@ -107,17 +130,11 @@ def check_chromosomes(junction_chroms: pd.Series, ann: Annotation, junctions_sou
 
     flipped = jc.map(flip).isin(gc).mean() if len(jc) else 0.0
     if direct == 0 or flipped > direct + 0.25:
-        hint = (
-            "the GTF has no 'chr' prefix but the junctions do (Ensembl vs GENCODE/UCSC naming)"
-            if flipped > direct
-            else "the chromosome names share nothing"
-        )
         raise InputError(
             ann.path,
             f"chromosome names do not match the {junctions_source}: GTF uses {list(gc[:3])}, junctions use "
-            f"{list(jc[:3])}; {hint}",
-            "use the GTF of the genome the reads were aligned to (GENCODE/UCSC: chr1, Ensembl: 1), or rename "
-            "its chromosomes, e.g. awk 'BEGIN{OFS=\"\\t\"} !/^#/{$1=\"chr\"$1} {print}' for Ensembl → chr",
+            f"{list(jc[:3])}; {_naming_diagnosis(jc, gc, flipped > direct)}",
+            _naming_fix(jc, gc, flipped > direct),
             line=ann.first_data_line,
         )
     return float(direct)

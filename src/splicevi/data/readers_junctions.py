@@ -35,7 +35,9 @@ otherwise it stays ``.``.
 
 from __future__ import annotations
 
+import logging
 import os
+import zlib
 from functools import partial
 from pathlib import Path
 
@@ -48,12 +50,14 @@ from tqdm.auto import tqdm
 from splicevi._io import require_file
 
 from ._mtx import read_mtx
-from ._tables import InputError, integer_column, read_delimited, read_typed, table_suffix
+from ._tables import InputError, check_no_nul, integer_column, read_delimited, read_typed, table_suffix
 
 JUNCTION_FORMATS = ("auto", "starsolo", "sj_out_tab", "junc", "regtools", "table")
 PER_CELL_FORMATS = ("sj_out_tab", "junc", "regtools")
 _STAR_STRAND = np.array([".", "+", "-"])
 _RECORD_COLUMNS = ["chrom", "start", "end", "strand", "motif", "annotated", "count"]
+
+log = logging.getLogger("splicevi")
 
 
 def strand_from_motif(motif: np.ndarray) -> np.ndarray:
@@ -176,6 +180,8 @@ def read_sample_sheet(path: str | os.PathLike) -> pd.DataFrame:
         raise InputError(path, "the sample sheet is empty", fix, line=1) from None
     except pd.errors.ParserError as err:
         raise InputError(path, f"malformed sample sheet ({err})", fix) from None
+    except (UnicodeDecodeError, EOFError, OSError, zlib.error) as err:
+        raise InputError(path, f"the file is truncated or not UTF-8 text ({type(err).__name__}: {err})", fix) from None
     missing = {"cell_id", "path"} - set(sheet.columns)
     if missing:
         raise InputError(path, f"missing column(s) {sorted(missing)}; header is {list(sheet.columns)}", fix, line=1)
@@ -186,8 +192,19 @@ def read_sample_sheet(path: str | os.PathLike) -> pd.DataFrame:
         i = int(np.nonzero(dup)[0][0])
         raise InputError(path, f"cell_id {sheet['cell_id'].iloc[i]!r} listed twice", "give each cell a unique id",
                          line=i + 2)
+    blank = (sheet["path"].str.strip() == "").to_numpy()
+    if blank.any():
+        i = int(np.nonzero(blank)[0][0])
+        raise InputError(path, f"cell {sheet['cell_id'].iloc[i]!r} has an empty path",
+                         "give the junction file of every cell (relative paths are relative to the sample sheet)",
+                         line=i + 2)
     base = Path(path).resolve().parent
     paths = [p if os.path.isabs(p) else str(base / p) for p in sheet["path"]]
+    folders = np.array([os.path.isdir(p) for p in paths])
+    if folders.any():
+        i = int(np.nonzero(folders)[0][0])
+        raise InputError(path, f"the path of cell {sheet['cell_id'].iloc[i]!r} is a folder: {paths[i]}",
+                         "give the junction file of each cell, not a folder", line=i + 2)
     exists = np.array([os.path.exists(p) for p in paths])
     if not exists.all():
         i = int(np.nonzero(~exists)[0][0])
@@ -204,15 +221,31 @@ def sample_sheet_from_dir(directory: str | os.PathLike, fmt: str) -> pd.DataFram
     """Sample sheet of a directory where each file is one cell (cell id = name without suffixes)."""
     directory = Path(directory)
     rows = []
+    # Junction files of another format would be skipped without a word: refuse the mix instead.
+    others = sorted({s for f, suffixes in _CELL_SUFFIXES.items() if f != fmt for s in suffixes}
+                    - set(_CELL_SUFFIXES[fmt]))
+    foreign = []
     for p in sorted(directory.iterdir()):
         name = p.name[:-3] if p.name.endswith(".gz") else p.name
+        if fmt == "sj_out_tab" and name.endswith("ReadsPerGene.out.tab"):
+            continue  # STAR's gene counts of the same cell, often in the same folder: not junctions
         for suffix in sorted(_CELL_SUFFIXES[fmt], key=len, reverse=True):
             if name.endswith(suffix) and p.is_file():
                 rows.append((name[: -len(suffix)], str(p.resolve())))
                 break
+        else:
+            if p.is_file() and name.endswith(tuple(others)):
+                foreign.append(p.name)
     if not rows:
         raise InputError(directory, f"no {fmt} files ({', '.join(_CELL_SUFFIXES[fmt])}) in this directory",
                          "point --junctions at the folder of per-cell files or pass --sample-sheet")
+    if foreign:
+        raise InputError(
+            directory,
+            f"{len(rows)} {fmt} file(s) and {len(foreign)} junction file(s) of another format (e.g. {foreign[0]}), "
+            f"which a {fmt} read would skip",
+            "keep one format per folder, pass the matching --junction-format, or list the cells in a --sample-sheet",
+        )
     return pd.DataFrame(rows, columns=["cell_id", "path"]).set_index("cell_id")
 
 
@@ -307,10 +340,11 @@ def read_starsolo_sj(path: str | os.PathLike) -> ad.AnnData:
     junctions = _records(feat_path, feat[0], feat[1], feat[2], _STAR_STRAND[feat[3].to_numpy()], feat[4], feat[5],
                          np.zeros(len(feat), dtype=np.int64), fix, first_line=1)
     # Junction identity is per feature row: merge the rows (empty ones stay), then map matrix rows.
+    junctions, note = _harmonised(junctions)
     var, jkey = merge_records(junctions)
     obs = pd.DataFrame(index=pd.Index(barcodes, name="cell_id"))
     adata = _build_anndata(mat.col, jkey[mat.row], mat.data, obs, var)
-    adata.uns["splicevi_ingest"] = {"features": str(feat_path)}
+    adata.uns["splicevi_ingest"] = {**adata.uns.get("splicevi_ingest", {}), **note, "features": str(feat_path)}
     return adata
 
 
@@ -349,7 +383,11 @@ def read_junction_table(path: str | os.PathLike) -> ad.AnnData:
             raise InputError(path, "the junction table is empty", fix, line=1) from None
         except pd.errors.ParserError as err:
             raise InputError(path, f"wrong number of columns ({str(err).split('C error: ')[-1]})", fix) from None
+        except (UnicodeDecodeError, EOFError, OSError, zlib.error) as err:
+            raise InputError(path, f"the file is truncated or not UTF-8 text ({type(err).__name__}: {err})",
+                             fix) from None
         line_offset = 1  # header line
+        check_no_nul(path, what="junction table", fix=fix)
     df = df.rename(columns={c: _TABLE_ALIASES.get(c.lower(), c.lower()) for c in df.columns})
     missing = {"cell", "chrom", "start", "end", "strand", "count"} - set(df.columns)
     if missing:
@@ -441,6 +479,46 @@ def merge_records(records: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     return var, jkey
 
 
+def harmonise_chromosome_names(chrom: pd.Series) -> tuple[pd.Series, dict[str, str]]:
+    """Give each chromosome one name when the input spells it both with and without ``chr``.
+
+    Files of one run made with different references (``chr1`` in some cells, ``1`` in others) would
+    otherwise turn one intron into two junctions. The spelling used by more records wins.
+
+    Returns
+    -------
+    chrom
+        The names, renamed where needed.
+    renamed
+        ``{old name: new name}`` (empty when nothing was renamed).
+    """
+    counts = chrom.value_counts()
+    renamed = {}
+    for name, n in counts.items():
+        name = str(name)
+        if name.startswith("chr") or f"chr{name}" not in counts.index:
+            continue
+        n_chr = counts[f"chr{name}"]
+        old, new = (name, f"chr{name}") if n_chr >= n else (f"chr{name}", name)
+        renamed[old] = new
+    if renamed:
+        chrom = chrom.astype(str).replace(renamed)
+    return chrom, renamed
+
+
+def _harmonised(records: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """``records`` with one spelling per chromosome, and the note for the ingest summary."""
+    chrom, renamed = harmonise_chromosome_names(records["chrom"])
+    if not renamed:
+        return records, {}
+    n_records = int(records["chrom"].isin(list(renamed)).sum())
+    log.warning("chromosome names spelt with and without 'chr'; renamed %s (%d records)",
+                ", ".join(f"{a}→{b}" for a, b in sorted(renamed.items())), n_records)
+    records = records.copy()
+    records["chrom"] = chrom.to_numpy()
+    return records, {"chrom_renamed": dict(sorted(renamed.items())), "chrom_renamed_records": n_records}
+
+
 def records_to_anndata(records: pd.DataFrame, obs: pd.DataFrame) -> ad.AnnData:
     """Merge per-(cell, junction) records into a cells × junctions CSR AnnData.
 
@@ -452,15 +530,28 @@ def records_to_anndata(records: pd.DataFrame, obs: pd.DataFrame) -> ad.AnnData:
     obs
         One row per cell code, index = cell ids.
     """
+    records, note = _harmonised(records)
     var, jkey = merge_records(records)
-    return _build_anndata(records["cell"].to_numpy(), jkey, records["count"].to_numpy(), obs, var)
+    adata = _build_anndata(records["cell"].to_numpy(), jkey, records["count"].to_numpy(), obs, var)
+    adata.uns["splicevi_ingest"] = {**adata.uns.get("splicevi_ingest", {}), **note}
+    return adata
 
 
 def _build_anndata(cell: np.ndarray, jkey: np.ndarray, counts: np.ndarray, obs: pd.DataFrame,
                    var: pd.DataFrame) -> ad.AnnData:
     """Cells × junctions CSR (duplicates summed, zeros dropped) with per-junction and per-cell totals."""
     x = sp.csr_matrix((counts.astype(np.float32), (cell, jkey)), shape=(len(obs), len(var)))
+    n_entries = len(cell)
     x.sum_duplicates()
+    duplicates = {}
+    if x.nnz < n_entries:  # the same junction listed more than once for a cell: summed, and reported
+        pair = np.asarray(cell, dtype=np.int64) * len(var) + np.asarray(jkey, dtype=np.int64)
+        uniq, n = np.unique(pair, return_counts=True)
+        cells_dup = np.unique(uniq[n > 1] // len(var))
+        duplicates = {"duplicate_records": int(n_entries - len(uniq)), "cells_with_duplicates": int(len(cells_dup)),
+                      "duplicate_example_cell": str(obs.index[cells_dup[0]])}
+        log.warning("%d duplicate junction record(s) in %d cell(s) (e.g. %s) were summed",
+                    duplicates["duplicate_records"], len(cells_dup), duplicates["duplicate_example_cell"])
     x.eliminate_zeros()
     var = var.copy()
     var["total_reads"] = np.asarray(x.sum(axis=0)).ravel().astype(np.int64)
@@ -470,7 +561,10 @@ def _build_anndata(cell: np.ndarray, jkey: np.ndarray, counts: np.ndarray, obs: 
     obs.index.name = "cell_id"
     obs["n_junction_reads"] = np.asarray(x.sum(axis=1)).ravel().astype(np.int64)
     obs["n_junctions_detected"] = np.diff(x.indptr).astype(np.int64)
-    return ad.AnnData(X=x, obs=obs, var=var)
+    adata = ad.AnnData(X=x, obs=obs, var=var)
+    if duplicates:
+        adata.uns["splicevi_ingest"] = duplicates
+    return adata
 
 
 def junction_ids(var: pd.DataFrame) -> np.ndarray:
@@ -509,7 +603,11 @@ def detect_junction_format(path: str | os.PathLike) -> str:
         return "junc"
     if name.endswith(".bed"):
         return "regtools"
-    header = pd.read_csv(p, sep="," if suffix == ".csv" else "\t", nrows=5, dtype=str)
+    try:
+        header = pd.read_csv(p, sep="," if suffix == ".csv" else "\t", nrows=5, dtype=str)
+    except (ValueError, EOFError, OSError, zlib.error) as err:  # pandas' parser errors are ValueErrors
+        raise InputError(p, f"cannot tell the junction format: not a readable table ({type(err).__name__})",
+                         "pass --junction-format, or check that the file is a complete text table") from None
     cols = {c.lower() for c in header.columns}
     if {"cell_id", "path"} <= cols:
         first = str(header["path"].iloc[0]) if len(header) else ""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import pickle
 import warnings
 from collections.abc import Sequence
 from typing import Literal
@@ -485,16 +487,29 @@ class SPLICEVI(
         **kwargs
             Passed to :meth:`scvi.model.base.BaseModelClass.load`.
         """
+        model_file = os.path.join(str(dir_path), "model.pt")
+        if not os.path.isdir(dir_path):
+            raise FileNotFoundError(f"model folder not found: {dir_path} (a folder written by SPLICEVI.save)")
+        if not os.path.isfile(model_file):
+            raise FileNotFoundError(f"{dir_path} holds no model.pt: not a folder written by SPLICEVI.save")
+        unreadable = (
+            f"{model_file} cannot be read: the file is empty, truncated or not a saved model; "
+            "save or train the model again (or copy the whole model folder again)"
+        )
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
                 model = super().load(dir_path, adata=adata, **kwargs)
+            except (EOFError, pickle.UnpicklingError) as err:
+                raise ValueError(unreadable) from err
             except RuntimeError as err:
                 if "size mismatch" in str(err) or "Error(s) in loading state_dict" in str(err):
                     raise ValueError(
                         f"the data does not match the saved model in {dir_path}: different numbers of genes, "
                         "junctions or covariate categories"
                     ) from err
+                if "PytorchStreamReader" in str(err) or "zip archive" in str(err):
+                    raise ValueError(unreadable) from err
                 raise
         for w in caught:
             if "var_names" in str(w.message):

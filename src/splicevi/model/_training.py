@@ -24,6 +24,22 @@ class SparseDataSplitter(DataSplitter):
         """Leave the batch as it is (sparse tensors stay sparse)."""
         return batch
 
+    def val_dataloader(self):
+        """The validation loader; an error that says what to change when the split left no cell for it.
+
+        Lightning asks for it only when validation runs (early stopping, validation metrics); scvi-tools
+        returns None when ``train_size`` rounds every cell into the training set (fewer than ~10 cells).
+        """
+        loader = super().val_dataloader()
+        if loader is None:
+            n_cells = len(self.train_idx) + len(self.val_idx)
+            raise ValueError(
+                f"no cell left for validation: {n_cells} cell(s) with train_size={self.train_size} all go to "
+                "training; use more cells (at least 10), a smaller train_size, or train_size=1 without early "
+                "stopping (CLI: --train-size 1 --no-early-stopping)"
+            )
+        return loader
+
 
 class SplicingTrainingPlan(AdversarialTrainingPlan):
     """Adversarial training plan with gradient-norm clipping and a step LR scheduler.

@@ -1,0 +1,219 @@
+"""Exit statuses and one-line messages of the command line for user mistakes and faults.
+
+0 only when every output was written; 2 usage, 3 data, 4 output errors; SIGTERM / SIGINT during
+training end with 143 / 130 and leave earlier outputs as they were.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from splicevi.cli.main import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _mdata(path: Path, n_cells: int, n_batches: int = 1) -> Path:
+    from splicevi.data import simulate
+
+    sim = simulate(n_cells=n_cells, n_genes=20, n_events=10, n_types=2, n_batches=n_batches,
+                   observed_fraction=0.5, seed=3)
+    sim.to_mudata().write_h5mu(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory) -> Path:
+    return _mdata(tmp_path_factory.mktemp("cli_err") / "small.h5mu", 60)
+
+
+@pytest.fixture(scope="module")
+def trained(small) -> Path:
+    """A model trained for one epoch (only its files matter here)."""
+    out = small.parent / "model"
+    rc = main(["train", "--mdata", str(small), "--max-epochs", "1", "--threads", "1", "--out-model", str(out),
+               "--out-history", str(small.parent / "history.tsv")])
+    assert rc == 0 and (out / "model.pt").stat().st_size > 0
+    return out
+
+
+def _err(capsys) -> str:
+    """The message of a failed command: its last stderr line (an exception escaping main fails the test)."""
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("splicevi "), last
+    return last
+
+
+def test_help_documents_exit_statuses(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for line in ("2    usage error", "3    data error", "4    output error", "130  interrupted", "143 terminated"):
+        assert line in out
+
+
+def test_usage_and_data_errors_have_distinct_statuses(tmp_path, capsys):
+    out = ["--out-model", str(tmp_path / "m"), "--out-history", str(tmp_path / "h.tsv")]
+    assert main(["train", "--mdata", str(tmp_path / "x.h5mu"), "--model-kwargs", "[1]", *out]) == 2
+    assert "usage error: --model-kwargs must be a JSON object" in _err(capsys)
+    assert main(["train", "--mdata", str(tmp_path / "x.h5mu"), *out]) == 3
+    assert "MuData (.h5mu) not found" in _err(capsys)
+    with pytest.raises(SystemExit) as exc:  # argparse's own usage errors
+        main(["train", "--mdata"])
+    assert exc.value.code == 2
+
+
+def test_unwritable_output_fails_before_any_work(tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    # The input does not exist either: the output check comes first, before anything is read.
+    rc = main(["train", "--mdata", str(tmp_path / "missing.h5mu"), "--out-model", str(blocker / "model"),
+               "--out-history", str(tmp_path / "h.tsv")])
+    assert rc == 4
+    err = _err(capsys)
+    assert "--out-model" in err and "is a file, not a folder" in err
+    if Path("/proc").is_dir():  # not writable even by root
+        rc = main(["plot", "training", "--history", str(tmp_path / "h.tsv"), "--out", "/proc/splicevi/x.png"])
+        assert rc == 4 and "cannot write in /proc" in _err(capsys)
+
+
+def test_two_outputs_on_one_path_are_refused(tmp_path, capsys):
+    sim = tmp_path / "sim"
+    assert main(["simulate", "--out", str(sim), "--format", "starsolo", "--n-cells", "20", "--n-genes", "10",
+                 "--n-events", "5", "--n-types", "2", "--no-progress"]) == 0
+    capsys.readouterr()
+    same = str(tmp_path / "x.h5ad")
+    rc = main(["ingest", "--junctions", str(sim), "--genes", str(sim / "Solo.out" / "Gene" / "filtered"),
+               "--out-junctions", same, "--out-genes", same, "--no-progress"])
+    assert rc == 2 and "are the same path" in _err(capsys)
+    assert not Path(same).exists()
+
+
+def test_unknown_model_argument(small, tmp_path, capsys):
+    rc = main(["train", "--mdata", str(small), "--model-kwargs", '{"n_latnt": 4}', "--max-epochs", "1",
+               "--out-model", str(tmp_path / "m"), "--out-history", str(tmp_path / "h.tsv")])
+    assert rc == 2
+    err = _err(capsys)
+    assert "'n_latnt' is not an argument" in err and "did you mean 'n_latent'" in err
+    assert not (tmp_path / "m").exists()
+
+
+def test_too_few_cells_for_validation(tmp_path, capsys):
+    tiny = _mdata(tmp_path / "tiny.h5mu", 4)
+    rc = main(["train", "--mdata", str(tiny), "--max-epochs", "2", "--threads", "1", "--out-model",
+               str(tmp_path / "m"), "--out-history", str(tmp_path / "h.tsv")])
+    assert rc == 3
+    err = _err(capsys)
+    assert "no cell left for validation: 4 cell(s)" in err and "--train-size 1 --no-early-stopping" in err
+    assert not (tmp_path / "m").exists() and not (tmp_path / "h.tsv").exists()
+
+
+def test_batch_key_with_one_level_is_refused(small, tmp_path, capsys):
+    rc = main(["train", "--mdata", str(small), "--batch-key", "batch", "--max-epochs", "1", "--out-model",
+               str(tmp_path / "m"), "--out-history", str(tmp_path / "h.tsv")])
+    assert rc == 3
+    assert "batch_key 'batch' has one value" in _err(capsys)
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "garbage", "missing_file", "missing_folder"])
+def test_damaged_model_folder(trained, small, tmp_path, capsys, damage):
+    model = tmp_path / "model"
+    shutil.copytree(trained, model)
+    pt = model / "model.pt"
+    if damage == "empty":
+        pt.write_bytes(b"")
+    elif damage == "truncated":
+        pt.write_bytes(pt.read_bytes()[: pt.stat().st_size // 2])
+    elif damage == "garbage":
+        pt.write_bytes(b"not a model " * 20)
+    elif damage == "missing_file":
+        pt.unlink()
+    else:
+        shutil.rmtree(model)
+    rc = main(["embed", "--mdata", str(small), "--model", str(model), "--out", str(tmp_path / "e.h5ad")])
+    assert rc == 3
+    err = _err(capsys)
+    expected = {"missing_folder": "model directory not found", "missing_file": "holds no model.pt"}
+    assert expected.get(damage, "cannot be read: the file is empty, truncated or not a saved model") in err
+    assert not (tmp_path / "e.h5ad").exists()
+
+
+def test_model_load_on_missing_folder(small, tmp_path):
+    from splicevi import SPLICEVI
+
+    with pytest.raises(FileNotFoundError, match="model folder not found"):
+        SPLICEVI.load(str(tmp_path / "nope"), adata=None)
+
+
+def _train_then_signal(tmp_path: Path, mdata: Path, signum: int) -> tuple[int, str]:
+    """Start a long training in a child process, send ``signum`` once epochs run; (status, stderr)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO / "src"),
+                                                                   os.environ.get("PYTHONPATH")])))
+    cmd = [sys.executable, "-m", "splicevi.cli.main", "train", "--mdata", str(mdata), "--max-epochs", "100000",
+           "--no-early-stopping", "--threads", "1", "--out-model", str(tmp_path / "model"),
+           "--out-history", str(tmp_path / "history.tsv")]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env)
+    chunks: list[bytes] = []
+    started = threading.Event()
+
+    def read():
+        for chunk in iter(lambda: proc.stderr.read1(4096), b""):
+            chunks.append(chunk)
+            # the first minibatch (a sparse tensor, whose beta warning torch prints once) means epochs run
+            if b"sparse_csr_tensor" in b"".join(chunks[-3:]):
+                started.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert started.wait(180), b"".join(chunks).decode(errors="replace")[-2000:]
+        time.sleep(2)  # well inside the training loop
+        proc.send_signal(signum)
+        rc = proc.wait(120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    reader.join(10)
+    return rc, b"".join(chunks).decode(errors="replace")
+
+
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_during_training_exits_nonzero_and_keeps_outputs(tmp_path, small, signum, status):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "model.pt").write_bytes(b"previous model")
+    (tmp_path / "history.tsv").write_text("previous history\n")
+    before = time.time()
+    rc, err = _train_then_signal(tmp_path, small, signum)
+    assert rc == status, err[-2000:]
+    assert f"{signal.Signals(signum).name} received: stopped, nothing written" in err
+    assert (tmp_path / "model" / "model.pt").read_bytes() == b"previous model"
+    assert (tmp_path / "history.tsv").read_text() == "previous history\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["history.tsv", "model"]  # no temporary left
+    assert time.time() - before < 300
+
+
+def test_cluster_checks_contrast_groups_before_differential_jobs(trained, small, tmp_path, capsys):
+    """Cluster groups are known only after clustering: `splicevi cluster --contrasts` refuses a missing one."""
+    emb = tmp_path / "emb.h5ad"
+    assert main(["embed", "--mdata", str(small), "--model", str(trained), "--n-neighbors", "10",
+                 "--out", str(emb)]) == 0
+    out = ["--out", str(tmp_path / "c.h5mu"), "--out-cells", str(tmp_path / "cells.tsv")]
+    bad = '[{"name": "c", "groupby": "leiden", "group1": "99", "group2": null}]'
+    capsys.readouterr()
+    rc = main(["cluster", "--mdata", str(small), "--embedding", str(emb), "--contrasts", bad, *out])
+    assert rc == 3
+    err = _err(capsys)
+    assert "group '99' of 'leiden' has 0 cells (need 3); groups present: 0" in err
+    assert not (tmp_path / "c.h5mu").exists() and not (tmp_path / "cells.tsv").exists()
+    good = '[{"name": "c", "groupby": "leiden", "group1": "0", "group2": null}]'
+    assert main(["cluster", "--mdata", str(small), "--embedding", str(emb), "--contrasts", good, *out]) == 0
