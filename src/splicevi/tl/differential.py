@@ -192,8 +192,10 @@ def _stratum_estimate(mom: GroupMoments) -> tuple[np.ndarray, ...]:
     psi_reg = np.clip((mom.k + 0.5) / (mom.n + 1.0), 0.0, 1.0)
     var_floor = psi_reg * (1 - psi_reg) * mom.w2_noise / w_safe**2
     var = np.maximum(var_if, var_floor)
-    # Degrees of freedom from the observing cells (conservative when the model term dominates).
-    df = np.maximum(m - 1.0, 0.0)
+    # Degrees of freedom from the observing cells (conservative when the model term dominates). A
+    # single observing cell still gets a (very heavy-tailed, t with 1 df) test on the reads' own
+    # Dirichlet-multinomial variance, so that it ranks by its evidence instead of by a tie.
+    df = np.where(m >= 2, m - 1.0, np.where(m >= 1, 1.0, 0.0))
     return mean, var, df, m
 
 
@@ -232,7 +234,7 @@ def group_estimate(mom: GroupMoments, weights: np.ndarray | None = None) -> Grou
     k_total, n_total = mom.k.sum(axis=0), mom.n.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         pooled = np.where(n_total > 0, k_total / np.maximum(n_total, _EPS), np.nan)
-    untestable = m_total < MIN_OBS_PER_STRATUM
+    untestable = m_total < 1
     return GroupEstimate(
         mean=np.where(stratified_ok, mean_strat, mean_1),
         var=np.where(untestable, np.nan, np.where(stratified_ok, var_strat, var_1)),
@@ -300,7 +302,7 @@ def difference_test(
     Returns
     -------
     DifferenceTest
-        Untestable junctions (fewer than two observing cells in a group) have NaN ``se``,
+        Untestable junctions (no observing cell in a group) have NaN ``se``,
         p-value 1, NaN ``proba`` and ``log_odds``.
     """
     if mode not in ("change", "vanilla"):
