@@ -508,8 +508,8 @@ class SplicingAnalysisMixin:
             - ``pvalue`` (of the null ``|ΔPSI| ≤ delta``), ``log10_pvalue`` (exact where ``pvalue``
               underflows), ``qvalue`` (Benjamini–Hochberg), ``is_ds_fdr`` (``qvalue ≤ fdr_target``);
             - ``proba_ds``, ``bayes_factor`` (natural log odds): posterior of ΔPSI under an
-              empirical-Bayes normal prior; NaN where a group has no observing cell
-              (untestable; ``pvalue`` 1);
+              empirical-Bayes normal prior (the prior alone where a group has no observing cell:
+              untestable, ``pvalue`` 1);
             - ``est_psi1``, ``est_psi2`` (the group estimates), ``emp_psi1``, ``emp_psi2``,
               ``emp_effect`` (pooled observed PSI Σk / Σn and its difference), ``n_obs_group1``,
               ``n_obs_group2`` (observing cells), ``junction_id``, ``event_id``, ``gene_name``.

@@ -52,8 +52,13 @@ def volcano(table: pd.DataFrame, kind: str = "ds", n_labels: int = 5, eps: float
     for ax, name in zip(axes, contrasts, strict=True):
         t = table[table["contrast"] == name]
         x = t[effect].to_numpy(dtype=float)
-        p = np.clip(t[proba].to_numpy(dtype=float), eps, 1 - eps)
-        y = np.log10(p / (1 - p))
+        if kind == "ds" and "log10_pvalue" in t.columns:
+            # −log10 p keeps resolving strong from very strong evidence where a clipped
+            # probability would pile every strong call onto one line.
+            y, ylabel = -t["log10_pvalue"].to_numpy(dtype=float), "−log10 p-value (|ΔPSI| > delta)"
+        else:
+            p = np.clip(t[proba].to_numpy(dtype=float), eps, 1 - eps)
+            y, ylabel = np.log10(p / (1 - p)), f"log10 odds of {proba}"
         hit = t[call].to_numpy(dtype=bool) if call else np.zeros(len(t), dtype=bool)
         ax.scatter(x[~hit], y[~hit], s=6, color="0.65", linewidths=0, rasterized=True, label="not called")
         ax.scatter(x[hit], y[hit], s=10, color="tab:red", linewidths=0, rasterized=True, label=f"called ({hit.sum()})")
@@ -64,7 +69,7 @@ def volcano(table: pd.DataFrame, kind: str = "ds", n_labels: int = 5, eps: float
         ax.axvline(0, color="0.8", lw=0.8)
         ax.set_title(str(name), fontsize="medium")
         ax.set_xlabel(xlabel)
-        ax.set_ylabel(f"log10 odds of {proba}")
+        ax.set_ylabel(ylabel)
         ax.legend(frameon=False, fontsize="x-small", loc="lower right")
     fig.tight_layout()
     return fig

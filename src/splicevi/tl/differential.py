@@ -302,8 +302,8 @@ def difference_test(
     Returns
     -------
     DifferenceTest
-        Untestable junctions (no observing cell in a group) have NaN ``se``,
-        p-value 1, NaN ``proba`` and ``log_odds``.
+        Untestable junctions (no observing cell in a group) have NaN ``se``, p-value 1 and the
+        prior's ``proba`` and ``log_odds``.
     """
     if mode not in ("change", "vanilla"):
         raise ValueError(f"mode must be 'change' or 'vanilla', got {mode!r}")
@@ -321,9 +321,10 @@ def difference_test(
     log_p = np.minimum(np.logaddexp(_log_t_sf(a, df_ok), _log_t_sf(b, df_ok)), 0.0)
     log_p = np.where(ok, log_p, 0.0)
     tau2 = prior_variance(effect[ok], var[ok], delta) if prior_var is None else float(prior_var)
-    shrink = tau2 / (tau2 + np.where(ok, var, np.inf))
-    post_mean = shrink * effect
-    post_sd = np.sqrt(np.where(ok, shrink * var, 1.0))
+    # Untestable junctions keep the prior (mean 0, sd τ): no data, no evidence either way.
+    shrink = np.where(ok, tau2 / (tau2 + np.where(ok, var, 1.0)), 0.0)
+    post_mean = np.where(ok, shrink * effect, 0.0)
+    post_sd = np.sqrt(np.where(ok, shrink * np.where(ok, var, 1.0), tau2))
     if mode == "change":
         # The posterior is symmetric in the sign of ΔPSI: work with |mean| so every tail below is
         # a lower tail, accurate in logs however strong the evidence.
@@ -346,8 +347,8 @@ def difference_test(
         se=np.where(ok, se, np.nan),
         df=np.where(ok, df, np.nan),
         log_pvalue=log_p,
-        proba=np.where(ok, proba, np.nan),
-        log_odds=np.where(ok, log_odds, np.nan),
+        proba=proba,
+        log_odds=log_odds,
     )
 
 
