@@ -25,6 +25,7 @@ Run: ``python bench/ds_quality.py [--quick] [--epochs 20]``.
 from __future__ import annotations
 
 import argparse
+import inspect
 import itertools
 import json
 import logging
@@ -45,6 +46,8 @@ from splicevi.tl.metrics import call_quality, ranking_quality
 
 DELTA = 0.1
 TARGETS = (0.05, 0.1)
+#: The default ``fdr_method`` of ``differential_splicing`` (its calls are ``is_ds_fdr``).
+DEFAULT_METHOD = inspect.signature(SPLICEVI.differential_splicing).parameters["fdr_method"].default
 N_TYPES = 6
 
 
@@ -58,8 +61,15 @@ def true_group_psi(sim, cell_types: np.ndarray, cells: np.ndarray) -> pd.Series:
     return sum(w * sim.junctions[f"true_psi_{t}"] for t, w in shares.items())
 
 
+def with_calls(table: pd.DataFrame) -> pd.DataFrame:
+    """``is_ds_fdr_<target>``: the table's own calls at each target (its default method)."""
+    q = table["lfdr_qvalue"] if DEFAULT_METHOD == "lfdr" else table["qvalue"]
+    return table.assign(**{f"is_ds_fdr_{t}": (q <= t).to_numpy() for t in TARGETS})
+
+
 def score_contrast(sim, table_j, table_e, true_dpsi: pd.Series) -> dict:
     """Ranking and calls of one contrast against the true ΔPSI of the groups' mean PSI."""
+    table_j, table_e = with_calls(table_j), with_calls(table_e)
     out = {}
     truth_j = (true_dpsi.abs() > DELTA).loc[table_j.index].to_numpy()
     ev_dpsi = true_dpsi.abs().groupby(sim.junctions["event_id"]).max()
@@ -72,11 +82,14 @@ def score_contrast(sim, table_j, table_e, true_dpsi: pd.Series) -> dict:
         res = {
             "n_true": int(truth.sum()),
             "table_order": ranking_quality(truth, own_order),
+            "pvalue_order": ranking_quality(truth, -table["log10_pvalue"].to_numpy()),
+            "lfdr_order": ranking_quality(truth, -table["log10_lfdr"].to_numpy()),
             "pooled_abs_dpsi": ranking_quality(truth, pooled),
         }
         for target in TARGETS:
-            calls = table["qvalue"].to_numpy() <= target
-            res[f"calls_q{target}"] = call_quality(truth, calls)
+            res[f"calls_q{target}"] = call_quality(truth, table["is_ds_fdr_" + str(target)].to_numpy())
+            res[f"calls_bh_q{target}"] = call_quality(truth, table["qvalue"].to_numpy() <= target)
+            res[f"calls_lfdr_q{target}"] = call_quality(truth, table["lfdr_qvalue"].to_numpy() <= target)
         pv = table["proba_ds"].to_numpy()
         res["proba_ds_exact_0_or_1_fraction"] = float(np.mean((pv == 0) | (pv == 1)))
         res["bayes_factor_distinct_fraction"] = float(
@@ -87,14 +100,15 @@ def score_contrast(sim, table_j, table_e, true_dpsi: pd.Series) -> dict:
 
 
 def null_summary(table_j, table_e) -> dict:
-    return {
-        "junction_called_fraction_q0.05": float(table_j["is_ds_fdr"].mean()),
-        "junction_called_fraction_q0.1": float((table_j["qvalue"] <= 0.1).mean()),
-        "event_called_fraction_q0.05": float(table_e["is_ds_fdr"].mean()),
-        "event_called_fraction_q0.1": float((table_e["qvalue"] <= 0.1).mean()),
-        "n_junctions": int(len(table_j)),
-        "min_pvalue": float(table_j["pvalue"].min()),
-    }
+    table_j, table_e = with_calls(table_j), with_calls(table_e)
+    out = {"n_junctions": int(len(table_j)), "min_pvalue": float(table_j["pvalue"].min()),
+           "min_lfdr": float(table_j["lfdr"].min())}
+    for level, table in (("junction", table_j), ("event", table_e)):
+        for t in TARGETS:
+            out[f"{level}_called_fraction_q{t}"] = float(table[f"is_ds_fdr_{t}"].mean())
+            out[f"{level}_called_fraction_bh_q{t}"] = float((table["qvalue"] <= t).mean())
+            out[f"{level}_called_fraction_lfdr_q{t}"] = float((table["lfdr_qvalue"] <= t).mean())
+    return out
 
 
 def run_regime(n_events, frac_ds, observed, conc, args) -> dict:
@@ -169,31 +183,40 @@ def run_regime(n_events, frac_ds, observed, conc, args) -> dict:
 
 
 def markdown(summary: dict) -> str:
-    """One row per (regime, contrast): AUPRC own vs pooled, FDR and power at both targets."""
+    """One row per (regime, contrast, level): AUPRC of the orders and FDR / power of the calls."""
+
+    def f(x, key="auprc"):
+        v = x.get(key, float("nan"))
+        return f"{v:.3f}"
+
+    def calls(r, key):
+        return f"{r[key]['empirical_fdr']:.3f} / {r[key]['power']:.3f}"
+
     lines = [
         "# Differential splicing quality (bench/ds_quality.py)",
         "",
-        f"Command: `{summary['command']}`; delta {DELTA}; truth |true ΔPSI| > delta (event: max over the ATSE).",
-        "AUPRC of the table's own order vs pooled observed |ΔPSI|; empirical FDR / power of `qvalue ≤ target`.",
+        f"Command: `{summary['command']}`; {summary['epochs']} epochs; delta {DELTA}; default fdr_method "
+        f"`{summary['fdr_method']}`.",
+        "Truth: |true ΔPSI of the groups' mean PSI| > delta (per ATSE: max over its junctions); one-vs-rest: the rest "
+        "as the cells present. AUPRC of the table's own order, of the p-value and local-FDR orders, and of the pooled "
+        "observed |ΔPSI| (model-free baseline). Calls: empirical FDR / power of `is_ds_fdr` (the table's calls) at "
+        "targets 0.05 and 0.1, and of Benjamini–Hochberg on the p-values at 0.05.",
         "",
-        "| regime | contrast | level | AUPRC table | AUPRC pooled | AUROC table | AUROC pooled "
-        "| FDR@0.05 | power@0.05 | FDR@0.1 | power@0.1 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| regime | contrast | level | AUPRC table | AUPRC p | AUPRC lfdr | AUPRC pooled | calls@0.05 FDR / power "
+        "| calls@0.1 FDR / power | BH@0.05 FDR / power |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for reg in summary["regimes"]:
         for cname, c in reg["contrasts"].items():
             for level in ("junction", "event"):
                 r = c[level]
                 lines.append(
-                    f"| {reg['regime']} | {cname} | {level} | {r['table_order'].get('auprc', float('nan')):.3f} "
-                    f"| {r['pooled_abs_dpsi'].get('auprc', float('nan')):.3f} "
-                    f"| {r['table_order'].get('auroc', float('nan')):.3f} "
-                    f"| {r['pooled_abs_dpsi'].get('auroc', float('nan')):.3f} "
-                    f"| {r['calls_q0.05']['empirical_fdr']:.3f} | {r['calls_q0.05']['power']:.3f} "
-                    f"| {r['calls_q0.1']['empirical_fdr']:.3f} | {r['calls_q0.1']['power']:.3f} |"
+                    f"| {reg['regime']} | {cname} | {level} | {f(r['table_order'])} | {f(r['pvalue_order'])} "
+                    f"| {f(r['lfdr_order'])} | {f(r['pooled_abs_dpsi'])} | {calls(r, 'calls_q0.05')} "
+                    f"| {calls(r, 'calls_q0.1')} | {calls(r, 'calls_bh_q0.05')} |"
                 )
-    lines += ["", "| regime | null | junctions called (q≤0.05) | (q≤0.1) | ATSEs called (q≤0.05) | (q≤0.1) |",
-              "|---|---|---|---|---|---|"]
+    lines += ["", "Null contrasts: fraction of junctions / ATSEs called by `is_ds_fdr`.", "",
+              "| regime | null | junctions @0.05 | @0.1 | ATSEs @0.05 | @0.1 |", "|---|---|---|---|---|---|"]
     for reg in summary["regimes"]:
         for nname, n in reg["nulls"].items():
             lines.append(
@@ -244,6 +267,7 @@ def main() -> None:
         regimes.append(res)
     summary = {
         "command": "python " + " ".join(sys.argv),
+        "fdr_method": DEFAULT_METHOD,
         "machine": {"platform": platform.platform(), "torch_threads": torch.get_num_threads()},
         "delta": DELTA,
         "epochs": args.epochs,

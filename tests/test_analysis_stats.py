@@ -40,7 +40,8 @@ def test_constant_model_gives_pooled_psi():
     np.testing.assert_array_equal(est.n_obs, [2, 2, 1])
     # One observing cell: only the reads' own noise, ψ(1 − ψ)/n at ψ = (5 + ½)/(5 + 1), n = 5.
     np.testing.assert_allclose(est.var[2], (5.5 / 6) * (0.5 / 6) / 5)
-    assert est.df[2] == 1 and est.df[0] == 1
+    # Degrees of freedom: the observing cells' (m − 1) plus the moderation's prior ones.
+    assert est.df[2] == ds.MODERATION_DF and est.df[0] == 1 + ds.MODERATION_DF
     none = ds.group_estimate(_moments(k[[1]], n[[1]], [0], 1))
     assert np.isnan(none.var).all() and (none.df == 0).all()  # no observing cell: untestable
 
@@ -85,10 +86,27 @@ def test_interval_null_pvalues_and_evidence_resolution():
     assert np.all(np.isfinite(test.log_odds)) and np.all(np.diff(test.log_odds[2:]) > 1)
     assert test.proba[0] < 0.01
     # A junction with little information is not "probably changed" for lack of data.
-    vague = ds.difference_test(est([0.5], 0.05), est([0.5], 0.05), delta=0.1, prior_var=0.01)
+    prior = (np.array([0.0, 0.1]), np.array([0.5, 0.5]))
+    vague = ds.difference_test(est([0.5], 0.05), est([0.5], 0.05), delta=0.1, prior=prior)
     assert vague.proba[0] < 0.5 and vague.pvalue[0] == pytest.approx(1.0)
     van = ds.difference_test(g1, g2, mode="vanilla")
     assert van.log_odds[2] > 0 and van.pvalue[0] == pytest.approx(1.0)
+
+
+def test_scale_mixture_prior_finds_the_null_share():
+    rng = np.random.default_rng(4)
+    truth = np.where(rng.random(5000) < 0.1, rng.normal(0, 0.3, 5000), 0.0)
+    se = rng.uniform(0.02, 0.1, 5000)
+    sigmas, weights = ds.fit_scale_mixture(truth + rng.normal(0, se), se**2)
+    assert 0.85 < weights[sigmas == 0].sum() + weights[sigmas == 0.01].sum() < 0.95, weights
+    # The local FDR of a clear change is small, of a clear non-change close to 1.
+    yes, no = ds.posterior_tails(np.array([0.5, 0.0]), np.array([0.05**2] * 2), (sigmas, weights), 0.1)
+    assert np.exp(no[0]) < 1e-3 and np.exp(no[1]) > 0.95 and yes[0] > no[0]
+
+
+def test_lfdr_qvalues_hand_case():
+    q = ds.lfdr_qvalues(np.array([0.2, 0.01, 0.05, np.nan]))
+    np.testing.assert_allclose(q, [0.26 / 3, 0.01, 0.03, 1.26 / 4])
 
 
 def test_bh_qvalues_hand_case():
@@ -119,9 +137,12 @@ def test_fdr_holds_one_vs_rest_with_unequal_coverage():
     test = ds.difference_test(g1, g2, delta=0.1)
     truth = np.abs(g_psi - (base + other) / 2) > 0.1
     for target in (0.05, 0.1):
-        calls = ds.fdr_calls(ds.bh_qvalues(test.log_pvalue), target)
-        quality = call_quality(truth, calls)
+        quality = call_quality(truth, ds.fdr_calls(ds.bh_qvalues(test.log_pvalue), target))
         assert quality["n_calls"] > 50 and quality["empirical_fdr"] <= 1.5 * target, quality
+    # Many unchanged junctions sit just below delta here (0.075): the local FDR's unimodal prior
+    # cannot see that gap, and its calls overshoot the target (why ``bh`` is the default).
+    lfdr_calls = ds.fdr_calls(ds.lfdr_qvalues(np.exp(test.log_lfdr)), 0.05)
+    assert call_quality(truth, lfdr_calls)["power"] > quality["power"]
 
 
 def test_evidence_order_beats_pooled_dpsi_when_coverage_varies():
@@ -168,6 +189,7 @@ def test_event_level_simes():
             "log10_pvalue": log10_p,
             "proba_ds": [0.99, 0.1, 0.9, 0.1, 0.0],
             "bayes_factor": [4.6, -2.2, 2.2, -2.2, -9.0],
+            "log10_lfdr": np.log10([0.01, 0.9, 0.1, 0.9, 1.0]),
         }
     )
     table = ds.event_level(junctions, codes, fdr_target=0.05)
@@ -175,11 +197,12 @@ def test_event_level_simes():
     # Simes: E1 = min(0.001·2/1, 0.02·2/2) = 0.002; E0 = min(0.5·2, 0.6) = 0.6.
     np.testing.assert_allclose(ev.loc[["E1", "E0", "E2"], "pvalue"], [0.002, 0.6, 1.0])
     assert ev.loc["E1", "best_junction"] == "a" and ev.loc["E1", "proba_ds"] == 0.99
+    np.testing.assert_allclose(ev.loc[["E1", "E0"], "lfdr"], [0.01, 0.9])  # the smallest of the ATSE
     np.testing.assert_allclose(ev.loc["E1", "max_abs_dpsi"], 0.35)
     np.testing.assert_allclose(ev.loc["E0", "emp_max_abs_dpsi"], 0.1)
     assert ev.loc["E1", "is_ds_fdr"] and not ev.loc["E0", "is_ds_fdr"]
     assert ev.loc["E2", "n_junctions"] == 1
-    ordered = ds.sort_table(table.reset_index(drop=True))
+    ordered = ds.sort_table(table.reset_index(drop=True), "bh")
     assert list(ordered["event_id"]) == ["E1", "E0", "E2"]
 
 

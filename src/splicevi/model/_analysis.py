@@ -439,6 +439,7 @@ class SplicingAnalysisMixin:
         level: Literal["junction", "event"] = "junction",
         n_samples: int = 1,
         seed: int = 0,
+        fdr_method: Literal["bh", "lfdr"] = "bh",
         **kwargs,
     ) -> pd.DataFrame:
         """Differential splicing on the PSI scale, per junction or per ATSE.
@@ -496,6 +497,14 @@ class SplicingAnalysisMixin:
             mean).
         seed
             Seed of the latent samples (``n_samples > 1``).
+        fdr_method
+            How ``is_ds_fdr`` controls the FDR: ``bh`` (default), Benjamini–Hochberg on the
+            interval-null p-values (``qvalue ≤ fdr_target``; valid whatever the distribution of
+            the true changes, conservative when most unchanged junctions do not change at all);
+            ``lfdr``, the mean local FDR of the calls under the fitted prior
+            (``lfdr_qvalue ≤ fdr_target``; about twice the power, but measured anti-conservative,
+            up to ≈1.8× the target, when many true changes sit just below ``delta``). The table is
+            sorted by the evidence of the chosen method.
         **kwargs
             Ignored (API compatibility with scvi-tools' DE keyword arguments).
 
@@ -507,9 +516,12 @@ class SplicingAnalysisMixin:
             - ``effect_size`` (estimated ΔPSI), ``effect_se`` (its standard error), ``df``;
             - ``pvalue`` (of the null ``|ΔPSI| ≤ delta``), ``log10_pvalue`` (exact where ``pvalue``
               underflows), ``qvalue`` (Benjamini–Hochberg), ``is_ds_fdr`` (``qvalue ≤ fdr_target``);
-            - ``proba_ds``, ``bayes_factor`` (natural log odds): posterior of ΔPSI under an
-              empirical-Bayes normal prior (the prior alone where a group has no observing cell:
-              untestable, ``pvalue`` 1);
+            - ``proba_ds`` = P(|ΔPSI| > delta | data), ``bayes_factor`` (its natural log odds,
+              exact far beyond where ``proba_ds`` rounds to 1), ``lfdr`` = 1 − ``proba_ds``,
+              ``log10_lfdr``, ``lfdr_qvalue`` (mean ``lfdr`` of the rows at least as strong):
+              posterior under an empirical-Bayes prior, a zero-centred normal scale mixture fitted
+              to all junctions (the prior alone where a group has no observing cell: untestable,
+              ``pvalue`` 1);
             - ``est_psi1``, ``est_psi2`` (the group estimates), ``emp_psi1``, ``emp_psi2``,
               ``emp_effect`` (pooled observed PSI Σk / Σn and its difference), ``n_obs_group1``,
               ``n_obs_group2`` (observing cells), ``junction_id``, ``event_id``, ``gene_name``.
@@ -524,6 +536,8 @@ class SplicingAnalysisMixin:
             raise ValueError(f"level must be 'junction' or 'event', got {level!r}")
         if mode not in ("change", "vanilla"):
             raise ValueError(f"mode must be 'change' or 'vanilla', got {mode!r}")
+        if fdr_method not in dstats.FDR_METHODS:
+            raise ValueError(f"fdr_method must be one of {dstats.FDR_METHODS}, got {fdr_method!r}")
         if n_samples < 1:
             raise ValueError(f"n_samples must be >= 1, got {n_samples}")
         if not 0 < fdr_target < 1:
@@ -559,16 +573,16 @@ class SplicingAnalysisMixin:
             g1 = dstats.group_estimate(mom.subset(s1))
             g2 = dstats.group_estimate(mom.subset(s2))
             test = dstats.difference_test(g1, g2, delta=delta, mode=mode)
-            table = dstats.junction_table(test, g1, g2, fdr_target)
+            table = dstats.junction_table(test, g1, g2, fdr_target, fdr_method)
             table.index = pd.Index(var.index, name="junction_id")
             table["junction_id"] = var.index.to_numpy()
             table["event_id"] = var["event_id"].to_numpy()
             table["gene_name"] = var["gene_name"].to_numpy() if "gene_name" in var else None
             if level == "event":
-                table = dstats.event_level(table, codes, fdr_target=fdr_target)
+                table = dstats.event_level(table, codes, fdr_target=fdr_target, fdr_method=fdr_method)
             if not all_stats:
                 table = table.drop(columns=[c for c in ("emp_psi1", "emp_psi2", "emp_effect") if c in table])
-            table = dstats.sort_table(table)
+            table = dstats.sort_table(table, fdr_method)
             if len(comparisons) > 1:
                 table["comparison"] = f"{name1} vs {name2}"
                 table["group1"], table["group2"] = name1, name2

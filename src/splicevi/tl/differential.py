@@ -12,18 +12,21 @@ With a useless model (``p`` constant) this is the pooled observed PSI; with a go
 residuals are small and the estimate sharper. The correction makes it unbiased whatever the model,
 so a weak latent cannot bias the test. Its variance comes from the estimator's influence function
 with cells as independent units, so cell-to-cell overdispersion and the model's own variation are
-both in it; it is floored by the Dirichlet-multinomial sampling variance of the reads. Groups made
-of several labelled sub-groups (one group against the rest) are estimated per sub-group (stratum)
-and combined with the sub-groups' cell counts as weights, so "the rest" means the cells present.
+both in it; for a handful of observing cells it is moderated towards the variance the model
+expects (the reads' Dirichlet-multinomial noise), limma-style. Groups made of several labelled
+sub-groups (one group against the rest) are estimated per sub-group (stratum) and combined with
+the sub-groups' cell counts as weights, so "the rest" means the cells present.
 
 Evidence, from a Student-t approximation (Welch–Satterthwaite degrees of freedom):
 
 * ``pvalue``: test of the interval null ``|ΔPSI| ≤ delta`` (``change`` mode) or ``ΔPSI = 0``
-  (``vanilla``); ``qvalue``: Benjamini–Hochberg; ``is_ds_fdr``: ``qvalue ≤ fdr_target``;
-* ``proba_ds`` / ``bayes_factor``: posterior of ΔPSI under an empirical-Bayes normal prior
-  ``N(0, τ²)`` fitted to all junctions (so a junction with little coverage is not "probably
-  changed" for lack of data); log odds computed in log space, so they resolve strong from very
-  strong evidence.
+  (``vanilla``); ``qvalue``: Benjamini–Hochberg; by default ``is_ds_fdr`` is ``qvalue ≤
+  fdr_target`` (valid whatever the true changes look like);
+* ``proba_ds`` = P(|ΔPSI| > delta | data), ``bayes_factor`` (its log odds) and the local FDR
+  ``lfdr`` = 1 − ``proba_ds``: posterior under an empirical-Bayes prior, a zero-centred normal
+  scale mixture fitted to all junctions (ashr's idea), so a junction with little coverage is not
+  "probably changed" for lack of data. Computed in logs, they resolve strong from very strong
+  evidence; ``lfdr_qvalue`` (mean lfdr of the calls) is the optional Bayesian FDR control.
 
 Everything works on per-stratum sufficient statistics (:class:`GroupMoments`) accumulated over
 minibatches of cells, so no cells × junctions matrix is ever held for all cells.
@@ -42,6 +45,8 @@ _EPS = 1e-12
 #: Below this many observing cells a stratum's residuals are not used on their own (see
 #: :func:`group_estimate`).
 MIN_OBS_PER_STRATUM = 2
+#: Prior degrees of freedom of the model's variance in the moderated variance of a stratum.
+MODERATION_DF = 4.0
 
 
 # ---------------------------------------------------------------------------- sufficient statistics
@@ -187,15 +192,17 @@ def _stratum_estimate(mom: GroupMoments) -> tuple[np.ndarray, ...]:
     sum_b2 = scale**2 * np.maximum(mom.w2r2 - 2 * r_bar * mom.w2r + r_bar**2 * mom.w2, 0.0)
     sum_ab = scale * (mom.wpr - r_bar * mom.wp - p_bar * mom.wr + p_bar * r_bar * w)
     var_if = np.maximum(sum_a2 + sum_b2 + 2 * sum_ab, 0.0) / (big_n * np.maximum(big_n - 1.0, 1.0))
-    # Floor: the reads' own Dirichlet-multinomial sampling variance, at a regularised PSI (the
-    # empirical variance of a handful of cells can be 0 by chance; the reads' noise cannot).
+    # The variance the model expects: the reads' own Dirichlet-multinomial sampling variance at a
+    # regularised PSI, plus the spread of the model term over the stratum's cells.
     psi_reg = np.clip((mom.k + 0.5) / (mom.n + 1.0), 0.0, 1.0)
-    var_floor = psi_reg * (1 - psi_reg) * mom.w2_noise / w_safe**2
-    var = np.maximum(var_if, var_floor)
-    # Degrees of freedom from the observing cells (conservative when the model term dominates). A
-    # single observing cell still gets a (very heavy-tailed, t with 1 df) test on the reads' own
-    # Dirichlet-multinomial variance, so that it ranks by its evidence instead of by a tie.
-    df = np.where(m >= 2, m - 1.0, np.where(m >= 1, 1.0, 0.0))
+    var_model = psi_reg * (1 - psi_reg) * mom.w2_noise / w_safe**2 + sum_a2 / (big_n * np.maximum(big_n - 1.0, 1.0))
+    # Moderated variance (limma's idea): the empirical variance of a handful of cells is itself
+    # noisy (and can be 0 by chance), so it is pooled with the model's with MODERATION_DF prior
+    # degrees of freedom; the reads' noise is a floor.
+    df_emp = np.maximum(m - 1.0, 0.0)
+    var_emp = np.maximum(var_if, var_model)
+    var = (MODERATION_DF * var_model + df_emp * var_emp) / (MODERATION_DF + df_emp)
+    df = np.where(m >= 1, df_emp + MODERATION_DF, 0.0)
     return mean, var, df, m
 
 
@@ -263,6 +270,7 @@ class DifferenceTest:
     log_pvalue: np.ndarray
     proba: np.ndarray
     log_odds: np.ndarray
+    log_lfdr: np.ndarray  # log P(|ΔPSI| ≤ delta | data) (vanilla: of the less likely sign)
 
     @property
     def pvalue(self) -> np.ndarray:
@@ -281,8 +289,16 @@ def _log_diff_exp(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return a + np.log1p(-np.exp(np.minimum(b - a, 0.0)))
 
 
+#: Standard deviations of the prior's components (0: a point mass at no change), ashr-style.
+SIGMA_GRID = (0.0, 0.01, 0.02, 0.04, 0.07, 0.1, 0.15, 0.2, 0.3, 0.45, 0.7, 1.0)
+
+
 def difference_test(
-    g1: GroupEstimate, g2: GroupEstimate, delta: float = 0.1, mode: str = "change", prior_var: float | None = None
+    g1: GroupEstimate,
+    g2: GroupEstimate,
+    delta: float = 0.1,
+    mode: str = "change",
+    prior: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> DifferenceTest:
     """Test ΔPSI = mean1 − mean2 per junction.
 
@@ -294,10 +310,10 @@ def difference_test(
         Interval null ``|ΔPSI| ≤ delta`` of the ``change`` mode.
     mode
         ``change`` or ``vanilla`` (null ΔPSI = 0; ``proba`` is the probability of the more likely
-        sign and ``log_odds`` is signed: log P(ΔPSI > 0) / P(ΔPSI ≤ 0)).
-    prior_var
-        Variance τ² of the normal prior of ΔPSI; ``None``: estimated from the junctions
-        (:func:`prior_variance`).
+        sign and ``log_odds`` is signed: log P(ΔPSI > 0) / P(ΔPSI < 0)).
+    prior
+        ``(sigmas, weights)`` of the zero-centred normal scale-mixture prior of ΔPSI; ``None``:
+        fitted to these junctions (:func:`fit_scale_mixture`).
 
     Returns
     -------
@@ -311,57 +327,109 @@ def difference_test(
     var = g1.var + g2.var
     se = np.sqrt(var)
     df = _satterthwaite(np.vstack([g1.var, g2.var]), np.vstack([g1.df, g2.df]))
-    ok = np.isfinite(se) & (se > 0) & (df > 0)
+    ok = np.isfinite(se) & (se > 0) & (df > 0) & np.isfinite(effect)
     se_ok = np.where(ok, se, 1.0)
     df_ok = np.where(ok, df, 1.0)
     lo = delta if mode == "change" else 0.0
-    a = (np.abs(effect) - lo) / se_ok
-    b = (np.abs(effect) + lo) / se_ok
+    a = (np.abs(np.where(ok, effect, 0.0)) - lo) / se_ok
+    b = (np.abs(np.where(ok, effect, 0.0)) + lo) / se_ok
     # p = P(|D| ≥ |d̂|) for D centred on the nearest point of the null (|ΔPSI| = delta).
     log_p = np.minimum(np.logaddexp(_log_t_sf(a, df_ok), _log_t_sf(b, df_ok)), 0.0)
     log_p = np.where(ok, log_p, 0.0)
-    tau2 = prior_variance(effect[ok], var[ok], delta) if prior_var is None else float(prior_var)
-    # Untestable junctions keep the prior (mean 0, sd τ): no data, no evidence either way.
-    shrink = np.where(ok, tau2 / (tau2 + np.where(ok, var, 1.0)), 0.0)
-    post_mean = np.where(ok, shrink * effect, 0.0)
-    post_sd = np.sqrt(np.where(ok, shrink * np.where(ok, var, 1.0), tau2))
+    # The posterior uses a normal likelihood with the t's variance (heavier for few cells).
+    var_eff = np.where(ok, var * np.where(df_ok > 2.5, df_ok / np.maximum(df_ok - 2.0, 0.5), 5.0), np.inf)
+    d = np.where(ok, effect, 0.0)
+    if prior is None:
+        prior = fit_scale_mixture(d[ok], var_eff[ok])
+    log_yes, log_no = posterior_tails(d, var_eff, prior, delta if mode == "change" else 0.0)
     if mode == "change":
-        # The posterior is symmetric in the sign of ΔPSI: work with |mean| so every tail below is
-        # a lower tail, accurate in logs however strong the evidence.
-        u = (delta - np.abs(post_mean)) / post_sd
-        v = (delta + np.abs(post_mean)) / post_sd
-        log_near = stats.norm.logcdf(-u)  # P(D beyond delta on the side of the mean)
-        log_far = stats.norm.logcdf(-v)  # P(D beyond delta on the other side)
-        log_proba = np.logaddexp(log_near, log_far)
-        # 1 − proba = P(−delta ≤ D ≤ delta) = Φ(u) − Φ(−v), in logs.
-        log_null = _log_diff_exp(stats.norm.logcdf(u), log_far)
-        proba = np.exp(log_proba)
-        log_odds = log_proba - log_null
+        proba, log_lfdr = np.exp(log_yes), log_no
     else:
-        log_up = stats.norm.logsf(-post_mean / post_sd)
-        log_down = stats.norm.logcdf(-post_mean / post_sd)
-        proba = np.exp(np.maximum(log_up, log_down))
-        log_odds = log_up - log_down
+        proba, log_lfdr = np.exp(np.maximum(log_yes, log_no)), np.minimum(log_yes, log_no)
     return DifferenceTest(
         effect=effect,
         se=np.where(ok, se, np.nan),
         df=np.where(ok, df, np.nan),
         log_pvalue=log_p,
         proba=proba,
-        log_odds=log_odds,
+        log_odds=log_yes - log_no,
+        log_lfdr=log_lfdr,
     )
 
 
-def prior_variance(effect: np.ndarray, var: np.ndarray, delta: float) -> float:
-    """Method-of-moments variance of the normal prior of ΔPSI: mean(d̂² − se²), floored.
+def _log_norm_pdf(x: np.ndarray, var: np.ndarray) -> np.ndarray:
+    return -0.5 * (np.log(2 * np.pi * var) + x * x / var)
 
-    The floor ``(delta / 4)²`` keeps the prior from ruling out changes of ``delta`` when almost
-    nothing differs.
+
+def fit_scale_mixture(
+    effect: np.ndarray, var: np.ndarray, sigmas=SIGMA_GRID, null_weight: float = 10.0, n_iter: int = 300
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weights of a zero-centred normal scale mixture fitted to the estimates by EM (as ashr).
+
+    ``effect_j ~ Σ_k π_k N(0, σ_k² + var_j)``; ``null_weight`` pseudo-counts on the point mass at
+    zero make the fit lean to "no change" when the data cannot tell (conservative local FDR).
     """
-    floor = max(delta / 4.0, 0.01) ** 2
+    sigmas = np.asarray(sigmas, dtype=np.float64)
+    weights = np.full(sigmas.size, 1.0 / sigmas.size)
     if effect.size == 0:
-        return floor
-    return float(max(np.mean(effect**2 - var), floor))
+        return sigmas, weights
+    loglik = _log_norm_pdf(effect[:, None], sigmas[None, :] ** 2 + var[:, None])
+    prior_counts = np.zeros(sigmas.size)
+    prior_counts[sigmas == 0] = null_weight - 1.0
+    for _ in range(n_iter):
+        log_r = loglik + np.log(np.maximum(weights, 1e-300))
+        log_r -= special.logsumexp(log_r, axis=1, keepdims=True)
+        new = np.exp(log_r).sum(axis=0) + prior_counts
+        new /= new.sum()
+        if np.abs(new - weights).max() < 1e-7:
+            weights = new
+            break
+        weights = new
+    return sigmas, weights
+
+
+def posterior_tails(
+    effect: np.ndarray, var: np.ndarray, prior: tuple[np.ndarray, np.ndarray], delta: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """log P(|ΔPSI| > delta | data) and log P(|ΔPSI| ≤ delta | data) (``delta`` 0: of ΔPSI > 0, < 0).
+
+    Posterior of the scale mixture: each component is conjugate (normal likelihood of variance
+    ``var``; ``var`` infinite: the prior itself). Everything is in logs, so the evidence keeps its
+    resolution however strong it is.
+    """
+    sigmas, weights = prior
+    s2 = sigmas[None, :] ** 2
+    v = var[:, None]
+    finite = np.isfinite(v)
+    v_safe = np.where(finite, v, 1.0)
+    with np.errstate(divide="ignore"):
+        log_w = np.log(weights)[None, :]
+    log_r = np.where(finite, _log_norm_pdf(effect[:, None], s2 + v_safe) + log_w, log_w)
+    log_r -= special.logsumexp(log_r, axis=1, keepdims=True)
+    shrink = np.where(finite, s2 / (s2 + v_safe), 1.0)
+    mean = np.where(finite, shrink * effect[:, None], 0.0)
+    sd = np.sqrt(np.where(finite, shrink * v_safe, s2))
+    point = sd == 0  # the point mass at no change
+    sd_safe = np.where(point, 1.0, sd)
+    if delta > 0:
+        # The component posteriors are symmetric in the sign: work with |mean| so that every
+        # tail below is a lower tail, accurate in logs.
+        u = (delta - np.abs(mean)) / sd_safe
+        w = (delta + np.abs(mean)) / sd_safe
+        log_far = stats.norm.logcdf(-w)
+        log_out = np.logaddexp(stats.norm.logcdf(-u), log_far)
+        log_in = _log_diff_exp(stats.norm.logcdf(u), log_far)
+        log_out = np.where(point, -np.inf, log_out)
+        log_in = np.where(point, 0.0, log_in)
+    else:
+        z = mean / sd_safe
+        log_out = np.where(point, np.log(0.5), stats.norm.logcdf(z))  # P(ΔPSI > 0)
+        log_in = np.where(point, np.log(0.5), stats.norm.logcdf(-z))  # P(ΔPSI < 0)
+    # Rounding in the sums can leave a log probability a hair above 0.
+    return (
+        np.minimum(special.logsumexp(log_r + log_out, axis=1), 0.0),
+        np.minimum(special.logsumexp(log_r + log_in, axis=1), 0.0),
+    )
 
 
 def bh_qvalues(log_pvalues: np.ndarray) -> np.ndarray:
@@ -384,26 +452,50 @@ def fdr_calls(qvalues: np.ndarray, fdr_target: float = 0.05) -> np.ndarray:
     return np.isfinite(q) & (q <= fdr_target)
 
 
+def lfdr_qvalues(lfdr: np.ndarray) -> np.ndarray:
+    """Bayesian q-values: the mean local FDR of every feature at least as strong (NaN: 1)."""
+    lfdr = np.where(np.isfinite(lfdr), lfdr, 1.0)
+    order = np.argsort(lfdr, kind="stable")
+    running = np.cumsum(lfdr[order]) / np.arange(1, lfdr.size + 1)
+    q = np.empty(lfdr.size)
+    q[order] = np.minimum.accumulate(running[::-1])[::-1]
+    return q
+
+
 def logit(p: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     """Log odds, clipped to ``[eps, 1 - eps]``."""
     p = np.clip(np.asarray(p, dtype=np.float64), eps, 1.0 - eps)
     return special.logit(p)
 
 
-def junction_table(test: DifferenceTest, g1: GroupEstimate, g2: GroupEstimate, fdr_target: float) -> pd.DataFrame:
-    """The per-junction columns of a test (index: position)."""
-    q = bh_qvalues(test.log_pvalue)
+#: How ``is_ds_fdr`` is decided: ``bh`` (Benjamini–Hochberg q-values of the interval-null p-values)
+#: or ``lfdr`` (mean local FDR of the calls under the fitted prior).
+FDR_METHODS = ("bh", "lfdr")
+
+
+def junction_table(
+    test: DifferenceTest, g1: GroupEstimate, g2: GroupEstimate, fdr_target: float, fdr_method: str = "bh"
+) -> pd.DataFrame:
+    """The per-junction columns of a test (index: position); see :func:`event_level` for ATSEs."""
+    if fdr_method not in FDR_METHODS:
+        raise ValueError(f"fdr_method must be one of {FDR_METHODS}, got {fdr_method!r}")
+    q_bh = bh_qvalues(test.log_pvalue)
+    lfdr = np.exp(test.log_lfdr)
+    q_lfdr = lfdr_qvalues(lfdr)
     return pd.DataFrame(
         {
             "proba_ds": test.proba,
             "bayes_factor": test.log_odds,
+            "lfdr": lfdr,
+            "lfdr_qvalue": q_lfdr,
             "pvalue": test.pvalue,
-            "qvalue": q,
-            "is_ds_fdr": fdr_calls(q, fdr_target),
+            "qvalue": q_bh,
+            "is_ds_fdr": fdr_calls(q_bh if fdr_method == "bh" else q_lfdr, fdr_target),
             "effect_size": test.effect,
             "effect_se": test.se,
             "df": test.df,
             "log10_pvalue": test.log_pvalue / np.log(10.0),
+            "log10_lfdr": test.log_lfdr / np.log(10.0),
             "est_psi1": g1.mean,
             "est_psi2": g2.mean,
             "emp_psi1": g1.pooled,
@@ -488,15 +580,19 @@ def simes_log_pvalues(log_p: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray,
     return log_event, best
 
 
-def event_level(junctions: pd.DataFrame, codes: np.ndarray, fdr_target: float = 0.05) -> pd.DataFrame:
+def event_level(
+    junctions: pd.DataFrame, codes: np.ndarray, fdr_target: float = 0.05, fdr_method: str = "bh"
+) -> pd.DataFrame:
     """Per-ATSE differential splicing from the junction-level table (same junction order).
 
     An ATSE is differential when any of its junctions is (its largest |ΔPSI| exceeds ``delta``).
     Its p-value is the Simes combination of its junctions' p-values (the junctions of an ATSE
     move together, and Simes stays valid under such positive dependence), its q-value the
-    Benjamini–Hochberg adjustment over ATSEs. ``proba_ds`` and ``bayes_factor`` are those of the
-    most significant junction (``best_junction``), a lower bound of the probability that some
-    junction changes by more than ``delta``.
+    Benjamini–Hochberg adjustment over ATSEs. Its local FDR is the smallest of its junctions'
+    (an upper bound of P(no junction changes by more than delta), as P(all) ≤ P(any one)), and
+    ``proba_ds`` / ``bayes_factor`` are those of that junction (lower bounds of the probability
+    that some junction changes by more than ``delta``). ``best_junction`` is the most significant
+    junction (smallest p-value).
 
     Parameters
     ----------
@@ -506,16 +602,17 @@ def event_level(junctions: pd.DataFrame, codes: np.ndarray, fdr_target: float = 
         ``n_obs_group1``, ``n_obs_group2``.
     codes
         Integer ATSE code of each junction.
-    fdr_target
-        Target of the event-level calls.
+    fdr_target, fdr_method
+        Target and method of the event-level calls (see :data:`FDR_METHODS`).
 
     Returns
     -------
     pd.DataFrame
         One row per ATSE (index ``event_id``): ``event_id``, ``gene_name``, ``best_junction``,
         ``effect_size`` (signed ΔPSI of the best junction), ``max_abs_dpsi`` (largest |ΔPSI| of
-        the ATSE), ``proba_ds``, ``bayes_factor``, ``pvalue``, ``qvalue``, ``log10_pvalue``,
-        ``is_ds_fdr``, ``n_junctions`` and, when available, ``emp_max_abs_dpsi``,
+        the ATSE), ``proba_ds``, ``bayes_factor``, ``lfdr``, ``lfdr_qvalue``, ``log10_lfdr``,
+        ``pvalue``, ``qvalue``, ``log10_pvalue``, ``is_ds_fdr``, ``n_junctions`` and, when
+        available, ``emp_max_abs_dpsi``,
         ``n_obs_group1``, ``n_obs_group2``.
     """
     log_p = junctions["log10_pvalue"].to_numpy(dtype=np.float64) * np.log(10.0)
@@ -525,6 +622,11 @@ def event_level(junctions: pd.DataFrame, codes: np.ndarray, fdr_target: float = 
     abs_eff = np.abs(effect)[order]
     max_abs = np.maximum.reduceat(np.where(np.isfinite(abs_eff), abs_eff, -np.inf), starts)
     q = bh_qvalues(log_event)
+    log_lfdr = junctions["log10_lfdr"].to_numpy(dtype=np.float64)[order]
+    seg = np.repeat(np.arange(starts.shape[0]), np.diff(np.r_[starts, order.shape[0]]))
+    strongest = order[np.lexsort((log_lfdr, seg))[starts]]  # smallest local FDR of each ATSE
+    lfdr = 10.0 ** junctions["log10_lfdr"].to_numpy(dtype=np.float64)[strongest]
+    q_lfdr = lfdr_qvalues(lfdr)
     ids = junctions["event_id"].to_numpy()[best]
     out = pd.DataFrame(
         {
@@ -532,12 +634,15 @@ def event_level(junctions: pd.DataFrame, codes: np.ndarray, fdr_target: float = 
             "best_junction": junctions["junction_id"].to_numpy()[best],
             "effect_size": effect[best],
             "max_abs_dpsi": np.where(np.isfinite(max_abs), max_abs, np.nan),
-            "proba_ds": junctions["proba_ds"].to_numpy()[best],
-            "bayes_factor": junctions["bayes_factor"].to_numpy()[best],
+            "proba_ds": junctions["proba_ds"].to_numpy()[strongest],
+            "bayes_factor": junctions["bayes_factor"].to_numpy()[strongest],
+            "lfdr": lfdr,
+            "lfdr_qvalue": q_lfdr,
+            "log10_lfdr": junctions["log10_lfdr"].to_numpy(dtype=np.float64)[strongest],
             "pvalue": np.exp(log_event),
             "qvalue": q,
             "log10_pvalue": log_event / np.log(10.0),
-            "is_ds_fdr": fdr_calls(q, fdr_target),
+            "is_ds_fdr": fdr_calls(q if fdr_method == "bh" else q_lfdr, fdr_target),
             "n_junctions": np.diff(np.r_[starts, order.shape[0]]),
         },
         index=pd.Index(ids, name="event_id"),
@@ -555,13 +660,14 @@ def event_level(junctions: pd.DataFrame, codes: np.ndarray, fdr_target: float = 
     return out
 
 
-def sort_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Most significant first: increasing p-value (``log10_pvalue``), ties by decreasing |effect|.
+def sort_table(table: pd.DataFrame, fdr_method: str = "bh") -> pd.DataFrame:
+    """Strongest evidence first, ties by decreasing |effect|.
 
-    The called rows (``is_ds_fdr``) are then the top rows of the table.
+    The evidence is that of the calls: increasing local FDR (``log10_lfdr``) for ``lfdr``,
+    increasing p-value (``log10_pvalue``) for ``bh``; the called rows (``is_ds_fdr``) are then the
+    top rows of the table.
     """
-    key = pd.DataFrame(
-        {"p": table["log10_pvalue"].to_numpy(), "e": -table["effect_size"].abs().fillna(0.0).to_numpy()}
-    )
+    col = "log10_pvalue" if fdr_method == "bh" else "log10_lfdr"
+    key = pd.DataFrame({"p": table[col].to_numpy(), "e": -table["effect_size"].abs().fillna(0.0).to_numpy()})
     order = key.sort_values(["p", "e"], kind="stable").index.to_numpy()
     return table.iloc[order]
