@@ -4,8 +4,9 @@ The data are the project's simulator at droplet-like coverage (3 % of (cell, ATS
 1,000 cells, stacked 20 times (timing does not depend on the values); the model is untrained
 (marked trained: the cost of ``differential_splicing`` does not depend on the weights). One
 contrast with default settings (type0 vs the rest, per junction; then per ATSE), on one torch
-thread. Peak memory is the process's peak RSS before and after the call (``ru_maxrss``), so the
-difference is what the test added on top of data and model.
+thread. Memory: the resident set sampled every 50 ms during each call, above its level just
+before the call (what the test adds on top of data and model), beside the size of one dense
+cells × junctions float32 matrix.
 
 Run: ``python bench/ds_speed.py [--cells 20000] [--events 10700]``.
 """
@@ -15,9 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import platform
 import resource
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -33,6 +36,35 @@ from splicevi.data.simulate import SimulatedData
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def current_rss_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def run_sampled(fn):
+    """Run ``fn()`` while a thread samples the resident memory.
+
+    Returns the result, wall seconds, CPU seconds of the process (what an unloaded core would take
+    with one thread; the shared machine's wall time depends on the other jobs) and peak MB above
+    the resident set at the start.
+    """
+    start, peak, done = current_rss_mb(), [0.0], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], current_rss_mb())
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    t0, c0 = time.time(), time.process_time()
+    out = fn()
+    seconds, cpu = time.time() - t0, time.process_time() - c0
+    done.set()
+    thread.join()
+    return out, seconds, cpu, max(peak[0], current_rss_mb()) - start
 
 
 def stacked_simulation(n_cells: int, n_events: int, n_genes: int, seed: int) -> SimulatedData:
@@ -69,17 +101,20 @@ def main() -> None:
     model.is_trained_ = True
     spl = mdata["splicing"]
     setup_s = time.time() - t0
-    rss_before = peak_rss_mb()
-    t1 = time.time()
-    junctions = model.differential_splicing(groupby="cell_type", group1="type0")
-    junction_s = time.time() - t1
-    rss_junction = peak_rss_mb()
-    t2 = time.time()
-    events = model.differential_splicing(groupby="cell_type", group1="type0", level="event")
-    event_s = time.time() - t2
+    rss_before = current_rss_mb()
+    junctions, junction_s, junction_cpu, junction_mb = run_sampled(
+        lambda: model.differential_splicing(groupby="cell_type", group1="type0")
+    )
+    events, event_s, event_cpu, event_mb = run_sampled(
+        lambda: model.differential_splicing(groupby="cell_type", group1="type0", level="event")
+    )
     result = {
         "command": "python " + " ".join(sys.argv),
-        "machine": {"platform": platform.platform(), "torch_threads": torch.get_num_threads()},
+        "machine": {
+            "platform": platform.platform(), "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(),
+            # The machine is shared: the load average says how much of the CPU the run had.
+            "load_average_1_5_15_min_at_end": [round(x, 2) for x in os.getloadavg()],
+        },
         "n_cells": int(spl.n_obs),
         "n_junctions": int(spl.n_vars),
         "n_atses": int(sim.events.shape[0]),
@@ -88,9 +123,12 @@ def main() -> None:
         "contrast": "type0 vs rest (default settings)",
         "seconds_junction_table": round(junction_s, 1),
         "seconds_event_table": round(event_s, 1),
-        "peak_rss_mb_before_ds": round(rss_before, 0),
-        "peak_rss_mb_after_junction_ds": round(rss_junction, 0),
-        "peak_rss_mb_added_by_ds": round(rss_junction - rss_before, 0),
+        "cpu_seconds_junction_table": round(junction_cpu, 1),
+        "cpu_seconds_event_table": round(event_cpu, 1),
+        "rss_mb_before_ds": round(rss_before, 0),
+        "peak_rss_mb_added_by_junction_ds": round(junction_mb, 0),
+        "peak_rss_mb_added_by_event_ds": round(event_mb, 0),
+        "peak_rss_mb_process": round(peak_rss_mb(), 0),
         "dense_cells_x_junctions_all_cells_mb": round(spl.n_obs * spl.n_vars * 4 / 2**20, 0),
         "n_rows": [int(len(junctions)), int(len(events))],
         "setup_seconds": round(setup_s, 1),

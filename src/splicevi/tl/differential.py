@@ -115,23 +115,23 @@ class GroupMoments:
             ``None``: ``p``.
         """
         stratum = np.asarray(stratum)
-        p = np.asarray(p, dtype=np.float64)
-        p_model = p if p_model is None else np.asarray(p_model, dtype=np.float64)
+        p = np.asarray(p)
+        p_model = p if p_model is None else np.asarray(p_model)
         n_j = p.shape[1]
         keep_cells = stratum >= 0
-        onehot = sp.csr_matrix(
-            (np.ones(int(keep_cells.sum())), (stratum[keep_cells], np.nonzero(keep_cells)[0])),
-            shape=(self.n_strata, p.shape[0]),
-        )
         self.n_cells += np.bincount(stratum[keep_cells], minlength=self.n_strata)
+        # Dense sums over the minibatch's cells as one BLAS product with a (strata × cells)
+        # indicator, in the decoder's precision (a minibatch is small), accumulated in float64.
+        onehot = np.zeros((self.n_strata, p.shape[0]), dtype=p_model.dtype)
+        onehot[stratum[keep_cells], np.nonzero(keep_cells)[0]] = 1.0
         self.p_all += onehot @ p_model
-        self.p2_all += onehot @ (p_model * p_model)
+        self.p2_all += onehot @ np.square(p_model)
         s = stratum[rows]
         keep = s >= 0
         rows, cols, s = rows[keep], cols[keep], s[keep]
         k = np.asarray(k, dtype=np.float64)[keep]
         n = np.asarray(n, dtype=np.float64)[keep]
-        p_obs = p[rows, cols]
+        p_obs = p[rows, cols].astype(np.float64)
         r = k / n - p_obs
         noise = np.ones_like(n) if rho is None else 1.0 + (n - 1.0) * rho[cols]
         w = n / noise
@@ -362,7 +362,12 @@ def _log_norm_pdf(x: np.ndarray, var: np.ndarray) -> np.ndarray:
 
 
 def fit_scale_mixture(
-    effect: np.ndarray, var: np.ndarray, sigmas=SIGMA_GRID, null_weight: float = 10.0, n_iter: int = 300
+    effect: np.ndarray,
+    var: np.ndarray,
+    sigmas=SIGMA_GRID,
+    null_weight: float = 10.0,
+    n_iter: int = 300,
+    max_features: int = 5000,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Weights of a zero-centred normal scale mixture fitted to the estimates by EM (as ashr).
 
@@ -373,18 +378,25 @@ def fit_scale_mixture(
     weights = np.full(sigmas.size, 1.0 / sigmas.size)
     if effect.size == 0:
         return sigmas, weights
+    if effect.size > max_features:
+        # A dozen mixture weights are well determined by a few thousand features: fit on a fixed
+        # random subset (same answer on every call) to keep the cost flat at atlas size.
+        pick = np.random.default_rng(0).choice(effect.size, max_features, replace=False)
+        effect, var = effect[pick], var[pick]
     loglik = _log_norm_pdf(effect[:, None], sigmas[None, :] ** 2 + var[:, None])
+    # Likelihoods scaled per junction (its best component = 1): the EM then needs no logs.
+    lik = np.exp(loglik - loglik.max(axis=1, keepdims=True))
     prior_counts = np.zeros(sigmas.size)
     prior_counts[sigmas == 0] = null_weight - 1.0
     for _ in range(n_iter):
-        log_r = loglik + np.log(np.maximum(weights, 1e-300))
-        log_r -= special.logsumexp(log_r, axis=1, keepdims=True)
-        new = np.exp(log_r).sum(axis=0) + prior_counts
+        resp = lik * weights
+        resp /= resp.sum(axis=1, keepdims=True)
+        new = resp.sum(axis=0) + prior_counts
         new /= new.sum()
-        if np.abs(new - weights).max() < 1e-7:
-            weights = new
-            break
+        converged = np.abs(new - weights).max() < 1e-6
         weights = new
+        if converged:
+            break
     return sigmas, weights
 
 
