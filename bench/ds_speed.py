@@ -8,7 +8,8 @@ thread. Memory: the resident set sampled every 50 ms during each call, above its
 before the call (what the test adds on top of data and model), beside the size of one dense
 cells × junctions float32 matrix.
 
-Run: ``python bench/ds_speed.py [--cells 20000] [--events 10700]``.
+Run: ``OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python bench/ds_speed.py [--cells 20000]`` (one
+core's worth: compare ``cpu_seconds_*`` with the 60 s budget when the machine is shared).
 """
 
 from __future__ import annotations
@@ -114,6 +115,8 @@ def main() -> None:
             "platform": platform.platform(), "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(),
             # The machine is shared: the load average says how much of the CPU the run had.
             "load_average_1_5_15_min_at_end": [round(x, 2) for x in os.getloadavg()],
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+            "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS"),
         },
         "n_cells": int(spl.n_obs),
         "n_junctions": int(spl.n_vars),
