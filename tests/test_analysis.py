@@ -260,6 +260,8 @@ def test_differential_splicing_options(trained):
         model.differential_splicing()
     with pytest.raises(ValueError, match="share"):
         model.differential_splicing(idx1=[0, 1, 2], idx2=[2, 3])
+    with pytest.raises(ValueError, match="disjoint"):
+        model.differential_splicing(groupby="cell_type", group1="type1", group2=["type1", "type2"])
 
 
 def test_differential_expression(trained):

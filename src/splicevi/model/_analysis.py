@@ -360,6 +360,8 @@ class SplicingAnalysisMixin:
         for name1, name2, c1, c2 in comparisons:
             s1 = np.nonzero(np.isin(names, np.unique(labels[c1])))[0]
             s2 = np.nonzero(np.isin(names, np.unique(labels[c2])))[0]
+            if np.intersect1d(s1, s2).size:
+                raise ValueError(f"group1 {name1!r} is also in group2 ({name2}) of {groupby!r}; give disjoint groups")
             out.append((name1, name2, s1, s2))
         return cells, stratum.astype(np.int64), out
 
