@@ -111,6 +111,13 @@ def annotate_ds_tables(mdata, junctions: pd.DataFrame, events: pd.DataFrame) -> 
     return junctions, events
 
 
+def _with_evidence(table: pd.DataFrame) -> pd.DataFrame:
+    """Add ``evidence`` = −log10 p-value (higher first), where the table has p-values."""
+    if "log10_pvalue" not in table.columns:
+        return table
+    return table.assign(evidence=-table["log10_pvalue"])
+
+
 def run(args: argparse.Namespace) -> int:
     """Test every contrast and write both tables."""
     configure(args.threads, args.seed)
@@ -133,8 +140,12 @@ def run(args: argparse.Namespace) -> int:
     except TypeError as err:  # the model offers no event-level test: summarise the junctions
         log.warning("no event-level test in the model (%s); summarising junctions per ATSE", err)
         events = events_from_junctions(junctions)
-    junctions = rank_table(junctions, "proba_ds", "effect_size")
-    events = rank_table(events, "proba_ds", "effect_size" if "effect_size" in events else None)
+    # Rank by the tables' own evidence order (increasing p-value): the calls are then the top ranks.
+    score = "evidence" if "log10_pvalue" in junctions.columns else "proba_ds"
+    junctions = rank_table(_with_evidence(junctions), score, "effect_size").drop(columns="evidence", errors="ignore")
+    events = rank_table(_with_evidence(events), score, "effect_size" if "effect_size" in events else None).drop(
+        columns="evidence", errors="ignore"
+    )
     junctions, events = annotate_ds_tables(mdata, junctions, events)
     with atomic_path(args.out_junctions) as tmp:
         junctions.to_csv(tmp, sep="\t", index=False)

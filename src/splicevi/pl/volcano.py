@@ -84,7 +84,14 @@ def volcano(table: pd.DataFrame, kind: str = "ds", n_labels: int = 8, max_panels
     for ax, name in zip(axes, contrasts, strict=True):
         t = table[table["contrast"] == name]
         x = t[effect].to_numpy(dtype=float)
-        y, saturated, cap = evidence(t[proba].to_numpy(dtype=float), x)
+        if kind == "ds" and "log10_pvalue" in t.columns:
+            # −log10 p keeps resolving strong from very strong evidence where a clipped
+            # probability would pile every strong call onto one line.
+            y, ylabel = -t["log10_pvalue"].to_numpy(dtype=float), "−log10 p-value (|ΔPSI| > delta)"
+            saturated, cap = np.zeros(len(t), dtype=bool), None
+        else:
+            y, saturated, cap = evidence(t[proba].to_numpy(dtype=float), x)
+            ylabel = f"log10 odds of {proba}"
         hit = t[call].to_numpy(dtype=bool) if call else np.zeros(len(t), dtype=bool)
         for mask, colour, size, label in (
             (~hit, "0.65", 6, "not called"),
@@ -107,7 +114,7 @@ def volcano(table: pd.DataFrame, kind: str = "ds", n_labels: int = 8, max_panels
         ax.axvline(0, color="0.8", lw=0.8)
         ax.set_title(str(name), fontsize="medium")
         ax.set_xlabel(xlabel)
-        ax.set_ylabel(f"log10 odds of {proba}")
+        ax.set_ylabel(ylabel)
         ax.margins(x=0.08, y=0.12)
         ax.legend(frameon=False, fontsize="x-small", loc="lower center", ncols=2)
     fig.tight_layout()
