@@ -10,6 +10,7 @@ import pandas as pd
 
 from splicevi._io import atomic_path, require_file
 
+from ._errors import UsageError
 from .train import read_mudata
 
 log = logging.getLogger("splicevi")
@@ -58,6 +59,12 @@ def run_bed(args: argparse.Namespace) -> int:
 
     path = require_file(args.table, "DS table")
     table = pd.read_csv(path, sep="\t", dtype={"contrast": str, "junction_id": str, "event_id": str})
+    contrasts = list(pd.unique(table["contrast"])) if "contrast" in table.columns else []
+    if args.contrast is None and len(contrasts) > 1:
+        # A missing option, not bad data: the user has to say which contrast to draw.
+        raise UsageError(
+            f"{path} has {len(contrasts)} contrasts; choose one with --contrast ({', '.join(map(str, contrasts[:10]))})"
+        )
     mdata = read_mudata(args.mdata)
     if "junction_id" in table.columns:
         bed = junctions_bed(mdata, table, args.contrast)

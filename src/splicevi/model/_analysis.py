@@ -509,7 +509,8 @@ class SplicingAnalysisMixin:
             contrasts, where ``bench/ds_quality.py`` measured empirical FDRs of 0.1–0.5 at a 0.05
             target). The table is sorted by the evidence of the chosen method.
         **kwargs
-            Ignored (API compatibility with scvi-tools' DE keyword arguments).
+            Accepted for the reference signature; any keyword given here raises ``TypeError``
+            (naming it) rather than being silently ignored: this test has no further options.
 
         Returns
         -------
@@ -533,6 +534,8 @@ class SplicingAnalysisMixin:
             first: increasing ``pvalue`` (``log10_pvalue``), ties by decreasing |``effect_size``|;
             the called rows are the top rows.
         """
+        if kwargs:
+            raise TypeError(f"differential_splicing() got unexpected keyword argument(s): {', '.join(sorted(kwargs))}")
         if norm_splicing_function not in ("dm_posterior_mean", "decoded"):
             raise ValueError("norm_splicing_function must be 'dm_posterior_mean' or 'decoded'")
         if level not in ("junction", "event"):
