@@ -62,9 +62,9 @@ def segment_log_softmax(logits: torch.Tensor, group: torch.Tensor, n_groups: int
     """
     group_max = torch.full((n_groups,), float("-inf"), dtype=logits.dtype, device=logits.device)
     group_max = group_max.scatter_reduce(0, group, logits.detach(), reduce="amax", include_self=True)
-    shifted = logits - group_max[group]
+    shifted = logits - group_max.index_select(0, group)
     denom = torch.zeros(n_groups, dtype=logits.dtype, device=logits.device).index_add_(0, group, shifted.exp())
-    return shifted - denom.log()[group]
+    return shifted - denom.log().index_select(0, group)
 
 
 def dirichlet_multinomial_log_prob(
@@ -100,9 +100,13 @@ def dirichlet_multinomial_log_prob(
     """
     eps = torch.finfo(log_p.dtype).tiny
     phi = concentration
-    alpha = (log_p.exp() * phi[group]).clamp_min(eps)
     zeros = torch.zeros(n_groups, dtype=k.dtype, device=k.device)
     n = zeros.index_add(0, group, k)
-    per_entry = torch.lgamma(k + alpha) - torch.lgamma(alpha) - torch.lgamma(k + 1.0)
-    summed = zeros.index_add(0, group, per_entry)
+    # An entry with k = 0 contributes lgamma(α) - lgamma(α) - lgamma(1) = 0 exactly: evaluate the
+    # per-entry terms only where there are reads (most entries of an observed ATSE have none).
+    nonzero = (k > 0).nonzero().view(-1)
+    k_nz, group_nz = k.index_select(0, nonzero), group.index_select(0, nonzero)
+    alpha = (log_p.index_select(0, nonzero).exp() * phi.index_select(0, group_nz)).clamp_min(eps)
+    per_entry = torch.lgamma(k_nz + alpha) - torch.lgamma(alpha) - torch.lgamma(k_nz + 1.0)
+    summed = zeros.index_add(0, group_nz, per_entry)
     return torch.lgamma(phi) - torch.lgamma(n + phi) + torch.lgamma(n + 1.0) + summed

@@ -330,7 +330,7 @@ class SPLICEVAE(BaseModuleClass):
         cont_in = cont_covs if (cont_covs is not None and self.encode_covariates) else None
 
         # Splicing posterior.
-        centred = obs.psi - self.psi_center[obs.cols]
+        centred = obs.psi - self.psi_center.index_select(0, obs.cols)
         if self.splicing_encoder_architecture == "partial":
             qzm_spl, qzv_spl, z_spl = self.z_encoder_splicing(obs, centred, *enc_cats, cont=cont_in)
         else:
@@ -455,7 +455,8 @@ class SPLICEVAE(BaseModuleClass):
             outputs.update(px_scale=px_scale, px_r=torch.exp(px_r), px_rate=px_rate, px_dropout=px_dropout)
         if observed is not None and decoder_input.dim() == 2:
             logits = self.z_decoder_splicing.logits_at(
-                decoder_input, observed.rows, observed.cols, batch_index, *categorical_input
+                decoder_input, observed.rows, observed.cols, batch_index, *categorical_input,
+                layout=observed.layout(),
             )
             outputs["splicing_logits"] = logits
         return outputs
@@ -516,7 +517,7 @@ class SPLICEVAE(BaseModuleClass):
         if self.splicing_loss_type == "dirichlet_multinomial":
             log_p = segment_log_softmax(logits, obs.group, obs.n_groups)
             phi = self.log_phi_j.exp()
-            phi_group = phi[obs.group_event] if phi.numel() > 1 else phi.expand(obs.n_groups)
+            phi_group = phi.index_select(0, obs.group_event) if phi.numel() > 1 else phi.expand(obs.n_groups)
             ll = dirichlet_multinomial_log_prob(obs.k, log_p, phi_group, obs.group, obs.n_groups)
             return per_cell.index_add(0, obs.group_row, ll)
         if self.splicing_loss_type == "beta_binomial":
