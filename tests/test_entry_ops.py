@@ -121,3 +121,18 @@ def test_encoder_pooling_same_with_and_without_sparse_kernels():
     encoder.max_nobs = 17
     slow = encoder.pool(obs, centred)
     torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-6)
+
+
+def test_dm_with_per_atse_concentration_table_equals_gathered():
+    """lgamma(φ) per ATSE then gathered == per group (the likelihood's shortcut)."""
+    from splicevi.distributions import dirichlet_multinomial_log_prob, segment_log_softmax
+
+    sizes = torch.as_tensor(rng.integers(2, 5, size=40))
+    group = torch.repeat_interleave(torch.arange(40), sizes)
+    event_of_group = torch.as_tensor(rng.integers(0, 6, size=40))
+    k = torch.as_tensor(rng.poisson(1.0, size=group.shape[0]), dtype=torch.float32)
+    log_p = segment_log_softmax(torch.randn(group.shape[0]), group, 40)
+    phi = torch.rand(6) * 20 + 0.5
+    ref = dirichlet_multinomial_log_prob(k, log_p, phi[event_of_group], group, 40)
+    got = dirichlet_multinomial_log_prob(k, log_p, phi, group, 40, concentration_index=event_of_group)
+    torch.testing.assert_close(got, ref)

@@ -517,8 +517,9 @@ class SPLICEVAE(BaseModuleClass):
         if self.splicing_loss_type == "dirichlet_multinomial":
             log_p = segment_log_softmax(logits, obs.group, obs.n_groups)
             phi = self.log_phi_j.exp()
-            phi_group = phi.index_select(0, obs.group_event) if phi.numel() > 1 else phi.expand(obs.n_groups)
-            ll = dirichlet_multinomial_log_prob(obs.k, log_p, phi_group, obs.group, obs.n_groups)
+            # One φ per ATSE (or one scalar): lgamma(φ) once per ATSE, gathered to the groups.
+            index = obs.group_event if phi.numel() > 1 else torch.zeros_like(obs.group_event)
+            ll = dirichlet_multinomial_log_prob(obs.k, log_p, phi, obs.group, obs.n_groups, concentration_index=index)
             return per_cell.index_add(0, obs.group_row, ll)
         if self.splicing_loss_type == "beta_binomial":
             ll = beta_binomial_log_prob(obs.k, obs.n, logits, self.log_phi_j.exp()[obs.cols])
