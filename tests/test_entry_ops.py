@@ -136,3 +136,41 @@ def test_dm_with_per_atse_concentration_table_equals_gathered():
     ref = dirichlet_multinomial_log_prob(k, log_p, phi[event_of_group], group, 40)
     got = dirichlet_multinomial_log_prob(k, log_p, phi, group, 40, concentration_index=event_of_group)
     torch.testing.assert_close(got, ref)
+
+
+def test_embedding_svd_equals_truncated_svd():
+    """The encoder's lean SVD gives TruncatedSVD's components (same seed, same algorithm)."""
+    from sklearn.decomposition import TruncatedSVD
+
+    centred = sp.random(200, 60, density=0.2, random_state=3, format="csr", dtype=np.float32)
+    centred.data -= 0.5
+    encoder = PartialEncoder(60, n_output=4, code_dim=5)
+    encoder.initialize_embeddings(centred, seed=0)
+    vectors = TruncatedSVD(5, random_state=0).fit(centred).components_.T.astype(np.float32)
+    pooled = (centred @ vectors) / np.maximum(np.diff(centred.indptr), 1)[:, None]
+    expected = vectors / np.maximum(pooled.std(axis=0), 1e-6)[None, :]
+    np.testing.assert_allclose(encoder.feature_embedding.detach().numpy(), expected, rtol=1e-4, atol=1e-6)
+
+
+def test_centred_psi_blocks_equal_whole_matrix():
+    """Centred PSI built block by block == the same formula on the whole matrix's layers."""
+    from splicevi.data import layers as L
+
+    codes = np.repeat(np.arange(50), rng.integers(2, 5, 50))
+    dense = rng.poisson(0.5, (300, codes.size)) * (rng.random((300, codes.size)) < 0.15)
+    dense[[0, 150]] = 0
+    k = sp.csr_matrix(dense.astype(np.float32))
+    whole = L.splicing_layers(k, codes)
+    psi, n = whole["junc_ratio"], whole["cell_by_cluster_matrix"]
+    count = np.bincount(psi.indices, minlength=codes.size)
+    center = np.where(count > 0, np.bincount(psi.indices, psi.data, codes.size) / np.maximum(count, 1), 0.5)
+    for kappa in (0.0, 4.0):
+        want = psi.copy()
+        want.data = ((psi.data - center.astype(np.float32)[psi.indices]) * (n.data / (n.data + kappa))).astype(np.float32)
+        old, L.BLOCK_ENTRIES = L.BLOCK_ENTRIES, 97  # many small blocks
+        try:
+            got = L.centred_psi(k, codes, prior_strength=kappa)
+        finally:
+            L.BLOCK_ENTRIES = old
+        assert np.array_equal(got.indptr, want.indptr) and np.array_equal(got.indices, want.indices)
+        np.testing.assert_allclose(got.data, want.data, rtol=1e-6, atol=1e-7)

@@ -123,14 +123,18 @@ def _on_pattern(values: sp.csr_matrix, pattern: sp.csr_matrix) -> sp.csr_matrix:
     return out
 
 
-#: Cells per block when a derived layer is computed block by block (bounds the transient memory
-#: of :func:`splicing_layers` to one block's four layers instead of the whole matrix's).
-ROW_BLOCK = 4096
+#: Stored junction counts per block when a derived layer is computed block by block over cells:
+#: :func:`splicing_layers` needs about ten times its input in transient memory, so blocks keep that
+#: to a few hundred MB whatever the size of the matrix.
+BLOCK_ENTRIES = 1_000_000
 
 
-def _row_blocks(n_rows: int, block: int = ROW_BLOCK):
-    for start in range(0, n_rows, block):
-        yield slice(start, min(start + block, n_rows))
+def _row_blocks(k: sp.csr_matrix, max_entries: int = BLOCK_ENTRIES):
+    """Row slices of ``k`` holding about ``max_entries`` stored entries each."""
+    n_rows = k.shape[0]
+    step = max(1, int(max_entries * n_rows / max(k.nnz, 1)))
+    for start in range(0, n_rows, step):
+        yield slice(start, min(start + step, n_rows))
 
 
 def junction_mean_psi(junction_counts: sp.spmatrix, codes: np.ndarray, prior: float = 0.5) -> np.ndarray:
@@ -158,7 +162,7 @@ def junction_mean_psi(junction_counts: sp.spmatrix, codes: np.ndarray, prior: fl
     n_junctions = k.shape[1]
     count = np.zeros(n_junctions, dtype=np.int64)
     total = np.zeros(n_junctions, dtype=np.float64)
-    for rows in _row_blocks(k.shape[0]):
+    for rows in _row_blocks(k):
         psi = splicing_layers(k[rows], codes)[JUNCTION_RATIO]
         count += np.bincount(psi.indices, minlength=n_junctions)
         total += np.bincount(psi.indices, weights=psi.data, minlength=n_junctions)
@@ -196,17 +200,20 @@ def centred_psi(
     if center is None:
         center = junction_mean_psi(k, codes)
     center = np.asarray(center, dtype=np.float32)
-    # Observed entries per cell, to size the result before filling it.
+    # Observed entries per cell (the junctions of its ATSEs with reads), to size the result first.
     m = junction_to_event_matrix(codes)
-    per_event = (k @ m).tocsr()
-    per_event.eliminate_zeros()
-    per_event.data = np.bincount(codes, minlength=m.shape[1])[per_event.indices].astype(np.float64)
-    per_cell = np.asarray(per_event.sum(axis=1)).ravel().astype(np.int64)  # junctions of observed ATSEs
+    event_sizes = np.bincount(codes, minlength=m.shape[1]).astype(np.float64)
+    per_cell = np.zeros(k.shape[0], dtype=np.int64)
+    for rows in _row_blocks(k):
+        per_event = (k[rows] @ m).tocsr()
+        per_event.eliminate_zeros()
+        per_event.data = event_sizes[per_event.indices]
+        per_cell[rows] = np.asarray(per_event.sum(axis=1)).ravel().astype(np.int64)
     del per_event
     indptr = np.concatenate([[0], np.cumsum(per_cell)]).astype(np.int64)
     data = np.empty(indptr[-1], dtype=np.float32)
     indices = np.empty(indptr[-1], dtype=np.int32 if k.shape[1] < 2**31 else np.int64)
-    for rows in _row_blocks(k.shape[0]):
+    for rows in _row_blocks(k):
         layers = splicing_layers(k[rows], codes)
         psi, totals = layers[JUNCTION_RATIO], layers[ATSE_COUNTS]
         lo, hi = indptr[rows.start], indptr[rows.stop]

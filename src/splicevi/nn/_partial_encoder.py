@@ -148,17 +148,20 @@ class PartialEncoder(nn.Module):
         seed
             Seed of the randomized SVD.
         """
-        from sklearn.decomposition import TruncatedSVD
+        from sklearn.utils.extmath import randomized_svd, svd_flip
 
         n_comp = min(self.code_dim, min(centred.shape) - 1)
         if n_comp < 1 or centred.nnz == 0:
             return
-        svd = TruncatedSVD(n_components=n_comp, random_state=seed).fit(centred)
+        # TruncatedSVD(n_comp, random_state=seed).fit(centred).components_, without the explained
+        # variance it also computes (a full copy of the matrix: the largest allocation at set-up).
+        u, _, vt = randomized_svd(centred, n_comp, n_oversamples=10, n_iter=5, random_state=seed, flip_sign=False)
+        _, components = svd_flip(u, vt, u_based_decision=False)
         emb = self.feature_embedding.detach().cpu().numpy().copy()
         # Random directions beyond the rank of the data; the singular vectors scaled so that each
         # pooled feature has unit spread across cells (the scale batch norm would give it).
         emb[:, n_comp:] *= 0.1
-        vectors = svd.components_.T.astype(np.float32)
+        vectors = components.T.astype(np.float32)
         pooled = centred @ vectors
         if self.pool_mode == "mean":
             pooled = pooled / np.maximum(np.diff(centred.indptr), 1)[:, None]
