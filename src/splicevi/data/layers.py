@@ -126,7 +126,7 @@ def _on_pattern(values: sp.csr_matrix, pattern: sp.csr_matrix) -> sp.csr_matrix:
 #: Stored junction counts per block when a derived layer is computed block by block over cells:
 #: :func:`splicing_layers` needs about ten times its input in transient memory, so blocks keep that
 #: to a few hundred MB whatever the size of the matrix.
-BLOCK_ENTRIES = 1_000_000
+BLOCK_ENTRIES = 250_000
 
 
 def _row_blocks(k: sp.csr_matrix, max_entries: int = BLOCK_ENTRIES):
