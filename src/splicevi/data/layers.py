@@ -210,9 +210,12 @@ def centred_psi(
         per_event.data = event_sizes[per_event.indices]
         per_cell[rows] = np.asarray(per_event.sum(axis=1)).ravel().astype(np.int64)
     del per_event
-    indptr = np.concatenate([[0], np.cumsum(per_cell)]).astype(np.int64)
+    # One index dtype for indptr and indices (int32 while it fits): scipy would otherwise upcast
+    # the indices to match an int64 indptr, a copy as large as the result.
+    index_dtype = np.int32 if max(int(per_cell.sum()), k.shape[1]) < 2**31 else np.int64
+    indptr = np.concatenate([[0], np.cumsum(per_cell)]).astype(index_dtype)
     data = np.empty(indptr[-1], dtype=np.float32)
-    indices = np.empty(indptr[-1], dtype=np.int32 if k.shape[1] < 2**31 else np.int64)
+    indices = np.empty(indptr[-1], dtype=index_dtype)
     for rows in _row_blocks(k):
         layers = splicing_layers(k[rows], codes)
         psi, totals = layers[JUNCTION_RATIO], layers[ATSE_COUNTS]
@@ -220,7 +223,7 @@ def centred_psi(
         shrink = totals.data / (totals.data + prior_strength)
         data[lo:hi] = (psi.data - center[psi.indices]) * shrink
         indices[lo:hi] = psi.indices
-    return sp.csr_matrix((data, indices, indptr), shape=k.shape)
+    return sp.csr_matrix((data, indices, indptr), shape=k.shape, copy=False)
 
 
 def layer_or_derived(adata, name: str, event_key: str = "event_id") -> sp.csr_matrix:
