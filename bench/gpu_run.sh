@@ -8,4 +8,4 @@ export PYTHONPATH=/tmp/site:$PWD/.gpu_src/src PYTHONUNBUFFERED=1 NUMBA_CACHE_DIR
 nvidia-smi --query-gpu=name,memory.total --format=csv
 python3 -c "import splicevi, torch, scvi; print('splicevi', splicevi.__version__, 'torch', torch.__version__, 'scvi', scvi.__version__, torch.cuda.get_device_name(0))"
 out=${OUT:-bench/results}
-python3 .gpu_src/bench/train_speed.py --device cuda --grid gpu --epochs 2 --batch-size 512 --out "$out/train_speed_gpu.json"
+python3 .gpu_src/bench/train_speed.py --device cuda --grid gpu --epochs 2 --batch-size 512 --inference --out "$out/train_speed_gpu.json"

@@ -1,16 +1,23 @@
-"""Training speed and peak memory of SPLICEVI over a grid of (cells, junctions, observed fraction).
+"""Training speed and peak memory of SPLICEVI next to scvi-tools' SCVI on the expression part.
 
-Each grid point runs in a fresh subprocess so peak memory is its own. The data are synthetic and
-sparse from the start (junction counts of observed ATSEs only, Poisson gene counts), so even
-10^5 cells × 10^5 junctions are built without ever holding a dense cells × junctions array.
+Each grid point is written once as the lean ``.h5mu`` that ``splicevi assemble`` writes (junction
+counts k + ``event_id``, raw gene counts), then read back in fresh subprocesses, as ``splicevi
+train`` does: one trains SPLICEVI on the whole file, one trains SCVI on its expression modality
+alone, with the same epochs, batch size and torch threads. Peak memory is the process's peak
+resident set size (``ru_maxrss``) from reading the file on, so it covers everything training needs.
+The data are synthetic and sparse from the start (junction counts of observed ATSEs only, Poisson
+gene counts), so even 10^5 cells × 10^5 junctions are built without a dense cells × junctions array.
 
 Reported per point: seconds per epoch (mean of the epochs after the first), cells per second,
-observed (cell, junction) entries, peak memory during training (CPU: resident set size above the
-level before training, sampled every 10 ms; GPU: ``torch.cuda.max_memory_allocated``).
+observed (cell, junction) entries, peak RSS, SCVI's seconds per epoch and the ratio; with
+``--inference``, time and peak RSS of the latent representation, of decoded PSI for all cells (in
+blocks of cells) and of one differential-splicing comparison. The load average is recorded, since
+on a shared machine it moves every timing; compare numbers only within one run.
 
 Usage
 -----
-    python bench/train_speed.py                      # CPU grid, writes bench/results/train_speed_cpu.json
+    python bench/train_speed.py                        # CPU grid of issue 10 -> bench/results/train_speed_cpu.json
+    python bench/train_speed.py --grid cpu-small       # the small CPU grid
     python bench/train_speed.py --device cuda --grid gpu --out bench/results/train_speed_gpu.json
 """
 
@@ -20,32 +27,38 @@ import argparse
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
-import threading
+import tempfile
 import time
 from pathlib import Path
 
 GRIDS = {
-    # (cells, junctions, fraction of (cell, ATSE) pairs observed). Pairs with equal observed entries
-    # and 4x the junctions show that cost follows observed entries, not cells x junctions.
+    # (cells, junctions, fraction of (cell, ATSE) pairs observed). 7,500 junctions at 12% and 30,000
+    # at 3% hold the same observed entries with 4x the junctions: cost must follow observed entries.
     "cpu": [
+        (20_000, 30_000, 0.15),
+        (20_000, 30_000, 0.03),
+        (20_000, 7_500, 0.12),
+    ],
+    "cpu-headline": [(20_000, 30_000, 0.15)],
+    "cpu-small": [
         (2_000, 7_500, 0.12),
         (2_000, 30_000, 0.03),
-        (20_000, 7_500, 0.12),
-        (20_000, 30_000, 0.03),
     ],
     "gpu": [
-        (20_000, 30_000, 0.12),
+        (20_000, 30_000, 0.15),
         (100_000, 22_500, 0.12),
         (100_000, 90_000, 0.03),
     ],
     "tiny": [(500, 2_000, 0.1), (500, 8_000, 0.025)],
 }
+N_GENES = 5_000
 
 
-def synthetic_mudata(n_cells: int, n_junctions: int, observed_fraction: float, n_genes: int = 2_000, seed: int = 0):
-    """Sparse MuData in the data contract with only junction counts (k) and event ids."""
+def synthetic_mudata(n_cells: int, n_junctions: int, observed_fraction: float, n_genes: int = N_GENES, seed: int = 0):
+    """Sparse MuData in the lean layout of ``splicevi assemble``: junction counts k and event ids only."""
     import anndata as ad
     import mudata as md
     import numpy as np
@@ -79,7 +92,7 @@ def synthetic_mudata(n_cells: int, n_junctions: int, observed_fraction: float, n
     event_id = np.repeat(np.arange(n_events), sizes)
     var = pd.DataFrame({"event_id": [f"E{e}" for e in event_id]}, index=[f"j{i}" for i in range(n_junctions)])
     obs = pd.DataFrame(index=[f"c{i}" for i in range(n_cells)])
-    spl = ad.AnnData(X=sp.csr_matrix((n_cells, n_junctions), dtype=np.float32), obs=obs, var=var,
+    spl = ad.AnnData(X=None, obs=obs, var=var,
                      layers={"cell_by_junction_matrix": k})
     lam = rng.gamma(0.3, 2.0, size=n_genes)
     # Sparse gene counts without a dense cells x genes draw: ~10% non-zeros.
@@ -103,27 +116,28 @@ def _observed_entries(mdata) -> int:
     return int(np.count_nonzero(n.data))
 
 
-def run_point(n_cells, n_junctions, fraction, device, epochs, batch_size, threads=1) -> dict:
-    """Train on one synthetic dataset; return timings and memory (runs inside the subprocess)."""
-    import logging
-    import warnings
+def _peak_rss_mb() -> float:
+    """Peak resident set size of this process so far (Linux reports kilobytes)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
-    import psutil
-    import torch
 
-    warnings.simplefilter("ignore")
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    from lightning.pytorch.callbacks import Callback
+def _load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
 
-    from splicevi import SPLICEVI
 
-    torch.set_num_threads(threads)
+def make_file(n_cells, n_junctions, fraction, path) -> dict:
+    """Write one grid point as the workflow's lean ``.h5mu`` (runs inside a subprocess)."""
     t0 = time.perf_counter()
     mdata, k_nnz, n_events = synthetic_mudata(n_cells, n_junctions, fraction)
     observed = _observed_entries(mdata)
-    build_s = time.perf_counter() - t0
-    SPLICEVI.setup_mudata(mdata)
-    model = SPLICEVI(mdata)
+    mdata.write(path)
+    return {"events": n_events, "stored_junction_counts": k_nnz, "observed_entries": observed,
+            "build_seconds": round(time.perf_counter() - t0, 1), "file_mb": round(os.path.getsize(path) / 2**20, 1)}
+
+
+def _epoch_timer(device):
+    import torch
+    from lightning.pytorch.callbacks import Callback
 
     class EpochTimer(Callback):
         def __init__(self):
@@ -139,21 +153,48 @@ def run_point(n_cells, n_junctions, fraction, device, epochs, batch_size, thread
                 torch.cuda.synchronize()
             self.times.append(time.perf_counter() - self._t)
 
-    proc = psutil.Process()
-    rss_before = proc.memory_info().rss
-    peak = [rss_before]
-    stop = threading.Event()
+    return EpochTimer()
 
-    def sample():
-        while not stop.is_set():
-            peak[0] = max(peak[0], proc.memory_info().rss)
-            time.sleep(0.01)
 
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
+def _timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return out, round(time.perf_counter() - t0, 2)
+
+
+def run_point(path, model_name, device, epochs, batch_size, threads=1, inference=False) -> dict:
+    """Read the file, train one model on it; timings and memory (runs inside a subprocess)."""
+    import logging
+    import warnings
+
+    import torch
+
+    warnings.simplefilter("ignore")
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    from splicevi.cli.train import read_mudata, setup_model_data
+
+    torch.set_num_threads(threads)
+    rss_start = _peak_rss_mb()
+    mdata, read_s = _timed(lambda: read_mudata(path))
+    result = {"model": model_name, "read_seconds": read_s, "peak_rss_after_read_mb": _peak_rss_mb()}
+    if model_name == "scvi":
+        import scvi
+
+        rna = mdata.mod["rna"]
+        del mdata
+        scvi.model.SCVI.setup_anndata(rna)
+        model = scvi.model.SCVI(rna)
+        n_cells = rna.n_obs
+    else:
+        from splicevi import SPLICEVI
+
+        setup_model_data(mdata)
+        model, result["setup_seconds"] = _timed(lambda: SPLICEVI(mdata))
+        n_cells = mdata.n_obs
+    result["peak_rss_after_setup_mb"] = _peak_rss_mb()
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    timer = EpochTimer()
+    timer = _epoch_timer(device)
     model.train(
         max_epochs=epochs,
         batch_size=batch_size,
@@ -165,71 +206,159 @@ def run_point(n_cells, n_junctions, fraction, device, epochs, batch_size, thread
         enable_progress_bar=False,
         enable_model_summary=False,
     )
-    stop.set()
-    sampler.join()
     steady = timer.times[1:] or timer.times
     sec_per_epoch = sum(steady) / len(steady)
-    result = {
-        "cells": n_cells,
-        "junctions": n_junctions,
-        "events": n_events,
-        "observed_fraction_of_atse_pairs": fraction,
-        "stored_junction_counts": k_nnz,
-        "observed_entries": observed,
-        "cells_x_junctions": n_cells * n_junctions,
-        "build_seconds": round(build_s, 2),
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "seconds_per_epoch": round(sec_per_epoch, 3),
+    result.update({
+        "epoch_seconds": [round(t, 2) for t in timer.times],
+        "seconds_per_epoch": round(sec_per_epoch, 2),
         "cells_per_second": round(n_cells / sec_per_epoch, 1),
-        "peak_rss_during_training_mb": round((peak[0] - rss_before) / 2**20, 1),
-        "peak_rss_total_mb": round(peak[0] / 2**20, 1),
-        "device": device,
-        "torch_threads": threads,
-    }
+        "peak_rss_training_mb": _peak_rss_mb(),
+        "rss_before_read_mb": rss_start,
+        "load_average_after_training": _load(),
+    })
     if device == "cuda":
         result["gpu_peak_allocated_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
         result["gpu_name"] = torch.cuda.get_device_name(0)
+    if inference and model_name == "splicevi":
+        result["inference"] = _inference(model, mdata, batch_size)
     return result
+
+
+def _inference(model, mdata, batch_size, block=2_000) -> dict:
+    """Time and peak RSS of the latent, decoded PSI (blocks of cells) and one DS comparison."""
+    import numpy as np
+
+    out = {}
+    latent, out["latent_seconds"] = _timed(lambda: model.get_latent_representation(batch_size=batch_size))
+    out["peak_rss_after_latent_mb"] = _peak_rss_mb()
+
+    def decode_all():
+        # All cells x all junctions, a block of cells at a time, reduced per block (mean PSI per
+        # junction): what a caller who cannot hold cells x junctions dense does.
+        total = np.zeros(model.module.n_input_junctions)
+        for start in range(0, mdata.n_obs, block):
+            idx = np.arange(start, min(start + block, mdata.n_obs))
+            total += model.get_normalized_splicing(indices=idx, batch_size=batch_size, return_numpy=True).sum(axis=0)
+        return total
+
+    _, out["decoded_psi_all_cells_seconds"] = _timed(decode_all)
+    out["decoded_psi_block_cells"] = block
+    out["peak_rss_after_decoded_psi_mb"] = _peak_rss_mb()
+    half = mdata.n_obs // 2
+    _, out["ds_one_comparison_seconds"] = _timed(lambda: model.differential_splicing(
+        idx1=np.arange(half), idx2=np.arange(half, mdata.n_obs), batch_size=batch_size, silent=True))
+    out["peak_rss_after_ds_mb"] = _peak_rss_mb()
+    out["latent_shape"] = list(latent.shape)
+    return out
+
+
+def _subprocess(args: list[str]) -> dict:
+    done = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, env=os.environ.copy())
+    if done.returncode != 0:
+        print(done.stderr[-3000:], file=sys.stderr)
+        return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--grid", choices=sorted(GRIDS), default="cpu")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=128, help="SPLICEVI's and SCVI's default, 128")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on 2 cores)")
+    parser.add_argument("--no-scvi", action="store_true", help="skip the SCVI reference")
+    parser.add_argument("--inference", action="store_true",
+                        help="also time latent, decoded PSI and DS (on the grid's first point)")
     parser.add_argument("--out", default=None)
-    parser.add_argument("--point", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--make-file", nargs=2, metavar=("POINT", "PATH"), help=argparse.SUPPRESS)
+    parser.add_argument("--train", nargs=2, metavar=("MODEL", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.point:
-        n_cells, n_junctions, fraction = args.point.split(",")
-        print(json.dumps(run_point(int(n_cells), int(n_junctions), float(fraction), args.device, args.epochs, args.batch_size, args.threads)))
+    if args.make_file:
+        n_cells, n_junctions, fraction = args.make_file[0].split(",")
+        print(json.dumps(make_file(int(n_cells), int(n_junctions), float(fraction), args.make_file[1])))
+        return 0
+    if args.train:
+        print(json.dumps(run_point(args.train[1], args.train[0], args.device, args.epochs, args.batch_size,
+                                   args.threads, args.inference)))
         return 0
     out = Path(args.out or f"bench/results/train_speed_{args.device}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
+    common = ["--device", args.device, "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
+              "--threads", str(args.threads)]
     results = []
-    for n_cells, n_junctions, fraction in GRIDS[args.grid]:
-        cmd = [sys.executable, __file__, "--point", f"{n_cells},{n_junctions},{fraction}", "--device", args.device,
-               "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--threads", str(args.threads)]
-        done = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
-        if done.returncode != 0:
-            print(done.stderr[-3000:], file=sys.stderr)
-            results.append({"cells": n_cells, "junctions": n_junctions, "observed_fraction_of_atse_pairs": fraction,
-                             "error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"})
-        else:
-            results.append(json.loads(done.stdout.strip().splitlines()[-1]))
-        r = results[-1]
-        print(f"{n_cells:>7} cells {n_junctions:>6} junctions f={fraction:<5} "
-              + (f"{r['observed_entries']:>11,} observed  {r['seconds_per_epoch']:>8.2f} s/epoch  "
-                 f"{r['cells_per_second']:>9.0f} cells/s  peak +{r['peak_rss_during_training_mb']:.0f} MB RSS"
-                 + (f"  GPU {r['gpu_peak_allocated_mb']:.0f} MB" if "gpu_peak_allocated_mb" in r else "")
-                 if "error" not in r else f"ERROR {r['error']}"), flush=True)
+    with tempfile.TemporaryDirectory(prefix="splicevi-bench-") as tmp:
+        for i, (n_cells, n_junctions, fraction) in enumerate(GRIDS[args.grid]):
+            path = str(Path(tmp) / f"{n_cells}x{n_junctions}_{fraction}.h5mu")
+            point = {"cells": n_cells, "junctions": n_junctions, "genes": N_GENES,
+                     "observed_fraction_of_atse_pairs": fraction, "cells_x_junctions": n_cells * n_junctions,
+                     "load_average_before": _load()}
+            point.update(_subprocess(["--make-file", f"{n_cells},{n_junctions},{fraction}", path]))
+            if "error" not in point:
+                point["splicevi"] = _subprocess(["--train", "splicevi", path, *common]
+                                                + (["--inference"] if args.inference and i == 0 else []))
+                if not args.no_scvi:
+                    point["scvi_expression_only"] = _subprocess(["--train", "scvi", path, *common])
+                    s, r = point["splicevi"], point["scvi_expression_only"]
+                    if "error" not in s and "error" not in r:
+                        point["splicevi_over_scvi_seconds_per_epoch"] = round(
+                            s["seconds_per_epoch"] / r["seconds_per_epoch"], 2)
+                Path(path).unlink(missing_ok=True)
+            results.append(point)
+            _print_point(point)
+            _write(out, args, results)
+    _pairs(results)
+    _write(out, args, results)
+    print(f"wrote {out}")
+    return 0
+
+
+def _print_point(p: dict) -> None:
+    head = f"{p['cells']:>7} cells {p['junctions']:>6} junctions f={p['observed_fraction_of_atse_pairs']:<5}"
+    if "error" in p:
+        print(f"{head} ERROR {p['error']}", flush=True)
+        return
+    s = p.get("splicevi", {})
+    line = f"{head} {p['observed_entries']:>11,} observed  file {p['file_mb']:.0f} MB  "
+    if "error" in s:
+        line += f"SPLICEVI ERROR {s['error']}"
+    else:
+        line += (f"SPLICEVI {s['seconds_per_epoch']:.1f} s/epoch {s['cells_per_second']:.0f} cells/s "
+                 f"peak RSS {s['peak_rss_training_mb']:.0f} MB")
+        if "gpu_peak_allocated_mb" in s:
+            line += f" GPU {s['gpu_peak_allocated_mb']:.0f} MB"
+    r = p.get("scvi_expression_only")
+    if r is not None:
+        line += f" | SCVI {r['seconds_per_epoch']:.1f} s/epoch" if "error" not in r else f" | SCVI ERROR {r['error']}"
+    if "splicevi_over_scvi_seconds_per_epoch" in p:
+        line += f" | ratio {p['splicevi_over_scvi_seconds_per_epoch']:.2f}"
+    line += f" | load {p['load_average_before']}"
+    print(line, flush=True)
+    if "inference" in s:
+        print("    inference:", json.dumps(s["inference"]), flush=True)
+
+
+def _pairs(results: list[dict]) -> None:
+    """Points with the same cells and (about) the same observed entries: cost ratio at more junctions."""
+    ok = [r for r in results if "error" not in r and "error" not in r.get("splicevi", {"error": 1})]
+    for a in ok:
+        for b in ok:
+            same = abs(a["observed_entries"] - b["observed_entries"]) / a["observed_entries"] < 0.1
+            if a["cells"] == b["cells"] and b["junctions"] == 4 * a["junctions"] and same:
+                b["vs_quarter_junctions_same_observed"] = {
+                    "junctions": [a["junctions"], b["junctions"]],
+                    "time_ratio": round(b["splicevi"]["seconds_per_epoch"] / a["splicevi"]["seconds_per_epoch"], 2),
+                    "peak_rss_ratio": round(b["splicevi"]["peak_rss_training_mb"] / a["splicevi"]["peak_rss_training_mb"], 2),
+                }
+                print(f"4x junctions at the same observed entries ({a['junctions']} -> {b['junctions']}): "
+                      f"{b['vs_quarter_junctions_same_observed']}", flush=True)
+
+
+def _write(out: Path, args, results) -> None:
     import torch
 
     payload = {
-        "benchmark": "splicevi train speed",
+        "benchmark": "splicevi train speed (SPLICEVI vs SCVI on the expression part, same run)",
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__},
         "results": results,
@@ -237,8 +366,6 @@ def main(argv=None) -> int:
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(payload, indent=2))
     tmp.replace(out)
-    print(f"wrote {out}")
-    return 0
 
 
 if __name__ == "__main__":

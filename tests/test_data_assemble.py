@@ -12,7 +12,7 @@ import scipy.sparse as sp
 from data_fixtures import tiny_simulation
 from splicevi.data._tables import InputError
 from splicevi.data.assemble import assemble, harmonize_splicing, length_normalize
-from splicevi.data.layers import SPLICING_LAYERS
+from splicevi.data.layers import SPLICING_LAYERS, layer_or_derived
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ def _inputs(sim):
 
 def test_layers_contract(tiny_sim):
     jun, events, genes = _inputs(tiny_sim)
-    mdata, report = assemble(jun, events, genes)
+    mdata, report = assemble(jun, events, genes, published_layout=True)
     s = mdata["splicing"]
     for name in SPLICING_LAYERS:
         assert sp.isspmatrix_csr(s.layers[name]) or isinstance(s.layers[name], sp.csr_array), name
@@ -63,6 +63,30 @@ def test_layers_contract(tiny_sim):
     assert mdata.uns["splicevi_provenance"]["versions"]["anndata"] == version("anndata")
 
 
+def test_lean_layout_stores_k_only_and_derives_the_rest(tiny_sim, tmp_path):
+    """Default layout: only k on disk; n, PSI and mask derived on demand equal the published layers."""
+    jun, events, genes = _inputs(tiny_sim)
+    published, _ = assemble(jun, events, genes, published_layout=True)
+    lean, report = assemble(jun, events, genes)
+    assert report["layout"] == "lean"
+    lean.write(tmp_path / "lean.h5mu")
+    back = md.read_h5mu(tmp_path / "lean.h5mu")["splicing"]
+    assert list(back.layers.keys()) == ["cell_by_junction_matrix"]
+    assert back.X is None
+    ref = published["splicing"]
+    for name in SPLICING_LAYERS:
+        got = layer_or_derived(back, name)
+        want = sp.csr_matrix(ref.layers[name])
+        assert got.shape == want.shape and (got != want).nnz == 0, name
+    # Observed zeros survive derivation (observed is n > 0, not k > 0).
+    assert layer_or_derived(back, "junc_ratio").nnz == layer_or_derived(back, "psi_mask").nnz > back.layers[
+        "cell_by_junction_matrix"].nnz
+    np.testing.assert_array_equal(back.var["n_cells_observed"], ref.var["n_cells_observed"])
+    np.testing.assert_array_equal(back.obs["n_events_observed"], ref.obs["n_events_observed"])
+    with pytest.raises(KeyError, match="cannot be derived"):
+        layer_or_derived(back, "something_else")
+
+
 def test_splicing_only_and_min_cell_reads(tiny_sim, tmp_path):
     jun, events, _ = _inputs(tiny_sim)
     reads = np.asarray(jun.X.sum(axis=1)).ravel()
@@ -72,7 +96,7 @@ def test_splicing_only_and_min_cell_reads(tiny_sim, tmp_path):
     assert report["n_cells_dropped_min_reads"] == jun.n_obs - mdata.n_obs
     mdata.write(tmp_path / "x.h5mu")
     back = md.read_h5mu(tmp_path / "x.h5mu")
-    assert sp.issparse(back["splicing"].layers["psi_mask"])
+    assert sp.issparse(layer_or_derived(back["splicing"], "psi_mask"))
 
 
 def test_genes_matched_to_junction_cells(tiny_sim):

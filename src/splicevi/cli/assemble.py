@@ -1,6 +1,7 @@
 """``splicevi assemble``: junction counts + events (+ gene counts) → model-ready ``data.h5mu``.
 
-Builds ``mdata["splicing"]`` with the CSR layers cell_by_junction_matrix (k), cell_by_cluster_matrix
+Builds ``mdata["splicing"]`` with the CSR layer cell_by_junction_matrix (k), from which the model and
+every stage derive n, PSI and the mask; with --published-layout also the layers cell_by_cluster_matrix
 (n, the ATSE total on every junction of an observed ATSE), junc_ratio (k/n, X) and psi_mask (n > 0),
 and ``mdata["rna"]`` (raw counts; ``length_norm`` with --transcript-lengths) on the common cells.
 Without --genes the file holds the splicing modality only.
@@ -24,6 +25,9 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
                    help="drop cells with fewer junction reads on the ATSE junctions (%(default)s; cells with no "
                         "reads in any modality are always dropped)")
     p.add_argument("--transcript-lengths", help="TSV gene_id, length: adds the rna layer length_norm")
+    p.add_argument("--published-layout", action="store_true",
+                   help="also write the layers n, PSI (X) and mask of the reference implementation's layout "
+                        "(four times the size; nothing in splicevi reads them)")
     p.add_argument("--out", required=True, help="output .h5mu")
     p.set_defaults(func=run)
     return p
@@ -56,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     if side.exists():
         provenance["atse"] = json.loads(side.read_text())
     mdata, report = assemble(junctions, events, genes, min_cell_reads=args.min_cell_reads,
-                             transcript_lengths=lengths, events_source=args.events, provenance=provenance)
+                             transcript_lengths=lengths, events_source=args.events, provenance=provenance,
+                             published_layout=args.published_layout)
     with atomic_path(args.out) as tmp:
         mdata.write(tmp)
     rows = [("cells in junctions file", report["n_cells_in"])]

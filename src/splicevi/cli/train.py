@@ -95,12 +95,15 @@ def setup_model_data(mdata, batch_key: str | None = None) -> None:
     if "rna" in mdata.mod:
         modalities["rna_layer"] = "rna"
         kwargs["rna_layer"] = None
+    # Junction counts carry everything (n, PSI and the mask are derived per minibatch, and the lean
+    # file `splicevi assemble` writes has nothing else); ratio + totals only for files without k.
+    has_k = "cell_by_junction_matrix" in mdata["splicing"].layers
     SPLICEVI.setup_mudata(
         mdata,
-        junc_ratio_layer="junc_ratio",
-        atse_counts_layer="cell_by_cluster_matrix",
-        junc_counts_layer="cell_by_junction_matrix",
-        psi_mask_layer="psi_mask",
+        junc_ratio_layer=None if has_k else "junc_ratio",
+        atse_counts_layer=None if has_k else "cell_by_cluster_matrix",
+        junc_counts_layer="cell_by_junction_matrix" if has_k else None,
+        psi_mask_layer=None if has_k else "psi_mask",
         batch_key=batch_key,
         modalities=modalities,
         **kwargs,

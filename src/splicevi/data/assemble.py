@@ -1,7 +1,9 @@
 """Masking and assembly of the model-ready MuData (see the data contract in ARCHITECTURE.md).
 
-``mdata["splicing"]`` holds the four CSR layers of :func:`splicevi.data.layers.splicing_layers`
-(k, n, k/n and the observed mask n > 0) with ``X`` = ``junc_ratio``; ``mdata["rna"]`` holds raw gene
+``mdata["splicing"]`` holds the junction counts k (CSR layer ``cell_by_junction_matrix``; n, PSI
+and the mask are derived from k and ``event_id`` where needed) or, with ``published_layout``, the
+four CSR layers of :func:`splicevi.data.layers.splicing_layers` (k, n, k/n and the observed mask
+n > 0) with ``X`` = ``junc_ratio``; ``mdata["rna"]`` holds raw gene
 counts (CSR) and, when transcript lengths are given, a ``length_norm`` layer. Files in the reference
 implementation's layout (dense layers, a missing mask) are brought into this layout by
 :func:`harmonize_splicing`.
@@ -98,6 +100,7 @@ def assemble(
     transcript_lengths: pd.Series | None = None,
     events_source: str = "events table",
     provenance: dict | None = None,
+    published_layout: bool = False,
 ) -> tuple[md.MuData, dict]:
     """Build the model-ready MuData.
 
@@ -118,6 +121,12 @@ def assemble(
         Name of the events file, for messages.
     provenance
         Extra entries for ``uns["splicevi_provenance"]``.
+    published_layout
+        Also store n (``cell_by_cluster_matrix``), PSI (``junc_ratio``, then also ``X``) and the mask
+        (``psi_mask``), the reference implementation's four-layer layout. By default only the
+        junction counts k are stored (``X`` empty): the model reads nothing else, the other layers
+        follow from k and ``event_id`` (:func:`splicevi.data.layers.layer_or_derived`), and at
+        scale they are three quarters of the file and of the memory it takes to load.
 
     Returns
     -------
@@ -150,7 +159,8 @@ def assemble(
     jun = jun[keep].copy()
     k = k[keep]
     codes, _ = event_codes(events["event_id"])
-    layers = splicing_layers(k, codes)
+    k.eliminate_zeros()
+    totals = atse_totals(k, codes)  # n: for the observed-entry statistics (and the published layout)
 
     var = events.set_index("junction_id").copy()
     var.index.name = "junction_id"
@@ -159,19 +169,25 @@ def assemble(
             var[col] = jun.var[col].to_numpy() if col in jun.var else ""
     for col in ("gene_id", "gene_name"):
         var[col] = var[col].fillna("").astype(str)
-    var["n_cells_observed"] = np.bincount(layers[PSI_MASK].indices, minlength=len(var)).astype(np.int64)
+    var["n_cells_observed"] = np.bincount(totals.indices, minlength=len(var)).astype(np.int64)
     var["n_cells_detected"] = np.bincount(k.indices, minlength=len(var)).astype(np.int64)
     obs = jun.obs.copy()
     if "batch" not in obs:
         obs["batch"] = "batch0"
     n_events = int(codes.max()) + 1
-    mask = layers[PSI_MASK]
+    n_observed_entries = int(totals.nnz)
+    if published_layout:
+        layers = splicing_layers(k, codes)
+        x = layers[JUNCTION_RATIO].copy()
+    else:
+        layers, x = {JUNCTION_COUNTS: k}, None
+    del totals
     ev_per_cell = _events_observed(k, codes, n_events)
     obs["n_junction_reads"] = np.asarray(k.sum(axis=1)).ravel().astype(np.int64)
     obs["n_junctions_detected"] = np.diff(k.indptr).astype(np.int64)
     obs["n_events_observed"] = ev_per_cell
     obs["frac_events_observed"] = ev_per_cell / n_events
-    splicing = ad.AnnData(X=layers[JUNCTION_RATIO].copy(), obs=obs, var=var[SPLICING_VAR_COLUMNS + [
+    splicing = ad.AnnData(X=x, obs=obs, var=var[SPLICING_VAR_COLUMNS + [
         c for c in var.columns if c not in SPLICING_VAR_COLUMNS]], layers=layers)
     mods = {"splicing": splicing}
     if genes is not None:
@@ -196,7 +212,8 @@ def assemble(
         "n_junctions": int(splicing.n_vars),
         "n_events": n_events,
         "n_genes": int(genes.n_vars) if genes is not None else 0,
-        "frac_observed": float(mask.nnz / max(mask.shape[0] * mask.shape[1], 1)),
+        "frac_observed": float(n_observed_entries / max(k.shape[0] * k.shape[1], 1)),
+        "layout": "published" if published_layout else "lean",
         "frac_cell_event_observed": float(ev_per_cell.sum() / max(n_events * mdata.n_obs, 1)),
     })
     mdata.uns["splicevi_provenance"] = clean_uns({

@@ -123,11 +123,26 @@ def _on_pattern(values: sp.csr_matrix, pattern: sp.csr_matrix) -> sp.csr_matrix:
     return out
 
 
+#: Stored junction counts per block when a derived layer is computed block by block over cells:
+#: :func:`splicing_layers` needs about ten times its input in transient memory, so blocks keep that
+#: to a few hundred MB whatever the size of the matrix.
+BLOCK_ENTRIES = 250_000
+
+
+def _row_blocks(k: sp.csr_matrix, max_entries: int = BLOCK_ENTRIES):
+    """Row slices of ``k`` holding about ``max_entries`` stored entries each."""
+    n_rows = k.shape[0]
+    step = max(1, int(max_entries * n_rows / max(k.nnz, 1)))
+    for start in range(0, n_rows, step):
+        yield slice(start, min(start + step, n_rows))
+
+
 def junction_mean_psi(junction_counts: sp.spmatrix, codes: np.ndarray, prior: float = 0.5) -> np.ndarray:
     """Mean PSI of each junction over the cells that observe its ATSE.
 
     This is the centre the splicing encoder and the SVD baseline subtract from PSI: an observed PSI
     far from its junction's usual value is information about the cell, the usual value itself is not.
+    Computed block by block over cells, so memory stays at one block's layers.
 
     Parameters
     ----------
@@ -143,10 +158,14 @@ def junction_mean_psi(junction_counts: sp.spmatrix, codes: np.ndarray, prior: fl
     np.ndarray
         ``float32``, one value per junction.
     """
-    psi = splicing_layers(junction_counts, codes)[JUNCTION_RATIO].tocoo()
-    n_junctions = psi.shape[1]
-    count = np.bincount(psi.col, minlength=n_junctions)
-    total = np.bincount(psi.col, weights=psi.data, minlength=n_junctions)
+    k = sp.csr_matrix(junction_counts)
+    n_junctions = k.shape[1]
+    count = np.zeros(n_junctions, dtype=np.int64)
+    total = np.zeros(n_junctions, dtype=np.float64)
+    for rows in _row_blocks(k):
+        psi = splicing_layers(k[rows], codes)[JUNCTION_RATIO]
+        count += np.bincount(psi.indices, minlength=n_junctions)
+        total += np.bincount(psi.indices, weights=psi.data, minlength=n_junctions)
     return np.where(count > 0, total / np.maximum(count, 1), prior).astype(np.float32)
 
 
@@ -163,7 +182,8 @@ def centred_psi(
     against. With ``prior_strength = κ > 0`` each entry is the posterior mean of PSI under a Beta
     prior of ``κ`` pseudo-reads centred on the junction's centre, minus that centre:
     ``(k - n·c) / (n + κ) = (psi - c)·n / (n + κ)``, so an entry from one or two reads counts less
-    than one from fifty.
+    than one from fifty. Built block by block over cells into preallocated arrays: the only large
+    allocation is the result itself.
 
     Parameters
     ----------
@@ -176,11 +196,65 @@ def centred_psi(
     prior_strength
         Pseudo-reads ``κ`` of the shrinkage towards the centre (0: plain centred PSI).
     """
-    layers = splicing_layers(junction_counts, codes)
-    psi, totals = layers[JUNCTION_RATIO], layers[ATSE_COUNTS]
+    k = sp.csr_matrix(junction_counts)
     if center is None:
-        center = junction_mean_psi(junction_counts, codes)
-    out = psi.copy()
-    shrink = totals.data / (totals.data + prior_strength)
-    out.data = ((psi.data - np.asarray(center, dtype=np.float32)[psi.indices]) * shrink).astype(np.float32)
-    return out
+        center = junction_mean_psi(k, codes)
+    center = np.asarray(center, dtype=np.float32)
+    # Observed entries per cell (the junctions of its ATSEs with reads), to size the result first.
+    m = junction_to_event_matrix(codes)
+    event_sizes = np.bincount(codes, minlength=m.shape[1]).astype(np.float64)
+    per_cell = np.zeros(k.shape[0], dtype=np.int64)
+    for rows in _row_blocks(k):
+        per_event = (k[rows] @ m).tocsr()
+        per_event.eliminate_zeros()
+        per_event.data = event_sizes[per_event.indices]
+        per_cell[rows] = np.asarray(per_event.sum(axis=1)).ravel().astype(np.int64)
+    del per_event
+    # One index dtype for indptr and indices (int32 while it fits): scipy would otherwise upcast
+    # the indices to match an int64 indptr, a copy as large as the result.
+    index_dtype = np.int32 if max(int(per_cell.sum()), k.shape[1]) < 2**31 else np.int64
+    indptr = np.concatenate([[0], np.cumsum(per_cell)]).astype(index_dtype)
+    data = np.empty(indptr[-1], dtype=np.float32)
+    indices = np.empty(indptr[-1], dtype=index_dtype)
+    for rows in _row_blocks(k):
+        layers = splicing_layers(k[rows], codes)
+        psi, totals = layers[JUNCTION_RATIO], layers[ATSE_COUNTS]
+        lo, hi = indptr[rows.start], indptr[rows.stop]
+        shrink = totals.data / (totals.data + prior_strength)
+        data[lo:hi] = (psi.data - center[psi.indices]) * shrink
+        indices[lo:hi] = psi.indices
+    return sp.csr_matrix((data, indices, indptr), shape=k.shape, copy=False)
+
+
+def layer_or_derived(adata, name: str, event_key: str = "event_id") -> sp.csr_matrix:
+    """A splicing layer of ``adata``, derived from the junction counts when the file lacks it.
+
+    The lean layout (``splicevi assemble`` by default) stores only ``cell_by_junction_matrix`` (k)
+    and ``var[event_key]``; n, PSI and the mask follow from them (:func:`splicing_layers`). Use this
+    wherever a consumer needs n, PSI or the mask, so it works on both layouts.
+
+    Parameters
+    ----------
+    adata
+        Splicing AnnData (``mdata["splicing"]``).
+    name
+        One of :data:`SPLICING_LAYERS`.
+    event_key
+        ``var`` column with each junction's ATSE id.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix
+        The stored layer, or the derived one (cells × junctions CSR, observed zeros kept).
+    """
+    if name in adata.layers:
+        return sp.csr_matrix(adata.layers[name])
+    if name not in SPLICING_LAYERS:
+        raise KeyError(f"layer {name!r} is not in the data and cannot be derived (derivable: {SPLICING_LAYERS})")
+    if JUNCTION_COUNTS not in adata.layers or event_key not in adata.var:
+        raise KeyError(
+            f"layer {name!r} is missing and cannot be derived: it needs layer {JUNCTION_COUNTS!r} and "
+            f"var[{event_key!r}] (available layers: {sorted(adata.layers)}); re-run `splicevi assemble`"
+        )
+    codes, _ = event_codes(adata.var[event_key])
+    return splicing_layers(adata.layers[JUNCTION_COUNTS], codes)[name]

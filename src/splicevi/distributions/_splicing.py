@@ -62,9 +62,9 @@ def segment_log_softmax(logits: torch.Tensor, group: torch.Tensor, n_groups: int
     """
     group_max = torch.full((n_groups,), float("-inf"), dtype=logits.dtype, device=logits.device)
     group_max = group_max.scatter_reduce(0, group, logits.detach(), reduce="amax", include_self=True)
-    shifted = logits - group_max[group]
+    shifted = logits - group_max.index_select(0, group)
     denom = torch.zeros(n_groups, dtype=logits.dtype, device=logits.device).index_add_(0, group, shifted.exp())
-    return shifted - denom.log()[group]
+    return shifted - denom.log().index_select(0, group)
 
 
 def dirichlet_multinomial_log_prob(
@@ -73,6 +73,7 @@ def dirichlet_multinomial_log_prob(
     concentration: torch.Tensor,
     group: torch.Tensor,
     n_groups: int,
+    concentration_index: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Dirichlet-multinomial log-pmf per observed (cell, ATSE) group.
 
@@ -87,11 +88,15 @@ def dirichlet_multinomial_log_prob(
     log_p
         Log junction probabilities of the entries (log-softmax within each ATSE).
     concentration
-        φ of each (cell, ATSE) group, shape ``(n_groups,)``.
+        φ of each (cell, ATSE) group, shape ``(n_groups,)``; or, with ``concentration_index``, a
+        table (e.g. one φ per ATSE) indexed by it.
     group
         Index of the entry's (cell, ATSE) group in ``[0, n_groups)``.
     n_groups
         Number of observed (cell, ATSE) groups.
+    concentration_index
+        Row of ``concentration`` for each group (e.g. its ATSE). ``lgamma(φ)`` is then evaluated
+        once per table entry instead of once per group (same value, fewer special functions).
 
     Returns
     -------
@@ -99,10 +104,18 @@ def dirichlet_multinomial_log_prob(
         Log-probability per group, equal to ``scipy.stats.dirichlet_multinomial.logpmf``.
     """
     eps = torch.finfo(log_p.dtype).tiny
-    phi = concentration
-    alpha = (log_p.exp() * phi[group]).clamp_min(eps)
+    if concentration_index is None:
+        phi, lgamma_phi = concentration, torch.lgamma(concentration)
+    else:
+        phi = concentration.index_select(0, concentration_index)
+        lgamma_phi = torch.lgamma(concentration).index_select(0, concentration_index)
     zeros = torch.zeros(n_groups, dtype=k.dtype, device=k.device)
     n = zeros.index_add(0, group, k)
-    per_entry = torch.lgamma(k + alpha) - torch.lgamma(alpha) - torch.lgamma(k + 1.0)
-    summed = zeros.index_add(0, group, per_entry)
-    return torch.lgamma(phi) - torch.lgamma(n + phi) + torch.lgamma(n + 1.0) + summed
+    # An entry with k = 0 contributes lgamma(α) - lgamma(α) - lgamma(1) = 0 exactly: evaluate the
+    # per-entry terms only where there are reads (most entries of an observed ATSE have none).
+    nonzero = (k > 0).nonzero().view(-1)
+    k_nz, group_nz = k.index_select(0, nonzero), group.index_select(0, nonzero)
+    alpha = (log_p.index_select(0, nonzero).exp() * phi.index_select(0, group_nz)).clamp_min(eps)
+    per_entry = torch.lgamma(k_nz + alpha) - torch.lgamma(alpha) - torch.lgamma(k_nz + 1.0)
+    summed = zeros.index_add(0, group_nz, per_entry)
+    return lgamma_phi - torch.lgamma(n + phi) + torch.lgamma(n + 1.0) + summed

@@ -243,7 +243,9 @@ class SPLICEVI(
         """Junction counts ``k`` of the registered data (``ratio × n`` for the reference layout)."""
         offset = self.module.splicing_offset
         if JUNC_COUNTS_KEY in self.adata_manager.data_registry:
-            return sp.csr_matrix(self.adata_manager.get_from_registry(JUNC_COUNTS_KEY))[:, offset:]
+            k = sp.csr_matrix(self.adata_manager.get_from_registry(JUNC_COUNTS_KEY))
+            # No column slice when there is nothing to drop: slicing copies the whole layer.
+            return k[:, offset:] if offset else k
         ratio = sp.csr_matrix(self.adata_manager.get_from_registry(JUNC_RATIO_KEY))[:, offset:]
         totals = sp.csr_matrix(self.adata_manager.get_from_registry(ATSE_COUNTS_KEY))[:, offset:]
         k = ratio.multiply(totals).tocsr()

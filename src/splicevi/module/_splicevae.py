@@ -338,7 +338,7 @@ class SPLICEVAE(BaseModuleClass):
         cont_in = cont_covs if (cont_covs is not None and self.encode_covariates) else None
 
         # Splicing posterior.
-        centred = obs.psi - self.psi_center[obs.cols]
+        centred = obs.psi - self.psi_center.index_select(0, obs.cols)
         if self.splicing_encoder_architecture == "partial":
             qzm_spl, qzv_spl, z_spl = self.z_encoder_splicing(obs, centred, *enc_cats, cont=cont_in)
         else:
@@ -463,7 +463,8 @@ class SPLICEVAE(BaseModuleClass):
             outputs.update(px_scale=px_scale, px_r=torch.exp(px_r), px_rate=px_rate, px_dropout=px_dropout)
         if observed is not None and decoder_input.dim() == 2:
             logits = self.z_decoder_splicing.logits_at(
-                decoder_input, observed.rows, observed.cols, batch_index, *categorical_input
+                decoder_input, observed.rows, observed.cols, batch_index, *categorical_input,
+                layout=observed.layout(),
             )
             outputs["splicing_logits"] = logits
         return outputs
@@ -524,8 +525,9 @@ class SPLICEVAE(BaseModuleClass):
         if self.splicing_loss_type == "dirichlet_multinomial":
             log_p = segment_log_softmax(logits, obs.group, obs.n_groups)
             phi = self.log_phi_j.exp()
-            phi_group = phi[obs.group_event] if phi.numel() > 1 else phi.expand(obs.n_groups)
-            ll = dirichlet_multinomial_log_prob(obs.k, log_p, phi_group, obs.group, obs.n_groups)
+            # One φ per ATSE (or one scalar): lgamma(φ) once per ATSE, gathered to the groups.
+            index = obs.group_event if phi.numel() > 1 else torch.zeros_like(obs.group_event)
+            ll = dirichlet_multinomial_log_prob(obs.k, log_p, phi, obs.group, obs.n_groups, concentration_index=index)
             return per_cell.index_add(0, obs.group_row, ll)
         if self.splicing_loss_type == "beta_binomial":
             ll = beta_binomial_log_prob(obs.k, obs.n, logits, self.log_phi_j.exp()[obs.cols])

@@ -11,6 +11,8 @@ from scvi.nn import FCLayers
 from torch import nn
 from torch.distributions import Normal
 
+from ._entry_ops import entry_matmul
+
 if TYPE_CHECKING:
     import scipy.sparse as sp
 
@@ -61,8 +63,10 @@ class PartialEncoder(nn.Module):
         ``"mean"`` (default: a cell's code does not grow with its coverage) or ``"sum"`` over a
         cell's observed entries.
     max_nobs
-        Entries processed per chunk when pooling (bounds the memory of the gathered embeddings at
-        ``max_nobs × code_dim``); ``-1`` processes all entries at once.
+        Entries processed per chunk when pooling falls back to gather/scatter (bounds the memory
+        of the gathered embeddings at ``max_nobs × code_dim``); ``-1`` processes all entries at
+        once. The sparse-kernel pooling used for minibatches in row order gathers nothing, so
+        there the value has no effect.
     distribution
         ``"normal"`` or ``"ln"`` (logistic normal: softmax of the Gaussian sample).
     var_eps
@@ -144,17 +148,20 @@ class PartialEncoder(nn.Module):
         seed
             Seed of the randomized SVD.
         """
-        from sklearn.decomposition import TruncatedSVD
+        from sklearn.utils.extmath import randomized_svd, svd_flip
 
         n_comp = min(self.code_dim, min(centred.shape) - 1)
         if n_comp < 1 or centred.nnz == 0:
             return
-        svd = TruncatedSVD(n_components=n_comp, random_state=seed).fit(centred)
+        # TruncatedSVD(n_comp, random_state=seed).fit(centred).components_, without the explained
+        # variance it also computes (a full copy of the matrix: the largest allocation at set-up).
+        u, _, vt = randomized_svd(centred, n_comp, n_oversamples=10, n_iter=5, random_state=seed, flip_sign=False)
+        _, components = svd_flip(u, vt, u_based_decision=False)
         emb = self.feature_embedding.detach().cpu().numpy().copy()
         # Random directions beyond the rank of the data; the singular vectors scaled so that each
         # pooled feature has unit spread across cells (the scale batch norm would give it).
         emb[:, n_comp:] *= 0.1
-        vectors = svd.components_.T.astype(np.float32)
+        vectors = components.T.astype(np.float32)
         pooled = centred @ vectors
         if self.pool_mode == "mean":
             pooled = pooled / np.maximum(np.diff(centred.indptr), 1)[:, None]
@@ -176,16 +183,24 @@ class PartialEncoder(nn.Module):
         ``centred`` is the centred PSI of each observed entry (aligned with ``obs.rows``).
         """
         device = self.feature_embedding.device
-        pooled = torch.zeros(obs.n_cells, self.code_dim, device=device)
-        n_entries = obs.rows.shape[0]
-        chunk = n_entries if self.max_nobs <= 0 else self.max_nobs
-        for start in range(0, n_entries, max(chunk, 1)):
-            stop = min(start + chunk, n_entries)
-            codes = centred[start:stop, None] * self.feature_embedding[obs.cols[start:stop]]
-            pooled = pooled.index_add(0, obs.rows[start:stop], codes)
-        counts = torch.zeros(obs.n_cells, device=device).index_add_(
-            0, obs.rows, torch.ones_like(obs.k, device=device)
-        )
+        layout = obs.layout()
+        if layout is not None:
+            # One sparse (cells x junctions) x (junctions x code_dim) product, forward and backward.
+            pooled = entry_matmul(layout, obs.rows, obs.cols, centred, self.feature_embedding, obs.n_cells)
+            counts = torch.diff(layout.crow).to(pooled.dtype)
+        else:
+            pooled = torch.zeros(obs.n_cells, self.code_dim, device=device)
+            n_entries = obs.rows.shape[0]
+            chunk = n_entries if self.max_nobs <= 0 else self.max_nobs
+            for start in range(0, n_entries, max(chunk, 1)):
+                stop = min(start + chunk, n_entries)
+                pooled = pooled + entry_matmul(
+                    None, obs.rows[start:stop], obs.cols[start:stop], centred[start:stop],
+                    self.feature_embedding, obs.n_cells,
+                )
+            counts = torch.zeros(obs.n_cells, device=device).index_add_(
+                0, obs.rows, torch.ones_like(obs.k, device=device)
+            )
         if self.pool_mode == "mean":
             pooled = pooled / counts.clamp_min(1.0)[:, None]
         return torch.cat([pooled, torch.log1p(counts)[:, None]], dim=-1)

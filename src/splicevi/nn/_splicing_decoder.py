@@ -7,6 +7,8 @@ import torch.nn.functional as F
 from scvi.nn import FCLayers
 from torch import nn
 
+from ._entry_ops import EntryLayout, entry_dot
+
 
 class SplicingDecoder(nn.Module):
     """Decode junction logits ``l[c, j] = h(z_c) · w_j + b_j``.
@@ -85,11 +87,20 @@ class SplicingDecoder(nn.Module):
         return torch.cat([z, *one_hots], dim=-1) if one_hots else z
 
     def logits_at(
-        self, z: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, *cat_list: torch.Tensor
+        self,
+        z: torch.Tensor,
+        rows: torch.Tensor,
+        cols: torch.Tensor,
+        *cat_list: torch.Tensor,
+        layout: EntryLayout | None = None,
     ) -> torch.Tensor:
-        """Logits at the entries ``(rows, cols)`` only."""
+        """Logits at the entries ``(rows, cols)`` only.
+
+        With the entries' CSR ``layout`` the row dot products run as a sampled sparse product
+        (and its backward as two sparse matmuls) instead of gathering ``entries × width`` rows.
+        """
         h = self.hidden(z, *cat_list)
-        return (h[rows] * self.weight[cols]).sum(-1) + self.bias[cols]
+        return entry_dot(layout, rows, cols, h, self.weight) + self.bias.index_select(0, cols)
 
     def dense_logits(
         self, z: torch.Tensor, *cat_list: torch.Tensor, cols: torch.Tensor | None = None
