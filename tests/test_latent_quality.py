@@ -103,3 +103,18 @@ def test_partial_encoder_starts_at_the_svd_of_centred_psi(small_mdata, pca):
         assert cosine > 0.99
     else:
         assert cosine < 0.5
+
+
+def test_svd_init_on_a_cell_subset_keeps_the_centre_of_all_cells(small_mdata, monkeypatch):
+    import splicevi.model._splicevi as model_module
+
+    monkeypatch.setattr(model_module, "SVD_INIT_MAX_CELLS", small_mdata.n_obs // 2)
+    SPLICEVI.setup_mudata(small_mdata, batch_key="batch")
+    model = SPLICEVI(small_mdata, n_latent=6, code_dim=4)
+    spl = small_mdata["splicing"]
+    codes, _ = event_codes(spl.var["event_id"])
+    k = spl.layers["cell_by_junction_matrix"]
+    np.testing.assert_allclose(model.module.psi_center.numpy(), junction_mean_psi(k, codes), rtol=1e-5)
+    top = TruncatedSVD(1, random_state=0).fit(centred_psi(k, codes)).components_[0]
+    first = model.module.z_encoder_splicing.feature_embedding.detach().numpy()[:, 0]
+    assert abs(first @ top) / (np.linalg.norm(first) * np.linalg.norm(top)) > 0.8

@@ -25,6 +25,9 @@ from ._analysis import SplicingAnalysisMixin
 from ._training import SparseDataSplitter, SplicingTrainingPlan
 from ._validation import check_k_le_n, check_shapes, check_values, get_matrix, junction_event_codes
 
+#: Cells used by the SVD that initialises the partial encoder's junction embeddings.
+SVD_INIT_MAX_CELLS = 10_000
+
 #: setup_mudata arguments that name a layer of the splicing modality.
 _SPLICING_LAYER_ARGS = ("junc_ratio_layer", "atse_counts_layer", "junc_counts_layer", "psi_mask_layer")
 
@@ -253,10 +256,18 @@ class SPLICEVI(
         return k
 
     def _initialize_splicing_encoder(self, pca_embeddings: bool) -> None:
-        """PSI centre of every junction and (optionally) SVD-initialised junction embeddings."""
+        """PSI centre of every junction and (optionally) SVD-initialised junction embeddings.
+
+        The centre uses every cell; the SVD at most :data:`SVD_INIT_MAX_CELLS` of them (a fixed
+        random subset), which estimates the leading directions of centred PSI well and bounds the
+        memory of the centred copy whatever the number of cells.
+        """
         codes = self.module.junc2atse.cpu().numpy()
         k = self._training_junction_counts()
         center = junction_mean_psi(k, codes)
+        if k.shape[0] > SVD_INIT_MAX_CELLS:
+            rows = np.sort(np.random.default_rng(0).choice(k.shape[0], SVD_INIT_MAX_CELLS, replace=False))
+            k = k[rows]
         centred = centred_psi(k, codes, center)
         self.module.initialize_splicing_encoder(centred, center, pca_embeddings=pca_embeddings)
 
