@@ -102,6 +102,14 @@ def parse_bed12(path) -> list[dict]:
         assert all(starts[i] + sizes[i] <= starts[i + 1] for i in range(count - 1)), f"line {lineno}: blocks overlap"
         records.append(dict(chrom=chrom, start=start, end=end, name=name, score=score, strand=strand, rgb=rgb,
                             sizes=sizes, starts=starts))
+    # The same file through a genomics library's BED12 reader (bioframe's schema with typed columns).
+    import bioframe
+
+    table = bioframe.read_table(path, schema="bed12")
+    assert len(table) == len(records)
+    assert table[["chrom", "start", "end", "name", "score", "strand", "blockCount"]].values.tolist() == [
+        [r["chrom"], r["start"], r["end"], r["name"], r["score"], r["strand"], len(r["sizes"])] for r in records
+    ]
     return records
 
 
