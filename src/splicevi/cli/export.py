@@ -55,21 +55,19 @@ def run_leafcutter(args: argparse.Namespace) -> int:
 
 def run_bed(args: argparse.Namespace) -> int:
     """Write the BED12 track of a DS table."""
-    from splicevi.tl.export import events_bed, junctions_bed, write_bed
+    from splicevi.tl.export import events_bed, junctions_bed, select_contrast, write_bed
 
     path = require_file(args.table, "DS table")
     table = pd.read_csv(path, sep="\t", dtype={"contrast": str, "junction_id": str, "event_id": str})
-    contrasts = list(pd.unique(table["contrast"])) if "contrast" in table.columns else []
-    if args.contrast is None and len(contrasts) > 1:
-        # A missing option, not bad data: the user has to say which contrast to draw.
-        raise UsageError(
-            f"{path} has {len(contrasts)} contrasts; choose one with --contrast ({', '.join(map(str, contrasts[:10]))})"
-        )
+    try:
+        table = select_contrast(table, args.contrast)
+    except ValueError as err:  # a missing or wrong --contrast is a usage error, not bad data
+        raise UsageError(f"{path}: {err}") from err
     mdata = read_mudata(args.mdata)
     if "junction_id" in table.columns:
-        bed = junctions_bed(mdata, table, args.contrast)
+        bed = junctions_bed(mdata, table)
     elif "event_id" in table.columns:
-        bed = events_bed(mdata, table, args.contrast)
+        bed = events_bed(mdata, table)
     else:
         raise ValueError(f"{path}: no 'junction_id' or 'event_id' column; use a table from `splicevi ds`")
     write_bed(bed, args.out)

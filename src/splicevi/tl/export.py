@@ -104,7 +104,11 @@ def write_leafcutter(table: pd.DataFrame, path: str | os.PathLike) -> None:
                 fh.write(data)
 
 
-def _contrast_rows(table: pd.DataFrame, contrast: str | None) -> pd.DataFrame:
+def select_contrast(table: pd.DataFrame, contrast: str | None) -> pd.DataFrame:
+    """Rows of one contrast of a DS table; ``None`` is allowed only when the table has one.
+
+    Raises ``ValueError`` naming the contrasts there are when ``contrast`` is missing or unknown.
+    """
     if "contrast" not in table.columns:
         return table
     names = list(pd.unique(table["contrast"].astype(str)))
@@ -138,7 +142,7 @@ def junctions_bed(mdata, table: pd.DataFrame, contrast: str | None = None) -> pd
     """
     from splicevi.tl.annotate import junction_coordinates
 
-    t = _contrast_rows(table, contrast)
+    t = select_contrast(table, contrast)
     coords = junction_coordinates(mdata["splicing"].var)
     missing = ~t["junction_id"].astype(str).isin(coords.index)
     if missing.any():
@@ -164,7 +168,7 @@ def events_bed(mdata, table: pd.DataFrame, contrast: str | None = None) -> pd.Da
     """
     from splicevi.tl.annotate import junction_coordinates
 
-    t = _contrast_rows(table, contrast)
+    t = select_contrast(table, contrast)
     var = mdata["splicing"].var
     coords = junction_coordinates(var)
     coords["event_id"] = var["event_id"].astype(str).to_numpy()
