@@ -113,12 +113,16 @@ def parse_bed12(path) -> list[dict]:
     return records
 
 
+def export_bed(results, table, contrast: str, out) -> list[dict]:
+    """Run `splicevi export bed` for one contrast and read the BED12 back."""
+    assert main(["export", "bed", "--mdata", str(results), "--table", str(table), "--contrast", contrast,
+                 "--out", str(out)]) == 0
+    return parse_bed12(out)
+
+
 def test_bed_of_junctions(results, mdata, ds_tables, tmp_path):
     junctions, _ = ds_tables
-    out = tmp_path / "j.bed"
-    assert main(["export", "bed", "--mdata", str(results), "--table", str(junctions), "--contrast", "type1_vs_type0",
-                 "--out", str(out)]) == 0
-    records = parse_bed12(out)
+    records = export_bed(results, junctions, "type1_vs_type0", tmp_path / "j.bed")
     table = pd.read_csv(junctions, sep="\t")
     table = table[table["contrast"] == "type1_vs_type0"].set_index("junction_id")
     assert len(records) == len(table)
@@ -137,10 +141,7 @@ def test_bed_of_junctions(results, mdata, ds_tables, tmp_path):
 
 def test_bed_of_events_marks_each_splice_site(results, mdata, ds_tables, tmp_path):
     _, events = ds_tables
-    out = tmp_path / "e.bed"
-    assert main(["export", "bed", "--mdata", str(results), "--table", str(events), "--contrast", "type2_vs_type0",
-                 "--out", str(out)]) == 0
-    records = parse_bed12(out)
+    records = export_bed(results, events, "type2_vs_type0", tmp_path / "e.bed")
     var = mdata["splicing"].var
     assert len(records) == var["event_id"].nunique()
     for r in records:
