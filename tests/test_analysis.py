@@ -12,7 +12,7 @@ import torch
 from splicevi import SPLICEVI
 from splicevi.data import simulate
 from splicevi.model._analysis import _dm_posterior_mean
-from splicevi.module._observed import ObservedEntries
+from splicevi.nn._observed import ObservedEntries
 from splicevi.tl.metrics import ranking_quality
 
 DELTA = 0.1

@@ -1,4 +1,4 @@
-"""Model-independent statistics of differential splicing (splicevi.tl.differential, tl.metrics)."""
+"""Model-independent statistics of differential splicing (splicevi.stats.differential, tl.metrics)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from splicevi.tl import differential as ds
+from splicevi.stats import differential as ds
 from splicevi.tl.metrics import call_quality, clustering_agreement, ranking_quality
 
 

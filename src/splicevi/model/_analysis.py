@@ -12,8 +12,10 @@ import scipy.sparse as sp
 import torch
 from mudata import MuData
 from scvi import REGISTRY_KEYS
+from scvi.utils import track
 
-from ..tl import differential as dstats
+from ..stats import differential as dstats
+from ..stats.contrasts import group_labels
 
 
 class SplicingAnalysisMixin:
@@ -85,6 +87,7 @@ class SplicingAnalysisMixin:
         use_z_mean: bool,
         n_samples: int,
         batch_size: int | None,
+        silent: bool = True,
     ) -> np.ndarray:
         """Decoded features, samples × cells × features (averaged over ``transform_batch``)."""
         codes = self._batch_codes(transform_batch)
@@ -103,7 +106,8 @@ class SplicingAnalysisMixin:
                 col_pos = torch.full((module.n_input_junctions,), -1, dtype=torch.long)
                 col_pos[jidx if jidx is not None else torch.arange(n_sel)] = torch.arange(n_sel)
         chunks = []
-        for tensors in self._data_loader(adata, indices, batch_size):
+        loader = self._data_loader(adata, indices, batch_size)
+        for tensors in track(loader, description=f"Decoding {what}", disable=silent):
             out = module.inference(**module._get_inference_input(tensors), n_samples=n_samples)
             z = self._latent_for_decoding(out, use_z_mean, n_samples)
             own_batch = tensors[REGISTRY_KEYS.BATCH_KEY].to(z.device)
@@ -151,7 +155,7 @@ class SplicingAnalysisMixin:
 
     def _normalized(
         self, what, adata, indices, n_samples_overall, transform_batch, subset, use_z_mean, n_samples,
-        batch_size, return_mean, return_numpy,
+        batch_size, return_mean, return_numpy, silent,
     ):
         self._check_if_trained(warn=False)
         adata = self._validate_anndata(adata)
@@ -164,7 +168,9 @@ class SplicingAnalysisMixin:
         if feature_idx is not None:
             names = names[feature_idx]
         indices = self._resolve_indices(adata, indices, n_samples_overall)
-        values = self._decode(adata, indices, what, feature_idx, transform_batch, use_z_mean, n_samples, batch_size)
+        values = self._decode(
+            adata, indices, what, feature_idx, transform_batch, use_z_mean, n_samples, batch_size, silent
+        )
         return self._format(values, adata, indices, names, n_samples, return_mean, return_numpy)
 
     # ------------------------------------------------------------------ normalized outputs
@@ -209,11 +215,11 @@ class SplicingAnalysisMixin:
         return_numpy
             Return an array instead of a DataFrame (cells × genes).
         silent
-            Unused (no progress bar); kept for API compatibility.
+            Hide the progress bar over minibatches.
         """
         return self._normalized(
             "expression", adata, indices, n_samples_overall, transform_batch, gene_list, use_z_mean, n_samples,
-            batch_size, return_mean, return_numpy,
+            batch_size, return_mean, return_numpy, silent,
         )
 
     def get_normalized_splicing(
@@ -238,7 +244,7 @@ class SplicingAnalysisMixin:
         """
         return self._normalized(
             "psi", adata, indices, n_samples_overall, transform_batch, junction_list, use_z_mean, n_samples,
-            batch_size, return_mean, return_numpy,
+            batch_size, return_mean, return_numpy, silent,
         )
 
     def get_normalized_splicing_DM(
@@ -267,7 +273,7 @@ class SplicingAnalysisMixin:
         """
         return self._normalized(
             "dm", adata, indices, n_samples_overall, transform_batch, junction_list, use_z_mean, n_samples,
-            batch_size, return_mean, return_numpy,
+            batch_size, return_mean, return_numpy, silent,
         )
 
     # ------------------------------------------------------------------ observed data
@@ -304,11 +310,10 @@ class SplicingAnalysisMixin:
             return [("idx1", "idx2" if idx2 is not None else "rest", cells1, cells2)]
         if groupby is None:
             raise ValueError("give groupby (with group1 / group2) or idx1 (and idx2)")
-        if groupby not in adata.obs:
-            raise ValueError(f"groupby column {groupby!r} not in obs")
-        labels = adata.obs[groupby].astype(str).to_numpy()
+        labels = group_labels(adata, groupby).to_numpy(dtype=object)
+        known = pd.notna(labels)  # cells without a label are in no group, not in "the rest"
         if group1 is None:
-            groups1 = list(pd.unique(labels))
+            groups1 = list(pd.unique(labels[known]))
         else:
             groups1 = [group1] if isinstance(group1, str) else list(group1)
         if isinstance(group2, str):
@@ -317,7 +322,7 @@ class SplicingAnalysisMixin:
         for g in groups1:
             cells1 = np.nonzero(labels == str(g))[0]
             if group2 is None:
-                cells2, name2 = np.nonzero(labels != str(g))[0], "rest"
+                cells2, name2 = np.nonzero(known & (labels != str(g)))[0], "rest"
             else:
                 cells2, name2 = np.nonzero(np.isin(labels, [str(x) for x in group2]))[0], ",".join(map(str, group2))
             if cells1.size == 0 or cells2.size == 0:
@@ -353,7 +358,7 @@ class SplicingAnalysisMixin:
             stratum = np.r_[np.zeros(cells1.size, dtype=np.int64), np.ones(cells2.size, dtype=np.int64)]
             return cells, stratum, [("idx1", "idx2" if idx2 is not None else "rest", np.array([0]), np.array([1]))]
         comparisons = self._group_indices(adata, groupby, group1, group2, None, None)
-        labels = adata.obs[groupby].astype(str).to_numpy()
+        labels = group_labels(adata, groupby).to_numpy()
         cells = np.unique(np.concatenate([np.r_[c1, c2] for _, _, c1, c2 in comparisons]))
         names, stratum = np.unique(labels[cells], return_inverse=True)
         out = []
@@ -367,7 +372,7 @@ class SplicingAnalysisMixin:
 
     @torch.inference_mode()
     def _ds_moments(
-        self, adata, cells, stratum, n_strata, model_batches, use_dm, n_samples, batch_size, seed
+        self, adata, cells, stratum, n_strata, model_batches, use_dm, n_samples, batch_size, seed, silent=True
     ) -> dstats.GroupMoments:
         """Per-stratum sufficient statistics of the cells, one minibatch of cells at a time.
 
@@ -388,7 +393,8 @@ class SplicingAnalysisMixin:
         start = 0
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            for tensors in self._data_loader(adata, cells, batch_size):
+            loader = self._data_loader(adata, cells, batch_size)
+            for tensors in track(loader, description="Differential splicing", disable=silent):
                 out = module.inference(**module._get_inference_input(tensors), n_samples=n_samples)
                 z = out["z"] if n_samples > 1 else module.z_transformation(out["qz_m"])
                 own = tensors[REGISTRY_KEYS.BATCH_KEY].to(z.device)
@@ -450,7 +456,7 @@ class SplicingAnalysisMixin:
         where each cell of a group counts once. A group's mean PSI per junction is the mean of the
         model's decoded PSI over all the group's cells, corrected by the weighted mean residual
         (observed ``k / n`` − decoded) of the cells that observe the junction's ATSE (see
-        :mod:`splicevi.tl.differential`). The model sharpens the estimate where it predicts the
+        :mod:`splicevi.stats.differential`). The model sharpens the estimate where it predicts the
         cells' PSI; the correction keeps it unbiased where it does not, so the ranking and the
         calls never rest on the model's extrapolation alone. Its variance treats cells as
         independent units (cell-to-cell overdispersion included), floored by the reads' own
@@ -487,13 +493,13 @@ class SplicingAnalysisMixin:
         fdr_target
             Target FDR of the calls (``is_ds_fdr``: Benjamini–Hochberg ``qvalue ≤ fdr_target``).
         silent
-            Unused; kept for API compatibility.
+            Hide the progress bar over minibatches of cells.
         norm_splicing_function
             ``dm_posterior_mean`` (default): a cell's residual is weighted by the effective number
             of its reads under the fitted Dirichlet-multinomial, ``n / (1 + (n − 1) / (1 + c))``
             (the weight of its reads in ψ* = (c·p + k) / (c + n)); ``decoded``: by its reads ``n``.
         level
-            ``junction`` or ``event`` (one row per ATSE; see :func:`splicevi.tl.differential.event_level`).
+            ``junction`` or ``event`` (one row per ATSE; see :func:`splicevi.stats.differential.event_level`).
         n_samples
             Posterior samples of the latent averaged into each cell's decoded PSI (1: the posterior
             mean).
@@ -530,7 +536,7 @@ class SplicingAnalysisMixin:
               ``emp_effect`` (pooled observed PSI Σk / Σn and its difference), ``n_obs_group1``,
               ``n_obs_group2`` (observing cells), ``junction_id``, ``event_id``, ``gene_name``.
 
-            Per event: see :func:`splicevi.tl.differential.event_level`. Sorted most significant
+            Per event: see :func:`splicevi.stats.differential.event_level`. Sorted most significant
             first: increasing ``pvalue`` (``log10_pvalue``), ties by decreasing |``effect_size``|;
             the called rows are the top rows.
         """
@@ -560,7 +566,9 @@ class SplicingAnalysisMixin:
         tb2 = (self._batch_codes(list(batchid2)) if batchid2 is not None else all_batches) if batch_correction else None
 
         def moments(assign):
-            return self._ds_moments(adata, cells, stratum, n_strata, assign, use_dm, n_samples, batch_size, seed)
+            return self._ds_moments(
+                adata, cells, stratum, n_strata, assign, use_dm, n_samples, batch_size, seed, silent
+            )
 
         shared = None
         if tb1 == tb2:  # one pass serves every comparison

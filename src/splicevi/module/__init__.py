@@ -1,6 +1,6 @@
 """Torch modules: :class:`SPLICEVAE`."""
 
-from ._observed import ObservedEntries, observed_entries
+from ..nn._observed import ObservedEntries, observed_entries
 from ._splicevae import SPLICEVAE
 
 __all__ = ["SPLICEVAE", "ObservedEntries", "observed_entries"]

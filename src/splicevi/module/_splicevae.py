@@ -22,7 +22,7 @@ from ..distributions import (
     segment_log_softmax,
 )
 from ..nn import ModalityMixer, PartialEncoder, SplicingDecoder
-from ._observed import ObservedEntries, observed_entries
+from ..nn._observed import ObservedEntries, observed_entries
 
 SPLICING_LOSSES = ("binomial", "beta_binomial", "dirichlet_multinomial")
 

@@ -16,7 +16,7 @@ from ._entry_ops import entry_matmul
 if TYPE_CHECKING:
     import scipy.sparse as sp
 
-    from ..module._observed import ObservedEntries
+    from ._observed import ObservedEntries
 
 
 class PartialEncoder(nn.Module):

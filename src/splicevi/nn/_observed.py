@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..nn._entry_ops import EntryLayout
+from ._entry_ops import EntryLayout
 
 
 @dataclass
