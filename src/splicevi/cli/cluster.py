@@ -125,7 +125,8 @@ def store_embedding(mdata, emb, obs_columns) -> None:
 def run(args: argparse.Namespace) -> int:
     """Cluster and write."""
     configure(seed=None)
-    from splicevi.tl.clustering import UMAP_KEY, cell_table, leiden, resolve_contrasts
+    from splicevi.stats.contrasts import resolve_contrasts, store_group_labels
+    from splicevi.tl.clustering import UMAP_KEY, cell_table, leiden
 
     from .ds import parse_contrasts
 
@@ -148,7 +149,9 @@ def run(args: argparse.Namespace) -> int:
     mdata.uns[PROVENANCE_KEY] = provenance
     store_embedding(mdata, emb, obs_columns=[args.key, *added])
     if contrasts:
-        resolve_contrasts(mdata, contrasts, default_groupby=args.key)  # raises naming the group and the fix
+        # Raises naming the group and the fix; the groupings are written with the clusters.
+        for groupby in dict.fromkeys(c.groupby for c in resolve_contrasts(mdata, contrasts, default_groupby=args.key)):
+            store_group_labels(mdata, groupby)
     cells = cell_table(mdata, cluster_key=args.key)
     with atomic_path(args.out) as tmp:
         mdata.write(tmp)

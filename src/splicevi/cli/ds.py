@@ -50,10 +50,16 @@ def parse_contrasts(text: str) -> list:
 
 
 def contrasts_of(args: argparse.Namespace, mdata):
-    """Parse ``--contrasts`` and resolve them against the cell annotations."""
-    from splicevi.tl.clustering import resolve_contrasts
+    """Parse ``--contrasts``, resolve them against the cell annotations and store their groupings in ``mdata.obs``.
 
-    return resolve_contrasts(mdata, parse_contrasts(args.contrasts), default_groupby=args.groupby)
+    The model's differential methods (scvi-tools' DE in particular) read a grouping from ``mdata.obs``.
+    """
+    from splicevi.stats.contrasts import resolve_contrasts, store_group_labels
+
+    contrasts = resolve_contrasts(mdata, parse_contrasts(args.contrasts), default_groupby=args.groupby)
+    for groupby in dict.fromkeys(c.groupby for c in contrasts):
+        store_group_labels(mdata, groupby)
+    return contrasts
 
 
 def run_contrasts(method, contrasts, id_col: str, **kwargs) -> pd.DataFrame:
