@@ -108,22 +108,26 @@ class SplicingAnalysisMixin:
         chunks = []
         loader = self._data_loader(adata, indices, batch_size)
         for tensors in track(loader, description=f"Decoding {what}", disable=silent):
-            out = module.inference(**module._get_inference_input(tensors), n_samples=n_samples)
-            z = self._latent_for_decoding(out, use_z_mean, n_samples)
-            own_batch = tensors[REGISTRY_KEYS.BATCH_KEY].to(z.device)
+            if what != "expression":
+                out = module.inference(**module._get_inference_input(tensors), n_samples=n_samples)
+                z = self._latent_for_decoding(out, use_z_mean, n_samples)
+                own_batch = tensors[REGISTRY_KEYS.BATCH_KEY].to(z.device)
             acc = None
             for code in codes:
-                batch_index = own_batch if code is None else torch.full_like(own_batch, code)
                 if what == "expression":
-                    gen_in = module._get_generative_input(tensors, {**out, "z": z})
-                    gen_in["batch_index"] = batch_index
-                    gen_in["observed"] = None
-                    if z.dim() == 2 and gen_in["library"].dim() == 3:
-                        gen_in["library"] = gen_in["library"][0]
-                    vals = module.generative(**gen_in)["px_scale"]
+                    # The module's own forward path, as MULTIVI: encode, then decode in batch ``code``.
+                    _, gen = module.forward(
+                        tensors,
+                        inference_kwargs={"n_samples": n_samples},
+                        get_generative_input_kwargs={"use_z_mean": use_z_mean and n_samples == 1},
+                        generative_kwargs={"transform_batch": code},
+                        compute_loss=False,
+                    )
+                    vals = gen["px_scale"]
                     if feature_idx is not None:
                         vals = vals[..., torch.as_tensor(feature_idx, device=vals.device)]
                 else:
+                    batch_index = own_batch if code is None else torch.full_like(own_batch, code)
                     cat = tensors.get(REGISTRY_KEYS.CAT_COVS_KEY)
                     cont = tensors.get(REGISTRY_KEYS.CONT_COVS_KEY)
                     dev = z.device

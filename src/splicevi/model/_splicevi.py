@@ -28,6 +28,9 @@ from ._validation import check_k_le_n, check_shapes, check_values, get_matrix, j
 #: Cells used by the SVD that initialises the partial encoder's junction embeddings.
 SVD_INIT_MAX_CELLS = 10_000
 
+#: Keywords scvi-tools passes to a setup method when it transfers a saved setup (load, scArches).
+_TRANSFER_KWARGS = ("source_registry", "extend_categories", "allow_missing_labels")
+
 #: setup_mudata arguments that name a layer of the splicing modality.
 _SPLICING_LAYER_ARGS = ("junc_ratio_layer", "atse_counts_layer", "junc_counts_layer", "psi_mask_layer")
 
@@ -595,6 +598,10 @@ class SPLICEVI(
         modalities
             Setup argument → modality name. ``None``: ``rna`` for ``rna_layer`` if present and
             ``splicing`` for the splicing layers.
+        **kwargs
+            Only the keywords scvi-tools passes when it transfers a saved setup
+            (``source_registry``, ``extend_categories``, ``allow_missing_labels``); any other raises
+            ``TypeError`` naming it.
         """
         if modalities is None:
             modalities = {"junc_counts_layer": "splicing"}
@@ -665,7 +672,7 @@ class SPLICEVI(
                     fields.MuDataLayerField(key, layer, mod_key=spl_mod, is_count_data=is_count, mod_required=True)
                 )
         adata_manager = AnnDataManager(fields=mudata_fields, setup_method_args=setup_method_args)
-        adata_manager.register_fields(mdata, **kwargs)
+        adata_manager.register_fields(mdata, **_transfer_kwargs("setup_mudata", kwargs))
         cls.register_manager(adata_manager)
 
     @classmethod
@@ -697,6 +704,8 @@ class SPLICEVI(
             (``cell_by_junction_matrix=None`` uses the layer of that name when present).
         batch_key, size_factor_key, categorical_covariate_keys, continuous_covariate_keys
             Columns of ``adata.obs``.
+        **kwargs
+            As in :meth:`setup_mudata`.
         """
         layers = _resolve_splicing_layers(adata, junc_ratio, cell_by_cluster_matrix, cell_by_junction_matrix, psi_mask_layer)
         junc_ratio, cell_by_cluster_matrix, cell_by_junction_matrix, psi_mask_layer = layers
@@ -733,8 +742,16 @@ class SPLICEVI(
             if lay is not None:
                 anndata_fields.append(fields.LayerField(key, lay, is_count_data=is_count))
         adata_manager = AnnDataManager(fields=anndata_fields, setup_method_args=setup_method_args)
-        adata_manager.register_fields(adata, **kwargs)
+        adata_manager.register_fields(adata, **_transfer_kwargs("setup_anndata", kwargs))
         cls.register_manager(adata_manager)
+
+
+def _transfer_kwargs(method: str, kwargs: dict) -> dict:
+    """``kwargs`` when all are setup-transfer keywords; TypeError naming the others."""
+    unknown = sorted(set(kwargs) - set(_TRANSFER_KWARGS))
+    if unknown:
+        raise TypeError(f"{method}() got unexpected keyword argument(s): {', '.join(unknown)}")
+    return kwargs
 
 
 def _resolve_splicing_layers(adata: AnnData, ratio, atse, junc, mask):
