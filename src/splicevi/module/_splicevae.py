@@ -276,12 +276,16 @@ class SPLICEVAE(BaseModuleClass):
             "size_factor": tensors.get(REGISTRY_KEYS.SIZE_FACTOR_KEY),
         }
 
-    def _get_generative_input(self, tensors: dict, inference_outputs: dict, transform_batch=None) -> dict:
+    def _get_generative_input(
+        self, tensors: dict, inference_outputs: dict, transform_batch=None, use_z_mean: bool = False
+    ) -> dict:
+        """Inputs of :meth:`generative`; ``use_z_mean`` decodes the (transformed) posterior mean, not a sample."""
         batch_index = tensors[REGISTRY_KEYS.BATCH_KEY]
         if transform_batch is not None:
             batch_index = torch.ones_like(batch_index) * transform_batch
+        z = self.z_transformation(inference_outputs["qz_m"]) if use_z_mean else inference_outputs["z"]
         return {
-            "z": inference_outputs["z"],
+            "z": z,
             "library": inference_outputs["library"],
             "batch_index": batch_index,
             "cont_covs": tensors.get(REGISTRY_KEYS.CONT_COVS_KEY),
