@@ -18,7 +18,13 @@ from scvi.data import AnnDataManager, fields
 from scvi.model.base import ArchesMixin, BaseModelClass, UnsupervisedTrainingMixin, VAEMixin
 from torch.distributions import Normal
 
-from .._constants import ATSE_COUNTS_KEY, JUNC_COUNTS_KEY, JUNC_RATIO_KEY, PSI_MASK_KEY
+from .._constants import (
+    ATSE_COUNTS_KEY,
+    JUNCTION_COUNTS_KEY,
+    JUNCTION_RATIO_KEY,
+    PSI_MASK_KEY,
+    SPLICING_FIELD_NAMES,
+)
 from ..data.layers import ATSE_COUNTS, JUNCTION_COUNTS, JUNCTION_RATIO, centred_psi, junction_mean_psi
 from ..module import SPLICEVAE
 from ._analysis import SplicingAnalysisMixin
@@ -32,7 +38,7 @@ SVD_INIT_MAX_CELLS = 10_000
 _TRANSFER_KWARGS = ("source_registry", "extend_categories", "allow_missing_labels")
 
 #: setup_mudata arguments that name a layer of the splicing modality.
-_SPLICING_LAYER_ARGS = ("junc_ratio_layer", "atse_counts_layer", "junc_counts_layer", "psi_mask_layer")
+_SPLICING_LAYER_ARGS = tuple(names[1] for names in SPLICING_FIELD_NAMES.values())
 
 
 class SPLICEVI(
@@ -56,16 +62,13 @@ class SPLICEVI(
     modality_weights
         ``equal`` (default), ``universal``, ``cell``, ``concatenate``,
         ``per_dimension_weighted_average`` or ``precision`` (precision-weighted product of the
-        experts; see :class:`~splicevi.nn.ModalityMixer`). ``equal`` with no penalty was as good as
-        ``precision`` and ``concatenate`` on the benchmark grid and is the simplest.
+        experts; see :class:`~splicevi.nn.ModalityMixer`).
     modality_penalty
         ``None`` (default; also Python ``None``), ``Jeffreys`` (symmetric KL between the two
         posteriors, the reference implementation's default) or ``MMD`` (Gaussian-kernel MMD between
         the posterior means of paired cells). A penalty pulls the splicing posterior onto the
-        expression posterior, so cell groups that differ only in splicing merge in the joint latent:
-        on the regime grid of ``bench/quality.py`` the splice-only pair is separated with ``None``
-        (ARI within the pair 0.99) and merged with ``Jeffreys`` (0.01), while the joint latent is
-        never below the better single modality with ``None`` and ``equal`` weights.
+        expression posterior, so cell groups that differ only in splicing can merge in the joint
+        latent (measured in ``bench/quality.py``; results in ``bench/results``).
     gene_likelihood
         ``zinb``, ``nb`` or ``poisson``.
     dispersion
@@ -100,8 +103,6 @@ class SPLICEVI(
         Start the partial encoder's junction embeddings at the leading right singular vectors of
         centred PSI (default ``True``): with the zero-initialised decoder weights and the encoder's
         linear path, the untrained splicing latent is the SVD baseline and training improves on it.
-        With random embeddings the splicing latent needs far more epochs on data with few
-        differential ATSEs.
     fully_paired
         Expose only the joint latent.
     **model_kwargs
@@ -248,11 +249,11 @@ class SPLICEVI(
     def _training_junction_counts(self) -> sp.csr_matrix:
         """Junction counts ``k`` of the registered data (``ratio × n`` for the reference layout)."""
         offset = self.module.splicing_offset
-        if JUNC_COUNTS_KEY in self.adata_manager.data_registry:
-            k = sp.csr_matrix(self.adata_manager.get_from_registry(JUNC_COUNTS_KEY))
+        if JUNCTION_COUNTS_KEY in self.adata_manager.data_registry:
+            k = sp.csr_matrix(self.adata_manager.get_from_registry(JUNCTION_COUNTS_KEY))
             # No column slice when there is nothing to drop: slicing copies the whole layer.
             return k[:, offset:] if offset else k
-        ratio = sp.csr_matrix(self.adata_manager.get_from_registry(JUNC_RATIO_KEY))[:, offset:]
+        ratio = sp.csr_matrix(self.adata_manager.get_from_registry(JUNCTION_RATIO_KEY))[:, offset:]
         totals = sp.csr_matrix(self.adata_manager.get_from_registry(ATSE_COUNTS_KEY))[:, offset:]
         k = ratio.multiply(totals).tocsr()
         k.data = np.round(k.data)
@@ -315,9 +316,7 @@ class SPLICEVI(
         max_epochs
             Passes through the data.
         lr, weight_decay, eps
-            AdamW hyperparameters. The default learning rate, 3e-3, is the workflow's and the one
-            the benchmark grid (``bench/quality.py``) was run with; the reference implementation's
-            1e-4 needs an order of magnitude more epochs.
+            AdamW hyperparameters (the default learning rate is the workflow's).
         accelerator, devices
             Lightning hardware options (``"auto"`` uses a GPU when there is one).
         train_size, validation_size, shuffle_set_split
@@ -619,9 +618,17 @@ class SPLICEVI(
         if rna_mod is not None and rna_mod not in mdata.mod:
             raise ValueError(f"RNA modality {rna_mod!r} not in the MuData (modalities: {list(mdata.mod)})")
         spl = mdata.mod[spl_mod]
-        layers = _resolve_splicing_layers(spl, junc_ratio_layer, atse_counts_layer, junc_counts_layer, psi_mask_layer)
-        junc_ratio_layer, atse_counts_layer, junc_counts_layer, psi_mask_layer = layers
-        _validate_splicing(spl, *layers, where=f"mdata[{spl_mod!r}]")
+        layers = _resolve_splicing_layers(
+            spl,
+            {
+                JUNCTION_COUNTS_KEY: junc_counts_layer,
+                ATSE_COUNTS_KEY: atse_counts_layer,
+                PSI_MASK_KEY: psi_mask_layer,
+                JUNCTION_RATIO_KEY: junc_ratio_layer,
+            },
+        )
+        junc_counts_layer, atse_counts_layer, psi_mask_layer, junc_ratio_layer = layers.values()
+        _validate_splicing(spl, layers, where=f"mdata[{spl_mod!r}]")
         junction_event_codes(spl.var, where=f"mdata[{spl_mod!r}].var")
         if rna_mod is not None:
             check_values(get_matrix(mdata.mod[rna_mod], rna_layer, f"mdata[{rna_mod!r}]"), rna_layer or "X", counts=True)
@@ -661,16 +668,10 @@ class SPLICEVI(
             mudata_fields.append(
                 fields.MuDataLayerField(REGISTRY_KEYS.X_KEY, rna_layer, mod_key=rna_mod, is_count_data=True, mod_required=True)
             )
-        for key, layer, is_count in (
-            (JUNC_COUNTS_KEY, junc_counts_layer, True),
-            (ATSE_COUNTS_KEY, atse_counts_layer, True),
-            (PSI_MASK_KEY, psi_mask_layer, False),
-            (JUNC_RATIO_KEY, junc_ratio_layer if junc_counts_layer is None else None, False),
-        ):
-            if layer is not None:
-                mudata_fields.append(
-                    fields.MuDataLayerField(key, layer, mod_key=spl_mod, is_count_data=is_count, mod_required=True)
-                )
+        for key, layer in _registered_layers(layers).items():
+            mudata_fields.append(
+                fields.MuDataLayerField(key, layer, mod_key=spl_mod, is_count_data=key in _COUNT_KEYS, mod_required=True)
+            )
         adata_manager = AnnDataManager(fields=mudata_fields, setup_method_args=setup_method_args)
         adata_manager.register_fields(mdata, **_transfer_kwargs("setup_mudata", kwargs))
         cls.register_manager(adata_manager)
@@ -707,9 +708,17 @@ class SPLICEVI(
         **kwargs
             As in :meth:`setup_mudata`.
         """
-        layers = _resolve_splicing_layers(adata, junc_ratio, cell_by_cluster_matrix, cell_by_junction_matrix, psi_mask_layer)
-        junc_ratio, cell_by_cluster_matrix, cell_by_junction_matrix, psi_mask_layer = layers
-        _validate_splicing(adata, *layers, where="adata")
+        layers = _resolve_splicing_layers(
+            adata,
+            {
+                JUNCTION_COUNTS_KEY: cell_by_junction_matrix,
+                ATSE_COUNTS_KEY: cell_by_cluster_matrix,
+                PSI_MASK_KEY: psi_mask_layer,
+                JUNCTION_RATIO_KEY: junc_ratio,
+            },
+        )
+        cell_by_junction_matrix, cell_by_cluster_matrix, psi_mask_layer, junc_ratio = layers.values()
+        _validate_splicing(adata, layers, where="adata")
         setup_method_args = cls._get_setup_method_args(
             cls=cls,
             adata=adata,
@@ -733,14 +742,8 @@ class SPLICEVI(
             fields.NumericalJointObsField(REGISTRY_KEYS.CONT_COVS_KEY, continuous_covariate_keys),
             fields.NumericalObsField(REGISTRY_KEYS.INDICES_KEY, "_indices"),
         ]
-        for key, lay, is_count in (
-            (JUNC_COUNTS_KEY, cell_by_junction_matrix, True),
-            (ATSE_COUNTS_KEY, cell_by_cluster_matrix, True),
-            (PSI_MASK_KEY, psi_mask_layer, False),
-            (JUNC_RATIO_KEY, junc_ratio if cell_by_junction_matrix is None else None, False),
-        ):
-            if lay is not None:
-                anndata_fields.append(fields.LayerField(key, lay, is_count_data=is_count))
+        for key, layer in _registered_layers(layers).items():
+            anndata_fields.append(fields.LayerField(key, layer, is_count_data=key in _COUNT_KEYS))
         adata_manager = AnnDataManager(fields=anndata_fields, setup_method_args=setup_method_args)
         adata_manager.register_fields(adata, **_transfer_kwargs("setup_anndata", kwargs))
         cls.register_manager(adata_manager)
@@ -754,32 +757,54 @@ def _transfer_kwargs(method: str, kwargs: dict) -> dict:
     return kwargs
 
 
-def _resolve_splicing_layers(adata: AnnData, ratio, atse, junc, mask):
-    """Fill in default layer names; at least counts, or ratio with totals, must be available."""
+#: Splicing fields holding read counts.
+_COUNT_KEYS = (JUNCTION_COUNTS_KEY, ATSE_COUNTS_KEY)
+
+#: Data-contract layer name of each field (see :mod:`splicevi.data.layers`); the mask is used only when named.
+_DEFAULT_LAYERS = {JUNCTION_COUNTS_KEY: JUNCTION_COUNTS, ATSE_COUNTS_KEY: ATSE_COUNTS, JUNCTION_RATIO_KEY: JUNCTION_RATIO}
+
+
+def _resolve_splicing_layers(adata: AnnData, layers: dict[str, str | None]) -> dict[str, str | None]:
+    """Layer of each splicing field (registry key → layer name or ``None``), defaults filled in.
+
+    At least the junction counts, or the ratio together with the ATSE totals, must be available.
+    The ratio and (by default) the totals are looked up only when there are no counts.
+    """
+    layers = dict(layers)
+    junc, mask = layers[JUNCTION_COUNTS_KEY], layers[PSI_MASK_KEY]
     if junc is None and JUNCTION_COUNTS in adata.layers:
-        junc = JUNCTION_COUNTS
+        layers[JUNCTION_COUNTS_KEY] = junc = JUNCTION_COUNTS
     if junc is None:
-        if ratio is None and JUNCTION_RATIO in adata.layers:
-            ratio = JUNCTION_RATIO
-        if atse is None and ATSE_COUNTS in adata.layers:
-            atse = ATSE_COUNTS
-        if ratio is None or atse is None:
+        for key in (JUNCTION_RATIO_KEY, ATSE_COUNTS_KEY):
+            if layers[key] is None and _DEFAULT_LAYERS[key] in adata.layers:
+                layers[key] = _DEFAULT_LAYERS[key]
+        if layers[JUNCTION_RATIO_KEY] is None or layers[ATSE_COUNTS_KEY] is None:
             raise ValueError(
                 f"the splicing data has no junction counts: expected layer {JUNCTION_COUNTS!r}, or "
                 f"{JUNCTION_RATIO!r} together with {ATSE_COUNTS!r} (available: {sorted(adata.layers)})."
             )
     if mask is not None and mask not in adata.layers:
         get_matrix(adata, mask, "psi_mask_layer")
-    # The mask is used only when named: by default an entry is observed when n > 0.
-    return ratio, atse, junc, mask
+    return layers
 
 
-def _validate_splicing(adata: AnnData, ratio, atse, junc, mask, where: str) -> None:
+def _registered_layers(layers: dict[str, str | None]) -> dict[str, str]:
+    """The fields to register: every named layer, but the ratio only when there are no counts."""
+    out = {key: layer for key, layer in layers.items() if layer is not None}
+    if JUNCTION_COUNTS_KEY in out:
+        out.pop(JUNCTION_RATIO_KEY, None)
+    return out
+
+
+def _validate_splicing(adata: AnnData, layers: dict[str, str | None], where: str) -> None:
     """Values and shapes of the splicing layers (ValueError naming the layer)."""
-    mats = {name: get_matrix(adata, name, where) for name in (ratio, atse, junc, mask) if name is not None}
+    names = [name for name in layers.values() if name is not None]
+    mats = {name: get_matrix(adata, name, where) for name in names}
     check_shapes(mats, adata.shape)
+    counts = {layers[k] for k in _COUNT_KEYS}
     for name, matrix in mats.items():
-        check_values(matrix, name, counts=name in (atse, junc))
+        check_values(matrix, name, counts=name in counts)
+    ratio, junc, atse = layers[JUNCTION_RATIO_KEY], layers[JUNCTION_COUNTS_KEY], layers[ATSE_COUNTS_KEY]
     if ratio is not None and junc is None:
         r = mats[ratio]
         vmax = r.max() if r.size else 0

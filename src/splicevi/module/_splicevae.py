@@ -14,7 +14,7 @@ from scvi.nn import DecoderSCVI, Encoder, LinearDecoderSCVI
 from torch.distributions import Normal, Poisson
 from torch.distributions import kl_divergence as kld
 
-from .._constants import ATSE_COUNTS_KEY, JUNC_COUNTS_KEY, JUNC_RATIO_KEY, PSI_MASK_KEY
+from .._constants import SPLICING_FIELD_NAMES
 from ..distributions import (
     beta_binomial_log_prob,
     binomial_log_prob,
@@ -265,10 +265,7 @@ class SPLICEVAE(BaseModuleClass):
     def _get_inference_input(self, tensors: dict) -> dict:
         return {
             "x": tensors.get(REGISTRY_KEYS.X_KEY),
-            "junction_counts": tensors.get(JUNC_COUNTS_KEY),
-            "atse_counts": tensors.get(ATSE_COUNTS_KEY),
-            "psi_mask": tensors.get(PSI_MASK_KEY),
-            "junction_ratio": tensors.get(JUNC_RATIO_KEY),
+            **{names[0]: tensors.get(key) for key, names in SPLICING_FIELD_NAMES.items()},
             "batch_index": tensors[REGISTRY_KEYS.BATCH_KEY],
             "cont_covs": tensors.get(REGISTRY_KEYS.CONT_COVS_KEY),
             "cat_covs": tensors.get(REGISTRY_KEYS.CAT_COVS_KEY),
@@ -580,10 +577,8 @@ class SPLICEVAE(BaseModuleClass):
     def _splicing_weight_prior(self) -> torch.Tensor:
         """Negative log of a Gaussian prior on the splicing decoder's junction weights, per cell.
 
-        Each junction is seen in only a fraction of the cells (often 10^2 of them), and most
-        junctions do not change with cell state: unregularised, their weights fit sampling noise
-        and the decoded PSI of unobserved entries ends up worse than the junction's mean PSI
-        (``bench/quality.py``, imputation). The prior ``N(0, sd²)`` makes the weights MAP
+        Each junction is observed in few cells and most do not change with cell state, so
+        unregularised weights fit sampling noise. The prior ``N(0, sd²)`` makes the weights MAP
         estimates; divided by the number of cells it adds up to one prior per epoch.
         """
         if self.splicing_weight_prior_sd is None:
