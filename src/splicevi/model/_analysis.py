@@ -514,10 +514,9 @@ class SplicingAnalysisMixin:
             interval-null p-values (``qvalue ≤ fdr_target``; valid whatever the distribution of
             the true changes, conservative when most unchanged junctions do not change at all);
             ``lfdr``, the mean local FDR of the calls under the fitted prior
-            (``lfdr_qvalue ≤ fdr_target``; about twice the power, but its prior cannot represent
-            the many true changes just below ``delta`` of one-vs-rest, unbalanced or sparse
-            contrasts, where ``bench/ds_quality.py`` measured empirical FDRs of 0.1–0.5 at a 0.05
-            target). The table is sorted by the evidence of the chosen method.
+            (``lfdr_qvalue ≤ fdr_target``; more power, but its prior cannot represent many true
+            changes just below ``delta``, so it can exceed the target FDR; see ``bench/ds_quality.py``).
+            The table is sorted by the evidence of the chosen method.
         **kwargs
             Accepted for the reference signature; any keyword given here raises ``TypeError``
             (naming it) rather than being silently ignored: this test has no further options.

@@ -31,15 +31,15 @@ class PartialEncoder(nn.Module):
     ``log1p(number of observed entries)`` (how much evidence the cell has) and mapped by an MLP and
     two plain linear heads to the posterior mean and (raw) variance.
 
-    Why linear per entry and centred: with raw PSI (or a nonlinear per-entry network ``h`` of
-    ``[psi, e_j, log n]``) the pooled code is dominated by *which* junctions a cell happened to
-    observe, which is mostly sampling noise, and on realistic data (thousands of ATSEs, few of them
-    differential) the latent then learns nothing about cell state. Centring makes an unobserved entry
-    and an entry at its junction's usual PSI both contribute zero, so only deviations in usage move
-    the code. ``c_j`` is the junction's mean PSI over the cells that observe it (a buffer, saved with
-    the module, :class:`~splicevi.module.SPLICEVAE`, and saved with it), and the embeddings start at
-    the leading right singular vectors of the centred PSI matrix (:meth:`initialize_embeddings`), so
-    training starts from the linear baseline.
+    The per-entry map is linear and centred so that *which* junctions a cell observed (mostly
+    sampling noise) does not drive the code: an unobserved entry and one at its junction's usual PSI
+    both contribute zero. ``c_j`` is the junction's mean PSI over the cells that observe it (a
+    buffer of :class:`~splicevi.module.SPLICEVAE`), and the embeddings start at the leading right
+    singular vectors of centred PSI (:meth:`initialize_embeddings`).
+
+    The MLP and heads are not :class:`scvi.nn.Encoder`: that class cannot express the zero-started
+    mean head plus the identity-started linear ``skip`` path that make the untrained posterior mean
+    the SVD projection.
 
     Parameters
     ----------
