@@ -86,8 +86,8 @@ def test_splicing_likelihood_changes_the_splicing_loss(small_mdata, likelihood):
 def test_fixed_beta_binomial_concentration_is_not_learned(small_mdata):
     learned = _model(small_mdata, splicing_loss_type="beta_binomial")
     fixed = _model(small_mdata, splicing_loss_type="beta_binomial", splicing_concentration=20.0)
-    assert "log_phi_j" in dict(learned.module.named_parameters())
-    assert "log_phi_j" not in dict(fixed.module.named_parameters())
+    assert "log_concentration" in dict(learned.module.named_parameters())
+    assert "log_concentration" not in dict(fixed.module.named_parameters())
     torch.testing.assert_close(fixed.module.splicing_concentration_per_junction(), torch.full((fixed.n_junctions,), 20.0))
 
 

@@ -219,8 +219,6 @@ class SPLICEVI(
         self.n_genes = n_genes
         self.n_junctions = n_junctions
         self.fully_paired = fully_paired
-        self.splicing_loss_type = splicing_loss_type
-        self.dm_concentration = dm_concentration
         self._model_summary_string = (
             f"SpliceVI model: genes {n_genes}, junctions {n_junctions}, ATSEs {self.module.n_events}, "
             f"latent {self.module.n_joint_latent}, hidden {self.module.n_hidden}, splicing loss {splicing_loss_type}, "

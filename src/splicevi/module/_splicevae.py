@@ -119,7 +119,6 @@ class SPLICEVAE(BaseModuleClass):
         self.n_input_junctions = int(n_input_junctions)
         self.splicing_offset = int(splicing_offset)
         self.n_batch = n_batch
-        self.n_labels = n_labels
         self.n_hidden = int(n_hidden) if n_hidden is not None else int(
             np.clip(np.sqrt(n_input_genes + n_input_junctions), 64, 256)
         )
@@ -130,11 +129,9 @@ class SPLICEVAE(BaseModuleClass):
         self.modality_penalty = modality_penalty
         self.modality_weights = modality_weights
         self.splicing_loss_type = splicing_loss_type
-        self.dm_concentration = dm_concentration
         self.splicing_encoder_architecture = splicing_encoder_architecture
         self.encode_covariates = encode_covariates
         self.use_size_factor_key = use_size_factor_key
-        self.n_continuous_cov = n_continuous_cov
         if splicing_weight_prior_sd is not None and splicing_weight_prior_sd <= 0:
             raise ValueError(f"splicing_weight_prior_sd must be positive or None, got {splicing_weight_prior_sd}")
         self.splicing_weight_prior_sd = splicing_weight_prior_sd
@@ -247,19 +244,26 @@ class SPLICEVAE(BaseModuleClass):
             use_layer_norm=ln_dec,
             inject_covariates=deeply_inject_covariates,
         )
-        # Concentration: per ATSE or scalar (DM), per junction (beta-binomial; fixed when given).
+        # log φ: one per ATSE or one scalar (DM), one per junction (beta-binomial; fixed when given).
         init_phi = float(splicing_concentration) if splicing_concentration else 10.0
         if splicing_loss_type == "dirichlet_multinomial":
             size = n_events if dm_concentration == "atse" else 1
-            self.log_phi_j = torch.nn.Parameter(torch.full((size,), float(np.log(init_phi))))
+            self.log_concentration = torch.nn.Parameter(torch.full((size,), float(np.log(init_phi))))
         elif splicing_loss_type == "beta_binomial":
             values = torch.full((self.n_input_junctions,), float(np.log(init_phi)))
             if splicing_concentration is not None:
-                self.register_buffer("log_phi_j", values)
+                self.register_buffer("log_concentration", values)
             else:
-                self.log_phi_j = torch.nn.Parameter(values)
+                self.log_concentration = torch.nn.Parameter(values)
         else:
-            self.log_phi_j = None
+            self.log_concentration = None
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Models saved before the rename hold the concentration as ``log_phi_j``.
+        old = prefix + "log_phi_j"
+        if old in state_dict:
+            state_dict[prefix + "log_concentration"] = state_dict.pop(old)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ------------------------------------------------------------------ inputs
     def _get_inference_input(self, tensors: dict) -> dict:
@@ -472,9 +476,9 @@ class SPLICEVAE(BaseModuleClass):
 
     def splicing_concentration_per_junction(self) -> torch.Tensor:
         """Concentration φ of each junction (its ATSE's for DM; its own for beta-binomial)."""
-        if self.log_phi_j is None:
+        if self.log_concentration is None:
             raise ValueError("the binomial splicing likelihood has no concentration")
-        phi = self.log_phi_j.exp()
+        phi = self.log_concentration.exp()
         if self.splicing_loss_type == "dirichlet_multinomial":
             return phi[self.junc2atse] if phi.numel() > 1 else phi.expand(self.n_input_junctions)
         return phi
@@ -525,13 +529,13 @@ class SPLICEVAE(BaseModuleClass):
             return per_cell
         if self.splicing_loss_type == "dirichlet_multinomial":
             log_p = segment_log_softmax(logits, obs.group, obs.n_groups)
-            phi = self.log_phi_j.exp()
+            phi = self.log_concentration.exp()
             # One φ per ATSE (or one scalar): lgamma(φ) once per ATSE, gathered to the groups.
             index = obs.group_event if phi.numel() > 1 else torch.zeros_like(obs.group_event)
             ll = dirichlet_multinomial_log_prob(obs.k, log_p, phi, obs.group, obs.n_groups, concentration_index=index)
             return per_cell.index_add(0, obs.group_row, ll)
         if self.splicing_loss_type == "beta_binomial":
-            ll = beta_binomial_log_prob(obs.k, obs.n, logits, self.log_phi_j.exp()[obs.cols])
+            ll = beta_binomial_log_prob(obs.k, obs.n, logits, self.log_concentration.exp()[obs.cols])
         else:
             ll = binomial_log_prob(obs.k, obs.n, logits)
         return per_cell.index_add(0, obs.rows, ll)
