@@ -7,18 +7,13 @@ wildcard_constraints:
     sample=SAMPLE_ID_PATTERN,
 
 
-def _sample(wc, column, default=None):
-    value = SAMPLES.loc[wc.sample, column] if column in SAMPLES.columns else None
-    return value if value is not None else default
-
-
 rule ingest:
     """Read one sample's junction counts (and gene counts) into AnnData files (barcodes as in the input)."""
     input:
-        junctions=lambda wc: _sample(wc, "junctions"),
-        cell_sheet=lambda wc: _sample(wc, "cell_sheet", []),
-        genes=lambda wc: _sample(wc, "genes", []),
-        barcodes=lambda wc: _sample(wc, "barcodes", []),
+        junctions=lambda wc: sample_value(wc, "junctions"),
+        cell_sheet=lambda wc: sample_value(wc, "cell_sheet", []),
+        genes=lambda wc: sample_value(wc, "genes", []),
+        barcodes=lambda wc: sample_value(wc, "barcodes", []),
     output:
         junctions=out("ingest", "samples", "{sample}", "junctions.h5ad"),
         genes=out("ingest", "samples", "{sample}", "genes.h5ad") if HAS_GENES else [],
@@ -27,14 +22,14 @@ rule ingest:
     benchmark:
         out("benchmarks", "ingest", "{sample}.tsv")
     params:
-        junction_format=lambda wc: _sample(wc, "junction_format", "auto"),
-        cell_sheet=lambda wc: opt("--sample-sheet", _sample(wc, "cell_sheet")),
-        genes=lambda wc: opt("--genes", _sample(wc, "genes")),
-        gene_format=lambda wc: opt("--gene-format", _sample(wc, "gene_format", "auto") if HAS_GENES else None),
+        junction_format=lambda wc: sample_value(wc, "junction_format", "auto"),
+        cell_sheet=lambda wc: opt("--sample-sheet", sample_value(wc, "cell_sheet")),
+        genes=lambda wc: opt("--genes", sample_value(wc, "genes")),
+        gene_format=lambda wc: opt("--gene-format", sample_value(wc, "gene_format", "auto") if HAS_GENES else None),
         strandedness=opt("--gene-strandedness", strandedness()),
         multimappers=opt("--sj-multimappers", config["input"]["sj_multimappers"]),
         out_genes=lambda wc, output: opt("--out-genes", output.genes if HAS_GENES else None),
-        barcodes=lambda wc: opt("--barcodes", _sample(wc, "barcodes")),
+        barcodes=lambda wc: opt("--barcodes", sample_value(wc, "barcodes")),
     resources:
         mem_mb=lambda wc, attempt: 4000 * attempt,
         runtime=lambda wc, attempt: 30 * attempt,

@@ -162,6 +162,12 @@ def cell_annotations():
     return config["input"]["cell_annotations"] if SAMPLES is None else out("ingest", "cells.tsv")
 
 
+def sample_value(wc, column, default=None):
+    """A column of the sample sheet for the job's {sample} (``default`` when the cell is empty)."""
+    value = SAMPLES.loc[wc.sample, column] if column in SAMPLES.columns else None
+    return value if value is not None else default
+
+
 def strandedness():
     """The ReadsPerGene.out.tab column, passed only when not the CLI's default."""
     value = config["input"]["gene_strandedness"]
