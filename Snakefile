@@ -33,6 +33,7 @@ else:
 
 include: "workflow/rules/atse.smk"
 include: "workflow/rules/assemble.smk"
+include: "workflow/rules/qc.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/embed.smk"
 include: "workflow/rules/cluster.smk"
@@ -43,6 +44,7 @@ include: "workflow/rules/plots.smk"
 # Figures and tables are quick: run them where Snakemake runs, not as cluster jobs.
 localrules:
     all,
+    qc,
     plot_training,
     plot_umap_clusters,
     plot_umap_covariates,

@@ -113,5 +113,13 @@ def test_cohort_run_merges_channels_and_contrasts_conditions(cohort):
     assert list(registry["field_registries"]["batch"]["state_registry"]["categorical_mapping"]) == ["ch1", "ch2", "ch3"]
     ds = pd.read_csv(res / "ds" / "ds_events.tsv", sep="\t")
     assert set(ds["contrast"]) == {"treated_vs_control"} and ds["proba_ds"].between(0, 1).all()
+    qc = pd.read_csv(res / "qc" / "qc_samples.tsv", sep="\t", index_col=0)
+    assert list(qc.index) == ["ch1", "ch2", "ch3"] and (qc["cells_ingested"] == 80).all()
+    assert qc["cells_kept"].sum() == mdata.n_obs and (qc["reads_per_cell_median"] > 0).all()
+    overall = pd.read_csv(res / "qc" / "qc_overall.tsv", sep="\t", index_col=0)["value"]
+    assert "junctions_removed_by_min_reads" in overall.index and int(overall["cells_kept"]) == mdata.n_obs
+    snakemake(cohort, "--report", "report.html")
+    html = (cohort / "report.html").read_text(errors="replace")
+    assert "qc_samples.tsv" in html and "Quality control" in html
     # a rerun plans nothing
     assert _job_counts(snakemake(cohort, "-n", "--cores", "1").stdout) == {}

@@ -253,6 +253,8 @@ def final_outputs():
         out("model"),
         out("ds", "ds_junctions.tsv"),
         out("ds", "ds_events.tsv"),
+        out("qc", "qc_samples.tsv"),
+        out("qc", "qc_overall.tsv"),
         fig("training_curves"),
         fig("umap_clusters"),
         fig("umap_qc"),
