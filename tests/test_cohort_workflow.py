@@ -123,3 +123,29 @@ def test_cohort_run_merges_channels_and_contrasts_conditions(cohort):
     assert "qc_samples.tsv" in html and "Quality control" in html
     # a rerun plans nothing
     assert _job_counts(snakemake(cohort, "-n", "--cores", "1").stdout) == {}
+
+
+REAL = REPO.parent / "shared" / "data" / "scasl_tnbc_smartseq2"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not REAL.exists(), reason="real data ../shared/data/scasl_tnbc_smartseq2 not present")
+def test_real_cohort_of_two_formats(tmp_path):
+    """Real Smart-seq2 cells as two samples in two formats (.junc and SJ.out.tab), merged and assembled."""
+    import mudata as md
+
+    sheet = pd.read_csv(REPO / ".test" / "samples_real.tsv", sep="\t")
+    sheet["junctions"] = [str((REPO / p).resolve()) for p in sheet["junctions"]]
+    (tmp_path / ".test").mkdir()
+    sheet.to_csv(tmp_path / ".test" / "samples_real.tsv", sep="\t", index=False)
+    cmd = ["--configfile", str(REPO / ".test" / "config_real_cohort.yaml"), "--cores", "2",
+           "results_real_cohort/qc/qc_samples.tsv"]
+    proc = subprocess.run([str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), *cmd],
+                          capture_output=True, text=True, env=_env(), timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    res = tmp_path / "results_real_cohort"
+    mdata = md.read_h5mu(res / "data" / "data.h5mu")
+    assert set(mdata.obs["batch"].astype(str)) == {"junc", "sjtab"} and mdata["splicing"].n_vars > 100
+    assert all(c.split("_", 1)[0] in {"junc", "sjtab"} for c in mdata.obs_names)
+    qc = pd.read_csv(res / "qc" / "qc_samples.tsv", sep="\t", index_col=0)
+    assert qc.loc["junc", "cells_ingested"] == 34 and qc.loc["sjtab", "cells_ingested"] == 37
