@@ -53,21 +53,22 @@ from splicevi.data.samples import SAMPLE_ID_PATTERN, SampleSheetError, annotatio
 
 SAMPLES = None
 if config["samples"] is not None:
-    _set = [k for k in ("junctions", "sample_sheet", "genes", "barcodes", "batch") if config["input"].get(k)]
+    # Snakemake merges --configfile into config/config.yaml, whose single-input paths would then be
+    # set too: they are ignored (and named) rather than an error.
+    _set = [k for k in ("junctions", "sample_sheet", "genes", "barcodes", "batch", "cell_annotations")
+            if config["input"].get(k)]
     if _set:
-        raise WorkflowError(
-            f"config key 'samples' is set: leave input.{', input.'.join(_set)} unset "
-            "(each sample's inputs are columns of the sample sheet)"
+        print(
+            f"config key 'samples' is set: ignoring input.{', input.'.join(_set)} "
+            "(each sample's inputs are columns of the sample sheet)",
+            file=sys.stderr,
         )
+        for _k in _set:
+            config["input"][_k] = None
     try:
         SAMPLES = read_sample_sheet(config["samples"])
     except SampleSheetError as err:
         raise WorkflowError(f"config key 'samples': {err}") from None
-    if config["input"]["cell_annotations"]:
-        raise WorkflowError(
-            "config key 'input.cell_annotations': not used with 'samples'; "
-            "put per-sample annotations in sample sheet columns"
-        )
     _with_genes = SAMPLES["genes"].notna() if "genes" in SAMPLES.columns else None
     if _with_genes is not None and 0 < _with_genes.sum() < len(SAMPLES):
         raise WorkflowError(
