@@ -22,14 +22,39 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
-include: "workflow/rules/ingest.smk"
+if SAMPLES is None:
+
+    include: "workflow/rules/ingest.smk"
+
+else:
+
+    include: "workflow/rules/cohort.smk"
+
+
 include: "workflow/rules/atse.smk"
 include: "workflow/rules/assemble.smk"
+include: "workflow/rules/qc.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/embed.smk"
 include: "workflow/rules/cluster.smk"
 include: "workflow/rules/differential.smk"
 include: "workflow/rules/plots.smk"
+
+
+# Figures and tables are quick: run them where Snakemake runs, not as cluster jobs.
+localrules:
+    all,
+    qc,
+    plot_training,
+    plot_umap_clusters,
+    plot_umap_covariates,
+    plot_umap_qc,
+    plot_volcano_ds,
+    plot_volcano_de,
+    plot_top_events_psi,
+    plot_event_coverage,
+    plot_event_arcs,
+    plot_umap_psi,
 
 
 rule all:

@@ -8,6 +8,10 @@ Two simulated scenarios (sizes adjustable):
 ``cells_100k``
     100,000 cells × 50,000 junctions, ~160 junctions with reads per cell (droplet-like, as in real
     10x STARsolo SJ output), 16 M non-zero entries, read from STARsolo ``Solo.out/SJ/raw``.
+``cohort_8x12500`` (``--cohort``)
+    The same 100,000 cells as 8 STARsolo channels of 12,500 cells (same barcodes in every channel,
+    same 50,000 junctions): ``ingest`` per sample, ``--cores`` of them at a time (as Snakemake with
+    ``--cores``), then ``merge``, ``atse`` and ``assemble`` of the merged file.
 
 Inputs are generated vectorised in a separate process (timed apart). Each stage runs as its own
 ``splicevi`` process, so its wall time and peak resident memory (``wait4`` rusage) are its own; the
@@ -179,11 +183,75 @@ def scenario(name: str, n_cells: int, n_junctions: int, nnz: int, fmt: str, work
     return result
 
 
+def _generate_cohort(folder: Path, n_samples: int, n_cells: int, n_junctions: int, nnz: int, seed: int) -> list[Path]:
+    rng = np.random.default_rng(seed)
+    junctions = make_junctions(n_junctions, rng)
+    paths = []
+    for i in range(n_samples):
+        cells, cols, counts = make_entries(n_cells, n_junctions, nnz, rng)
+        write_starsolo(folder / f"s{i}", junctions, n_cells, cells, cols, counts)
+        paths.append(folder / f"s{i}")
+    return paths
+
+
+def _run_parallel(argvs: list[list[str]], cores: int) -> dict:
+    """Run ``splicevi`` commands ``cores`` at a time; wall time of the whole, peak RSS of each."""
+    base = [sys.executable, "-c", "import sys; from splicevi.cli.main import main; sys.exit(main())"]
+    t0 = time.perf_counter()
+    running, peaks, queue = {}, [], list(argvs)
+    while queue or running:
+        while queue and len(running) < cores:
+            argv = queue.pop(0)
+            proc = subprocess.Popen([*base, *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            running[proc.pid] = (proc, argv)
+        pid, status, usage = os.wait4(-1, 0)
+        if pid not in running:
+            continue
+        proc, argv = running.pop(pid)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise RuntimeError(f"{argv[:3]} failed:\n{proc.stderr.read().decode()[-3000:]}")
+        peaks.append(round(usage.ru_maxrss / 1024, 1))
+    return {"seconds": round(time.perf_counter() - t0, 2), "peak_rss_mb": max(peaks), "jobs": len(argvs)}
+
+
+def cohort(workdir: Path, n_samples: int, n_cells: int, n_junctions: int, nnz: int, cores: int) -> dict:
+    """Per-sample ingest (``cores`` at a time) → merge → atse → assemble, as the cohort workflow runs it."""
+    folder = workdir / "cohort"
+    folder.mkdir(parents=True)
+    t0 = time.perf_counter()
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        srcs = pool.apply(_generate_cohort, (folder, n_samples, n_cells, n_junctions, nnz // n_samples, 0))
+    gen_s = time.perf_counter() - t0
+    sheet = folder / "samples.tsv"
+    sheet.write_text("sample\tjunctions\n" + "".join(f"s{i}\t{p}\n" for i, p in enumerate(srcs)))
+    ingest = [["ingest", "--junctions", str(p), "--junction-format", "starsolo", "--out-junctions",
+               str(folder / f"j{i}.h5ad"), "--no-progress"] for i, p in enumerate(srcs)]
+    stages = {"ingest": _run_parallel(ingest, cores)}
+    stages["merge"] = run_stage_rusage(["merge", "--sample-sheet", str(sheet), "--junctions",
+                                        *[str(folder / f"j{i}.h5ad") for i in range(n_samples)],
+                                        "--out-junctions", str(folder / "j.h5ad")])
+    stages["atse"] = run_stage_rusage(["atse", "--junctions", str(folder / "j.h5ad"), "--out", str(folder / "e.tsv")])
+    stages["assemble"] = run_stage_rusage(["assemble", "--junctions", str(folder / "j.h5ad"), "--events",
+                                           str(folder / "e.tsv"), "--out", str(folder / "d.h5mu")])
+    merged_mb = (folder / "j.h5ad").stat().st_size / 2**20
+    return {
+        "n_samples": n_samples, "n_cells_per_sample": n_cells, "n_cells": n_samples * n_cells,
+        "n_junctions": n_junctions, "nnz": int(nnz), "cores": cores, "generate_seconds": round(gen_s, 1),
+        "merged_junctions_h5ad_mb": round(merged_mb, 1),
+        "stages": {k: {kk: vv for kk, vv in v.items() if kk != "summary"} for k, v in stages.items()},
+        "total_seconds": round(sum(s["seconds"] for s in stages.values()), 2),
+        "merge_peak_rss_mb": stages["merge"]["peak_rss_mb"],
+        "merge_summary": stages["merge"]["summary"],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", help="write the JSON here too")
     parser.add_argument("--quick", action="store_true", help="small sizes (checks the script)")
     parser.add_argument("--only", choices=("junctions_1m", "cells_100k"), help="run one scenario")
+    parser.add_argument("--cohort", action="store_true", help="also the 8-sample cohort path (cohort_8x12500)")
+    parser.add_argument("--cores", type=int, default=2, help="parallel per-sample ingest jobs (--cohort; %(default)s)")
     parser.add_argument("--workdir", help="folder for the generated inputs (default: a temporary folder)")
     args = parser.parse_args(argv)
     sizes = {
@@ -217,6 +285,13 @@ def main(argv: list[str] | None = None) -> int:
             if args.out:  # keep partial results if a later scenario fails or is killed
                 Path(args.out).parent.mkdir(parents=True, exist_ok=True)
                 Path(args.out).write_text(json.dumps(report, indent=1))
+        if args.cohort:
+            n = dict(n_samples=8, n_cells=12_500, n_junctions=50_000, nnz=16_000_000)
+            if args.quick:
+                n = dict(n_samples=3, n_cells=700, n_junctions=5_000, nnz=300_000)
+            print(f"running cohort: {n}", file=sys.stderr, flush=True)
+            report["scenarios"]["cohort_8x12500"] = cohort(Path(tmp), cores=args.cores, **n)
+            report["uptime"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     report["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1))

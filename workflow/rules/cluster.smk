@@ -3,7 +3,7 @@ rule cluster:
     input:
         mdata=out("data", "data.h5mu"),
         embedding=out("embed", "embedding.h5ad"),
-        annotations=config["input"]["cell_annotations"] or [],
+        annotations=cell_annotations() or [],
     output:
         mdata=out("splicevi.h5mu"),
         cells=out("cluster", "cells.tsv"),
@@ -14,7 +14,7 @@ rule cluster:
     params:
         resolution=config["cluster"]["resolution"],
         seed=config["cluster"]["seed"],
-        annotations=opt("--annotations", config["input"]["cell_annotations"]),
+        annotations=opt("--annotations", cell_annotations()),
         # checked here, before any differential job (and its removal of earlier tables) starts
         contrasts=contrasts_json(),
     resources:

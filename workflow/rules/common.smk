@@ -47,7 +47,45 @@ def _check_path(key, value, kind="path"):
         )
 
 
-_check_path("input.junctions", config["input"]["junctions"])
+# --- cohort (sample sheet) or single input ---------------------------------------------------------
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+from splicevi.data.samples import SAMPLE_ID_PATTERN, SampleSheetError, annotation_columns, read_sample_sheet
+
+SAMPLES = None
+if config["samples"] is not None:
+    # Snakemake merges --configfile into config/config.yaml, whose single-input paths would then be
+    # set too: they are ignored (and named) rather than an error.
+    _set = [k for k in ("junctions", "sample_sheet", "genes", "barcodes", "batch", "cell_annotations")
+            if config["input"].get(k)]
+    if _set:
+        print(
+            f"config key 'samples' is set: ignoring input.{', input.'.join(_set)} "
+            "(each sample's inputs are columns of the sample sheet)",
+            file=sys.stderr,
+        )
+        for _k in _set:
+            config["input"][_k] = None
+    try:
+        SAMPLES = read_sample_sheet(config["samples"])
+    except SampleSheetError as err:
+        raise WorkflowError(f"config key 'samples': {err}") from None
+    _with_genes = SAMPLES["genes"].notna() if "genes" in SAMPLES.columns else None
+    if _with_genes is not None and 0 < _with_genes.sum() < len(SAMPLES):
+        raise WorkflowError(
+            f"config key 'samples': {config['samples']}: column 'genes' is empty for sample(s) "
+            f"{', '.join(SAMPLES.index[~_with_genes])}; give gene counts for every sample or for none"
+        )
+    # The model's batch covariate defaults to the sheet's 'batch' column, else the sample.
+    if config["batch_key"] is None and (
+        SAMPLES["batch"].nunique() if "batch" in SAMPLES.columns else len(SAMPLES)
+    ) > 1:
+        config["batch_key"] = "batch"
+elif not config["input"].get("junctions"):
+    raise WorkflowError(
+        "config key 'input.junctions': required (or set 'samples' to a sample sheet of several samples)"
+    )
+else:
+    _check_path("input.junctions", config["input"]["junctions"])
 _check_path("input.sample_sheet", config["input"]["sample_sheet"], "sample sheet")
 _check_path("input.genes", config["input"]["genes"])
 _check_path("input.cell_annotations", config["input"]["cell_annotations"], "cell annotation table")
@@ -94,8 +132,47 @@ def _check_annotation_contrasts(contrasts, table_path, min_cells=3):
 
 _check_annotation_contrasts(config["contrasts"], config["input"]["cell_annotations"])
 
+
+def _check_sheet_contrasts(contrasts, sheet):
+    """Contrasts on a sample-sheet column must name values of that column (checked before any job)."""
+    for i, c in enumerate(contrasts):
+        if sheet is None or c["groupby"] not in annotation_columns(sheet) + ["sample"]:
+            continue
+        values = set(sheet[c["groupby"]].dropna())
+        for key in ("group1", "group2"):
+            group = c.get(key)
+            if group is not None and group != "rest" and group not in values:
+                raise WorkflowError(
+                    f"config key 'contrasts[{i}].{key}': '{group}' is not a value of column '{c['groupby']}' "
+                    f"of {config['samples']} (values: {', '.join(sorted(values))})"
+                )
+
+
+_check_sheet_contrasts(config["contrasts"], SAMPLES)
+
 OUT = Path(config["outdir"])
-HAS_GENES = config["input"]["genes"] is not None
+HAS_GENES = (
+    config["input"]["genes"] is not None
+    if SAMPLES is None
+    else "genes" in SAMPLES.columns and SAMPLES["genes"].notna().all()
+)
+
+
+def cell_annotations():
+    """The cell annotation table given to `cluster`: the config's, or the merge's sheet columns."""
+    return config["input"]["cell_annotations"] if SAMPLES is None else out("ingest", "cells.tsv")
+
+
+def sample_value(wc, column, default=None):
+    """A column of the sample sheet for the job's {sample} (``default`` when the cell is empty)."""
+    value = SAMPLES.loc[wc.sample, column] if column in SAMPLES.columns else None
+    return value if value is not None else default
+
+
+def strandedness():
+    """The ReadsPerGene.out.tab column, passed only when not the CLI's default."""
+    value = config["input"]["gene_strandedness"]
+    return None if not HAS_GENES or value == "unstranded" else value
 FMT = config["plots"]["format"]
 
 # Run `splicevi` from the Python environment that runs Snakemake (a virtualenv need not be activated).
@@ -163,6 +240,8 @@ def batch_colors():
     keys = [config["batch_key"]] if config["batch_key"] else []
     if config["input"]["cell_annotations"]:
         keys.append("annotations")
+    if SAMPLES is not None:
+        keys += [k for k in ["sample", *annotation_columns(SAMPLES)] if k not in keys]
     keys += [c["groupby"] for c in config["contrasts"] if c["groupby"] not in keys and c["groupby"] != "leiden"]
     return keys
 
@@ -175,6 +254,8 @@ def final_outputs():
         out("model"),
         out("ds", "ds_junctions.tsv"),
         out("ds", "ds_events.tsv"),
+        out("qc", "qc_samples.tsv"),
+        out("qc", "qc_overall.tsv"),
         fig("training_curves"),
         fig("umap_clusters"),
         fig("umap_qc"),

@@ -20,6 +20,8 @@ rule ingest:
         out_genes=opt("--out-genes", out("ingest", "genes.h5ad") if HAS_GENES else None),
         barcodes=opt("--barcodes", config["input"]["barcodes"]),
         batch=opt("--batch", config["input"]["batch"]),
+        strandedness=opt("--gene-strandedness", strandedness()),
+        multimappers=opt("--sj-multimappers", config["input"]["sj_multimappers"]),
     resources:
         mem_mb=lambda wc, attempt: 4000 * attempt,
         runtime=lambda wc, attempt: 30 * attempt,
@@ -28,4 +30,5 @@ rule ingest:
     shell:
         "splicevi ingest --junctions {input.junctions:q} --junction-format {params.junction_format:q}"
         " {params.sample_sheet:q} {params.genes:q} {params.gene_format:q} {params.barcodes:q} {params.batch:q}"
+        " {params.strandedness:q} {params.multimappers:q}"
         " --out-junctions {output.junctions:q} {params.out_genes:q} > {log:q} 2>&1"

@@ -30,8 +30,10 @@ from ._outputs import check_outputs
 SUBCOMMANDS = (
     ("simulate", "simulate input files (STARsolo / SJ.out.tab) with planted truth"),
     ("ingest", "read junction tables and gene counts into AnnData files"),
+    ("merge", "merge per-sample ingest outputs into one cohort (cell ids <sample>_<barcode>)"),
     ("atse", "filter junctions and group them into ATSEs"),
     ("assemble", "mask and assemble the model-ready .h5mu"),
+    ("qc", "per-sample and overall QC tables (cells, junctions, ATSEs, reads per cell)"),
     ("train", "train a SpliceVI model on an .h5mu"),
     ("embed", "latent representations and UMAP"),
     ("cluster", "Leiden clusters on the joint latent"),

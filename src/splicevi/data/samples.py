@@ -1,0 +1,105 @@
+"""The cohort sample sheet: one row per sample (a 10x channel, a plate) with its input paths.
+
+Columns
+-------
+``sample`` (required)
+    Sample id: letters, digits, ``.`` and ``-`` (no ``_``: it separates the sample from the barcode in
+    merged cell ids ``<sample>_<barcode>``, so the prefix can always be read back).
+``junctions`` (required)
+    Junction input of the sample, as for ``splicevi ingest --junctions``.
+``junction_format``, ``cell_sheet``, ``genes``, ``gene_format``, ``barcodes`` (optional)
+    As the ``splicevi ingest`` options of the same names (``cell_sheet`` is ``--sample-sheet``, the
+    per-cell sheet of SJ.out.tab / .junc files). Empty cells mean "not given".
+
+Every other column (donor, condition, batch, ...) is a free annotation copied to every cell of the
+sample. Paths are relative to the working directory (where Snakemake runs), like the config's paths.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pandas as pd
+
+#: Allowed sample ids (also the Snakemake wildcard constraint).
+SAMPLE_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9.-]*"
+#: Columns that name inputs of ``splicevi ingest``; the rest are cell annotations.
+INPUT_COLUMNS = ("junctions", "junction_format", "cell_sheet", "genes", "gene_format", "barcodes")
+PATH_COLUMNS = ("junctions", "cell_sheet", "genes", "barcodes")
+#: Separator between the sample id and the barcode in merged cell ids.
+SEPARATOR = "_"
+
+
+class SampleSheetError(ValueError):
+    """A bad sample sheet; the message names the sheet, the row (file line) and the column."""
+
+
+def read_sample_sheet(path: str | os.PathLike, check_paths: bool = True) -> pd.DataFrame:
+    """Read and validate a sample sheet.
+
+    Parameters
+    ----------
+    path
+        TSV (or ``.csv``) file with a header line.
+    check_paths
+        Check that every path column names an existing file or folder.
+
+    Returns
+    -------
+    The sheet indexed by ``sample`` (str columns; empty cells as ``None``), in file order.
+
+    Raises
+    ------
+    SampleSheetError
+        Naming the sheet, the line and the column of the first problem, and the fix.
+    """
+    path = str(path)
+    sep = "," if path.endswith(".csv") else "\t"
+    try:
+        sheet = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise SampleSheetError(f"{path}: sample sheet not found") from None
+    except (ValueError, OSError) as err:
+        raise SampleSheetError(f"{path}: cannot read the sample sheet ({err})") from None
+    sheet.columns = [c.strip() for c in sheet.columns]
+    for col in ("sample", "junctions"):
+        if col not in sheet.columns:
+            raise SampleSheetError(f"{path}, line 1: no '{col}' column (columns: {', '.join(sheet.columns)}); "
+                                   "fix: a tab-separated header with at least 'sample' and 'junctions'")
+    if sheet.empty:
+        raise SampleSheetError(f"{path}: no sample rows; fix: add one row per sample")
+    sheet = sheet.apply(lambda c: c.str.strip())
+    seen: dict[str, int] = {}
+    for i in range(2, len(sheet) + 2):  # file line; line 1 is the header
+        sample = sheet.iloc[i - 2]["sample"]
+        where = f"{path}, line {i}"
+        if not re.fullmatch(SAMPLE_ID_PATTERN, sample or ""):
+            raise SampleSheetError(f"{where}, column 'sample': id {sample!r} is not allowed; fix: use letters, digits, "
+                                   f"'.' and '-' only, starting with a letter or digit (no '_': it separates the "
+                                   f"sample from the barcode in cell ids)")
+        if sample in seen:
+            raise SampleSheetError(f"{where}, column 'sample': duplicate sample id '{sample}' (also on line "
+                                   f"{seen[sample]}); fix: give every sample its own id")
+        seen[sample] = i
+        for col in PATH_COLUMNS:
+            value = sheet.iloc[i - 2].get(col, "")
+            if col == "junctions" and not value:
+                raise SampleSheetError(f"{where}, column 'junctions': empty; fix: the sample's junction input")
+            if value and check_paths and not Path(value).exists():
+                raise SampleSheetError(f"{where}, column '{col}': path not found: '{value}' (paths are relative "
+                                       f"to the working directory {os.getcwd()})")
+    sheet = sheet.set_index("sample", drop=False)
+    sheet.index.name = None
+    return sheet.where(sheet != "", None)
+
+
+def annotation_columns(sheet: pd.DataFrame) -> list[str]:
+    """The sheet's free columns (annotations copied to the cells), in sheet order."""
+    return [c for c in sheet.columns if c not in ("sample", *INPUT_COLUMNS)]
+
+
+def cell_ids(sample: str, barcodes) -> list[str]:
+    """Merged cell ids ``<sample>_<barcode>`` (applied to every sample, even when there is one)."""
+    return [f"{sample}{SEPARATOR}{b}" for b in barcodes]
