@@ -90,6 +90,7 @@ _check_path("input.sample_sheet", config["input"]["sample_sheet"], "sample sheet
 _check_path("input.genes", config["input"]["genes"])
 _check_path("input.cell_annotations", config["input"]["cell_annotations"], "cell annotation table")
 _check_path("input.barcodes", config["input"]["barcodes"], "barcode file")
+_check_path("input.transcript_lengths", config["input"]["transcript_lengths"], "transcript length table")
 _check_path("atse.gtf", config["atse"]["gtf"], "GTF")
 for _i, _c in enumerate(config["contrasts"]):
     if _c["group1"] == _c.get("group2"):
@@ -156,6 +157,11 @@ HAS_GENES = (
     if SAMPLES is None
     else "genes" in SAMPLES.columns and SAMPLES["genes"].notna().all()
 )
+if config["input"]["transcript_lengths"] and not HAS_GENES:
+    raise WorkflowError(
+        "config key 'input.transcript_lengths': transcript lengths normalise gene counts, but this run has "
+        "none (input.genes, or the sample sheet's genes column); remove the key or give gene counts."
+    )
 
 
 def cell_annotations():

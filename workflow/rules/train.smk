@@ -23,6 +23,8 @@ rule train:
         train_size=config["train"]["train_size"],
         kl_warmup=config["train"]["n_epochs_kl_warmup"],
         seed=config["train"]["seed"],
+        accelerator=config["train"]["accelerator"],
+        devices=config["train"]["devices"],
     resources:
         # GPU: set `gpu: 1` (and a partition) for this rule in a profile, see workflow/profiles/slurm.
         gpu=0,
@@ -35,4 +37,5 @@ rule train:
         " --max-epochs {params.max_epochs:q} --batch-size {params.batch_size:q} --lr {params.lr:q}"
         " {params.early_stopping:q} --early-stopping-patience {params.patience:q}"
         " --train-size {params.train_size:q} --n-epochs-kl-warmup {params.kl_warmup:q} --seed {params.seed:q}"
+        " --accelerator {params.accelerator:q} --devices {params.devices:q}"
         " --threads {threads} --out-model {output.model:q} --out-history {output.history:q} > {log:q} 2>&1"

@@ -160,6 +160,19 @@ def history_table(history: dict) -> pd.DataFrame:
 
 
 # --- subcommand ---------------------------------------------------------------------------------
+def _devices(text: str) -> int | str:
+    """``--devices``: ``auto`` or a positive number of devices (Lightning's ``devices``)."""
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a positive integer, got {text!r}")
+    return value
+
+
 def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     """Register ``splicevi train``."""
     p = subparsers.add_parser(
@@ -182,6 +195,7 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     p.add_argument("--train-size", type=float, default=0.9, help="fraction of cells for training (rest: validation)")
     p.add_argument("--n-epochs-kl-warmup", type=int, default=50)
     p.add_argument("--accelerator", default="auto", help="cpu, gpu or auto")
+    p.add_argument("--devices", type=_devices, default="auto", help="number of devices of the accelerator, or auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="CPU threads of torch")
     p.add_argument("--out-model", required=True, help="output model directory")
@@ -223,6 +237,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         lr=args.lr,
         accelerator=args.accelerator,
+        devices=args.devices,
         train_size=args.train_size,
         validation_size=None if args.train_size < 1 else 0.0,
         early_stopping=early_stopping,
