@@ -52,6 +52,7 @@ N_TYPES = 6
 
 
 def regime_name(n_events: int, frac_ds: float, observed: float, conc: float) -> str:
+    """Short label of a regime (ATSEs, differential fraction, observed fraction, concentration)."""
     return f"ev{n_events}_ds{frac_ds}_obs{observed}_conc{int(conc)}"
 
 
@@ -100,6 +101,7 @@ def score_contrast(sim, table_j, table_e, true_dpsi: pd.Series) -> dict:
 
 
 def null_summary(table_j, table_e) -> dict:
+    """Calls made on a null regime (no differential ATSE): every call is a false positive."""
     table_j, table_e = with_calls(table_j), with_calls(table_e)
     out = {"n_junctions": int(len(table_j)), "min_pvalue": float(table_j["pvalue"].min()),
            "min_lfdr": float(table_j["lfdr"].min())}
@@ -112,6 +114,7 @@ def null_summary(table_j, table_e) -> dict:
 
 
 def run_regime(n_events, frac_ds, observed, conc, args) -> dict:
+    """Simulate one regime, train, run DS and the baselines, and score each ranking."""
     t0 = time.time()
     sim = simulate(
         n_cells=args.n_cells, n_genes=args.n_genes, n_events=n_events, n_types=N_TYPES, n_batches=2,
@@ -265,6 +268,7 @@ def markdown(summary: dict) -> str:
 
 
 def main() -> None:
+    """Run the grid (resumable) and write the JSON and Markdown results."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="bench/results/ds_quality.json")
     parser.add_argument("--work", default="bench/results/ds_quality_regimes", help="per-regime JSON (restart)")

@@ -36,10 +36,12 @@ from splicevi.data.simulate import SimulatedData
 
 
 def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (MiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def current_rss_mb() -> float:
+    """Current resident memory of this process (MiB)."""
     with open("/proc/self/statm") as fh:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
@@ -85,6 +87,7 @@ def stacked_simulation(n_cells: int, n_events: int, n_genes: int, seed: int) -> 
 
 
 def main() -> None:
+    """Time one DS comparison (and its peak memory) and write the result."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cells", type=int, default=20_000)
     parser.add_argument("--events", type=int, default=10_700, help="≈2.8 junctions per ATSE")

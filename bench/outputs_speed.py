@@ -76,6 +76,7 @@ def synthetic(n_cells: int, n_events: int, reads_per_cell: int, n_clusters: int,
 
 
 def main() -> None:
+    """Time the output stages (tables, plots, export) and write the result."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cells", type=int, default=50_000)
     parser.add_argument("--events", type=int, default=6_000)

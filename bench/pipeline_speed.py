@@ -90,6 +90,7 @@ def write_table(path: Path, junctions: pd.DataFrame, cells, cols, counts) -> Non
 
 
 def write_starsolo(folder: Path, junctions: pd.DataFrame, n_cells: int, cells, cols, counts) -> None:
+    """Write one STARsolo ``Solo.out/SJ/raw`` folder (features, barcodes, matrix) for the bench."""
     raw = folder / "Solo.out" / "SJ" / "raw"
     raw.mkdir(parents=True)
     totals = np.bincount(cols, weights=counts, minlength=len(junctions)).astype(np.int64)
@@ -147,6 +148,7 @@ def generate(folder: Path, n_cells: int, n_junctions: int, nnz: int, fmt: str, s
 
 
 def scenario(name: str, n_cells: int, n_junctions: int, nnz: int, fmt: str, workdir: Path, seed: int = 0) -> dict:
+    """Write one input of the given size and format and time each data stage on it."""
     folder = workdir / name
     folder.mkdir(parents=True)
     t0 = time.perf_counter()
@@ -246,6 +248,7 @@ def cohort(workdir: Path, n_samples: int, n_cells: int, n_junctions: int, nnz: i
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the requested scenarios and write the JSON (and Markdown) results."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", help="write the JSON here too")
     parser.add_argument("--quick", action="store_true", help="small sizes (checks the script)")

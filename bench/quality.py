@@ -267,6 +267,7 @@ def summarize(regimes: list[dict]) -> dict:
 
 
 def main() -> None:
+    """Run the regime grid (resumable) and the real cells, and write the results."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="bench/results/quality", help="output prefix (.json, .md)")
     parser.add_argument("--n-cells", type=int, default=1000)

@@ -261,6 +261,7 @@ def _subprocess(args: list[str]) -> dict:
 
 
 def main(argv=None) -> int:
+    """Time training epochs of SPLICEVI and SCVI on the grid points and write the result."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--grid", choices=sorted(GRIDS), default="cpu")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")

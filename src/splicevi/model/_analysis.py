@@ -192,7 +192,7 @@ class SplicingAnalysisMixin:
         return_numpy: bool = False,
         silent: bool = True,
     ) -> np.ndarray | pd.DataFrame:
-        """Normalized (decoded) gene expression :math:`\\rho_n` (frequencies summing to 1 per cell).
+        r"""Normalized (decoded) gene expression :math:`\rho_n` (frequencies summing to 1 per cell).
 
         Parameters
         ----------
@@ -265,7 +265,7 @@ class SplicingAnalysisMixin:
         return_numpy: bool = False,
         silent: bool = True,
     ) -> np.ndarray | pd.DataFrame:
-        """Posterior mean PSI :math:`\\psi^* = (c\\,p + k) / (c + n)` per junction.
+        r"""Posterior mean PSI :math:`\psi^* = (c\,p + k) / (c + n)` per junction.
 
         ``p`` is the decoded PSI, ``k`` the junction's reads and ``n`` its ATSE's reads in the cell,
         and ``c`` the concentration (per ATSE for ``dm_concentration='atse'``, else the scalar; the

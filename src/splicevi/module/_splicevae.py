@@ -56,7 +56,10 @@ class SPLICEVAE(BaseModuleClass):
     splicing_weight_prior_sd
         Standard deviation of a Gaussian prior on the splicing decoder's junction weights (MAP;
         ``None``: no prior). Pass it to :class:`splicevi.SPLICEVI` as a keyword argument.
-    Other parameters
+
+    Other Parameters
+    ----------------
+    **module_kwargs
         As in :class:`splicevi.SPLICEVI`.
     """
 

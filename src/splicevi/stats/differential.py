@@ -83,6 +83,7 @@ class GroupMoments:
 
     @property
     def n_strata(self) -> int:
+        """Number of strata (rows of every array)."""
         return int(self.n_cells.shape[0])
 
     def add(
@@ -274,6 +275,7 @@ class DifferenceTest:
 
     @property
     def pvalue(self) -> np.ndarray:
+        """Two-sided p-value of the interval null (``exp(log_pvalue)``)."""
         return np.exp(self.log_pvalue)
 
 
