@@ -11,7 +11,7 @@ import pandas as pd
 
 from splicevi._io import atomic_path
 
-from .train import configure, read_mudata
+from ._common import configure, read_mudata
 
 log = logging.getLogger("splicevi")
 

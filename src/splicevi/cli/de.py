@@ -7,8 +7,8 @@ import logging
 
 from splicevi._io import atomic_path
 
+from ._common import configure, load_model, read_mudata
 from .ds import add_contrast_arguments, contrasts_of, parse_contrasts, run_contrasts
-from .train import configure, load_model, read_mudata
 
 log = logging.getLogger("splicevi")
 

@@ -7,7 +7,7 @@ import logging
 
 from splicevi._io import atomic_path
 
-from .train import configure, load_model, read_mudata
+from ._common import configure, load_model, read_mudata
 
 log = logging.getLogger("splicevi")
 
