@@ -134,6 +134,7 @@ def test_bad_config_stops_before_any_job(tmp_path, sim_dir, override, message):
     assert not (work / "results").exists()
 
 
+@pytest.mark.slow
 def test_outputs_exist_and_make_sense(sim_run):
     import mudata as md
 
@@ -193,6 +194,7 @@ def test_outputs_exist_and_make_sense(sim_run):
     assert {"gene_name", "is_de_fdr"} <= set(de.columns) and not any(c.startswith("is_de_fdr_") for c in de.columns)
 
 
+@pytest.mark.slow
 def test_report_is_self_contained_html(sim_run):
     html = sim_run / "report.html"
     assert html.stat().st_size > 100_000
@@ -201,6 +203,7 @@ def test_report_is_self_contained_html(sim_run):
     assert "event_arcs" in text and "umap_psi" in text
 
 
+@pytest.mark.slow
 def test_export_target_writes_files_that_read_back(sim_run):
     """`snakemake export` (not part of `all`): LeafCutter counts per cluster, one .h5ad per modality."""
     import gzip
@@ -222,6 +225,7 @@ def test_export_target_writes_files_that_read_back(sim_run):
         assert adata.shape == mdata[name].shape and "leiden" in adata.obs and "X_umap" in adata.obsm
 
 
+@pytest.mark.slow
 def test_config_edit_reruns_training_and_downstream_only(sim_run):
     cfg = sim_run / "config.yaml"
     proc = snakemake(sim_run, "--configfile", str(cfg), "-n", "--cores", "2")
@@ -239,6 +243,7 @@ def test_config_edit_reruns_training_and_downstream_only(sim_run):
     assert "cluster" in jobs and not jobs & {"ingest", "atse", "assemble", "train", "embed"}
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not REAL.exists(), reason="real data ../shared/data/scasl_tnbc_smartseq2 not present")
 def test_real_data_splicing_only(tmp_path):
     """Real Smart-seq2 cells (per-cell SJ.out.tab) without gene counts: a splicing-only run."""
@@ -280,6 +285,7 @@ def test_conda_env_has_the_pip_install_pins():
     assert python.split("=")[-1] >= "3.11"
 
 
+@pytest.mark.slow
 def test_plain_run_uses_the_default_profile_and_resumes_after_ctrl_c(tmp_path, sim_dir):
     """`snakemake` without --profile picks up workflow/profiles/default (via profiles/default): its
     default resources apply, and a run interrupted mid-training (Ctrl-C: SIGINT to the whole process
