@@ -1,4 +1,4 @@
-"""Model-stage CLI helpers (splicevi.tl.clustering, cli train/ds argument handling): fast unit tests.
+"""Model-stage CLI helpers (splicevi.tl embedding, qc, ranking and contrasts; cli train/ds argument handling): fast unit tests.
 
 The subcommands themselves run end to end in tests/test_workflow.py.
 """
@@ -13,15 +13,10 @@ import scipy.sparse as sp
 from splicevi.cli.main import main
 from splicevi.cli.train import history_table
 from splicevi.data import simulate
-from splicevi.tl.clustering import (
-    Contrast,
-    events_from_junctions,
-    leiden,
-    neighbors_umap,
-    qc_metrics,
-    rank_table,
-    resolve_contrasts,
-)
+from splicevi.tl.clustering import Contrast, resolve_contrasts
+from splicevi.tl.embedding import leiden, neighbors_umap
+from splicevi.tl.qc import qc_metrics
+from splicevi.tl.ranking import events_from_junctions, rank_table
 
 
 @pytest.fixture(scope="module")

@@ -125,7 +125,9 @@ def store_embedding(mdata, emb, obs_columns) -> None:
 def run(args: argparse.Namespace) -> int:
     """Cluster and write."""
     configure(seed=None)
-    from splicevi.tl.clustering import UMAP_KEY, cell_table, leiden, resolve_contrasts
+    from splicevi.tl.clustering import resolve_contrasts
+    from splicevi.tl.embedding import UMAP_KEY, leiden
+    from splicevi.tl.qc import cell_table
 
     from .ds import parse_contrasts
 

@@ -121,7 +121,7 @@ def _with_evidence(table: pd.DataFrame) -> pd.DataFrame:
 def run(args: argparse.Namespace) -> int:
     """Test every contrast and write both tables."""
     configure(args.threads, args.seed)
-    from splicevi.tl.clustering import rank_table
+    from splicevi.tl.ranking import rank_table
 
     parse_contrasts(args.contrasts)  # a wrong command line fails before the data is read
     mdata = read_mudata(args.mdata)

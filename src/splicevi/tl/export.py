@@ -57,7 +57,7 @@ def leafcutter_counts(mdata, groupby: str | None = "leiden") -> pd.DataFrame:
         samples = list(spl.obs_names.astype(str))
         pooled = k
     else:
-        from splicevi.pl._utils import natural_sort
+        from splicevi._labels import natural_sort
 
         labels = cell_labels(mdata, groupby, spl.obs_names)
         samples = natural_sort(labels.dropna())
