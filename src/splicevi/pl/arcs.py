@@ -7,9 +7,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from splicevi._labels import natural_sort
+from splicevi._labels import cell_labels, natural_sort
 
-from ._counts import cell_labels, contrast_masks, event_junctions, pooled_counts, well_observed
+from ._counts import contrast_masks, event_junctions, pooled_counts, well_observed
 from ._utils import empty_figure, plt, top_per_contrast
 
 #: Most rows (events) in :func:`top_event_arcs`.

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from splicevi._labels import natural_sort
+from splicevi._labels import cell_labels, natural_sort
 
-from ._counts import cell_labels, pooled_counts, well_observed
+from ._counts import pooled_counts, well_observed
 from ._utils import empty_figure
 
 

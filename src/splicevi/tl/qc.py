@@ -29,7 +29,7 @@ def qc_metrics(mdata) -> pd.DataFrame:
         Indexed by cell: ``n_junction_reads`` and ``n_atse_observed`` (splicing), and when an ``rna``
         modality exists ``total_counts`` and ``n_genes_detected``.
     """
-    from splicevi.data.layers import JUNCTION_COUNTS, event_codes, junction_to_event_matrix
+    from splicevi.data.layers import JUNCTION_COUNTS, event_codes, observed_atses
 
     qc = pd.DataFrame(index=mdata.obs_names)
     if "splicing" in mdata.mod:
@@ -38,8 +38,7 @@ def qc_metrics(mdata) -> pd.DataFrame:
         qc.loc[spl.obs_names, "n_junction_reads"] = _counts_qc(k, spl.obs_names)["total_counts"].to_numpy()
         if "event_id" in spl.var:
             codes, _ = event_codes(spl.var["event_id"])
-            per_event = k @ junction_to_event_matrix(codes)
-            qc.loc[spl.obs_names, "n_atse_observed"] = _counts_qc(per_event, spl.obs_names)["n_genes_by_counts"].to_numpy()
+            qc.loc[spl.obs_names, "n_atse_observed"] = np.diff(observed_atses(k, codes).indptr)
     if "rna" in mdata.mod:
         rna = mdata["rna"]
         counts = _counts_qc(rna.X, rna.obs_names)
