@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from splicevi._io import require_file
+from splicevi._labels import cell_labels
 
 log = logging.getLogger("splicevi")
 
@@ -42,15 +43,10 @@ def _batch_to_splicing(mdata, batch_key: str | None) -> None:
     """Make the batch annotation available on every modality (the model reads it from 'splicing')."""
     if batch_key is None:
         return
-    if batch_key in mdata.obs.columns:
-        values = mdata.obs[batch_key]
-    elif batch_key in mdata["splicing"].obs.columns:
-        values = mdata["splicing"].obs[batch_key].reindex(mdata.obs_names)
-    else:
-        raise ValueError(
-            f"batch_key '{batch_key}' is not a cell annotation of {', '.join(['the MuData', *mdata.mod])} "
-            f"(available: {', '.join(map(str, mdata.obs.columns)) or 'none'})"
-        )
+    try:
+        values = cell_labels(mdata, batch_key)
+    except ValueError as err:
+        raise ValueError(f"batch_key: {err}") from None
     if values.isna().any():
         raise ValueError(f"batch_key '{batch_key}' is missing for {int(values.isna().sum())} cell(s)")
     values = values.astype(str)

@@ -286,4 +286,4 @@ def harmonize_splicing(adata: ad.AnnData, event_key: str = "event_id") -> ad.Ann
     return adata
 
 
-__all__ = ["assemble", "atse_totals", "harmonize_splicing", "read_events", "read_transcript_lengths"]
+__all__ = ["assemble", "harmonize_splicing", "read_events", "read_transcript_lengths"]
