@@ -109,6 +109,7 @@ def test_dry_run_of_default_config():
     assert "differential_expression" in jobs  # the example has gene counts
 
 
+@pytest.mark.slow  # five snakemake starts
 @pytest.mark.parametrize(
     ("override", "message"),
     [
