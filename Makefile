@@ -7,7 +7,7 @@ PYTHON ?= python3
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
 export MPLBACKEND ?= Agg
 
-.PHONY: install test lint demo workflow-test bench clean
+.PHONY: install test test-fast lint demo workflow-test bench clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ lint: install
 test: lint
 	mkdir -p $(NUMBA_CACHE_DIR)
 	$(VENV)/bin/pytest -q
+
+# During development: every test but those marked slow (training to convergence, workflow runs).
+test-fast: install
+	mkdir -p $(NUMBA_CACHE_DIR)
+	$(VENV)/bin/pytest -q -m "not slow"
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache results .snakemake

@@ -38,7 +38,7 @@ matplotlib.use("Agg")  # a script: no display
 def synthetic(n_cells: int, n_events: int, reads_per_cell: int, n_clusters: int, seed: int = 0):
     """A MuData with a splicing modality in the data contract (k only) and DS tables of every contrast."""
     from splicevi.cli.ds import annotate_ds_tables
-    from splicevi.tl.clustering import events_from_junctions, rank_table
+    from splicevi.tl.ranking import events_from_junctions, rank_table
 
     rng = np.random.default_rng(seed)
     sizes = rng.integers(2, 5, n_events)

@@ -171,7 +171,7 @@ def run_point(path, model_name, device, epochs, batch_size, threads=1, inference
 
     warnings.simplefilter("ignore")
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    from splicevi.cli.train import read_mudata, setup_model_data
+    from splicevi.cli._common import read_mudata, setup_model_data
 
     torch.set_num_threads(threads)
     rss_start = _peak_rss_mb()

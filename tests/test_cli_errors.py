@@ -187,6 +187,7 @@ def _train_then_signal(tmp_path: Path, mdata: Path, signum: int) -> tuple[int, s
     return rc, b"".join(chunks).decode(errors="replace")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_signal_during_training_exits_nonzero_and_keeps_outputs(tmp_path, small, signum, status):
     (tmp_path / "model").mkdir()
@@ -202,6 +203,7 @@ def test_signal_during_training_exits_nonzero_and_keeps_outputs(tmp_path, small,
     assert time.time() - before < 300
 
 
+@pytest.mark.slow
 def test_cluster_checks_contrast_groups_before_differential_jobs(trained, small, tmp_path, capsys):
     """Cluster groups are known only after clustering: `splicevi cluster --contrasts` refuses a missing one."""
     emb = tmp_path / "emb.h5ad"

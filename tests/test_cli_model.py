@@ -1,4 +1,4 @@
-"""Model-stage CLI helpers (splicevi.tl.clustering, cli train/ds argument handling): fast unit tests.
+"""Model-stage CLI helpers (splicevi.tl embedding, qc, ranking and contrasts; cli train/ds argument handling): fast unit tests.
 
 The subcommands themselves run end to end in tests/test_workflow.py.
 """
@@ -13,15 +13,10 @@ import scipy.sparse as sp
 from splicevi.cli.main import main
 from splicevi.cli.train import history_table
 from splicevi.data import simulate
-from splicevi.tl.clustering import (
-    Contrast,
-    events_from_junctions,
-    leiden,
-    neighbors_umap,
-    qc_metrics,
-    rank_table,
-    resolve_contrasts,
-)
+from splicevi.stats.contrasts import Contrast, resolve_contrasts
+from splicevi.tl.embedding import leiden, neighbors_umap
+from splicevi.tl.qc import qc_metrics
+from splicevi.tl.ranking import events_from_junctions, rank_table
 
 
 @pytest.fixture(scope="module")
@@ -125,3 +120,25 @@ def test_cli_errors_are_clear(tmp_path, capsys):
     rc = main(["plot", "training", "--history", str(tmp_path / "nope.tsv"), "--out", str(tmp_path / "x.png")])
     assert rc == 3 and "table not found" in capsys.readouterr().err
     assert not (tmp_path / "m").exists() and not (tmp_path / "x.png").exists()
+
+
+def test_train_flags_reach_the_saved_model(tmp_path):
+    """--model-kwargs, --batch-key, --max-epochs and --no-early-stopping change what `train` saves."""
+    from splicevi import SPLICEVI
+    from splicevi.cli._common import read_mudata, setup_model_data
+
+    path = tmp_path / "two_batches.h5mu"
+    simulate(n_cells=60, n_genes=20, n_events=10, n_types=2, n_batches=2, observed_fraction=0.5,
+             seed=3).to_mudata().write_h5mu(path)
+    model_dir, history = tmp_path / "model", tmp_path / "history.tsv"
+    rc = main(["train", "--mdata", str(path), "--batch-key", "batch", "--model-kwargs",
+               '{"n_latent": 3, "n_hidden": 24, "gene_likelihood": "poisson"}', "--max-epochs", "3",
+               "--no-early-stopping", "--threads", "1", "--out-model", str(model_dir), "--out-history", str(history)])
+    assert rc == 0
+    mdata = read_mudata(path)
+    setup_model_data(mdata, "batch")
+    model = SPLICEVI.load(str(model_dir), adata=mdata)
+    saved = model.init_params_["non_kwargs"] | model.init_params_.get("kwargs", {}).get("kwargs", {})
+    assert (saved["n_latent"], saved["n_hidden"], saved["gene_likelihood"]) == (3, 24, "poisson")
+    assert model.module.n_latent == 3 and model.summary_stats["n_batch"] == 2
+    assert len(pd.read_csv(history, sep="\t", index_col=0)) == 3

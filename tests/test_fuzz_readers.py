@@ -190,6 +190,7 @@ def _consistent(fmt: str, adata, expected: int | None) -> bool:
     return adata.n_obs > 0 and adata.n_vars > 0 and total >= 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["sj_out_tab", "junc", "regtools", "table", "starsolo"])
 def test_damaged_inputs_fail_cleanly_or_read_correctly(tmp_path, fmt):
     rng = np.random.default_rng(["sj_out_tab", "junc", "regtools", "table", "starsolo"].index(fmt) + 100)

@@ -12,7 +12,7 @@ import pytest
 
 from splicevi.cli.main import main
 from splicevi.data import simulate
-from splicevi.tl.clustering import LATENT_KEYS, neighbors_umap
+from splicevi.tl.embedding import LATENT_KEYS, neighbors_umap
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -53,7 +53,7 @@ def write_ds_tables(mdata, folder: Path) -> None:
     Two contrasts (type1 and type2 against type0); the probability grows with the true |ΔPSI|.
     """
     from splicevi.cli.ds import annotate_ds_tables
-    from splicevi.tl.clustering import events_from_junctions, rank_table
+    from splicevi.tl.ranking import events_from_junctions, rank_table
 
     var = mdata["splicing"].var
     rows = []

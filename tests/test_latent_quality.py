@@ -20,6 +20,9 @@ from splicevi.data.layers import centred_psi, event_codes, junction_mean_psi
 
 from conftest import QUIET
 
+#: Every test here trains to convergence on simulated data.
+pytestmark = pytest.mark.slow
+
 
 def _ari(latent: np.ndarray, labels: np.ndarray) -> float:
     k = np.unique(labels).size

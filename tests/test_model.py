@@ -50,6 +50,7 @@ def _setup(mdata, **kwargs):
     return mdata
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("options", OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "defaults")
 def test_every_option_trains(small_mdata, options):
     _setup(small_mdata)

@@ -8,7 +8,7 @@ import pytest
 
 from splicevi import pl
 from splicevi.data import simulate
-from splicevi.tl.clustering import events_from_junctions, rank_table
+from splicevi.tl.ranking import events_from_junctions, rank_table
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

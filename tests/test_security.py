@@ -167,6 +167,7 @@ def test_dry_run_commands_pass_hostile_values_verbatim(tmp_path, sim):
         assert outs and all(o.startswith(payload("outdir") + "/") for o in outs), argv
 
 
+@pytest.mark.slow
 def test_ingest_rule_runs_with_hostile_values(tmp_path, sim):
     """One real rule through Snakemake's own shell: nothing injected runs, the batch label arrives intact."""
     import anndata as ad

@@ -109,6 +109,7 @@ def test_dry_run_of_default_config():
     assert "differential_expression" in jobs  # the example has gene counts
 
 
+@pytest.mark.slow  # five snakemake starts
 @pytest.mark.parametrize(
     ("override", "message"),
     [
@@ -134,6 +135,7 @@ def test_bad_config_stops_before_any_job(tmp_path, sim_dir, override, message):
     assert not (work / "results").exists()
 
 
+@pytest.mark.slow
 def test_outputs_exist_and_make_sense(sim_run):
     import mudata as md
 
@@ -173,7 +175,6 @@ def test_outputs_exist_and_make_sense(sim_run):
     base_rate = is_planted.mean()
     top = is_planted.head(20).mean()
     assert base_rate < 0.5 and top >= 0.7, (base_rate, top)
-    assert d["effect_size"].between(-1, 1).all() and d["proba_ds"].between(0, 1).all()
 
     events = pd.read_csv(res / "ds" / "ds_events.tsv", sep="\t")
     assert not events.duplicated(["contrast", "event_id"]).any()
@@ -193,6 +194,7 @@ def test_outputs_exist_and_make_sense(sim_run):
     assert {"gene_name", "is_de_fdr"} <= set(de.columns) and not any(c.startswith("is_de_fdr_") for c in de.columns)
 
 
+@pytest.mark.slow
 def test_report_is_self_contained_html(sim_run):
     html = sim_run / "report.html"
     assert html.stat().st_size > 100_000
@@ -201,6 +203,7 @@ def test_report_is_self_contained_html(sim_run):
     assert "event_arcs" in text and "umap_psi" in text
 
 
+@pytest.mark.slow
 def test_export_target_writes_files_that_read_back(sim_run):
     """`snakemake export` (not part of `all`): LeafCutter counts per cluster, one .h5ad per modality."""
     import gzip
@@ -222,6 +225,7 @@ def test_export_target_writes_files_that_read_back(sim_run):
         assert adata.shape == mdata[name].shape and "leiden" in adata.obs and "X_umap" in adata.obsm
 
 
+@pytest.mark.slow
 def test_config_edit_reruns_training_and_downstream_only(sim_run):
     cfg = sim_run / "config.yaml"
     proc = snakemake(sim_run, "--configfile", str(cfg), "-n", "--cores", "2")
@@ -239,6 +243,7 @@ def test_config_edit_reruns_training_and_downstream_only(sim_run):
     assert "cluster" in jobs and not jobs & {"ingest", "atse", "assemble", "train", "embed"}
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not REAL.exists(), reason="real data ../shared/data/scasl_tnbc_smartseq2 not present")
 def test_real_data_splicing_only(tmp_path):
     """Real Smart-seq2 cells (per-cell SJ.out.tab) without gene counts: a splicing-only run."""
@@ -262,8 +267,10 @@ def test_real_data_splicing_only(tmp_path):
     assert set(mdata.obs["type"].astype(str)) == {"Tumor", "Normal"}
     ds = pd.read_csv(res / "ds" / "ds_junctions.tsv", sep="\t")
     assert ds["contrast"].str.startswith("leiden").all()
-    assert ds["proba_ds"].between(0, 1).all()
     assert len(ds) == mdata["splicing"].n_vars * ds["contrast"].nunique()
+    # every junction once per contrast, ranked 1..n within it
+    for _, d in ds.groupby("contrast"):
+        assert d["junction_id"].is_unique and sorted(d["rank"]) == list(range(1, len(d) + 1))
     assert not (res / "de").exists()
 
 
@@ -280,6 +287,7 @@ def test_conda_env_has_the_pip_install_pins():
     assert python.split("=")[-1] >= "3.11"
 
 
+@pytest.mark.slow
 def test_plain_run_uses_the_default_profile_and_resumes_after_ctrl_c(tmp_path, sim_dir):
     """`snakemake` without --profile picks up workflow/profiles/default (via profiles/default): its
     default resources apply, and a run interrupted mid-training (Ctrl-C: SIGINT to the whole process

@@ -11,7 +11,7 @@ import pandas as pd
 
 from splicevi._io import atomic_path
 
-from .train import configure, read_mudata
+from ._common import configure, read_mudata
 
 log = logging.getLogger("splicevi")
 
@@ -126,7 +126,8 @@ def run(args: argparse.Namespace) -> int:
     """Cluster and write."""
     configure(seed=None)
     from splicevi.stats.contrasts import resolve_contrasts, store_group_labels
-    from splicevi.tl.clustering import UMAP_KEY, cell_table, leiden
+    from splicevi.tl.embedding import UMAP_KEY, leiden
+    from splicevi.tl.qc import cell_table
 
     from .ds import parse_contrasts
 

@@ -7,8 +7,8 @@ import logging
 
 from splicevi._io import atomic_path
 
+from ._common import configure, load_model, read_mudata
 from .ds import add_contrast_arguments, contrasts_of, parse_contrasts, run_contrasts
-from .train import configure, load_model, read_mudata
 
 log = logging.getLogger("splicevi")
 
@@ -36,7 +36,7 @@ def annotate_de_table(mdata, table):
 def run(args: argparse.Namespace) -> int:
     """Test every contrast and write the table."""
     configure(args.threads, args.seed)
-    from splicevi.tl.clustering import rank_table
+    from splicevi.tl.ranking import rank_table
 
     parse_contrasts(args.contrasts)  # a wrong command line fails before the data is read
     mdata = read_mudata(args.mdata)

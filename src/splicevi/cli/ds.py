@@ -10,8 +10,8 @@ import pandas as pd
 
 from splicevi._io import atomic_path
 
+from ._common import configure, load_model, read_mudata
 from ._errors import UsageError
-from .train import configure, load_model, read_mudata
 
 log = logging.getLogger("splicevi")
 
@@ -127,7 +127,7 @@ def _with_evidence(table: pd.DataFrame) -> pd.DataFrame:
 def run(args: argparse.Namespace) -> int:
     """Test every contrast and write both tables."""
     configure(args.threads, args.seed)
-    from splicevi.tl.clustering import events_from_junctions, rank_table
+    from splicevi.tl.ranking import rank_table
 
     parse_contrasts(args.contrasts)  # a wrong command line fails before the data is read
     mdata = read_mudata(args.mdata)
@@ -141,17 +141,11 @@ def run(args: argparse.Namespace) -> int:
         silent=True,
     )
     junctions = run_contrasts(model.differential_splicing, contrasts, "junction_id", **kwargs)
-    try:
-        events = run_contrasts(model.differential_splicing, contrasts, "event_id", level="event", **kwargs)
-    except TypeError as err:  # the model offers no event-level test: summarise the junctions
-        log.warning("no event-level test in the model (%s); summarising junctions per ATSE", err)
-        events = events_from_junctions(junctions)
+    events = run_contrasts(model.differential_splicing, contrasts, "event_id", level="event", **kwargs)
     # Rank by the tables' own evidence order (increasing p-value): the calls are then the top ranks.
     score = "evidence" if "log10_pvalue" in junctions.columns else "proba_ds"
     junctions = rank_table(_with_evidence(junctions), score, "effect_size").drop(columns="evidence", errors="ignore")
-    events = rank_table(_with_evidence(events), score, "effect_size" if "effect_size" in events else None).drop(
-        columns="evidence", errors="ignore"
-    )
+    events = rank_table(_with_evidence(events), score, "effect_size").drop(columns="evidence", errors="ignore")
     junctions, events = annotate_ds_tables(mdata, junctions, events)
     with atomic_path(args.out_junctions) as tmp:
         junctions.to_csv(tmp, sep="\t", index=False)

@@ -7,7 +7,7 @@ import logging
 
 from splicevi._io import atomic_path
 
-from .train import configure, load_model, read_mudata
+from ._common import configure, load_model, read_mudata
 
 log = logging.getLogger("splicevi")
 
@@ -34,7 +34,7 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Compute and write the embedding."""
     configure(args.threads, args.seed)
-    from splicevi.tl.clustering import LATENT_KEYS, neighbors_umap
+    from splicevi.tl.embedding import LATENT_KEYS, neighbors_umap
 
     mdata = read_mudata(args.mdata)
     model = load_model(args.model, mdata)

@@ -10,8 +10,8 @@ import pandas as pd
 
 from splicevi._io import atomic_path, require_file
 
+from ._common import read_mudata
 from ._errors import UsageError
-from .train import read_mudata
 
 log = logging.getLogger("splicevi")
 

@@ -44,10 +44,6 @@ SUBCOMMANDS = (
 )
 
 
-#: An error meant for the user about the command line (kept under its older name).
-CLIError = UsageError
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every available subcommand."""
     parser = argparse.ArgumentParser(

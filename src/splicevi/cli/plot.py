@@ -107,7 +107,7 @@ def run_volcano(args: argparse.Namespace) -> int:
 
 
 def _mdata(path):
-    from .train import read_mudata
+    from ._common import read_mudata
 
     return read_mudata(path)
 

@@ -1,8 +1,4 @@
-"""``splicevi train``: train a SpliceVI model on an assembled ``.h5mu``.
-
-Also holds the small helpers the other model stages share (reading the MuData, registering it with
-the model, loading a saved model), so ``embed``, ``cluster``, ``ds`` and ``de`` stay thin.
-"""
+"""``splicevi train``: train a SpliceVI model on an assembled ``.h5mu``."""
 
 from __future__ import annotations
 
@@ -10,104 +6,15 @@ import argparse
 import json
 import logging
 import time
-from pathlib import Path
 
 import pandas as pd
 
-from splicevi._io import atomic_path, require_file
+from splicevi._io import atomic_path
 
+from ._common import configure, read_mudata, setup_model_data
 from ._errors import UsageError
 
 log = logging.getLogger("splicevi")
-
-
-# --- shared helpers -------------------------------------------------------------------------------
-def configure(threads: int | None = None, seed: int | None = None) -> None:
-    """Logging to stderr, CPU threads of torch and the scvi-tools seed."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True)
-    if threads:
-        import torch
-
-        torch.set_num_threads(int(threads))
-    if seed is not None:
-        import scvi
-
-        scvi.settings.seed = int(seed)
-
-
-def read_mudata(path: str | Path):
-    """Read an ``.h5mu`` written by ``splicevi assemble`` (or later stages) and check its modalities."""
-    import mudata as md
-
-    md.set_options(pull_on_update=False)
-    mdata = md.read_h5mu(require_file(path, "MuData (.h5mu)"))
-    if "splicing" not in mdata.mod:
-        raise ValueError(f"{path} has no 'splicing' modality (modalities: {', '.join(mdata.mod) or 'none'})")
-    return mdata
-
-
-def _batch_to_splicing(mdata, batch_key: str | None) -> None:
-    """Make the batch annotation available on every modality (the model reads it from 'splicing')."""
-    if batch_key is None:
-        return
-    if batch_key in mdata.obs.columns:
-        values = mdata.obs[batch_key]
-    elif batch_key in mdata["splicing"].obs.columns:
-        values = mdata["splicing"].obs[batch_key].reindex(mdata.obs_names)
-    else:
-        raise ValueError(
-            f"batch_key '{batch_key}' is not a cell annotation of {', '.join(['the MuData', *mdata.mod])} "
-            f"(available: {', '.join(map(str, mdata.obs.columns)) or 'none'})"
-        )
-    if values.isna().any():
-        raise ValueError(f"batch_key '{batch_key}' is missing for {int(values.isna().sum())} cell(s)")
-    values = values.astype(str)
-    if values.nunique() < 2:
-        raise ValueError(
-            f"batch_key '{batch_key}' has one value ({values.iloc[0]!r}) for every cell: there is no batch effect "
-            "to correct; leave the batch key out (config batch_key: null) or name an annotation with 2+ batches"
-        )
-    for mod in mdata.mod.values():
-        mod.obs[batch_key] = pd.Categorical(values.reindex(mod.obs_names))
-    mdata.obs[batch_key] = pd.Categorical(values)
-
-
-def setup_model_data(mdata, batch_key: str | None = None) -> None:
-    """Register a MuData with SPLICEVI (expression + splicing, or splicing only when no 'rna')."""
-    from splicevi import SPLICEVI
-
-    _batch_to_splicing(mdata, batch_key)
-    try:
-        from splicevi.model import setup_from_mudata
-    except ImportError:
-        setup_from_mudata = None
-    if setup_from_mudata is not None:
-        setup_from_mudata(mdata, batch_key=batch_key)
-        return
-    modalities = {
-        "junc_ratio_layer": "splicing",
-        "atse_counts_layer": "splicing",
-        "junc_counts_layer": "splicing",
-        "psi_mask_layer": "splicing",
-        "batch_key": "splicing",
-    }
-    kwargs = {}
-    if "rna" in mdata.mod:
-        modalities["rna_layer"] = "rna"
-        kwargs["rna_layer"] = None
-    # Junction counts carry everything (n, PSI and the mask are derived per minibatch, and the lean
-    # file `splicevi assemble` writes has nothing else); ratio + totals only for files without k.
-    has_k = "cell_by_junction_matrix" in mdata["splicing"].layers
-    SPLICEVI.setup_mudata(
-        mdata,
-        junc_ratio_layer=None if has_k else "junc_ratio",
-        atse_counts_layer=None if has_k else "cell_by_cluster_matrix",
-        junc_counts_layer="cell_by_junction_matrix" if has_k else None,
-        psi_mask_layer=None if has_k else "psi_mask",
-        batch_key=batch_key,
-        modalities=modalities,
-        **kwargs,
-    )
 
 
 def check_model_kwargs(model_kwargs: dict) -> None:
@@ -136,14 +43,6 @@ def check_model_kwargs(model_kwargs: dict) -> None:
             )
 
 
-def load_model(model_dir: str | Path, mdata):
-    """Load a model saved by ``splicevi train`` onto ``mdata`` (same features, same modalities)."""
-    from splicevi import SPLICEVI
-
-    model_dir = require_file(model_dir, "model directory")
-    return SPLICEVI.load(str(model_dir), adata=mdata)
-
-
 def history_table(history: dict) -> pd.DataFrame:
     """The model's training history (dict of one-column DataFrames) as one epoch × metric table."""
     frames = []
@@ -159,7 +58,6 @@ def history_table(history: dict) -> pd.DataFrame:
     return table
 
 
-# --- subcommand ---------------------------------------------------------------------------------
 def _devices(text: str) -> int | str:
     """``--devices``: ``auto`` or a positive number of devices (Lightning's ``devices``)."""
     if text == "auto":

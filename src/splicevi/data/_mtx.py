@@ -21,6 +21,9 @@ def _open_text(path: Path):
 def read_mtx(path: str | os.PathLike, *, what: str = "Matrix Market", integer: bool = True) -> sp.coo_matrix:
     """Read a coordinate Matrix Market file into a COO matrix (rows × columns as in the file).
 
+    Hand-written rather than :func:`scipy.io.mmread` for its errors: a damaged, truncated or
+    non-count file is reported with the file, the line and the fix, not a parser traceback.
+
     Parameters
     ----------
     path

@@ -1,4 +1,4 @@
-"""Masking and assembly of the model-ready MuData (see the data contract in ARCHITECTURE.md).
+"""Masking and assembly of the model-ready MuData (see the data contract in docs/ARCHITECTURE.md).
 
 ``mdata["splicing"]`` holds the junction counts k (CSR layer ``cell_by_junction_matrix``; n, PSI
 and the mask are derived from k and ``event_id`` where needed) or, with ``published_layout``, the
@@ -264,10 +264,11 @@ def clean_uns(value):
 def harmonize_splicing(adata: ad.AnnData, event_key: str = "event_id") -> ad.AnnData:
     """Bring a splicing AnnData into the contract layout, in place, and return it.
 
-    Accepts the reference implementation's layout: dense ``junc_ratio`` / ``psi_mask`` /
-    ``cell_by_cluster_matrix`` / ``cell_by_junction_matrix`` layers (converted to CSR), and fills
-    missing layers from ``cell_by_junction_matrix`` and ``var[event_key]`` (n, mask, ratio). A file
-    with only ``cell_by_junction_matrix`` and ``event_id`` (the atlas-scale layout) gets the rest.
+    Every layer becomes float32 CSR (the reference implementation's files store them dense). A file
+    with ``cell_by_junction_matrix`` and ``var[event_key]`` needs nothing else and gets nothing else:
+    n, PSI and the mask are derived where needed (:func:`splicevi.data.layers.layer_or_derived`).
+    A file without junction counts but with ATSE totals and no mask gets the mask ``n > 0``. When a
+    ``junc_ratio`` layer is stored, ``X`` is set to it.
     """
     for name in list(adata.layers.keys()):
         if not sp.issparse(adata.layers[name]):
@@ -275,13 +276,7 @@ def harmonize_splicing(adata: ad.AnnData, event_key: str = "event_id") -> ad.Ann
         else:
             adata.layers[name] = sp.csr_matrix(adata.layers[name], dtype=np.float32)
     have = set(adata.layers.keys())
-    if JUNCTION_COUNTS in have and event_key in adata.var:
-        if not {ATSE_COUNTS, JUNCTION_RATIO, PSI_MASK} <= have:
-            codes, _ = event_codes(adata.var[event_key])
-            for name, layer in splicing_layers(adata.layers[JUNCTION_COUNTS], codes).items():
-                if name not in have:
-                    adata.layers[name] = layer
-    elif ATSE_COUNTS in have and PSI_MASK not in have:
+    if JUNCTION_COUNTS not in have and ATSE_COUNTS in have and PSI_MASK not in have:
         m = adata.layers[ATSE_COUNTS].copy()
         m.data = (m.data > 0).astype(np.float32)
         m.eliminate_zeros()
@@ -291,4 +286,4 @@ def harmonize_splicing(adata: ad.AnnData, event_key: str = "event_id") -> ad.Ann
     return adata
 
 
-__all__ = ["assemble", "atse_totals", "harmonize_splicing", "read_events", "read_transcript_lengths"]
+__all__ = ["assemble", "harmonize_splicing", "read_events", "read_transcript_lengths"]

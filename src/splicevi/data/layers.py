@@ -67,6 +67,14 @@ def atse_totals(junction_counts: sp.spmatrix, codes: np.ndarray) -> sp.csr_matri
     return n
 
 
+def observed_atses(junction_counts: sp.spmatrix, codes: np.ndarray) -> sp.csr_matrix:
+    """Cells × events 0/1 matrix (CSR): 1 where the cell has at least one read in the ATSE (n > 0)."""
+    per_event = (sp.csr_matrix(junction_counts) @ junction_to_event_matrix(codes)).tocsr()
+    per_event.eliminate_zeros()
+    per_event.data = np.ones_like(per_event.data)
+    return per_event
+
+
 def splicing_layers(junction_counts: sp.spmatrix, codes: np.ndarray) -> dict[str, sp.csr_matrix]:
     """All four splicing layers of the data contract from junction counts.
 

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import scipy.io
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
@@ -44,23 +45,24 @@ RUN_SJ_TABLE = "sim_SJ.out.tab"
 
 
 def _write_mtx(path: Path, mat: sp.spmatrix) -> None:
-    """Matrix Market coordinate integer file (1-based), as STARsolo writes it; gzipped for ``.gz``.
+    """Matrix Market coordinate integer file (1-based, column-major as STARsolo writes it); gzipped for ``.gz``.
 
     The gzip header carries no file name or time, so the same simulation gives the same bytes.
     """
     coo = sp.coo_matrix(mat)
     order = np.lexsort((coo.row, coo.col))  # column-major like STARsolo
+    coo = sp.coo_matrix(
+        (np.rint(coo.data[order]).astype(np.int64), (coo.row[order], coo.col[order])), shape=coo.shape
+    )
+    text = io.BytesIO()  # whole, then compressed in one write: mmwrite's flushes would change the gzip bytes
+    scipy.io.mmwrite(text, coo, field="integer")
     with open(path, "wb") as raw:
         if path.suffix == ".gz":
             stream = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0)
         else:
             stream = contextlib.nullcontext(raw)
-        with stream as binary, io.TextIOWrapper(binary, encoding="ascii", newline="\n") as fh:
-            fh.write("%%MatrixMarket matrix coordinate integer general\n%\n")
-            fh.write(f"{coo.shape[0]} {coo.shape[1]} {coo.nnz}\n")
-            body = pd.DataFrame({"r": coo.row[order] + 1, "c": coo.col[order] + 1,
-                                 "v": np.rint(coo.data[order]).astype(np.int64)})
-            body.to_csv(fh, sep=" ", header=False, index=False)
+        with stream as fh:
+            fh.write(text.getvalue())
 
 
 def _sj_table(junctions: pd.DataFrame, unique: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:

@@ -12,19 +12,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-
-def cell_labels(mdata, groupby: str, obs_names=None) -> pd.Series:
-    """The annotation ``groupby`` as strings (``None`` where missing), from the MuData or a modality."""
-    obs_names = mdata.obs_names if obs_names is None else obs_names
-    if groupby in mdata.obs.columns:
-        values = mdata.obs[groupby]
-    else:
-        found = [m.obs[groupby] for m in getattr(mdata, "mod", {}).values() if groupby in m.obs.columns]
-        if not found:
-            raise ValueError(f"no cell annotation '{groupby}'")
-        values = found[0]
-    values = values.reindex(obs_names)
-    return values.astype(str).where(values.notna(), None)
+from splicevi._labels import cell_labels
 
 
 def junction_and_event_counts(mdata, junctions: Sequence[str]) -> tuple[sp.csc_matrix, sp.csc_matrix]:
@@ -62,15 +50,11 @@ def event_junctions(mdata, event_id: str) -> list[str]:
 
 def observed_matrix(mdata) -> tuple[sp.csr_matrix, pd.Index]:
     """Cells × events sparse 0/1 matrix, 1 where the ATSE has at least one read (n > 0), and the event ids."""
-    from splicevi.data.layers import JUNCTION_COUNTS, event_codes, junction_to_event_matrix
+    from splicevi.data.layers import JUNCTION_COUNTS, event_codes, observed_atses
 
     spl = mdata["splicing"]
     codes, categories = event_codes(spl.var["event_id"].astype(str))
-    # One sparse product for every event at once (linear in the observed entries).
-    per_event = sp.csr_matrix(sp.csr_matrix(spl.layers[JUNCTION_COUNTS]) @ junction_to_event_matrix(codes))
-    per_event.eliminate_zeros()
-    per_event.data = np.ones_like(per_event.data)
-    return per_event, pd.Index(categories.astype(str), name="event_id")
+    return observed_atses(spl.layers[JUNCTION_COUNTS], codes), pd.Index(categories.astype(str), name="event_id")
 
 
 def observing_cells(mdata, masks: dict[str, np.ndarray], observed=None) -> pd.DataFrame:

@@ -55,12 +55,6 @@ def categorical_colors(n: int):
     return [plt.get_cmap("gist_ncar")(x) for x in np.linspace(0.05, 0.95, n)]
 
 
-def natural_sort(values) -> list:
-    """Sort labels numerically when they are integers, else alphabetically."""
-    values = list(pd.unique(pd.Series(list(values)).dropna().astype(str)))
-    return sorted(values, key=lambda v: (0, int(v), v) if v.lstrip("-").isdigit() else (1, 0, v))
-
-
 def top_per_contrast(table: pd.DataFrame, id_col: str, n_top: int, score: str = "proba_ds") -> list[str]:
     """Ids of the ``n_top`` best rows of each contrast (by ``rank`` if present, else ``score``), in order."""
     if id_col not in table.columns:

@@ -7,8 +7,10 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from ._counts import cell_labels, contrast_masks, event_junctions, pooled_counts, well_observed
-from ._utils import empty_figure, natural_sort, plt, top_per_contrast
+from splicevi._labels import cell_labels, natural_sort
+
+from ._counts import contrast_masks, event_junctions, pooled_counts, well_observed
+from ._utils import empty_figure, plt, top_per_contrast
 
 #: Most rows (events) in :func:`top_event_arcs`.
 MAX_ROWS = 12

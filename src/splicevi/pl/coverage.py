@@ -6,8 +6,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from splicevi._labels import natural_sort
+
 from ._counts import well_observed
-from ._utils import empty_figure, grid, natural_sort, top_per_contrast
+from ._utils import empty_figure, grid, top_per_contrast
 from .psi import _labels
 
 

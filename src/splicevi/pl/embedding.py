@@ -7,7 +7,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from ._utils import categorical_colors, empty_figure, grid, natural_sort
+from splicevi._labels import natural_sort
+
+from ._utils import categorical_colors, empty_figure, grid
 
 #: QC columns shown by ``color=["qc"]``, when present.
 QC_COLUMNS = ("n_junction_reads", "n_atse_observed", "total_counts", "n_genes_detected")
@@ -33,7 +35,7 @@ def umap(cells, color: Sequence[str], basis: tuple[str, str] = ("umap1", "umap2"
         Categorical annotations with more levels are drawn without a legend.
     """
     if hasattr(cells, "obsm"):  # a MuData: the same per-cell table that `splicevi cluster` writes
-        from splicevi.tl.clustering import cell_table
+        from splicevi.tl.qc import cell_table
 
         cells = cell_table(cells)
     missing = [b for b in basis if b not in cells.columns]

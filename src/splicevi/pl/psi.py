@@ -7,8 +7,10 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from ._counts import cell_labels, pooled_counts, well_observed
-from ._utils import empty_figure, natural_sort
+from splicevi._labels import cell_labels, natural_sort
+
+from ._counts import pooled_counts, well_observed
+from ._utils import empty_figure
 
 
 def group_psi(mdata, junctions: Sequence[str], groupby: str) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from splicevi._labels import cell_labels, natural_sort
+
 #: obs column of the Leiden clusters (the default grouping of the contrasts).
 CLUSTER_KEY = "leiden"
 #: Group name meaning "all cells not in group1".
@@ -26,22 +28,10 @@ class Contrast:
 def group_labels(data, groupby: str) -> pd.Series:
     """The cell annotation ``groupby`` as strings (missing values stay missing), indexed by cell.
 
-    Looked up in ``data.obs``, then (MuData) in each modality's ``obs``. Nothing is written.
+    Looked up in ``data.obs``, then (MuData) in each modality's ``obs``
+    (:func:`splicevi._labels.cell_labels`). Nothing is written.
     """
-    if groupby in data.obs.columns:
-        values = data.obs[groupby]
-    else:
-        found = [
-            m.obs[groupby].reindex(data.obs_names)
-            for m in getattr(data, "mod", {}).values()
-            if groupby in m.obs.columns
-        ]
-        if not found:
-            raise ValueError(
-                f"cell annotation '{groupby}' not found (available: {', '.join(map(str, data.obs.columns)) or 'none'})"
-            )
-        values = found[0]
-    return values.astype(str).where(values.notna(), None)
+    return cell_labels(data, groupby)
 
 
 def store_group_labels(mdata, groupby: str) -> pd.Series:
@@ -52,12 +42,6 @@ def store_group_labels(mdata, groupby: str) -> pd.Series:
     labels = group_labels(mdata, groupby)
     mdata.obs[groupby] = pd.Categorical(labels)
     return labels
-
-
-def natural_order(values) -> list[str]:
-    """Values as strings, integers first in numeric order (``2`` before ``10``), then the rest."""
-    values = [str(v) for v in values]
-    return sorted(values, key=lambda v: (0, int(v), v) if v.lstrip("-").isdigit() else (1, 0, v))
 
 
 def resolve_contrasts(
@@ -88,7 +72,7 @@ def resolve_contrasts(
     if not contrasts:
         labels = group_labels(mdata, default_groupby)
         counts = labels.value_counts()
-        groups = [g for g in natural_order(counts.index) if counts[g] >= min_cells and counts[g] < len(labels)]
+        groups = [g for g in natural_sort(counts.index) if counts[g] >= min_cells and counts[g] < len(labels)]
         if not groups:
             raise ValueError(
                 f"no group of '{default_groupby}' has at least {min_cells} cells and fewer than all cells; "
@@ -106,7 +90,7 @@ def resolve_contrasts(
         for g in [str(c["group1"])] + ([group2] if group2 else []):
             n = int((labels == g).sum())
             if n < min_cells:
-                present = ", ".join(natural_order(labels.dropna().unique())[:20])
+                present = ", ".join(natural_sort(labels.dropna().unique())[:20])
                 raise ValueError(
                     f"contrast '{c['name']}': group '{g}' of '{c['groupby']}' has {n} cells (need {min_cells}); "
                     f"groups present: {present}"

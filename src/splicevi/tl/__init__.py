@@ -1,1 +1,1 @@
-"""Tools: clustering, differential analysis helpers and evaluation metrics."""
+"""Tools: embedding and clusters, QC, ranking and annotation of tables, contrasts, exports, metrics."""

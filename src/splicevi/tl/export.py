@@ -44,10 +44,9 @@ def leafcutter_counts(mdata, groupby: str | None = "leiden") -> pd.DataFrame:
         Index: LeafCutter intron names ``chrom:start-1:end+1:clu_<n>_<strand>``; one string column
         ``k/n`` per sample.
     """
+    from splicevi._labels import cell_labels
     from splicevi.data.layers import JUNCTION_COUNTS, event_codes, junction_to_event_matrix
     from splicevi.tl.annotate import junction_coordinates
-
-    from ..pl._counts import cell_labels
 
     spl = mdata["splicing"]
     codes, _ = event_codes(spl.var["event_id"].astype(str))
@@ -57,7 +56,7 @@ def leafcutter_counts(mdata, groupby: str | None = "leiden") -> pd.DataFrame:
         samples = list(spl.obs_names.astype(str))
         pooled = k
     else:
-        from splicevi.pl._utils import natural_sort
+        from splicevi._labels import natural_sort
 
         labels = cell_labels(mdata, groupby, spl.obs_names)
         samples = natural_sort(labels.dropna())
