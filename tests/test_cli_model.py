@@ -75,7 +75,7 @@ def test_configured_contrasts_are_checked(mdata):
     pd.testing.assert_frame_equal(mdata.obs, obs_before)  # resolving contrasts writes nothing
     with pytest.raises(ValueError, match="group 'typeX' of 'cell_type' has 0 cells"):
         resolve_contrasts(mdata, [{"name": "a", "groupby": "cell_type", "group1": "typeX"}])
-    with pytest.raises(ValueError, match="cell annotation 'nope' not found"):
+    with pytest.raises(ValueError, match="no cell annotation 'nope'"):
         resolve_contrasts(mdata, [{"name": "a", "groupby": "nope", "group1": "x"}])
     with pytest.raises(ValueError, match="unique"):
         resolve_contrasts(

@@ -1,5 +1,7 @@
-"""Bad input: every malformed file fails with a message naming the file, the line and the fix,
-and the command line leaves no output behind."""
+"""Bad input fails with a message naming the file, the line and the fix.
+
+The command line leaves no output behind.
+"""
 
 from __future__ import annotations
 

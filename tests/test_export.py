@@ -179,9 +179,12 @@ def test_h5ad_per_modality(results, mdata, tmp_path):
 
 @needs_shared
 def test_real_junc_files_to_leafcutter_and_bed(tmp_path, capsys):
-    """Real LeafCutter .junc input (34 Smart-seq2 cells): the exported introns are those LeafCutter itself
-    would name from the same files (start as in the .junc, end + 1), with the same reads per cell, and
-    the BED12 records put the intron exactly between their two blocks."""
+    """Real LeafCutter .junc input (34 Smart-seq2 cells) exports LeafCutter's own introns.
+
+    The exported introns are those LeafCutter itself would name from the same files (start as in the
+    .junc, end + 1), with the same reads per cell, and the BED12 records put the intron exactly
+    between their two blocks.
+    """
     junc = SCASL / "junc"
     for argv in (
         ["ingest", "--junctions", str(junc), "--junction-format", "junc", "--out-junctions", str(tmp_path / "j.h5ad"),

@@ -182,8 +182,11 @@ def _decompressed(data: bytes) -> bytes | None:
 
 
 def _consistent(fmt: str, adata, expected: int | None) -> bool:
-    """A read is correct when its reads equal the strict parse's; a file the strict parse rejects must
-    not be read at all (starsolo: the three files together, only checked for a sane result)."""
+    """A read is correct when its reads equal the strict parse's.
+
+    A file the strict parse rejects must not be read at all (starsolo: the three files together,
+    only checked for a sane result).
+    """
     total = int(adata.X.sum())
     if fmt != "starsolo":
         return expected is not None and total == expected

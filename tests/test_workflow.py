@@ -289,9 +289,12 @@ def test_conda_env_has_the_pip_install_pins():
 
 @pytest.mark.slow
 def test_plain_run_uses_the_default_profile_and_resumes_after_ctrl_c(tmp_path, sim_dir):
-    """`snakemake` without --profile picks up workflow/profiles/default (via profiles/default): its
-    default resources apply, and a run interrupted mid-training (Ctrl-C: SIGINT to the whole process
-    group) resumes with a plain rerun that runs only what is missing."""
+    """`snakemake` without --profile uses workflow/profiles/default and resumes after Ctrl-C.
+
+    The profile is found via profiles/default and its default resources apply; a run interrupted
+    mid-training (SIGINT to the whole process group) resumes with a plain rerun that runs only what
+    is missing.
+    """
     import signal
 
     work = tmp_path / "w"

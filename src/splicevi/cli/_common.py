@@ -1,6 +1,8 @@
-"""Helpers every model stage of the command line shares: logging and seeds, reading the ``.h5mu``,
-registering it with the model and loading a saved model (``train``, ``embed``, ``cluster``, ``ds``,
-``de``, ``plot`` and ``export`` import them from here)."""
+"""Helpers every model stage of the command line shares.
+
+Logging and seeds, reading the ``.h5mu``, registering it with the model and loading a saved model
+(``train``, ``embed``, ``cluster``, ``ds``, ``de``, ``plot`` and ``export`` import them from here).
+"""
 
 from __future__ import annotations
 

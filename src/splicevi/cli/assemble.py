@@ -16,6 +16,7 @@ from ._summary import print_summary
 
 
 def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
+    """Register ``splicevi assemble`` and its arguments."""
     p = subparsers.add_parser("assemble", help=help_text, description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--junctions", required=True, help="junctions.h5ad from `splicevi ingest`")
@@ -34,6 +35,7 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``splicevi assemble``; returns the exit status (0: every output written)."""
     import warnings
 
     import anndata as ad

@@ -23,6 +23,7 @@ from ._summary import print_summary
 
 
 def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
+    """Register ``splicevi atse`` and its arguments."""
     from splicevi.data.atse import AtseParams
 
     d = AtseParams()
@@ -52,6 +53,7 @@ def summary_path(out: str | Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``splicevi atse``; returns the exit status (0: every output written)."""
     from splicevi._io import atomic_path, require_file
     from splicevi.data.atse import AtseParams, annotate_events, group_atse
     from splicevi.data.io import read_junction_var

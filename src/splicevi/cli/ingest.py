@@ -17,6 +17,7 @@ from ._summary import print_summary
 
 
 def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
+    """Register ``splicevi ingest`` and its arguments."""
     from splicevi.data.readers_genes import GENE_FORMATS
     from splicevi.data.readers_junctions import JUNCTION_FORMATS
 
@@ -55,6 +56,7 @@ def _input_notes(info: dict) -> list[tuple[str, object]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``splicevi ingest``; returns the exit status (0: every output written)."""
     from splicevi._io import atomic_path
     from splicevi.data.barcodes import apply_allowlist, match_cells
     from splicevi.data.readers_genes import read_genes

@@ -16,6 +16,7 @@ from ._summary import print_summary
 
 
 def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
+    """Register ``splicevi merge`` and its arguments."""
     p = subparsers.add_parser("merge", help=help_text, description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sample-sheet", required=True, help="cohort sample sheet (sample, junctions, ...; TSV)")
@@ -30,6 +31,7 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``splicevi merge``; returns the exit status (0: every output written)."""
     import anndata as ad
 
     from splicevi._io import atomic_path, require_file

@@ -13,6 +13,7 @@ from ._summary import print_summary
 
 
 def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
+    """Register ``splicevi qc`` and its arguments."""
     p = subparsers.add_parser("qc", help=help_text, description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--mdata", required=True, help="data.h5mu from `splicevi assemble`")
@@ -25,6 +26,7 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``splicevi qc``; returns the exit status (0: every output written)."""
     import anndata as ad
     import mudata as md
 

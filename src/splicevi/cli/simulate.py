@@ -16,6 +16,7 @@ from ._summary import print_summary
 
 
 def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
+    """Register ``splicevi simulate`` and its arguments."""
     p = subparsers.add_parser("simulate", help=help_text, description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="output folder (replaced atomically)")
@@ -36,6 +37,7 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``splicevi simulate``; returns the exit status (0: every output written)."""
     from splicevi.data.simulate import simulate
     from splicevi.data.simulate_files import write_simulation
 

@@ -167,7 +167,7 @@ def _open_binary(path: Path):
 def check_no_nul(path: str | os.PathLike, *, what: str, fix: str) -> None:
     """Refuse a file holding NUL bytes (binary data, a damaged copy).
 
-    pandas' C parser ends a field at a NUL byte without a word, so ``5\x007`` would be read as 5.
+    pandas' C parser ends a field at a NUL byte without a word, so ``5<NUL>7`` would be read as 5.
     The scan streams the (decompressed) bytes once.
     """
     path = Path(path)

@@ -67,6 +67,7 @@ class AtseParams:
             raise ValueError("min_intron must be ≤ max_intron")
 
     def as_dict(self) -> dict:
+        """The filter settings as a plain dict (for provenance records)."""
         return asdict(self)
 
 

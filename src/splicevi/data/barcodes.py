@@ -28,6 +28,7 @@ class BarcodeMatch:
     normalised: bool  # matched after removing a Cell Ranger-style "-1" suffix
 
     def as_dict(self) -> dict:
+        """The match counts as a plain dict (for the ingest summary and provenance)."""
         return dict(self.__dict__)
 
 
