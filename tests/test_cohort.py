@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -10,7 +12,7 @@ import scipy.sparse as sp
 
 from splicevi.cli.main import main
 from splicevi.data.merge import merge_genes, merge_junctions
-from splicevi.data.samples import SampleSheetError, read_sample_sheet
+from splicevi.data.samples import SampleSheetError, read_cohort_sheet
 
 
 def _sheet(path, rows, header=("sample", "junctions", "condition")):
@@ -33,14 +35,14 @@ def test_bad_sheet_names_sheet_row_and_column(tmp_path, monkeypatch, rows, messa
     (tmp_path / "x").mkdir()
     sheet = _sheet(tmp_path / "s.tsv", [(*r, "A") for r in rows])
     with pytest.raises(SampleSheetError) as err:
-        read_sample_sheet(sheet)
+        read_cohort_sheet(sheet)
     assert str(sheet) in str(err.value) and message in str(err.value)
 
 
 def test_sheet_without_junctions_column(tmp_path):
     sheet = _sheet(tmp_path / "s.tsv", [("a", "A")], header=("sample", "condition"))
     with pytest.raises(SampleSheetError, match="line 1: no 'junctions' column"):
-        read_sample_sheet(sheet, check_paths=False)
+        read_cohort_sheet(sheet, check_paths=False)
 
 
 def _adata(barcodes, junctions, counts):
@@ -50,7 +52,7 @@ def _adata(barcodes, junctions, counts):
 
 
 def test_merge_unions_identical_junctions_and_fills_zeros(tmp_path):
-    sheet = read_sample_sheet(_sheet(tmp_path / "s.tsv", [("s1", "x", "A"), ("s2", "x", "B")]), check_paths=False)
+    sheet = read_cohort_sheet(_sheet(tmp_path / "s.tsv", [("s1", "x", "A"), ("s2", "x", "B")]), check_paths=False)
     a = _adata(["AAA", "CCC"], ["chr1:10-20:+", "chr1:10-30:+"], [[1, 2], [0, 3]])
     b = _adata(["AAA"], ["chr1:10-30:+", "chr2:5-9:-"], [[4, 5]])
     merged, prov = merge_junctions([("s1", a), ("s2", b)], sheet)
@@ -65,7 +67,7 @@ def test_merge_unions_identical_junctions_and_fills_zeros(tmp_path):
 
 
 def test_merge_genes_needs_the_same_gene_set(tmp_path):
-    sheet = read_sample_sheet(_sheet(tmp_path / "s.tsv", [("s1", "x", "A"), ("s2", "x", "B")]), check_paths=False)
+    sheet = read_cohort_sheet(_sheet(tmp_path / "s.tsv", [("s1", "x", "A"), ("s2", "x", "B")]), check_paths=False)
     a = _adata(["AAA"], ["g1", "g2"], [[1, 2]])
     b = _adata(["AAA"], ["g2", "g1"], [[3, 4]])
     merged, _ = merge_junctions([("s1", a), ("s2", b)], sheet)
@@ -122,3 +124,28 @@ def test_merge_cli_wrong_number_of_files_is_a_usage_error(channels, capsys):
                "--out-junctions", str(work / "bad.h5ad")])
     assert rc == 2 and "1 file(s) for 3 sample(s)" in capsys.readouterr().err
     assert not (work / "bad.h5ad").exists()
+
+
+SAMPLES_SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "samples.schema.yaml"
+
+
+@pytest.mark.parametrize(
+    ("header", "row", "message"),
+    [
+        (("sample", "junctions", "junction_format"), ("a", "x", "bam"),
+         "line 2, column 'junction_format': 'bam' is not one of"),
+        (("sample", "junctions", "gene_format"), ("a", "x", "loom"), "line 2, column 'gene_format': 'loom' is not one of"),
+    ],
+)
+def test_sheet_rows_are_checked_against_the_schema(tmp_path, header, row, message):
+    sheet = _sheet(tmp_path / "s.tsv", [row], header=header)
+    read_cohort_sheet(sheet, check_paths=False)  # without the schema the value passes here
+    with pytest.raises(SampleSheetError) as err:
+        read_cohort_sheet(sheet, check_paths=False, schema=SAMPLES_SCHEMA)
+    assert str(sheet) in str(err.value) and message in str(err.value) and "allowed: auto" in str(err.value)
+
+
+def test_a_valid_sheet_passes_the_schema(tmp_path):
+    sheet = _sheet(tmp_path / "s.tsv", [("ch-1", "x", "A")])
+    out = read_cohort_sheet(sheet, check_paths=False, schema=SAMPLES_SCHEMA)
+    assert list(out.index) == ["ch-1"] and out.loc["ch-1", "condition"] == "A"

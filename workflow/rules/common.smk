@@ -49,7 +49,7 @@ def _check_path(key, value, kind="path"):
 
 # --- cohort (sample sheet) or single input ---------------------------------------------------------
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-from splicevi.data.samples import SAMPLE_ID_PATTERN, SampleSheetError, annotation_columns, read_sample_sheet
+from splicevi.data.samples import SAMPLE_ID_PATTERN, SampleSheetError, annotation_columns, read_cohort_sheet
 
 SAMPLES = None
 if config["samples"] is not None:
@@ -66,7 +66,9 @@ if config["samples"] is not None:
         for _k in _set:
             config["input"][_k] = None
     try:
-        SAMPLES = read_sample_sheet(config["samples"])
+        SAMPLES = read_cohort_sheet(
+            config["samples"], schema=Path(workflow.basedir) / "workflow" / "schemas" / "samples.schema.yaml"
+        )
     except SampleSheetError as err:
         raise WorkflowError(f"config key 'samples': {err}") from None
     _with_genes = SAMPLES["genes"].notna() if "genes" in SAMPLES.columns else None

@@ -37,11 +37,11 @@ def run(args: argparse.Namespace) -> int:
     from splicevi._io import atomic_path, require_file
     from splicevi.data.assemble import clean_uns
     from splicevi.data.merge import merge_genes, merge_junctions
-    from splicevi.data.samples import read_sample_sheet
+    from splicevi.data.samples import read_cohort_sheet
 
     if bool(args.genes) != bool(args.out_genes):
         raise UsageError("--genes and --out-genes go together")
-    sheet = read_sample_sheet(require_file(args.sample_sheet, "sample sheet"), check_paths=False)
+    sheet = read_cohort_sheet(require_file(args.sample_sheet, "sample sheet"), check_paths=False)
     samples = list(sheet.index)
     for name, files in (("--junctions", args.junctions), ("--genes", args.genes or samples)):
         if len(files) != len(samples):

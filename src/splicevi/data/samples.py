@@ -36,7 +36,22 @@ class SampleSheetError(ValueError):
     """A bad sample sheet; the message names the sheet, the row (file line) and the column."""
 
 
-def read_sample_sheet(path: str | os.PathLike, check_paths: bool = True) -> pd.DataFrame:
+def _check_row_schema(row: dict, schema: dict, where: str) -> None:
+    """Validate one sheet row (empty cells left out) against the row schema; the first problem is raised."""
+    import jsonschema
+
+    given = {k: v for k, v in row.items() if v}
+    for err in jsonschema.Draft202012Validator(schema).iter_errors(given):
+        column = err.path[0] if err.path else None
+        if err.validator == "required":
+            column = err.message.split("'")[1] if "'" in err.message else column
+        allowed = f"; allowed: {', '.join(err.validator_value)}" if err.validator == "enum" else ""
+        raise SampleSheetError(f"{where}, column '{column}': {err.message}{allowed}")
+
+
+def read_cohort_sheet(
+    path: str | os.PathLike, check_paths: bool = True, schema: str | os.PathLike | None = None
+) -> pd.DataFrame:
     """Read and validate a sample sheet.
 
     Parameters
@@ -45,6 +60,9 @@ def read_sample_sheet(path: str | os.PathLike, check_paths: bool = True) -> pd.D
         TSV (or ``.csv``) file with a header line.
     check_paths
         Check that every path column names an existing file or folder.
+    schema
+        Optional JSON schema of one row (the workflow passes ``workflow/schemas/samples.schema.yaml``):
+        each row, empty cells left out, is validated against it (formats, id pattern, required columns).
 
     Returns
     -------
@@ -71,6 +89,12 @@ def read_sample_sheet(path: str | os.PathLike, check_paths: bool = True) -> pd.D
     if sheet.empty:
         raise SampleSheetError(f"{path}: no sample rows; fix: add one row per sample")
     sheet = sheet.apply(lambda c: c.str.strip())
+    row_schema = None
+    if schema is not None:
+        import yaml
+
+        with open(schema) as fh:
+            row_schema = yaml.safe_load(fh)
     seen: dict[str, int] = {}
     for i in range(2, len(sheet) + 2):  # file line; line 1 is the header
         sample = sheet.iloc[i - 2]["sample"]
@@ -90,6 +114,9 @@ def read_sample_sheet(path: str | os.PathLike, check_paths: bool = True) -> pd.D
             if value and check_paths and not Path(value).exists():
                 raise SampleSheetError(f"{where}, column '{col}': path not found: '{value}' (paths are relative "
                                        f"to the working directory {os.getcwd()})")
+        # after the checks above, whose messages say more about the id and the paths
+        if row_schema is not None:
+            _check_row_schema(sheet.iloc[i - 2].to_dict(), row_schema, where)
     sheet = sheet.set_index("sample", drop=False)
     sheet.index.name = None
     return sheet.where(sheet != "", None)
