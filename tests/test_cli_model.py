@@ -33,6 +33,7 @@ def _blobs(n_per=40, seed=0):
     return x, np.repeat(np.arange(3), n_per)
 
 
+@pytest.mark.slow
 def test_neighbors_umap_and_leiden_recover_blobs():
     x, truth = _blobs()
     emb = neighbors_umap(x, [f"c{i}" for i in range(len(x))], n_neighbors=10, seed=0)

@@ -18,7 +18,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 
-pytestmark = pytest.mark.skipif(not SNAKEMAKE.exists(), reason="snakemake is not installed")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not SNAKEMAKE.exists(), reason="snakemake is not installed")]
 
 
 def _env() -> dict:

@@ -118,6 +118,7 @@ def test_every_shell_placeholder_is_quoted():
     assert len(list((REPO / "workflow" / "rules").glob("*.smk"))) >= 8
 
 
+@pytest.mark.slow
 def test_dry_run_commands_pass_hostile_values_verbatim(tmp_path, sim):
     work = tmp_path / "w"
     cfg = _hostile_workdir(work, sim, with_sheet=True)

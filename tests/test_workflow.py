@@ -91,6 +91,7 @@ def sim_run(sim_dir) -> Path:
     return sim_dir
 
 
+@pytest.mark.slow
 def test_lint_is_clean(sim_dir):
     cfg = _write_config(sim_dir / "lint.yaml", REPO / ".test" / "config_sim.yaml")
     proc = snakemake(sim_dir, "--configfile", str(cfg), "--lint", check=False)
@@ -99,6 +100,7 @@ def test_lint_is_clean(sim_dir):
     assert "Congratulations, your workflow is in a good condition" in out, out
 
 
+@pytest.mark.slow
 def test_dry_run_of_default_config():
     """The shipped config/config.yaml (embedded example) plans the whole workflow."""
     if not (REPO / "resources" / "example" / "Solo.out").exists():
