@@ -10,7 +10,6 @@ entries, never with cells × junctions.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 
 def _log_binom_coef(n: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
@@ -21,9 +20,11 @@ def _log_binom_coef(n: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
 def binomial_log_prob(k: torch.Tensor, n: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     """Binomial log-pmf of ``k`` successes out of ``n`` with success logit ``logits`` (per entry).
 
-    Uses ``k·log σ(l) + (n−k)·log σ(−l)``, which is finite for PSI = 0 or 1 and any logit.
+    :class:`torch.distributions.Binomial` on the logits (finite for PSI = 0 or 1 and any logit).
+    ``validate_args=False``: ``n`` is a float tensor of read totals, which the validator would reject
+    as a non-integer support even when its values are whole numbers.
     """
-    return _log_binom_coef(n, k) + k * F.logsigmoid(logits) + (n - k) * F.logsigmoid(-logits)
+    return torch.distributions.Binomial(total_count=n, logits=logits, validate_args=False).log_prob(k)
 
 
 def beta_binomial_log_prob(
