@@ -219,3 +219,123 @@ def test_cluster_checks_contrast_groups_before_differential_jobs(trained, small,
     assert not (tmp_path / "c.h5mu").exists() and not (tmp_path / "cells.tsv").exists()
     good = '[{"name": "c", "groupby": "leiden", "group1": "0", "group2": null}]'
     assert main(["cluster", "--mdata", str(small), "--embedding", str(emb), "--contrasts", good, *out]) == 0
+
+
+# ---------------------------------------------------------------- model files that could run code
+
+
+class _RunsCode:
+    """An object whose unpickling runs a shell command (what a hostile model.pt would carry)."""
+
+    def __init__(self, command: str):
+        self.command = command
+
+    def __reduce__(self):
+        return os.system, (self.command,)
+
+
+class _Evals:
+    def __init__(self, source: str):
+        self.source = source
+
+    def __reduce__(self):
+        return eval, (self.source,)
+
+
+def _resave(src: Path, dst: Path, edit) -> Path:
+    """Copy a model folder, load its model.pt (ours: trusted), apply ``edit`` and save it again."""
+    import torch
+
+    shutil.copytree(src, dst)
+    saved = torch.load(dst / "model.pt", weights_only=False)
+    saved = edit(saved)
+    torch.save(saved, dst / "model.pt")
+    return dst
+
+
+@pytest.mark.parametrize("where", ["attr_dict", "var_names", "state_dict", "top"])
+@pytest.mark.parametrize("payload", ["system", "eval"])
+def test_model_file_that_would_run_code_is_refused(trained, small, tmp_path, capsys, where, payload):
+    marker = tmp_path / "PWNED"
+    evil = (_RunsCode(f"touch {marker}") if payload == "system"
+            else _Evals(f"open({str(marker)!r}, 'w').write('x')"))
+
+    def plant(saved):
+        if where == "attr_dict":
+            saved["attr_dict"]["history_"] = evil
+        elif where == "var_names":
+            saved["var_names"] = {"splicing": evil}
+        elif where == "state_dict":
+            saved["model_state_dict"]["pyro_param_store"] = evil
+        else:
+            saved = {"payload": evil, **saved}
+        return saved
+
+    model = _resave(trained, tmp_path / "evil_model", plant)
+    rc = main(["embed", "--mdata", str(small), "--model", str(model), "--out", str(tmp_path / "e.h5ad")])
+    assert rc == 3
+    err = _err(capsys)
+    name = "posix.system" if payload == "system" else "builtins.eval"
+    assert f"model.pt refused: it needs {name}" in err and str(model) in err
+    assert not marker.exists(), "unpickling ran code from the model file"
+    assert not (tmp_path / "e.h5ad").exists()
+
+    from splicevi import SPLICEVI
+    from splicevi.model._model_file import ModelFileError
+
+    with pytest.raises(ModelFileError, match="refused"):
+        SPLICEVI.load(str(model), adata=None)
+    with pytest.raises(ModelFileError, match="refused"):  # scArches from a saved folder: same check
+        SPLICEVI.load_query_data(None, str(model))
+    assert not marker.exists()
+
+
+def test_foreign_model_files_are_clear_data_errors(trained, small, tmp_path, capsys):
+    import torch
+
+    bare = _resave(trained, tmp_path / "bare", lambda saved: saved["model_state_dict"])
+    rc = main(["embed", "--mdata", str(small), "--model", str(bare), "--out", str(tmp_path / "e.h5ad")])
+    assert rc == 3 and "is not a saved scvi-tools model (a bare state dict" in _err(capsys)
+
+    other = _resave(trained, tmp_path / "other", lambda s: {**s, "attr_dict": {
+        **s["attr_dict"], "registry_": {**s["attr_dict"]["registry_"], "model_name": "SCVI"}}})
+    rc = main(["embed", "--mdata", str(small), "--model", str(other), "--out", str(tmp_path / "e.h5ad")])
+    assert rc == 3 and "holds a SCVI model, not SPLICEVI" in _err(capsys)
+
+    torch.save([1, 2, 3], tmp_path / "list.pt")
+    (tmp_path / "listmodel").mkdir()
+    (tmp_path / "list.pt").rename(tmp_path / "listmodel" / "model.pt")
+    rc = main(["embed", "--mdata", str(small), "--model", str(tmp_path / "listmodel"), "--out",
+               str(tmp_path / "e.h5ad")])
+    assert rc == 3 and "not a saved scvi-tools model (a list" in _err(capsys)
+    assert not (tmp_path / "e.h5ad").exists()
+
+
+def test_model_from_another_version_loads_with_a_warning(trained, small, tmp_path):
+    """Older files (no splicevi version recorded, another scvi-tools) load if they hold allowed types only."""
+    import mudata as md
+
+    from splicevi import SPLICEVI
+    from splicevi.cli._common import setup_model_data
+
+    def older(saved):
+        saved["attr_dict"].pop("splicevi_version_", None)
+        saved["attr_dict"]["registry_"]["scvi_version"] = "1.3.0"
+        return saved
+
+    model = _resave(trained, tmp_path / "old", older)
+    mdata = md.read_h5mu(small)
+    setup_model_data(mdata)
+    with pytest.warns(UserWarning, match=r"saved by scvi-tools 1\.3\.0 .*and a splicevi version that did not record"):
+        loaded = SPLICEVI.load(str(model), adata=mdata)
+    assert loaded.get_latent_representation().shape[0] == mdata.n_obs
+
+    current = SPLICEVI.load(str(trained), adata=mdata)  # this version's own file: no version warning
+    assert current.splicevi_version_
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        from splicevi.model._model_file import read_model_file
+
+        read_model_file(trained / "model.pt")
