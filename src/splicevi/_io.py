@@ -1,20 +1,164 @@
-"""Small I/O helpers shared by every stage: atomic writes and file checks."""
+"""Small I/O helpers shared by every stage: atomic writes, outputs published as a set, file checks.
+
+Every output is written under a temporary name next to its final path. Inside
+:func:`publish_together` (the command line wraps every subcommand in it) the temporary files are not
+renamed one by one but all at the end, with SIGTERM/SIGINT held off, and the old outputs are kept as
+backups until every rename succeeded: an interruption or an error leaves either all old or all new
+outputs, never a mix. A write that fails for lack of space (or any OS error) becomes
+:class:`OutputWriteError` naming the path, with no temporary file left behind.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import errno
 import os
+import shutil
+import signal
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+
+class OutputWriteError(OSError):
+    """Writing an output failed (disk full, quota, I/O error): the command line exits with status 4."""
+
+
+class InputOverwriteError(ValueError):
+    """An output path is (or contains) one of the command's inputs."""
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def _temporary_name(final: Path, suffix: str, kind: str = "tmp") -> Path:
+    fd, name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".{kind}{suffix}", dir=final.parent)
+    os.close(fd)
+    os.unlink(name)  # the writer creates it (file or directory)
+    return Path(name)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGTERM/SIGINT off (delivered when the block ends) so renames are never cut in half."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    held = {signal.SIGTERM, signal.SIGINT}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        # a signal that arrived meanwhile runs its Python handler now (it may raise)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _as_write_error(err: OSError, path: Path) -> OutputWriteError:
+    reason = err.strerror or str(err)
+    hint = "free some space or choose another output folder" if err.errno in (errno.ENOSPC, errno.EDQUOT) \
+        else "check the output folder"
+    return OutputWriteError(err.errno, f"cannot write {path}: {reason}; {hint}", str(path))
+
+
+class OutputSet:
+    """Temporary outputs waiting to be published together (see :func:`publish_together`)."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[Path, Path]] = []  # (temporary, final)
+
+    def add(self, tmp: Path, final: Path) -> None:
+        """Register a finished temporary output for ``final``."""
+        self.pending.append((tmp, final))
+
+    def discard(self) -> None:
+        """Remove every temporary output (nothing is published)."""
+        for tmp, _ in self.pending:
+            _remove(tmp)
+        self.pending.clear()
+
+    def publish(self) -> None:
+        """Rename every temporary output onto its final path, all or none.
+
+        Existing outputs are moved aside first and restored if any rename fails or a signal arrives
+        before the set is complete; they are deleted only once every new output is in place.
+        """
+        backups: list[tuple[Path, Path]] = []  # (backup, final)
+        placed: list[Path] = []
+        try:
+            with _signals_held():
+                try:
+                    for tmp, final in self.pending:
+                        if final.exists() or final.is_symlink():
+                            backup = _temporary_name(final, final.suffix, "old")
+                            os.replace(final, backup)
+                            backups.append((backup, final))
+                        os.replace(tmp, final)
+                        placed.append(final)
+                except OSError as err:
+                    self._roll_back(placed, backups)
+                    raise _as_write_error(err, final) from None
+        except BaseException:  # a signal held off above, delivered as the block ended
+            if len(placed) == len(self.pending):
+                with _signals_held():
+                    self._roll_back(placed, backups)
+            self.discard()
+            raise
+        with _signals_held():
+            for backup, _ in backups:
+                _remove(backup)
+        self.pending.clear()
+
+    def _roll_back(self, placed: list[Path], backups: list[tuple[Path, Path]]) -> None:
+        for final in placed:
+            _remove(final)
+        for backup, final in reversed(backups):
+            os.replace(backup, final)
+        placed.clear()
+        backups.clear()
+
+
+_CURRENT: contextvars.ContextVar[OutputSet | None] = contextvars.ContextVar("splicevi_outputs", default=None)
+
+
+@contextlib.contextmanager
+def publish_together() -> Iterator[OutputSet]:
+    """Collect every :func:`atomic_path` output written in the block; publish them together at its end.
+
+    On any exception (an error, ``KeyboardInterrupt``, a signal turned into an exception) nothing
+    is published and the temporary outputs are removed: the previous outputs stay as they were.
+    Nested blocks join the outermost one.
+    """
+    outer = _CURRENT.get()
+    if outer is not None:
+        yield outer
+        return
+    outputs = OutputSet()
+    token = _CURRENT.set(outputs)
+    try:
+        yield outputs
+    except BaseException:
+        outputs.discard()
+        raise
+    finally:
+        _CURRENT.reset(token)
+    outputs.publish()
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it onto ``path`` only if the block succeeds.
+    """Yield a temporary path next to ``path``; it becomes ``path`` only if the block succeeds.
 
     Nothing half-written is ever left under the final name: on error the temporary file (or
-    directory) is removed and ``path`` is untouched.
+    directory) is removed and ``path`` is untouched. Inside :func:`publish_together` the rename waits
+    for the other outputs of the set. An ``OSError`` of the writer (disk full, ...) becomes
+    :class:`OutputWriteError` naming ``path``.
 
     Parameters
     ----------
@@ -25,27 +169,29 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         format from the extension (h5ad, h5mu, parquet) keep working.
     """
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    suffix = final.suffix if suffix is None else suffix
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".tmp{suffix}", dir=final.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    tmp.unlink()  # the writer creates it (file or directory)
     try:
-        yield tmp
-        if final.is_dir() and not final.is_symlink():
-            import shutil
-
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        if tmp.is_dir():
-            import shutil
-
-            shutil.rmtree(tmp, ignore_errors=True)
-        elif tmp.exists():
-            tmp.unlink()
-        raise
+        final.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise _as_write_error(err, final) from None
+    tmp = _temporary_name(final, final.suffix if suffix is None else suffix)
+    with publish_together() as outputs:
+        try:
+            yield tmp
+        except OutputWriteError:
+            _remove(tmp)
+            raise
+        except OSError as err:
+            _remove(tmp)
+            # a reader error (FileNotFoundError of an input...) is not a write error
+            if err.filename is not None and Path(os.fspath(err.filename)) not in (tmp, final):
+                raise
+            raise _as_write_error(err, final) from None
+        except BaseException:
+            _remove(tmp)
+            raise
+        if not (tmp.exists() or tmp.is_symlink()):
+            raise OutputWriteError(errno.EIO, f"cannot write {final}: the writer created nothing", str(final))
+        outputs.add(tmp, final)
 
 
 def require_file(path: str | os.PathLike, what: str = "input file") -> Path:
@@ -54,3 +200,40 @@ def require_file(path: str | os.PathLike, what: str = "input file") -> Path:
     if not p.exists():
         raise FileNotFoundError(f"{what} not found: {p} (check the path in your config or command line)")
     return p
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)  # hard links too
+    except OSError:
+        return False
+
+
+def check_not_an_input(outputs: dict[str, str | os.PathLike], inputs: dict[str, Iterable[str | os.PathLike]]) -> None:
+    """Raise :class:`InputOverwriteError` if an output would replace or delete one of the inputs.
+
+    An output is refused when it resolves (after symlinks, or as a hard link) to an input, or when it
+    is a folder that contains an input (outputs replace whole folders).
+
+    Parameters
+    ----------
+    outputs
+        ``{flag: path}`` of the outputs.
+    inputs
+        ``{flag: paths}`` of the inputs (only existing paths matter).
+    """
+    for out_flag, out in outputs.items():
+        out_real = Path(os.path.realpath(out))
+        for in_flag, paths in inputs.items():
+            for inp in paths:
+                if not os.path.lexists(inp):
+                    continue
+                in_real = Path(os.path.realpath(inp))
+                if in_real == out_real or _same_file(Path(inp), Path(out)):
+                    raise InputOverwriteError(
+                        f"{out_flag} {out} is the input {in_flag} {inp}: writing it would overwrite the input; "
+                        "choose another output path")
+                if out_real in in_real.parents:
+                    raise InputOverwriteError(
+                        f"{out_flag} {out} contains the input {in_flag} {inp}: replacing the folder would delete "
+                        "the input; choose another output path")

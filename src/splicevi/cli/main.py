@@ -14,6 +14,7 @@ import sys
 import threading
 
 from splicevi import __version__
+from splicevi._io import OutputWriteError, publish_together
 
 from ._errors import (
     EXIT_CODES_HELP,
@@ -76,6 +77,11 @@ def _data_error_message(err: Exception) -> str:
     return str(err)
 
 
+def _one_line(err: BaseException) -> str:
+    text = err.strerror if isinstance(err, OutputWriteError) and err.strerror else str(err)
+    return " ".join(text.split())
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``splicevi`` console script; returns the exit status (see ``--help``)."""
     parser = build_parser()
@@ -91,18 +97,20 @@ def main(argv: list[str] | None = None) -> int:
     previous = {s: signal.signal(s, _raise_interrupted) for s in signals}
     try:
         check_outputs(args)
-        result = args.func(args)
+        # every output of the command is published together at the end, or none is
+        with publish_together():
+            result = args.func(args)
     except Interrupted as err:
         print(f"splicevi {args.command}: {err} received: stopped, nothing written", file=sys.stderr)
         return 128 + err.signum
     except UsageError as err:
         print(f"splicevi {args.command}: usage error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    except OutputError as err:
-        print(f"splicevi {args.command}: output error: {err}", file=sys.stderr)
+    except (OutputError, OutputWriteError) as err:
+        print(f"splicevi {args.command}: output error: {_one_line(err)}", file=sys.stderr)
         return EXIT_OUTPUT
     except (ValueError, OSError) as err:  # InputError and FileNotFoundError included
-        print(f"splicevi {args.command}: error: {_data_error_message(err)}", file=sys.stderr)
+        print(f"splicevi {args.command}: error: {' '.join(_data_error_message(err).split())}", file=sys.stderr)
         return EXIT_DATA
     finally:
         for s, handler in previous.items():
