@@ -189,3 +189,43 @@ def test_train_history_or_model_on_the_data_is_refused(tmp_path, capsys):
                str(tmp_path / "h.tsv")])
     assert rc == 2 and f"--out-model {data.parent} contains the input --mdata" in _err(capsys)
     assert data.read_bytes() == b"data"
+
+
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_swallowed_by_a_c_callback_still_stops(tmp_path, monkeypatch, capsys, signum, status):
+    """numba compiles through ctypes callbacks: an exception raised in one is printed and ignored.
+
+    The signal arrives while Python code runs inside such a callback (here a ctypes callback that
+    the command calls, standing in for numba's compilation); the command must still end with
+    130/143 and publish nothing.
+    """
+    import ctypes
+    import time
+
+    import splicevi.data.readers_junctions as readers
+
+    sim = tmp_path / "sim"
+    assert main(["simulate", "--out", str(sim), "--format", "starsolo", "--n-cells", "20", "--n-genes", "10",
+                 "--n-events", "5", "--n-types", "2", "--no-progress"]) == 0
+    real = readers.read_junctions
+
+    def compile_step():
+        os.kill(os.getpid(), signum)
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline:  # Python code inside the callback: the handler runs here
+            pass
+
+    callback = ctypes.CFUNCTYPE(None)(compile_step)
+
+    def read_after_compiling(*args, **kwargs):
+        callback()  # the exception of the handler is swallowed by ctypes
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(readers, "read_junctions", read_after_compiling)
+    out = tmp_path / "out"
+    out.mkdir()
+    capsys.readouterr()
+    rc = main(["ingest", "--junctions", str(sim), "--out-junctions", str(out / "j.h5ad"), "--no-progress"])
+    assert rc == status
+    assert "received: stopped, nothing written" in _err(capsys)
+    assert _files(out) == []

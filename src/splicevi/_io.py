@@ -126,6 +126,28 @@ class OutputSet:
 
 _CURRENT: contextvars.ContextVar[OutputSet | None] = contextvars.ContextVar("splicevi_outputs", default=None)
 
+#: The exception of a stop request (SIGTERM/SIGINT) received during the command, if any. A signal
+#: handler's exception can be swallowed: raised inside a callback that C code invoked (numba/llvmlite
+#: compile through ctypes callbacks, which print "Exception ignored" and go on), so the request is
+#: also recorded here and checked again before anything is published.
+_STOP: list[BaseException] = []
+
+
+def request_stop(exc: BaseException) -> None:
+    """Record a stop request (called by the signal handler of the command line before it raises)."""
+    _STOP.append(exc)
+
+
+def clear_stop() -> None:
+    """Forget earlier stop requests (at the start of a command)."""
+    _STOP.clear()
+
+
+def raise_if_stopped() -> None:
+    """Raise the recorded stop request, if any (one was received even if its exception was lost)."""
+    if _STOP:
+        raise _STOP[0]
+
 
 @contextlib.contextmanager
 def publish_together() -> Iterator[OutputSet]:
@@ -148,6 +170,11 @@ def publish_together() -> Iterator[OutputSet]:
         raise
     finally:
         _CURRENT.reset(token)
+    try:
+        raise_if_stopped()
+    except BaseException:
+        outputs.discard()
+        raise
     outputs.publish()
 
 

@@ -14,7 +14,7 @@ import sys
 import threading
 
 from splicevi import __version__
-from splicevi._io import OutputWriteError, publish_together
+from splicevi._io import OutputWriteError, clear_stop, publish_together, request_stop
 
 from ._errors import (
     EXIT_CODES_HELP,
@@ -67,7 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _raise_interrupted(signum, frame) -> None:
-    raise Interrupted(signum)
+    exc = Interrupted(signum)
+    request_stop(exc)  # kept: the exception may be swallowed where it is raised (a C callback)
+    raise exc
 
 
 def _data_error_message(err: Exception) -> str:
@@ -96,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     signals = (signal.SIGTERM, signal.SIGINT) if in_main_thread else ()
     previous = {s: signal.signal(s, _raise_interrupted) for s in signals}
     try:
+        clear_stop()
         check_outputs(args)
         # every output of the command is published together at the end, or none is
         with publish_together():
