@@ -58,6 +58,7 @@ def _input_notes(info: dict) -> list[tuple[str, object]]:
 def run(args: argparse.Namespace) -> int:
     """Run ``splicevi ingest``; returns the exit status (0: every output written)."""
     from splicevi._io import atomic_path
+    from splicevi.data._tables import count_totals
     from splicevi.data.barcodes import apply_allowlist, match_cells
     from splicevi.data.readers_genes import read_genes
     from splicevi.data.readers_junctions import read_junctions
@@ -95,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         if match.normalised:
             rows.append(("barcode matching", "after removing '-N' suffixes"))
         genes.uns["splicevi_ingest"] = {**genes.uns.get("splicevi_ingest", {}), "barcodes": match.as_dict()}
-    jun.var["total_reads"] = np.asarray(jun.X.sum(axis=0)).ravel().astype(np.int64)
+    jun.var["total_reads"] = count_totals(jun.X, axis=0)  # exact: X is float32
     jun.var["n_cells"] = np.bincount(jun.X.indices, minlength=jun.n_vars).astype(np.int64)
     from splicevi.data.assemble import clean_uns
 

@@ -52,6 +52,10 @@ def run(args: argparse.Namespace) -> int:
     merged, prov = merge_junctions(parts, sheet)
     rows = [(f"sample {s}", f"{p['n_cells']:,} cells, {p['n_junctions']:,} junctions, {p['n_junction_reads']:,} reads")
             for s, p in prov["samples"].items()]
+    if prov.get("chrom_renamed"):
+        names = ", ".join(f"{a}→{b}" for a, b in prov["chrom_renamed"].items())
+        where = ", ".join(f"{s} ({n:,} junctions)" for s, n in prov["chrom_renamed_samples"].items())
+        rows.append(("NOTE chromosome names harmonised across samples", f"{names} in {where}"))
     del parts
     genes = None
     if args.genes:
