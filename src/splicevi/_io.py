@@ -45,19 +45,33 @@ def _temporary_name(final: Path, suffix: str, kind: str = "tmp") -> Path:
     return Path(name)
 
 
+#: Depth of the renaming sections now running (see :func:`_critical`).
+_CRITICAL: list[int] = [0]
+
+
+def in_critical_section() -> bool:
+    """Whether outputs are being renamed now: a signal handler must record the stop, not raise."""
+    return _CRITICAL[0] > 0
+
+
 @contextlib.contextmanager
-def _signals_held() -> Iterator[None]:
-    """Hold SIGTERM/SIGINT off (delivered when the block ends) so renames are never cut in half."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
-    held = {signal.SIGTERM, signal.SIGINT}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+def _critical() -> Iterator[None]:
+    """Renames that must not be cut in half: SIGTERM/SIGINT are held off and their handler defers.
+
+    Blocking the signals in this thread is not enough: in a process with other threads (torch,
+    Lightning) the kernel delivers the signal to one of them and Python still runs the handler here,
+    between two renames. The command line's handler therefore checks :func:`in_critical_section`
+    and only records the stop (:func:`request_stop`) while it is true.
+    """
+    mask = threading.current_thread() is threading.main_thread() and hasattr(signal, "pthread_sigmask")
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT}) if mask else None
+    _CRITICAL[0] += 1
     try:
         yield
     finally:
-        # a signal that arrived meanwhile runs its Python handler now (it may raise)
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        _CRITICAL[0] -= 1
+        if previous is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _as_write_error(err: OSError, path: Path) -> OutputWriteError:
@@ -91,26 +105,24 @@ class OutputSet:
         """
         backups: list[tuple[Path, Path]] = []  # (backup, final)
         placed: list[Path] = []
-        try:
-            with _signals_held():
-                try:
-                    for tmp, final in self.pending:
-                        if final.exists() or final.is_symlink():
-                            backup = _temporary_name(final, final.suffix, "old")
-                            os.replace(final, backup)
-                            backups.append((backup, final))
-                        os.replace(tmp, final)
-                        placed.append(final)
-                except OSError as err:
-                    self._roll_back(placed, backups)
+        final = None
+        with _critical():
+            try:
+                for tmp, final in self.pending:
+                    if final.exists() or final.is_symlink():
+                        backup = _temporary_name(final, final.suffix, "old")
+                        os.replace(final, backup)
+                        backups.append((backup, final))
+                    os.replace(tmp, final)
+                    placed.append(final)
+                # the commit point: a stop requested during the renames still rolls everything back
+                raise_if_stopped()
+            except BaseException as err:
+                self._roll_back(placed, backups)
+                self.discard()
+                if isinstance(err, OSError) and not isinstance(err, OutputWriteError):
                     raise _as_write_error(err, final) from None
-        except BaseException:  # a signal held off above, delivered as the block ended
-            if len(placed) == len(self.pending):
-                with _signals_held():
-                    self._roll_back(placed, backups)
-            self.discard()
-            raise
-        with _signals_held():
+                raise
             for backup, _ in backups:
                 _remove(backup)
         self.pending.clear()

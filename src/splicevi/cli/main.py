@@ -14,7 +14,14 @@ import sys
 import threading
 
 from splicevi import __version__
-from splicevi._io import OutputWriteError, clear_stop, publish_together, request_stop
+from splicevi._io import (
+    OutputWriteError,
+    clear_stop,
+    in_critical_section,
+    publish_together,
+    raise_if_stopped,
+    request_stop,
+)
 
 from ._errors import (
     EXIT_CODES_HELP,
@@ -69,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _raise_interrupted(signum, frame) -> None:
     exc = Interrupted(signum)
     request_stop(exc)  # kept: the exception may be swallowed where it is raised (a C callback)
-    raise exc
+    if not in_critical_section():  # never between two renames of the outputs (they roll back instead)
+        raise exc
 
 
 def _data_error_message(err: Exception) -> str:
@@ -103,6 +111,11 @@ def main(argv: list[str] | None = None) -> int:
         # every output of the command is published together at the end, or none is
         with publish_together():
             result = args.func(args)
+        try:
+            raise_if_stopped()  # a stop that came after the commit point: the outputs are complete
+        except Interrupted as err:
+            print(f"splicevi {args.command}: {err} received after every output was written", file=sys.stderr)
+            return 128 + err.signum
     except Interrupted as err:
         print(f"splicevi {args.command}: {err} received: stopped, nothing written", file=sys.stderr)
         return 128 + err.signum
