@@ -229,3 +229,59 @@ def test_signal_swallowed_by_a_c_callback_still_stops(tmp_path, monkeypatch, cap
     assert rc == status
     assert "received: stopped, nothing written" in _err(capsys)
     assert _files(out) == []
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 64 KiB tmpfs: real ENOSPC (CI runs as root; elsewhere the simulated tests above cover it)."""
+    import subprocess
+
+    mount = tmp_path / "full"
+    mount.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {proc.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _cli(*args: str) -> tuple[int, str]:
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(repo / "src"), os.environ.get("PYTHONPATH")])))
+    proc = subprocess.run([sys.executable, "-m", "splicevi.cli.main", *args], capture_output=True, text=True,
+                          env=env, timeout=600)
+    return proc.returncode, proc.stderr
+
+
+def test_disk_full_for_real_exit_4_no_segfault_no_temporary(tmp_path, full_disk):
+    """assemble used to segfault (139) on a full disk, ingest exited 3 and train 1 with a traceback."""
+    sim = tmp_path / "sim"
+    assert main(["simulate", "--out", str(sim), "--format", "starsolo", "--n-cells", "150", "--n-genes", "150",
+                 "--n-events", "100", "--n-types", "2", "--no-progress"]) == 0
+    jun, genes, events = tmp_path / "j.h5ad", tmp_path / "g.h5ad", tmp_path / "ev.tsv"
+    assert main(["ingest", "--junctions", str(sim), "--genes", str(sim / "Solo.out" / "Gene" / "filtered"),
+                 "--out-junctions", str(jun), "--out-genes", str(genes), "--no-progress"]) == 0
+    assert main(["atse", "--junctions", str(jun), "--out", str(events)]) == 0
+    data = tmp_path / "d.h5mu"
+    assert main(["assemble", "--junctions", str(jun), "--events", str(events), "--genes", str(genes),
+                 "--out", str(data)]) == 0
+
+    runs = {
+        "assemble": ["assemble", "--junctions", str(jun), "--events", str(events), "--genes", str(genes),
+                     "--out", str(full_disk / "d.h5mu")],
+        "ingest": ["ingest", "--junctions", str(sim), "--out-junctions", str(full_disk / "j.h5ad"), "--no-progress"],
+        "train": ["train", "--mdata", str(data), "--max-epochs", "1", "--threads", "1", "--out-model",
+                  str(full_disk / "model"), "--out-history", str(full_disk / "h.tsv")],
+    }
+    for name, argv in runs.items():
+        rc, err = _cli(*argv)
+        last = err.strip().splitlines()[-1]
+        assert rc == 4, (name, rc, err[-3000:])
+        assert last.startswith(f"splicevi {name}: output error: cannot write {full_disk}/"), (name, last)
+        assert "No space left on device" in last or "errno = 28" in last or "file write failed" in last, (name, last)
+        assert list(full_disk.iterdir()) == [], (name, list(full_disk.iterdir()))

@@ -14,6 +14,7 @@ import contextlib
 import contextvars
 import errno
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -72,6 +73,34 @@ def _critical() -> Iterator[None]:
         _CRITICAL[0] -= 1
         if previous is not None:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+#: Set when an HDF5 write failed: the HDF5 library may hold a half-closed file (see below).
+_HDF5_BROKEN: list[bool] = [False]
+
+
+def _release_hdf5(tmp: Path) -> None:
+    """Free the space of a failed temporary output and note a possibly broken HDF5 library state.
+
+    When h5py fails to write (disk full), ``H5Fclose`` fails half-way and leaves an identifier whose
+    file structure is already freed: touching it, or the HDF5 library's own clean-up when the
+    interpreter exits, crashes the process (SIGSEGV, exit status 139: the segfault of ``splicevi
+    assemble`` on a full disk). Nothing can close it safely, so :func:`hdf5_left_broken` tells the
+    command line to end with ``os._exit`` after reporting the error (skipping that clean-up).
+    Truncating the temporary gives the space back at once.
+    """
+    import sys
+
+    with contextlib.suppress(OSError):
+        if tmp.is_file():
+            os.truncate(tmp, 0)
+    if "h5py" in sys.modules:
+        _HDF5_BROKEN[0] = True
+
+
+def hdf5_left_broken() -> bool:
+    """Whether an HDF5 write failed in this process (its library may crash at interpreter exit)."""
+    return _HDF5_BROKEN[0]
 
 
 def _as_write_error(err: OSError, path: Path) -> OutputWriteError:
@@ -213,24 +242,78 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     except OSError as err:
         raise _as_write_error(err, final) from None
     tmp = _temporary_name(final, final.suffix if suffix is None else suffix)
-    with publish_together() as outputs:
+    with publish_together() as outputs, _quiet_failed_deallocs():
         try:
             yield tmp
         except OutputWriteError:
+            _release_hdf5(tmp)
             _remove(tmp)
             raise
         except OSError as err:
+            _release_hdf5(tmp)
             _remove(tmp)
             # a reader error (FileNotFoundError of an input...) is not a write error
             if err.filename is not None and Path(os.fspath(err.filename)) not in (tmp, final):
                 raise
             raise _as_write_error(err, final) from None
+        except RuntimeError as err:
+            # torch.save reports a full disk as a RuntimeError ("file write failed", or "unexpected
+            # pos" of its zip writer): look at the disk before the temporary frees its space
+            full = _disk_full(final.parent)
+            _release_hdf5(tmp)
+            _remove(tmp)
+            if full:
+                raise _as_write_error(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), final) from None
+            if _WRITE_FAILED.search(str(err)):
+                raise _as_write_error(OSError(errno.EIO, " ".join(str(err).split())), final) from None
+            raise
         except BaseException:
+            _release_hdf5(tmp)
             _remove(tmp)
             raise
         if not (tmp.exists() or tmp.is_symlink()):
             raise OutputWriteError(errno.EIO, f"cannot write {final}: the writer created nothing", str(final))
         outputs.add(tmp, final)
+
+
+def _disk_full(folder: Path) -> bool:
+    """Whether the file system of ``folder`` has (next to) no space left for an unprivileged writer."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < (1 << 20)
+
+
+#: How writers written in C++ (torch.save, HDF5) report a failed write in a RuntimeError.
+_WRITE_FAILED = re.compile(r"write failed|No space left|errno = 28|Disk quota", re.I)
+
+
+@contextlib.contextmanager
+def _quiet_failed_deallocs() -> Iterator[None]:
+    """Drop the "Exception ignored" reports of h5py objects freed after a failed write.
+
+    After a full disk, every h5py object of the file raises again when it is freed; Python prints
+    each as an unraisable exception, burying the one-line error of the command under tracebacks.
+    """
+    import sys
+
+    previous = sys.unraisablehook
+
+    def hook(unraisable):
+        if isinstance(unraisable.exc_value, (RuntimeError, OSError)) and _WRITE_FAILED.search(
+                str(unraisable.exc_value)):
+            return
+        previous(unraisable)
+
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        import gc
+
+        gc.collect()  # free the failed writer's objects while the hook is in place
+        sys.unraisablehook = previous
 
 
 def require_file(path: str | os.PathLike, what: str = "input file") -> Path:

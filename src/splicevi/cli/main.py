@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import signal
 import sys
 import threading
@@ -17,6 +18,7 @@ from splicevi import __version__
 from splicevi._io import (
     OutputWriteError,
     clear_stop,
+    hdf5_left_broken,
     in_critical_section,
     publish_together,
     raise_if_stopped,
@@ -94,6 +96,17 @@ def _one_line(err: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``splicevi`` console script; returns the exit status (see ``--help``)."""
+    status = _main(argv)
+    if argv is None and hdf5_left_broken():
+        # A failed HDF5 write leaves the library holding a half-closed file that crashes the
+        # interpreter's exit (SIGSEGV). The error is reported: end now, without that clean-up.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    return status
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
