@@ -119,7 +119,9 @@ def read_10x_h5(path: str | os.PathLike) -> ad.AnnData:
 def read_h5ad_counts(path: str | os.PathLike) -> ad.AnnData:
     """Read gene counts from an ``.h5ad`` (``X``, else ``layers['counts']``, else ``raw.X``)."""
     path = require_file(path, "gene counts .h5ad")
-    a = ad.read_h5ad(path)
+    from .io import read_anndata
+
+    a = read_anndata(path, "gene counts .h5ad")
     for name, mat, var in (("X", a.X, a.var), ("layers['counts']", a.layers.get("counts"), a.var),
                            ("raw.X", a.raw.X if a.raw is not None else None, a.raw.var if a.raw is not None else None)):
         if mat is None:

@@ -583,6 +583,23 @@ def _build_anndata(cell: np.ndarray, jkey: np.ndarray, counts: np.ndarray, obs: 
     return adata
 
 
+def introns_on_both_strands(var: pd.DataFrame) -> tuple[int, str]:
+    """Introns (chrom, start, end) listed with two or more strands: ``(count, an example id)``.
+
+    The same coordinates on ``+`` and ``-`` (or on a strand and ``.``) are two junctions; an
+    aligner's strand call from the motif or a stranded protocol can give both. They are kept apart
+    (the strand filter of ``splicevi atse`` decides) but the summary notes them.
+    """
+    if var.empty:
+        return 0, ""
+    key = var["chrom"].astype(str) + ":" + var["start"].astype(str) + "-" + var["end"].astype(str)
+    n_strands = key.groupby(key.to_numpy()).transform("size")
+    multi = key[n_strands.to_numpy() > 1]
+    if multi.empty:
+        return 0, ""
+    return int(multi.nunique()), str(multi.iloc[0])
+
+
 def junction_ids(var: pd.DataFrame) -> np.ndarray:
     """``chrom:start-end:strand`` ids (1-based intron) of a junction table."""
     return (
