@@ -288,6 +288,8 @@ def test_model_file_that_would_run_code_is_refused(trained, small, tmp_path, cap
         SPLICEVI.load(str(model), adata=None)
     with pytest.raises(ModelFileError, match="refused"):  # scArches from a saved folder: same check
         SPLICEVI.load_query_data(None, str(model))
+    with pytest.raises(ModelFileError, match="refused"):
+        SPLICEVI.load_registry(str(model))
     assert not marker.exists()
 
 

@@ -355,7 +355,8 @@ def check_not_an_input(outputs: dict[str, str | os.PathLike], inputs: dict[str, 
                     raise InputOverwriteError(
                         f"{out_flag} {out} is the input {in_flag} {inp}: writing it would overwrite the input; "
                         "choose another output path")
-                if out_real in in_real.parents:
+                # an output folder replaces the folder (--out-model); a --*-dir only writes into it
+                if out_real in in_real.parents and not out_flag.endswith("-dir"):
                     raise InputOverwriteError(
                         f"{out_flag} {out} contains the input {in_flag} {inp}: replacing the folder would delete "
                         "the input; choose another output path")

@@ -504,7 +504,7 @@ class SPLICEVI(
         **kwargs
             Passed to :meth:`scvi.model.base.BaseModelClass.load`.
         """
-        model_file = os.path.join(str(dir_path), "model.pt")
+        model_file = os.path.join(str(dir_path), f"{kwargs.get('prefix') or ''}model.pt")
         if not os.path.isdir(dir_path):
             raise FileNotFoundError(f"model folder not found: {dir_path} (a folder written by SPLICEVI.save)")
         if not os.path.isfile(model_file):
@@ -531,6 +531,20 @@ class SPLICEVI(
                 )
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         return model
+
+    @staticmethod
+    def load_registry(dir_path: str, prefix: str | None = None) -> dict:
+        """The saved registry of a model folder, read through the same checks as :meth:`load`."""
+        model_file = os.path.join(str(dir_path), f"{prefix or ''}model.pt")
+        with serve_checked_model_file(model_file, read_model_file(model_file)):
+            return BaseModelClass.load_registry(dir_path, prefix=prefix)
+
+    @staticmethod
+    def view_setup_args(dir_path: str, prefix: str | None = None) -> None:
+        """Print the setup arguments of a saved model, read through the same checks as :meth:`load`."""
+        model_file = os.path.join(str(dir_path), f"{prefix or ''}model.pt")
+        with serve_checked_model_file(model_file, read_model_file(model_file)):
+            BaseModelClass.view_setup_args(dir_path, prefix=prefix)
 
     @classmethod
     def load_query_data(cls, adata=None, reference_model=None, **kwargs):
