@@ -280,7 +280,24 @@ def _open_binary(path: Path):
 
 #: A field written as a decimal or in exponent notation (``1e3``, ``5.0``): pandas reads both into
 #: integer columns without a word, so files holding one are checked strictly.
-_NOT_INTEGER_FIELD = re.compile(rb"(?:^|[\t ])[+-]?(?:\d+\.\d*|\.\d+|\d+(?:\.\d*)?[eE][+-]?\d+)(?=[\t \r\n]|$)", re.M)
+_NOT_INTEGER_FIELD = re.compile(rb"[+-]?(?:\d+\.\d*|\.\d+|\d+(?:\.\d*)?[eE][+-]?\d+)(?=[\t ,\r\n]|$)")
+
+
+def _chunk_has_non_integer_field(chunk: bytes) -> bool:
+    """Whether a field of ``chunk`` (whole lines) is a decimal or exponent number.
+
+    Only the fields around a ``.``, ``e`` or ``E`` are looked at (``bytes.find`` in C): a regular
+    expression over every byte of a large table costs more than reading it.
+    """
+    for mark in (b".", b"e", b"E"):
+        pos = chunk.find(mark)
+        while pos >= 0:
+            start = max(chunk.rfind(b"\t", 0, pos), chunk.rfind(b"\n", 0, pos), chunk.rfind(b" ", 0, pos)) + 1
+            if _NOT_INTEGER_FIELD.match(chunk, start):
+                return True
+            end = min((i for i in (chunk.find(b"\t", pos), chunk.find(b"\n", pos)) if i >= 0), default=len(chunk))
+            pos = chunk.find(mark, end)
+    return False
 
 
 def has_non_integer_fields(path: str | os.PathLike) -> bool:
@@ -291,31 +308,41 @@ def has_non_integer_fields(path: str | os.PathLike) -> bool:
             if not chunk:
                 return False
             chunk += fh.readline()  # whole lines only: no field is cut between two chunks
-            if _NOT_INTEGER_FIELD.search(chunk):
+            if _chunk_has_non_integer_field(chunk):
                 return True
 
 
-def check_no_nul(path: str | os.PathLike, *, what: str, fix: str) -> None:
+def check_no_nul(path: str | os.PathLike, *, what: str, fix: str, find_non_integer: bool = False) -> bool:
     """Refuse a file holding NUL bytes (binary data, a damaged copy).
 
     pandas' C parser ends a field at a NUL byte without a word, so ``5<NUL>7`` would be read as 5.
-    The scan streams the (decompressed) bytes once.
+    The scan streams the (decompressed) bytes once; with ``find_non_integer`` it also returns
+    whether a field is a number with a decimal point or an exponent (which pandas reads into integer
+    columns silently; see :func:`has_non_integer_fields`).
     """
     path = Path(path)
     if path.suffix.lower() == ".zst":
-        return  # no decompressor in the standard library; pandas reads it
+        return False  # no decompressor in the standard library; pandas reads it
     line = 1
+    found = False
     try:
         with _open_binary(path) as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
+            while True:
+                chunk = fh.read(1 << 20)
+                if not chunk:
+                    break
+                chunk += fh.readline()  # whole lines only: no field is cut between two chunks
                 pos = chunk.find(b"\x00")
                 if pos >= 0:
                     raise InputError(path, f"NUL byte in the {what} file (binary data or a damaged copy)", fix,
                                      line=line + chunk.count(b"\n", 0, pos))
                 line += chunk.count(b"\n")
+                if find_non_integer and not found:
+                    found = _chunk_has_non_integer_field(chunk)
     except (EOFError, OSError, zlib.error) as err:
         raise InputError(path, f"the file is truncated or not a valid {what} file ({type(err).__name__}: {err})",
                          fix, line=first_bad_line(path)) from None
+    return found
 
 
 def table_suffix(path: str | os.PathLike) -> str:
@@ -372,9 +399,8 @@ def read_typed(
         ok = False
     suspicious = False
     if ok:
-        check_no_nul(path, what=what, fix=fix)
-        suspicious = any(np.issubdtype(np.dtype(dt), np.integer) for dt in dtypes.values()) and \
-            has_non_integer_fields(path)
+        suspicious = check_no_nul(path, what=what, fix=fix, find_non_integer=any(
+            np.issubdtype(np.dtype(dt), np.integer) for dt in dtypes.values()))
         if not suspicious:
             return df
     strict = read_delimited(path, n_cols, what=what, fix=fix, sep=sep, skiprows=skiprows)
