@@ -272,9 +272,6 @@ _SJ_FIX = "STAR SJ.out.tab"
     ("9223372036854775807", "too large"),
     ("16777217", "above the largest count stored exactly (16,777,216"),  # float32 would store 16,777,216
     ("1e3", "not an integer"),  # exponent notation: SJ.out.tab has none
-    ("2.5", "not an integer"),
-    ("inf", "not an integer"),
-    ("-3", "negative"),
 ])
 def test_bad_counts_of_per_cell_formats_name_the_line(tmp_path, count, problem):
     for fmt, line in (("sj_out_tab", sj_line("chr1", 300, 400, unique=count)),
@@ -289,7 +286,7 @@ def test_bad_counts_of_per_cell_formats_name_the_line(tmp_path, count, problem):
 
 @pytest.mark.parametrize(("count", "problem"), [
     ("1e20", "not an integer"), ("1e3", "not an integer"), ("9300000000000000000", "too large"),
-    ("16777217", "above the largest count"), ("nan", "not an integer"), ("3.5", "not an integer"),
+    ("16777217", "above the largest count"),
 ])
 def test_bad_counts_of_the_long_table_name_the_line(tmp_path, count, problem):
     path = write_text(tmp_path / "j.tsv", ["cell\tchrom\tstart\tend\tstrand\tcount", "c1\tchr1\t100\t200\t+\t4",
@@ -344,11 +341,3 @@ def test_quote_or_control_character_in_a_chromosome_names_the_line(tmp_path, bad
         path = write_text(tmp_path / f"c.{fmt}", lines)
         with pytest.raises(InputError, match=r", line 2: chromosome name .* holds a quote or a control character"):
             read_junctions(path, fmt, progress=False)
-
-
-def test_sj_out_tab_quote_does_not_swallow_a_junction(tmp_path):
-    lines = [sj_line("chr1", 100 * i, 100 * i + 50, unique=i) for i in range(1, 5)]
-    lines[1] = lines[1] + '"'  # a stray quote at the end of a line (the overhang field)
-    path = write_text(tmp_path / "cellSJ.out.tab", lines)
-    with pytest.raises(InputError, match=r", line 2: column 9 is .*not an integer"):
-        read_junctions(path, "sj_out_tab", progress=False)
