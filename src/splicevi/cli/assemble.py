@@ -38,7 +38,6 @@ def run(args: argparse.Namespace) -> int:
     """Run ``splicevi assemble``; returns the exit status (0: every output written)."""
     import warnings
 
-    import anndata as ad
 
     # mudata 0.3 warns on every update about a default that changes in 0.4; we set obs explicitly.
     warnings.filterwarnings("ignore", category=FutureWarning, module="mudata")
@@ -49,8 +48,10 @@ def run(args: argparse.Namespace) -> int:
     from .atse import summary_path
 
     events = read_events(require_file(args.events, "events table"))
-    junctions = ad.read_h5ad(require_file(args.junctions, "junctions .h5ad"))
-    genes = ad.read_h5ad(require_file(args.genes, "genes .h5ad")) if args.genes else None
+    from splicevi.data.io import read_anndata
+
+    junctions = read_anndata(args.junctions, "junctions .h5ad", made_by="`splicevi ingest`")
+    genes = read_anndata(args.genes, "genes .h5ad", made_by="`splicevi ingest`") if args.genes else None
     lengths = read_transcript_lengths(require_file(args.transcript_lengths, "transcript lengths")) \
         if args.transcript_lengths else None
     provenance = {

@@ -32,8 +32,6 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``splicevi merge``; returns the exit status (0: every output written)."""
-    import anndata as ad
-
     from splicevi._io import atomic_path, require_file
     from splicevi.data.assemble import clean_uns
     from splicevi.data.merge import merge_genes, merge_junctions
@@ -47,15 +45,21 @@ def run(args: argparse.Namespace) -> int:
         if len(files) != len(samples):
             raise UsageError(f"{name}: {len(files)} file(s) for {len(samples)} sample(s) of {args.sample_sheet}; "
                              "give one per sheet row, in the sheet's order")
-    parts = [(s, ad.read_h5ad(require_file(f, f"junctions .h5ad of sample '{s}'"))) for s, f in
+    from splicevi.data.io import read_anndata
+
+    parts = [(s, read_anndata(f, f"junctions .h5ad of sample '{s}'", made_by="`splicevi ingest`")) for s, f in
              zip(samples, args.junctions, strict=True)]
     merged, prov = merge_junctions(parts, sheet)
     rows = [(f"sample {s}", f"{p['n_cells']:,} cells, {p['n_junctions']:,} junctions, {p['n_junction_reads']:,} reads")
             for s, p in prov["samples"].items()]
+    if prov.get("chrom_renamed"):
+        names = ", ".join(f"{a}→{b}" for a, b in prov["chrom_renamed"].items())
+        where = ", ".join(f"{s} ({n:,} junctions)" for s, n in prov["chrom_renamed_samples"].items())
+        rows.append(("NOTE chromosome names harmonised across samples", f"{names} in {where}"))
     del parts
     genes = None
     if args.genes:
-        gparts = [(s, ad.read_h5ad(require_file(f, f"genes .h5ad of sample '{s}'"))) for s, f in
+        gparts = [(s, read_anndata(f, f"genes .h5ad of sample '{s}'", made_by="`splicevi ingest`")) for s, f in
                   zip(samples, args.genes, strict=True)]
         genes = merge_genes(gparts, merged.obs)
         del gparts
