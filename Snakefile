@@ -39,6 +39,7 @@ include: "workflow/rules/embed.smk"
 include: "workflow/rules/cluster.smk"
 include: "workflow/rules/differential.smk"
 include: "workflow/rules/plots.smk"
+include: "workflow/rules/report.smk"
 
 
 # Figures and tables are quick: run them where Snakemake runs, not as cluster jobs.
@@ -55,6 +56,7 @@ localrules:
     plot_event_coverage,
     plot_event_arcs,
     plot_umap_psi,
+    report_summary,
 
 
 rule all:

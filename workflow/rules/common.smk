@@ -327,6 +327,7 @@ def final_outputs():
         fig("event_coverage"),
         fig("event_arcs"),
         fig("umap_psi"),
+        summary_page(),
     ]
     if batch_colors():
         targets.append(fig("umap_covariates"))
@@ -349,3 +350,17 @@ def report_front_page():
     """
     page = Path(summary_page()).resolve()
     return str(page) if page.exists() else "workflow/report/workflow.rst"
+
+
+def run_info_json():
+    """The settings the summary page reports (inputs, samples, GTF, thresholds), as JSON."""
+    return json.dumps(
+        {
+            "input": config["input"],
+            "samples": config["samples"],
+            "gtf": config["atse"]["gtf"],
+            "ds": config["ds"],
+            "de": config["de"] if HAS_GENES else {},
+            "resolution": config["cluster"]["resolution"],
+        }
+    )

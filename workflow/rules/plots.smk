@@ -3,7 +3,12 @@ rule plot_training:
     input:
         history=out("train", "history.tsv"),
     output:
-        report(fig("training_curves"), caption="../report/training_curves.rst", category="Model"),
+        report(
+            fig("training_curves"),
+            caption="../report/training_curves.rst",
+            category="Model",
+            labels={"figure": "Training curves (ELBO, reconstruction, KL)"},
+        ),
     log:
         logs("plot_training"),
     benchmark:
@@ -19,7 +24,12 @@ rule plot_umap_clusters:
     input:
         cells=out("cluster", "cells.tsv"),
     output:
-        report(fig("umap_clusters"), caption="../report/umap_clusters.rst", category="Embedding"),
+        report(
+            fig("umap_clusters"),
+            caption="../report/umap_clusters.rst",
+            category="Embedding",
+            labels={"figure": "UMAP coloured by Leiden cluster"},
+        ),
     log:
         logs("plot_umap_clusters"),
     benchmark:
@@ -35,7 +45,12 @@ rule plot_umap_covariates:
     input:
         cells=out("cluster", "cells.tsv"),
     output:
-        report(fig("umap_covariates"), caption="../report/umap_covariates.rst", category="Embedding"),
+        report(
+            fig("umap_covariates"),
+            caption="../report/umap_covariates.rst",
+            category="Embedding",
+            labels={"figure": "UMAP coloured by batch and cell annotations"},
+        ),
     log:
         logs("plot_umap_covariates"),
     benchmark:
@@ -53,7 +68,12 @@ rule plot_umap_qc:
     input:
         cells=out("cluster", "cells.tsv"),
     output:
-        report(fig("umap_qc"), caption="../report/umap_qc.rst", category="Embedding"),
+        report(
+            fig("umap_qc"),
+            caption="../report/umap_qc.rst",
+            category="Embedding",
+            labels={"figure": "UMAP coloured by QC metrics"},
+        ),
     log:
         logs("plot_umap_qc"),
     benchmark:
@@ -69,7 +89,12 @@ rule plot_volcano_ds:
     input:
         table=out("ds", "ds_junctions.tsv"),
     output:
-        report(fig("volcano_ds"), caption="../report/volcano_ds.rst", category="Differential splicing"),
+        report(
+            fig("volcano_ds"),
+            caption="../report/volcano_ds.rst",
+            category="Differential splicing",
+            labels={"figure": "Volcano plots: differential splicing per junction"},
+        ),
     log:
         logs("plot_volcano_ds"),
     benchmark:
@@ -85,7 +110,12 @@ rule plot_volcano_de:
     input:
         table=out("de", "de_genes.tsv"),
     output:
-        report(fig("volcano_de"), caption="../report/volcano_de.rst", category="Differential expression"),
+        report(
+            fig("volcano_de"),
+            caption="../report/volcano_de.rst",
+            category="Differential expression",
+            labels={"figure": "Volcano plots: differential expression per gene"},
+        ),
     log:
         logs("plot_volcano_de"),
     benchmark:
@@ -102,7 +132,12 @@ rule plot_top_events_psi:
         mdata=out("splicevi.h5mu"),
         table=out("ds", "ds_junctions.tsv"),
     output:
-        report(fig("top_events_psi"), caption="../report/top_events_psi.rst", category="Differential splicing"),
+        report(
+            fig("top_events_psi"),
+            caption="../report/top_events_psi.rst",
+            category="Differential splicing",
+            labels={"figure": "Observed PSI of the top junctions per cluster"},
+        ),
     log:
         logs("plot_top_events_psi"),
     benchmark:
@@ -125,7 +160,12 @@ rule plot_event_coverage:
         mdata=out("splicevi.h5mu"),
         table=out("ds", "ds_events.tsv"),
     output:
-        report(fig("event_coverage"), caption="../report/event_coverage.rst", category="Differential splicing"),
+        report(
+            fig("event_coverage"),
+            caption="../report/event_coverage.rst",
+            category="Differential splicing",
+            labels={"figure": "Reads of the top ATSEs per cell, by cluster"},
+        ),
     log:
         logs("plot_event_coverage"),
     benchmark:
@@ -148,7 +188,12 @@ rule plot_event_arcs:
         mdata=out("splicevi.h5mu"),
         table=out("ds", "ds_events.tsv"),
     output:
-        report(fig("event_arcs"), caption="../report/event_arcs.rst", category="Differential splicing"),
+        report(
+            fig("event_arcs"),
+            caption="../report/event_arcs.rst",
+            category="Differential splicing",
+            labels={"figure": "Arc plots of the top ATSEs (reads and PSI per group)"},
+        ),
     log:
         logs("plot_event_arcs"),
     benchmark:
@@ -171,7 +216,12 @@ rule plot_umap_psi:
         mdata=out("splicevi.h5mu"),
         table=out("ds", "ds_junctions.tsv"),
     output:
-        report(fig("umap_psi"), caption="../report/umap_psi.rst", category="Differential splicing"),
+        report(
+            fig("umap_psi"),
+            caption="../report/umap_psi.rst",
+            category="Differential splicing",
+            labels={"figure": "UMAP coloured by the observed PSI of the top junctions"},
+        ),
     log:
         logs("plot_umap_psi"),
     benchmark:

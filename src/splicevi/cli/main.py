@@ -41,6 +41,7 @@ SUBCOMMANDS = (
     ("de", "differential expression tables"),
     ("plot", "figures for the report"),
     ("export", "LeafCutter counts, BED12 tracks, per-modality .h5ad"),
+    ("summary", "the report's first page: what the run found (inputs, cells, calls, top events)"),
 )
 
 
