@@ -38,6 +38,9 @@ def read_mudata(path: str | Path):
     mdata = md.read_h5mu(require_file(path, "MuData (.h5mu)"))
     if "splicing" not in mdata.mod:
         raise ValueError(f"{path} has no 'splicing' modality (modalities: {', '.join(mdata.mod) or 'none'})")
+    from splicevi.data.layers import tie_x_to_counts
+
+    tie_x_to_counts(mdata["splicing"])  # X is the counts: one matrix in memory, not two
     return mdata
 
 

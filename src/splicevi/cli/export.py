@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from splicevi._io import atomic_path, require_file
+from splicevi._io import atomic_path, require_file, write_x_as_layer
+from splicevi.data.layers import JUNCTION_COUNTS
 
 from ._common import read_mudata
 from ._errors import UsageError
@@ -85,6 +86,6 @@ def run_h5ad(args: argparse.Namespace) -> int:
     for name in mdata.mod:
         adata = modality_anndata(mdata, name)
         with atomic_path(out / f"{name}.h5ad") as tmp:
-            adata.write_h5ad(tmp)
+            write_x_as_layer(adata, tmp, JUNCTION_COUNTS)
         log.info("%s: %d cells × %d features -> %s", name, adata.n_obs, adata.n_vars, out / f"{name}.h5ad")
     return 0

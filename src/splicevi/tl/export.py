@@ -204,11 +204,17 @@ def modality_anndata(mdata, name: str):
 
     Global ``obs`` columns (clusters, annotations) not already in the modality, ``obsm`` entries and
     the ``splicevi`` neighbour graph (``obsp`` + ``uns["splicevi"]``) are copied onto its cells, and
-    the provenance record into ``uns["splicevi_provenance"]``, so scanpy works on the file alone.
+    the provenance record into ``uns["splicevi_provenance"]``, so scanpy works on the file alone. The
+    splicing modality's ``X`` is its junction counts (``layers["cell_by_junction_matrix"]``).
     """
     if name not in mdata.mod:
         raise ValueError(f"no modality '{name}' (modalities: {', '.join(mdata.mod)})")
+    from splicevi.data.layers import JUNCTION_COUNTS, JUNCTION_RATIO
+
     adata = mdata[name].copy()
+    if name == "splicing" and JUNCTION_COUNTS in adata.layers and JUNCTION_RATIO not in adata.layers:
+        # X is the junction counts (the data contract), also for files assembled before X held them.
+        adata.X = adata.layers[JUNCTION_COUNTS]
     rows = mdata.obs_names.get_indexer(adata.obs_names)
     if (rows < 0).any():
         raise ValueError(f"cells of modality '{name}' are missing from the MuData's obs")
