@@ -238,11 +238,12 @@ rule plot_umap_psi:
 
 
 rule export:
-    """On demand (`snakemake export`): LeafCutter pseudobulk counts per cluster and one .h5ad per modality."""
+    """On demand (`snakemake export`): LeafCutter pseudobulk counts (per sample and cluster) + groups file, .h5ad files."""
     input:
         mdata=out("splicevi.h5mu"),
     output:
         leafcutter=out("export", "leiden_perind.counts.gz"),
+        groups=out("export", "leiden_groups.txt"),
         h5ad=[out("export", "splicing.h5ad")] + ([out("export", "rna.h5ad")] if HAS_GENES else []),
     log:
         logs("export"),
@@ -250,10 +251,13 @@ rule export:
         bench("export")
     params:
         folder=lambda wc, output: os.path.dirname(output.leafcutter),
+        # replicates within each cluster for leafcutter_ds: the cohort's samples, else the batches
+        replicates=opt("--replicates", "sample" if SAMPLES is not None else config["batch_key"]),
     resources:
         mem_mb=lambda wc, attempt: 8000 * attempt,
     conda:
         "../../envs/splicevi.yaml"
     shell:
-        "(splicevi export leafcutter --mdata {input.mdata:q} --groupby leiden --out {output.leafcutter:q}"
+        "(splicevi export leafcutter --mdata {input.mdata:q} --groupby leiden {params.replicates:q}"
+        " --out {output.leafcutter:q} --out-groups {output.groups:q}"
         " && splicevi export h5ad --mdata {input.mdata:q} --out-dir {params.folder:q}) > {log:q} 2>&1"

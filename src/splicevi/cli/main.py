@@ -24,6 +24,7 @@ from ._errors import (
     OutputError,
     UsageError,
 )
+from ._help import plain_help
 from ._outputs import check_outputs
 
 #: Subcommands in workflow order: (module name, one-line help).
@@ -63,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # stage not part of this installation
             raise
         module.add_parser(sub, help_text)
+    plain_help(parser)
     return parser
 
 
