@@ -35,6 +35,20 @@ N_TOP = 3
 
 _MIME = {".png": "image/png", ".svg": "image/svg+xml"}
 
+#: Layout of the page inside Snakemake's report: its landing view centres its content in a screen-high
+#: flex box, which cuts the top off a page taller than the screen ("safe" centring falls back to the
+#: start), and limits the text to a narrow column (widened for this page only).
+_STYLE = (
+    "<style>"
+    ".h-screen.items-center.justify-center{align-items:safe center;justify-content:safe center}"
+    ".prose:has(.splicevi-summary){max-width:none}"
+    ".splicevi-summary table{width:auto;font-size:0.8em;border-collapse:collapse;margin:0.5em 0}"
+    ".splicevi-summary code::before,.splicevi-summary code::after{content:none}"
+    ".splicevi-summary th,.splicevi-summary td{padding:0.15em 0.5em;text-align:right}"
+    ".splicevi-summary caption{text-align:left;font-weight:bold}"
+    "</style>"
+)
+
 
 def esc(value) -> str:
     """HTML-escape a user-provided value for the page (also braces and line breaks; see the module doc)."""
@@ -67,7 +81,8 @@ def html_table(frame: pd.DataFrame, index: bool = True, caption: str | None = No
         cells = ([f"<th>{esc(key)}</th>"] if index else []) + [f"<td>{fmt(_py(v))}</td>" for v in row.to_numpy()]
         rows.append("<tr>" + "".join(cells) + "</tr>")
     cap = f"<caption>{caption}</caption>" if caption else ""
-    return f'<table class="splicevi-table">{cap}<thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    body = "\n".join(rows)  # a row a line: docutils refuses lines over 10,000 characters
+    return f'<table class="splicevi-table">{cap}<thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table>'
 
 
 def _py(value):
@@ -86,7 +101,9 @@ def image(path: str | Path | None, alt: str) -> str:
         return f"<p><em>{esc(alt)}: no figure.</em></p>"
     mime = _MIME.get(Path(path).suffix.lower(), "image/png")
     data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-    return f'<img src="data:{mime};base64,{data}" alt="{esc(alt)}" style="max-width:100%">'
+    # Lines of 76 characters: docutils refuses lines over 10,000, and URL parsing drops the line breaks.
+    wrapped = "\n".join(data[i : i + 76] for i in range(0, len(data), 76))
+    return f'<img src="data:{mime};base64,\n{wrapped}" alt="{esc(alt)}" style="max-width:100%">'
 
 
 def _overall(qc_overall: pd.DataFrame) -> dict:
@@ -257,7 +274,7 @@ def render_summary(
     overall = _overall(qc_overall)
     calls = contrast_calls(ds_junctions, ds_events, de, cells)
     warnings = degenerate_warnings(overall, qc_samples, calls) + log_warnings(log_dir)
-    parts = ['<div class="splicevi-summary">']
+    parts = [_STYLE, '<div class="splicevi-summary">']
     if warnings:
         parts.append('<div class="splicevi-warnings" style="border:2px solid #c60;padding:0.5em;margin:0.5em 0">'
                      "<strong>Warnings</strong><ul>" + "".join(f"<li>{esc(w)}</li>" for w in warnings)
