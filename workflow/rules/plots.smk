@@ -187,6 +187,7 @@ rule plot_event_arcs:
     input:
         mdata=out("splicevi.h5mu"),
         table=out("ds", "ds_events.tsv"),
+        gtf=config["atse"]["gtf"] or [],
     output:
         report(
             fig("event_arcs"),
@@ -201,12 +202,13 @@ rule plot_event_arcs:
     params:
         n_top=config["plots"]["n_arcs"],
         min_cells=config["plots"]["min_cells_observed"],
+        gtf=opt("--gtf", config["atse"]["gtf"]),
     resources:
         mem_mb=lambda wc, attempt: 8000 * attempt,
     conda:
         "../../envs/splicevi.yaml"
     shell:
-        "splicevi plot arcs --mdata {input.mdata:q} --table {input.table:q}"
+        "splicevi plot arcs --mdata {input.mdata:q} --table {input.table:q} {params.gtf:q}"
         " --n-top {params.n_top:q} --min-cells {params.min_cells:q} --out {output:q} > {log:q} 2>&1"
 
 

@@ -49,6 +49,7 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     k.add_argument("--mdata", required=True, help=".h5mu from `splicevi cluster`")
     k.add_argument("--table", required=True, help="per-ATSE (or per-junction) table from `splicevi ds`")
     k.add_argument("--n-top", type=int, default=2, help="events per contrast (at most 12 overall)")
+    k.add_argument("--gtf", default=None, help="GTF whose exons are drawn as a track under the arcs")
     k.set_defaults(func=run_arcs)
 
     k = kinds.add_parser("psi-umap", help="UMAP coloured by the observed PSI of the top DS junctions")
@@ -137,7 +138,7 @@ def run_arcs(args: argparse.Namespace) -> int:
     from splicevi import pl
 
     table = _read_table(args.table, dtype=_TABLE_DTYPES)
-    pl.save_figure(pl.top_event_arcs(_mdata(args.mdata), table, args.n_top, args.min_cells), args.out)
+    pl.save_figure(pl.top_event_arcs(_mdata(args.mdata), table, args.n_top, args.min_cells, gtf=args.gtf), args.out)
     return 0
 
 
