@@ -147,8 +147,9 @@ def contrast_calls(
             "cells group1": n1 if n1 is not None else "",
             "cells group2": n2 if n2 is not None else "",
         }
-        if "test" in ev.columns:
-            row["test"] = ", ".join(str(t) for t in pd.unique(ev["test"].dropna()))
+        for col in ("design", "test"):  # how the contrast was tested, where the tables say
+            if col in ev.columns:
+                row[col] = ", ".join(str(t) for t in pd.unique(ev[col].dropna()))
         row["junctions called / tested"] = _called(jn, "is_ds_fdr")
         row["ATSEs called / tested"] = _called(ev, "is_ds_fdr")
         if de is not None:
