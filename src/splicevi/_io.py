@@ -360,3 +360,41 @@ def check_not_an_input(outputs: dict[str, str | os.PathLike], inputs: dict[str, 
                     raise InputOverwriteError(
                         f"{out_flag} {out} contains the input {in_flag} {inp}: replacing the folder would delete "
                         "the input; choose another output path")
+
+
+def write_x_as_layer(data, path: str | os.PathLike, layer: str, modality: str | None = None) -> None:
+    """Write an AnnData / MuData whose ``X`` is the same matrix as ``layers[layer]``, storing it once.
+
+    Scanpy reads ``X`` (``sc.pp.calculate_qc_metrics``, ``sc.pl.umap(color=<feature>)``) while the model
+    reads the named layer; both hold the counts. Written naively the counts would be stored twice, so
+    ``X`` is written as an HDF5 hard link to the layer: one copy on disk, and every reader (anndata,
+    mudata, h5py) sees an ordinary ``X``. When ``X`` is not that matrix, the object is written as is.
+
+    Parameters
+    ----------
+    data
+        AnnData (``.h5ad``) or MuData (``.h5mu``, then ``modality`` names the AnnData).
+    path
+        Output file (write it through :func:`atomic_path`).
+    layer
+        The layer that ``X`` mirrors.
+    modality
+        MuData only: the modality whose ``X`` is linked.
+    """
+    import h5py
+
+    adata = data[modality] if modality is not None else data
+    if adata.X is None or adata.layers.get(layer) is not adata.X:
+        data.write(path) if modality is not None else data.write_h5ad(path)
+        return
+    x = adata.X
+    adata.X = None
+    try:
+        data.write(path) if modality is not None else data.write_h5ad(path)
+    finally:
+        adata.X = x
+    prefix = f"mod/{modality}/" if modality is not None else ""
+    with h5py.File(path, "r+") as fh:
+        if f"{prefix}X" in fh:  # an empty X written by an older anndata
+            del fh[f"{prefix}X"]
+        fh[f"{prefix}X"] = fh[f"{prefix}layers/{layer}"]

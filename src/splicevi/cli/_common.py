@@ -40,6 +40,9 @@ def read_mudata(path: str | Path):
     mdata = read_mudata_file(path, "MuData (.h5mu)", made_by="`splicevi assemble`")
     if "splicing" not in mdata.mod:
         raise ValueError(f"{path} has no 'splicing' modality (modalities: {', '.join(mdata.mod) or 'none'})")
+    from splicevi.data.layers import tie_x_to_counts
+
+    tie_x_to_counts(mdata["splicing"])  # X is the counts: one matrix in memory, not two
     return mdata
 
 

@@ -42,8 +42,9 @@ def run(args: argparse.Namespace) -> int:
     # mudata 0.3 warns on every update about a default that changes in 0.4; we set obs explicitly.
     warnings.filterwarnings("ignore", category=FutureWarning, module="mudata")
 
-    from splicevi._io import atomic_path, require_file
+    from splicevi._io import atomic_path, require_file, write_x_as_layer
     from splicevi.data.assemble import assemble, read_events, read_transcript_lengths
+    from splicevi.data.layers import JUNCTION_COUNTS
 
     from .atse import summary_path
 
@@ -66,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
                              transcript_lengths=lengths, events_source=args.events, provenance=provenance,
                              published_layout=args.published_layout)
     with atomic_path(args.out) as tmp:
-        mdata.write(tmp)
+        write_x_as_layer(mdata, tmp, JUNCTION_COUNTS, modality="splicing")
     rows = [("cells in junctions file", report["n_cells_in"])]
     if "barcodes" in report:
         b = report["barcodes"]

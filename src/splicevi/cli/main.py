@@ -34,6 +34,7 @@ from ._errors import (
     OutputError,
     UsageError,
 )
+from ._help import plain_help
 from ._outputs import check_outputs
 
 #: Subcommands in workflow order: (module name, one-line help).
@@ -51,6 +52,7 @@ SUBCOMMANDS = (
     ("de", "differential expression tables"),
     ("plot", "figures for the report"),
     ("export", "LeafCutter counts, BED12 tracks, per-modality .h5ad"),
+    ("summary", "the report's first page: what the run found (inputs, cells, calls, top events)"),
 )
 
 
@@ -72,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # stage not part of this installation
             raise
         module.add_parser(sub, help_text)
+    plain_help(parser)
     return parser
 
 

@@ -180,7 +180,9 @@ def assemble(
         layers = splicing_layers(k, codes)
         x = layers[JUNCTION_RATIO].copy()
     else:
-        layers, x = {JUNCTION_COUNTS: k}, None
+        # X is the junction counts (the same matrix as the layer, not a copy): scanpy reads X
+        # (calculate_qc_metrics, umap coloured by a junction); written once (_io.write_x_as_layer).
+        layers, x = {JUNCTION_COUNTS: k}, k
     del totals
     ev_per_cell = _events_observed(k, codes, n_events)
     obs["n_junction_reads"] = count_totals(k, axis=1)
