@@ -72,7 +72,7 @@ def test_default_contrasts_each_cluster_vs_rest(mdata):
 def test_configured_contrasts_are_checked(mdata):
     obs_before = mdata.obs.copy()
     cs = resolve_contrasts(mdata, [{"name": "a", "groupby": "cell_type", "group1": "type1", "group2": "rest"}])
-    assert cs == [Contrast("a", "cell_type", "type1", None)]
+    assert cs == [Contrast("a", "cell_type", "type1", None, source="cell_type")]
     pd.testing.assert_frame_equal(mdata.obs, obs_before)  # resolving contrasts writes nothing
     with pytest.raises(ValueError, match="group 'typeX' of 'cell_type' has 0 cells"):
         resolve_contrasts(mdata, [{"name": "a", "groupby": "cell_type", "group1": "typeX"}])
