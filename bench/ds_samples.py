@@ -46,7 +46,9 @@ from splicevi.stats.differential import bh_qvalues
 DELTA = 0.1
 FDR = 0.05
 HERE = Path(__file__).resolve().parent
-SHARED = HERE.parents[1] / "shared" / "data" / "scasl_tnbc_smartseq2"
+#: The real cells (../shared/data beside the repository; a worktree's is two levels up).
+SHARED = next((p / "shared" / "data" / "scasl_tnbc_smartseq2" for p in HERE.parents
+               if (p / "shared" / "data" / "scasl_tnbc_smartseq2").exists()), HERE.parents[1] / "shared")
 
 
 def train(sim, epochs: int, seed: int):
@@ -73,10 +75,10 @@ def welch_calls(table):
     return (q <= FDR) & (table["effect_size"].abs().to_numpy() >= DELTA)
 
 
-def chi2_calls(model, mdata, c1, c2, samples):
-    """The DM LRT referred to χ² (no quasi-likelihood layer)."""
-    t = sample_level_ds(model, mdata, c1, c2, samples, delta=DELTA, fdr_target=FDR, quasi=False)
-    return t
+def chi2_calls(model, mdata, c1, c2, samples, index):
+    """The DM LRT referred to χ² (no quasi-likelihood layer), LeafCutter-style: ATSE q-value and |ΔPSI|."""
+    t = sample_level_ds(model, mdata, c1, c2, samples, delta=DELTA, fdr_target=FDR, quasi=False).loc[index]
+    return ((t["qvalue"] <= FDR) & (t["effect_size"].abs() >= DELTA)).to_numpy()
 
 
 def score(calls: np.ndarray, truth: np.ndarray) -> dict:
@@ -103,7 +105,7 @@ def run_cohort(name, n_samples, conc, frac, args) -> dict:
     tj = sample_level_ds(model, mdata, c1, c2, samples, delta=DELTA, fdr_target=FDR)
     t_ds = time.time() - t1
     te = sample_level_ds(model, mdata, c1, c2, samples, delta=DELTA, fdr_target=FDR, level="event")
-    tchi = chi2_calls(model, mdata, c1, c2, samples).loc[tj.index]
+    chi = chi2_calls(model, mdata, c1, c2, samples, tj.index)
     cj = cell_level(model, mdata, c1, c2, "junction").loc[tj.index]
     ce = cell_level(model, mdata, c1, c2, "event").set_index("event_id").loc[te.index]
     dpsi = sim.junctions["true_dpsi_condition"].loc[tj.index].abs().to_numpy()
@@ -111,7 +113,7 @@ def run_cohort(name, n_samples, conc, frac, args) -> dict:
     ev_truth = sim.events["max_abs_dpsi_condition"].loc[te.index].to_numpy() > DELTA
     calls = {
         "samples_dm_ql": tj["is_ds_fdr"].to_numpy(),
-        "samples_dm_chi2": tchi["is_ds_fdr"].to_numpy(),
+        "samples_dm_chi2": chi,
         "pseudobulk_welch": welch_calls(tj),
         "cell_level": cj["is_ds_fdr"].to_numpy(),
         "pooled_dpsi": tj["emp_effect"].abs().fillna(0).to_numpy() >= DELTA,

@@ -129,8 +129,13 @@ def sample_level_ds(model, adata, cells1: np.ndarray, cells2: np.ndarray, sample
     The test is per ATSE: **junction rows carry their ATSE's p-value and q-value** (Benjamini–
     Hochberg over ATSEs), with the junction's own pseudobulk ΔPSI as ``effect_size``: the mean over
     group 1's samples of the per-sample PSI minus that of group 2 (each sample counts once; in
-    [−1, 1]). A junction (an ATSE) is called (``is_ds_fdr``) when its ATSE's q-value is at most
-    ``fdr_target`` and its |ΔPSI| (the ATSE's largest) is at least ``delta``. ``proba_ds`` is
+    [−1, 1]). An ATSE is called (``is_ds_fdr`` of the event table) when its q-value is at most
+    ``fdr_target`` and its largest |ΔPSI| is at least ``delta``. A junction is called when its
+    ATSE passes that screen, its own test (``junction_pvalue``: the same GLM test of its reads
+    against the rest of its ATSE) is confirmed stage-wise (``junction_padj``, Holm–Shaffer within
+    the ATSE, at ``fdr_target`` × screened / tested ATSEs; :func:`splicevi.stats.pseudobulk.
+    stagewise_confirmation`) and its |ΔPSI| is at least ``delta``: so a junction is not called
+    only because its ATSE changed. ``proba_ds`` is
     ``1 − qvalue`` (not a posterior probability; kept for the tools that rank by it).
     ``welch_pvalue`` is the peer test, a Welch t-test of the per-sample PSI of the junction.
     """
@@ -150,6 +155,8 @@ def sample_level_ds(model, adata, cells1: np.ndarray, cells2: np.ndarray, sample
     cov = per_sample_covariates(covariates, samples, names, cells)
     totals = pb.atse_totals(counts, codes)
     dm = pb.dm_glm_test(counts, codes, group, covariates=cov, quasi=quasi)
+    log_p_junction = pb.junction_tests(counts, codes, group, covariates=cov)
+    confirmed, adjusted = pb.stagewise_confirmation(dm.log_pvalue, dm.atse, log_p_junction, codes, fdr_target)
     welch = pb.welch_test(counts, totals, group)
     row_of_atse = np.searchsorted(dm.atse, codes)
     log_p = dm.log_pvalue[row_of_atse]
@@ -163,7 +170,7 @@ def sample_level_ds(model, adata, cells1: np.ndarray, cells2: np.ndarray, sample
             "proba_ds": 1.0 - q,
             "pvalue": np.exp(log_p),
             "qvalue": q,
-            "is_ds_fdr": dstats.fdr_calls(q, fdr_target) & (np.abs(effect) >= delta),
+            "is_ds_fdr": confirmed & (np.abs(effect) >= delta),
             "effect_size": effect,
             "log10_pvalue": log_p / np.log(10.0),
             "est_psi1": welch.psi1,
@@ -179,6 +186,8 @@ def sample_level_ds(model, adata, cells1: np.ndarray, cells2: np.ndarray, sample
             "lr_df": dm.df[row_of_atse].astype(np.int64),
             "dm_concentration": dm.concentration[row_of_atse],
             "ql_dispersion": dm.dispersion[row_of_atse],
+            "junction_pvalue": np.exp(log_p_junction),
+            "junction_padj": adjusted,
             "welch_pvalue": welch.pvalue,
         },
         index=pd.Index(var.index, name="junction_id"),

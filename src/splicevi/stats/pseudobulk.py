@@ -571,3 +571,68 @@ def dm_glm_test(
         atse=atse, lr=lr, df=df, dispersion=disp, df_residual=df2, log_pvalue=log_p,
         concentration=np.exp(conc_used), concentration_mle=np.exp(conc_mle), testable=testable,
     )
+
+
+# ---------------------------------------------------------------------------- junctions of called ATSEs
+def junction_tests(counts: np.ndarray, codes: np.ndarray, group: np.ndarray,
+                   covariates: pd.DataFrame | None = None,
+                   min_observed_samples: int = MIN_OBSERVED_SAMPLES) -> np.ndarray:
+    """Per junction, the beta-binomial (two-column DM) GLM test of its reads against the rest of its ATSE.
+
+    The same test as :func:`dm_glm_test` (concentration shrunk across junctions, quasi-likelihood
+    F calibration) on ``[k, n − k]`` per sample. Returns the log p-value of each junction (0:
+    untestable).
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    totals = atse_totals(counts, codes)
+    pairs = np.empty((counts.shape[0], 2 * counts.shape[1]))
+    pairs[:, 0::2] = counts
+    pairs[:, 1::2] = totals - counts
+    res = dm_glm_test(pairs, np.repeat(np.arange(counts.shape[1]), 2), group, covariates=covariates,
+                      min_observed_samples=min_observed_samples)
+    return res.log_pvalue  # res.atse is 0..n_junctions-1 in order
+
+
+def stagewise_confirmation(log_p_atse: np.ndarray, atse: np.ndarray, log_p_junction: np.ndarray,
+                           codes: np.ndarray, fdr_target: float) -> tuple[np.ndarray, np.ndarray]:
+    """Stage-wise testing (screen ATSEs, confirm junctions; Van den Berge et al. 2017, stageR's idea).
+
+    Screening: Benjamini–Hochberg over ATSEs at ``fdr_target`` (R of m ATSEs pass). Confirmation:
+    within a passing ATSE, the junction p-values are adjusted by Holm's step-down with Shaffer's
+    first step (a changed ATSE changes at least two junctions, as PSIs sum to one: multipliers
+    J−1, J−1, J−2, ..., 1) and compared with ``fdr_target · R / m``. This controls the FDR of
+    the called ATSEs and, within them, the errors of the called junctions, so a junction is not
+    called only because its ATSE changed.
+
+    Returns
+    -------
+    confirmed
+        Per junction: in a screened ATSE and confirmed.
+    adjusted
+        Per junction: its Holm–Shaffer adjusted p-value within its ATSE (1 outside screened ATSEs).
+    """
+    from .differential import bh_qvalues
+
+    q = bh_qvalues(log_p_atse)
+    screened_atse = q <= fdr_target
+    n_pass = int(screened_atse.sum())
+    m = int(np.sum(log_p_atse < 0)) or 1
+    level = fdr_target * n_pass / m
+    row = np.searchsorted(atse, codes)
+    screened = screened_atse[row]
+    adjusted = np.ones(codes.size)
+    p = np.exp(log_p_junction)
+    order = np.lexsort((p, codes))
+    sorted_codes = codes[order]
+    starts = np.r_[0, np.nonzero(np.diff(sorted_codes))[0] + 1]
+    sizes = np.diff(np.r_[starts, order.size])
+    rank = np.arange(order.size) - np.repeat(starts, sizes)  # 0-based rank within the ATSE
+    size = np.repeat(sizes, sizes)
+    mult = np.where(rank == 0, np.maximum(size - 1, 1), size - rank)
+    adj = np.minimum(p[order] * mult, 1.0)
+    seg = np.repeat(np.arange(starts.size), sizes)
+    # step-down: running maximum within each ATSE (offsets keep the segments apart; adj ≤ 1)
+    adj = np.maximum.accumulate(adj + 2.0 * seg) - 2.0 * seg
+    adjusted[order] = adj
+    adjusted = np.where(screened, adjusted, 1.0)
+    return screened & (adjusted <= level), adjusted
