@@ -177,3 +177,27 @@ def test_cli_simulate_cohort_shares_coordinates_and_writes_a_sheet(tmp_path, mon
     assert all(t.equals(tables[0]) for t in tables[1:])
     truth = pd.read_csv("cohort/truth_cells.tsv", sep="\t")
     assert truth.shape[0] == 90 and {"sample", "condition"} <= set(truth.columns)
+
+
+def test_cli_de_picks_the_sample_design_and_says_so(tmp_path):
+    from splicevi.cli.main import main
+
+    path = tmp_path / "cohort.h5mu"
+    simulate(n_cells=160, n_genes=40, n_events=15, n_types=2, observed_fraction=0.5, n_samples=4,
+             seed=5).to_mudata().write_h5mu(path)
+    model_dir = tmp_path / "model"
+    assert main(["train", "--mdata", str(path), "--batch-key", "sample", "--model-kwargs", '{"n_latent": 3}',
+                 "--max-epochs", "1", "--no-early-stopping", "--threads", "1", "--out-model", str(model_dir),
+                 "--out-history", str(tmp_path / "h.tsv")]) == 0
+    contrasts = '[{"name": "cond", "groupby": "condition", "group1": "treated", "group2": "control"}]'
+    out = tmp_path / "de.tsv"
+    assert main(["de", "--mdata", str(path), "--model", str(model_dir), "--contrasts", contrasts,
+                 "--out", str(out)]) == 0
+    table = pd.read_csv(out, sep="\t")
+    assert set(table["design"]) == {"samples"} and table["test"].str.contains("DESeq2").all()
+    assert table["rank"].tolist() == list(range(1, len(table) + 1))
+    # one sample a group (sample-level contrast between two donors): refused with the counts
+    donors = '[{"name": "d", "groupby": "sample", "group1": "sample1", "group2": "sample2"}]'
+    rc = main(["de", "--mdata", str(path), "--model", str(model_dir), "--contrasts", donors, "--design", "samples",
+               "--sample-key", "sample", "--out", str(tmp_path / "bad.tsv")])
+    assert rc != 0 and not (tmp_path / "bad.tsv").exists()
