@@ -201,3 +201,20 @@ def test_cli_de_picks_the_sample_design_and_says_so(tmp_path):
     rc = main(["de", "--mdata", str(path), "--model", str(model_dir), "--contrasts", donors, "--design", "samples",
                "--sample-key", "sample", "--out", str(tmp_path / "bad.tsv")])
     assert rc != 0 and not (tmp_path / "bad.tsv").exists()
+
+
+def test_covariates_enter_the_design_and_confounded_ones_are_refused():
+    from splicevi.model._ds_samples import per_sample_covariates
+
+    group = np.array([True, True, False, False, True, False])
+    x, names = pb.design_matrix(group, pd.DataFrame({"sex": list("FMFMMF"), "age": [30, 41, 52, 38, 60, 45]}))
+    assert names == ["intercept", "group", "sex[M]", "age"] and x.shape == (6, 4)
+    with pytest.raises(ValueError, match="not of full rank"):
+        pb.design_matrix(group, pd.DataFrame({"batch": np.where(group, "b1", "b2")}))
+    samples = np.array(["a", "a", "b", "b"], dtype=object)
+    per_cell = pd.DataFrame({"sex": ["F", "M", "F", "F"]})
+    with pytest.raises(ValueError, match="vary within a sample"):
+        per_sample_covariates(per_cell, samples, np.array(["a", "b"]), np.arange(4))
+    by_sample = per_sample_covariates(pd.DataFrame({"sex": ["M", "F"]}, index=["b", "a"]), samples,
+                                      np.array(["a", "b"]), np.arange(4))
+    assert by_sample["sex"].tolist() == ["F", "M"]
