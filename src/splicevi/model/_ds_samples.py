@@ -155,7 +155,7 @@ def sample_level_ds(model, adata, cells1: np.ndarray, cells2: np.ndarray, sample
     cov = per_sample_covariates(covariates, samples, names, cells)
     totals = pb.atse_totals(counts, codes)
     dm = pb.dm_glm_test(counts, codes, group, covariates=cov, quasi=quasi)
-    log_p_junction = pb.junction_tests(counts, codes, group, covariates=cov)
+    log_p_junction = pb.junction_tests(counts, codes, group, covariates=cov, atse_result=dm)
     confirmed, adjusted = pb.stagewise_confirmation(dm.log_pvalue, dm.atse, log_p_junction, codes, fdr_target)
     welch = pb.welch_test(counts, totals, group)
     row_of_atse = np.searchsorted(dm.atse, codes)

@@ -315,13 +315,12 @@ def _dm_derivatives(theta, y, mask, x, log_conc, ridge):
     return obj, grad, hess
 
 
-def _newton(y, mask, x, theta, log_conc, ridge, max_iter=80, tol=1e-6):
+def _newton(y, mask, x, theta, log_conc, ridge, max_iter=80, tol=1e-4):
     """Damped Newton (Levenberg–Marquardt) per ATSE, all ATSEs of a bucket at once."""
     import torch
 
     obj, _, _ = _dm_derivatives(theta, y, mask, x, log_conc, ridge)
-    lam = torch.full((theta.shape[0],), 1e-4, dtype=theta.dtype)
-    eye = torch.eye(theta.shape[1], dtype=theta.dtype)
+    lam = torch.full((theta.shape[0],), 1e-6, dtype=theta.dtype)
     active = torch.ones(theta.shape[0], dtype=torch.bool)
     for _ in range(max_iter):
         idx = torch.nonzero(active).squeeze(1)
@@ -330,9 +329,15 @@ def _newton(y, mask, x, theta, log_conc, ridge, max_iter=80, tol=1e-6):
         lcs = None if log_conc is None else log_conc[idx]
         th, yy, mm = theta[idx], y[idx], mask[idx]
         _, g, h = _dm_derivatives(th, yy, mm, x, lcs, ridge)
-        scale = torch.diagonal(h, dim1=1, dim2=2).abs().clamp_min(1e-8)
-        step, info = torch.linalg.solve_ex(h + (lam[idx, None, None] * scale[:, :, None]) * eye, g)
-        step = torch.where((info == 0)[:, None] & torch.isfinite(step), step, -g * 1e-3)
+        # Saddle-free Newton: the DM likelihood is not concave jointly in the coefficients and the
+        # concentration, so the Hessian's eigenvalues are taken in absolute value (always a descent
+        # direction), damped Levenberg–Marquardt style where a step fails.
+        evals, evecs = torch.linalg.eigh(h)
+        top = evals.abs().amax(dim=1, keepdim=True).clamp_min(1e-12)
+        evals = evals.abs().clamp_min(1e-8 * top) + lam[idx, None] * top
+        step = evecs @ ((evecs.transpose(1, 2) @ g[:, :, None]) / evals[:, :, None])
+        step = step[:, :, 0]
+        step = torch.where(torch.isfinite(step), step, -g * 1e-3)
         new = th - step
         if log_conc is None:  # keep the concentration in bounds
             new[:, -1] = new[:, -1].clamp(*LOG_CONC_BOUNDS)
@@ -342,7 +347,13 @@ def _newton(y, mask, x, theta, log_conc, ridge, max_iter=80, tol=1e-6):
         theta[idx] = torch.where(better[:, None], new, th)
         obj[idx] = torch.where(better, new_obj, obj[idx])
         lam[idx] = torch.where(better, (lam[idx] / 10).clamp_min(1e-10), lam[idx] * 10)
-        converged = (better & (gain < tol)) | (lam[idx] > 1e8) | (g.abs().amax(dim=1) < tol)
+        if log_conc is None:
+            # a concentration at its bound that pushes outwards is done (e.g. no overdispersion: c → ∞)
+            lc_now = theta[idx, -1]
+            outward = ((lc_now >= LOG_CONC_BOUNDS[1] - 1e-9) & (g[:, -1] < 0)) | (
+                (lc_now <= LOG_CONC_BOUNDS[0] + 1e-9) & (g[:, -1] > 0))
+            g = torch.cat([g[:, :-1], torch.where(outward, torch.zeros_like(g[:, -1]), g[:, -1])[:, None]], dim=1)
+        converged = (better & (gain < tol)) | (lam[idx] > 1e4) | (g.abs().amax(dim=1) < tol)
         active[idx] = ~converged
     return theta, obj
 
@@ -576,21 +587,34 @@ def dm_glm_test(
 # ---------------------------------------------------------------------------- junctions of called ATSEs
 def junction_tests(counts: np.ndarray, codes: np.ndarray, group: np.ndarray,
                    covariates: pd.DataFrame | None = None,
-                   min_observed_samples: int = MIN_OBSERVED_SAMPLES) -> np.ndarray:
+                   min_observed_samples: int = MIN_OBSERVED_SAMPLES,
+                   atse_result: DMTestResult | None = None) -> np.ndarray:
     """Per junction, the beta-binomial (two-column DM) GLM test of its reads against the rest of its ATSE.
 
     The same test as :func:`dm_glm_test` (concentration shrunk across junctions, quasi-likelihood
-    F calibration) on ``[k, n − k]`` per sample. Returns the log p-value of each junction (0:
-    untestable).
+    F calibration) on ``[k, n − k]`` per sample. A junction of a two-junction ATSE has the same
+    data as its ATSE: with ``atse_result`` given, it takes the ATSE's p-value instead of a second
+    fit. Returns the log p-value of each junction (0: untestable).
     """
     counts = np.asarray(counts, dtype=np.float64)
+    codes = np.asarray(codes)
     totals = atse_totals(counts, codes)
-    pairs = np.empty((counts.shape[0], 2 * counts.shape[1]))
-    pairs[:, 0::2] = counts
-    pairs[:, 1::2] = totals - counts
-    res = dm_glm_test(pairs, np.repeat(np.arange(counts.shape[1]), 2), group, covariates=covariates,
-                      min_observed_samples=min_observed_samples)
-    return res.log_pvalue  # res.atse is 0..n_junctions-1 in order
+    log_p = np.zeros(counts.shape[1])
+    own = np.ones(counts.shape[1], dtype=bool)
+    if atse_result is not None:
+        _, inv, size = np.unique(codes, return_inverse=True, return_counts=True)
+        pair = size[inv] == 2
+        log_p[pair] = atse_result.log_pvalue[np.searchsorted(atse_result.atse, codes[pair])]
+        own = ~pair
+    cols = np.nonzero(own)[0]
+    if cols.size:
+        pairs = np.empty((counts.shape[0], 2 * cols.size))
+        pairs[:, 0::2] = counts[:, cols]
+        pairs[:, 1::2] = totals[:, cols] - counts[:, cols]
+        res = dm_glm_test(pairs, np.repeat(np.arange(cols.size), 2), group, covariates=covariates,
+                          min_observed_samples=min_observed_samples)
+        log_p[cols] = res.log_pvalue  # res.atse is 0..len(cols)-1 in order
+    return log_p
 
 
 def stagewise_confirmation(log_p_atse: np.ndarray, atse: np.ndarray, log_p_junction: np.ndarray,
