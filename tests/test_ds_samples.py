@@ -196,6 +196,8 @@ def test_cli_de_picks_the_sample_design_and_says_so(tmp_path):
     table = pd.read_csv(out, sep="\t")
     assert set(table["design"]) == {"samples"} and table["test"].str.contains("DESeq2").all()
     assert table["rank"].tolist() == list(range(1, len(table) + 1))
+    assert table["log10_pvalue"].is_monotonic_increasing  # ranked by the sample-level p-value
+    assert main(["plot", "volcano", "--table", str(out), "--kind", "de", "--out", str(tmp_path / "v.png")]) == 0
     # one sample a group (sample-level contrast between two donors): refused with the counts
     donors = '[{"name": "d", "groupby": "sample", "group1": "sample1", "group2": "sample2"}]'
     rc = main(["de", "--mdata", str(path), "--model", str(model_dir), "--contrasts", donors, "--design", "samples",

@@ -79,13 +79,13 @@ def run(args: argparse.Namespace) -> int:
     )
     for name, part in table.groupby("contrast", sort=False):
         log.info("contrast %s: design %s, test: %s", name, part["design"].iloc[0], part["test"].iloc[0])
-    if "proba_de" in table.columns and table["proba_de"].notna().all():
-        score = "proba_de"
-    else:  # pseudobulk rows: rank by p-value (most significant first)
-        table["_evidence"] = -table["log10_pvalue"].fillna(0.0)
-        if "proba_de" in table.columns:
-            table["_evidence"] = table["_evidence"].where(table["proba_de"].isna(), table["proba_de"])
-        score = "_evidence"
+    # Within a contrast: the labels design ranks by its posterior probability, the samples design by
+    # its p-value (most significant first); a contrast has one design, so the scales never mix.
+    score = "_evidence"
+    table["_evidence"] = table["proba_de"] if "proba_de" in table.columns else 0.0
+    if "log10_pvalue" in table.columns:
+        samples = (table["design"] == "samples").to_numpy()
+        table.loc[samples, "_evidence"] = -table.loc[samples, "log10_pvalue"].fillna(0.0)
     effect = next((c for c in ("lfc_mean", "lfc_median", "effect_size") if c in table.columns), None)
     table = rank_table(table, score, effect).drop(columns="_evidence", errors="ignore")
     table = annotate_de_table(mdata, table)

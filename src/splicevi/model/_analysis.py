@@ -671,7 +671,7 @@ class SplicingAnalysisMixin:
             ``labels``: scvi-tools' DE table (``proba_de``, ``bayes_factor``, ``lfc_mean``,
             ``is_de_fdr_<fdr>``, raw-count statistics when ``all_stats``), indexed by gene.
             ``samples``: ``lfc_mean`` (log2), ``lfc_se``, ``base_mean``, ``stat``,
-            ``pvalue``, ``qvalue``, ``log10_pvalue``, ``is_de_fdr``, ``cpm1``, ``cpm2``,
+            ``pvalue``, ``qvalue``, ``proba_de`` (1 − q-value), ``log10_pvalue``, ``is_de_fdr``, ``cpm1``, ``cpm2``,
             ``n_samples_group1`` / ``2`` (see :func:`splicevi.stats.pseudobulk_de.deseq2_test`).
             Both carry ``design`` and ``test``; with ``group1=None`` one table per comparison is
             stacked with ``comparison``, ``group1``, ``group2``.

@@ -62,7 +62,8 @@ def deseq2_test(
     pd.DataFrame
         Per gene (index ``gene_id``): ``lfc_mean`` (DESeq2's log2 fold change group1/group2, the
         scale of the labels design's ``lfc_mean``), ``lfc_se``, ``base_mean``, ``stat``,
-        ``pvalue``, ``qvalue``, ``log10_pvalue``, ``is_de_fdr``; genes without counts have p-value 1.
+        ``pvalue``, ``qvalue``, ``proba_de`` (``1 − qvalue``, for the volcano and ranking tools),
+        ``log10_pvalue``, ``is_de_fdr``; genes without counts have p-value 1.
     """
     try:
         from pydeseq2.dds import DeseqDataSet
@@ -120,6 +121,8 @@ def deseq2_test(
             "stat": stat,
             "pvalue": pvalue,
             "qvalue": q,
+            # 1 − q-value: not a posterior probability; for the tools that rank and plot by it
+            "proba_de": 1.0 - q,
             "log10_pvalue": log_p / np.log(10.0),
             "is_de_fdr": q <= fdr_target,
         },
