@@ -32,12 +32,12 @@ test-fast: install
 clean:
 	rm -rf $(VENV) .cache .pytest_cache results .snakemake
 
-# The workflow on the embedded example (resources/example), 2 cores, then the HTML report.
+# The workflow on the embedded example (resources/example, config/example.yaml), 2 cores, then the HTML report.
 demo: install
 	mkdir -p $(NUMBA_CACHE_DIR)
 	test -d resources/example/Solo.out || { echo "resources/example is missing (see resources/example/README.md)"; exit 1; }
-	$(VENV)/bin/snakemake --cores 2
-	$(VENV)/bin/snakemake --cores 2 --report results/report.html
+	$(VENV)/bin/snakemake --cores 2 --configfile config/example.yaml
+	$(VENV)/bin/snakemake --cores 2 --configfile config/example.yaml --report results/report.html
 	@echo
 	@echo "Done. Report:  results/report.html   (open it in a browser)"
 	@echo "Tables:        results/ds/ds_junctions.tsv, results/ds/ds_events.tsv, results/de/de_genes.tsv"

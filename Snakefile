@@ -1,9 +1,13 @@
 # splicevi workflow: junction tables (+ optional gene counts) -> SpliceVI model -> embeddings,
 # clusters, differential splicing / expression, figures and a Snakemake HTML report.
 #
-#   snakemake --cores 2                          # run (config/config.yaml)
-#   snakemake --cores 2 --report report.html     # self-contained report after the run
-#   snakemake --profile workflow/profiles/slurm  # on a SLURM cluster (GPU for training)
+#   snakemake --cores 2 --configfile my_config.yaml               # run (template: config/config.yaml)
+#   snakemake --configfile my_config.yaml --report report.html   # self-contained report after the run
+#   snakemake --profile workflow/profiles/slurm --configfile my_config.yaml   # on a SLURM cluster
+#   snakemake --cores 2 --configfile config/example.yaml          # the embedded example (make demo)
+#
+# No config file is read implicitly: the run is the same from any working directory, and keys not
+# given take the defaults of workflow/schemas/config.schema.yaml (the one place that defines them).
 #
 # Every rule is one call of the `splicevi` command line; all logic lives in src/splicevi.
 from snakemake.utils import min_version
@@ -11,17 +15,13 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-# Before the configfile directive: a YAML syntax error is named with its file and line.
-include: "workflow/rules/config_yaml.smk"
-
-
-configfile: "config/config.yaml"
-
-
-report: "workflow/report/workflow.rst"
-
-
 include: "workflow/rules/common.smk"
+
+
+# The report's first page: the run's summary (rule report_summary) once it exists, else the description.
+report: report_front_page()
+
+
 if SAMPLES is None:
 
     include: "workflow/rules/ingest.smk"
@@ -39,6 +39,7 @@ include: "workflow/rules/embed.smk"
 include: "workflow/rules/cluster.smk"
 include: "workflow/rules/differential.smk"
 include: "workflow/rules/plots.smk"
+include: "workflow/rules/report.smk"
 
 
 # Figures and tables are quick: run them where Snakemake runs, not as cluster jobs.
@@ -55,6 +56,7 @@ localrules:
     plot_event_coverage,
     plot_event_arcs,
     plot_umap_psi,
+    report_summary,
 
 
 rule all:

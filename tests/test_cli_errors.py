@@ -6,6 +6,7 @@ training end with 143 / 130 and leave earlier outputs as they were.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -219,3 +220,206 @@ def test_cluster_checks_contrast_groups_before_differential_jobs(trained, small,
     assert not (tmp_path / "c.h5mu").exists() and not (tmp_path / "cells.tsv").exists()
     good = '[{"name": "c", "groupby": "leiden", "group1": "0", "group2": null}]'
     assert main(["cluster", "--mdata", str(small), "--embedding", str(emb), "--contrasts", good, *out]) == 0
+
+
+# ---------------------------------------------------------------- model files that could run code
+
+
+class _RunsCode:
+    """An object whose unpickling runs a shell command (what a hostile model.pt would carry)."""
+
+    def __init__(self, command: str):
+        self.command = command
+
+    def __reduce__(self):
+        return os.system, (self.command,)
+
+
+class _Evals:
+    def __init__(self, source: str):
+        self.source = source
+
+    def __reduce__(self):
+        return eval, (self.source,)
+
+
+def _resave(src: Path, dst: Path, edit) -> Path:
+    """Copy a model folder, load its model.pt (ours: trusted), apply ``edit`` and save it again."""
+    import torch
+
+    shutil.copytree(src, dst)
+    saved = torch.load(dst / "model.pt", weights_only=False)
+    saved = edit(saved)
+    torch.save(saved, dst / "model.pt")
+    return dst
+
+
+@pytest.mark.parametrize("where", ["attr_dict", "var_names", "state_dict", "top"])
+@pytest.mark.parametrize("payload", ["system", "eval"])
+def test_model_file_that_would_run_code_is_refused(trained, small, tmp_path, capsys, where, payload):
+    marker = tmp_path / "PWNED"
+    evil = (_RunsCode(f"touch {marker}") if payload == "system"
+            else _Evals(f"open({str(marker)!r}, 'w').write('x')"))
+
+    def plant(saved):
+        if where == "attr_dict":
+            saved["attr_dict"]["history_"] = evil
+        elif where == "var_names":
+            saved["var_names"] = {"splicing": evil}
+        elif where == "state_dict":
+            saved["model_state_dict"]["pyro_param_store"] = evil
+        else:
+            saved = {"payload": evil, **saved}
+        return saved
+
+    model = _resave(trained, tmp_path / "evil_model", plant)
+    rc = main(["embed", "--mdata", str(small), "--model", str(model), "--out", str(tmp_path / "e.h5ad")])
+    assert rc == 3
+    err = _err(capsys)
+    name = "posix.system" if payload == "system" else "builtins.eval"
+    assert f"model.pt refused: it needs {name}" in err and str(model) in err
+    assert not marker.exists(), "unpickling ran code from the model file"
+    assert not (tmp_path / "e.h5ad").exists()
+
+    from splicevi import SPLICEVI
+    from splicevi.model._model_file import ModelFileError
+
+    with pytest.raises(ModelFileError, match="refused"):
+        SPLICEVI.load(str(model), adata=None)
+    with pytest.raises(ModelFileError, match="refused"):  # scArches from a saved folder: same check
+        SPLICEVI.load_query_data(None, str(model))
+    with pytest.raises(ModelFileError, match="refused"):
+        SPLICEVI.load_registry(str(model))
+    assert not marker.exists()
+
+
+def test_foreign_model_files_are_clear_data_errors(trained, small, tmp_path, capsys):
+    import torch
+
+    bare = _resave(trained, tmp_path / "bare", lambda saved: saved["model_state_dict"])
+    rc = main(["embed", "--mdata", str(small), "--model", str(bare), "--out", str(tmp_path / "e.h5ad")])
+    assert rc == 3 and "is not a saved scvi-tools model (a bare state dict" in _err(capsys)
+
+    other = _resave(trained, tmp_path / "other", lambda s: {**s, "attr_dict": {
+        **s["attr_dict"], "registry_": {**s["attr_dict"]["registry_"], "model_name": "SCVI"}}})
+    rc = main(["embed", "--mdata", str(small), "--model", str(other), "--out", str(tmp_path / "e.h5ad")])
+    assert rc == 3 and "holds a SCVI model, not SPLICEVI" in _err(capsys)
+
+    torch.save([1, 2, 3], tmp_path / "list.pt")
+    (tmp_path / "listmodel").mkdir()
+    (tmp_path / "list.pt").rename(tmp_path / "listmodel" / "model.pt")
+    rc = main(["embed", "--mdata", str(small), "--model", str(tmp_path / "listmodel"), "--out",
+               str(tmp_path / "e.h5ad")])
+    assert rc == 3 and "not a saved scvi-tools model (a list" in _err(capsys)
+    assert not (tmp_path / "e.h5ad").exists()
+
+
+def test_model_from_another_version_loads_with_a_warning(trained, small, tmp_path):
+    """Older files (no splicevi version recorded, another scvi-tools) load if they hold allowed types only."""
+    import mudata as md
+
+    from splicevi import SPLICEVI
+    from splicevi.cli._common import setup_model_data
+
+    def older(saved):
+        saved["attr_dict"].pop("splicevi_version_", None)
+        saved["attr_dict"]["registry_"]["scvi_version"] = "1.3.0"
+        return saved
+
+    model = _resave(trained, tmp_path / "old", older)
+    mdata = md.read_h5mu(small)
+    setup_model_data(mdata)
+    with pytest.warns(UserWarning, match=r"saved by scvi-tools 1\.3\.0 .*and a splicevi version that did not record"):
+        loaded = SPLICEVI.load(str(model), adata=mdata)
+    assert loaded.get_latent_representation().shape[0] == mdata.n_obs
+
+    current = SPLICEVI.load(str(trained), adata=mdata)  # this version's own file: no version warning
+    assert current.splicevi_version_
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        from splicevi.model._model_file import read_model_file
+
+        read_model_file(trained / "model.pt")
+
+
+# ---------------------------------------------------------------- partial cases: merge, GTF, strands, .h5mu
+
+
+def _table(path: Path, rows: list[tuple]) -> Path:
+    lines = ["cell\tchrom\tstart\tend\tstrand\tcount"] + ["\t".join(map(str, r)) for r in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_merge_harmonises_chromosome_names_across_samples(tmp_path, capsys):
+    """One sample spells chromosomes chr1, the other 1: the same introns must stay one junction each."""
+    import anndata as ad
+
+    a = _table(tmp_path / "a.tsv", [("c1", "chr1", 100, 200, "+", 3), ("c2", "chr1", 300, 400, "+", 2),
+                                    ("c2", "chr2", 100, 200, "-", 1)])
+    b = _table(tmp_path / "b.tsv", [("c1", "1", 100, 200, "+", 5), ("c3", "1", 300, 400, "+", 1)])
+    for name, table in (("a", a), ("b", b)):
+        assert main(["ingest", "--junctions", str(table), "--out-junctions", str(tmp_path / f"{name}.h5ad"),
+                     "--no-progress"]) == 0
+    sheet = tmp_path / "samples.tsv"
+    sheet.write_text(f"sample\tjunctions\nA\t{a}\nB\t{b}\n")
+    capsys.readouterr()
+    out = tmp_path / "merged.h5ad"
+    assert main(["merge", "--sample-sheet", str(sheet), "--junctions", str(tmp_path / "a.h5ad"),
+                 str(tmp_path / "b.h5ad"), "--out-junctions", str(out)]) == 0
+    summary = capsys.readouterr().out
+    assert "NOTE chromosome names harmonised across samples" in summary and "1→chr1 in B (2 junctions)" in summary
+    merged = ad.read_h5ad(out)
+    assert sorted(merged.var_names) == ["chr1:100-200:+", "chr1:300-400:+", "chr2:100-200:-"]
+    assert int(merged.var.loc["chr1:100-200:+", "total_reads"]) == 8
+    assert merged.uns["splicevi_merge"]["chrom_renamed"] == {"1": "chr1"}
+
+
+def test_same_intron_on_both_strands_is_noted(tmp_path, capsys):
+    table = _table(tmp_path / "t.tsv", [("c1", "chr1", 100, 200, "+", 3), ("c2", "chr1", 100, 200, "-", 2),
+                                        ("c2", "chr1", 300, 400, "+", 1)])
+    capsys.readouterr()
+    out = tmp_path / "j.h5ad"
+    assert main(["ingest", "--junctions", str(table), "--out-junctions", str(out), "--no-progress"]) == 0
+    assert "NOTE same intron on both strands : 1 intron(s), e.g. chr1:100-200" in \
+        " ".join(capsys.readouterr().out.split()).replace("  ", " ")
+    import anndata as ad
+
+    assert ad.read_h5ad(out).uns["splicevi_ingest"]["introns_on_both_strands"] == 1
+
+
+def test_partial_gtf_warns_with_the_share_of_events_annotated(tmp_path, capsys):
+    sim = tmp_path / "sim"
+    assert main(["simulate", "--out", str(sim), "--format", "starsolo", "--n-cells", "60", "--n-genes", "40",
+                 "--n-events", "30", "--n-types", "2", "--no-progress"]) == 0
+    jun = tmp_path / "j.h5ad"
+    assert main(["ingest", "--junctions", str(sim), "--out-junctions", str(jun), "--no-progress"]) == 0
+    gtf_lines = (sim / "annotation.gtf").read_text().splitlines()
+    chroms = sorted({line.split("\t")[0] for line in gtf_lines if line and not line.startswith("#")})
+    assert len(chroms) >= 2
+    partial = tmp_path / "partial.gtf"
+    partial.write_text("\n".join(line for line in gtf_lines if line.startswith("#") or line.startswith(chroms[0]
+                                                                                                   + "\t")) + "\n")
+    capsys.readouterr()
+    assert main(["atse", "--junctions", str(jun), "--gtf", str(partial), "--out", str(tmp_path / "ev.tsv")]) == 0
+    summary = " ".join(capsys.readouterr().out.split())
+    assert "WARNING partial GTF : the GTF covers" in summary and "events (" in summary and "have a gene" in summary
+    report = json.loads((tmp_path / "ev.summary.json").read_text())
+    assert report["n_events_outside_gtf"] > 0 and "absent from it" in report["gtf_partial"]
+
+
+@pytest.mark.parametrize("content", [b"", b"not hdf5 at all\n" * 50, b"\x89HDF\r\n\x1a\n" + b"\x00" * 100])
+def test_garbage_h5mu_error_names_the_file(tmp_path, capsys, content):
+    bad = tmp_path / "garbage.h5mu"
+    bad.write_bytes(content)
+    rc = main(["train", "--mdata", str(bad), "--max-epochs", "1", "--out-model", str(tmp_path / "m"),
+               "--out-history", str(tmp_path / "h.tsv")])
+    assert rc == 3
+    err = _err(capsys)
+    assert f"error: {bad}: not a readable MuData (.h5mu)" in err and "Fix:" in err
+    bad_h5ad = tmp_path / "garbage.h5ad"
+    bad_h5ad.write_bytes(content)
+    rc = main(["assemble", "--junctions", str(bad_h5ad), "--events", str(bad_h5ad), "--out", str(tmp_path / "d.h5mu")])
+    assert rc == 3

@@ -125,6 +125,51 @@ def test_cohort_run_merges_channels_and_contrasts_conditions(cohort):
     assert _job_counts(snakemake(cohort, "-n", "--cores", "1").stdout) == {}
 
 
+@pytest.mark.slow
+def test_cohort_with_a_cell_type_table_and_a_contrast_within_one_cell_type(tmp_path, cohort):
+    """A per-cell table (sample + barcode columns) gives cell types; condition is compared within one type."""
+    import mudata as md
+    import yaml
+
+    work = tmp_path / "w"
+    (work / "sim").mkdir(parents=True)
+    for i in (1, 2, 3):
+        (work / "sim" / f"ch{i}").symlink_to(cohort / "sim" / f"ch{i}")
+    shutil.copy(REPO / ".test" / "samples_cohort.tsv", work / "sim" / "samples.tsv")
+    parts = []
+    for i in (1, 2, 3):
+        truth = pd.read_csv(cohort / "sim" / f"ch{i}" / "truth_cells.tsv", sep="\t")
+        parts.append(pd.DataFrame({"sample": f"ch{i}", "barcode": truth["cell_id"], "cell_type": truth["cell_type"]}))
+    table = pd.concat(parts, ignore_index=True)
+    table.to_csv(work / "sim" / "cell_types.tsv", sep="\t", index=False)
+    cfg = yaml.safe_load((REPO / ".test" / "config_cohort.yaml").read_text())
+    cfg["input"] = {"cell_annotations": "sim/cell_types.tsv"}
+    cfg["contrasts"] = [{"name": "treated_in_type0", "groupby": "condition", "group1": "treated", "group2": "control",
+                         "subset": {"cell_type": "type0"}}]
+    (work / "cfg.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    cmd = [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "-d", str(work), "--configfile", str(work / "cfg.yaml"),
+           "--cores", "2"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=1500)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-4000:]
+    res = work / "results"
+    mdata = md.read_h5mu(res / "splicevi.h5mu")
+    obs = mdata.obs
+    assert obs["cell_type"].notna().all()  # every cell labelled from the table
+    derived = obs["condition_within_treated_in_type0"]
+    in_type0 = (obs["cell_type"].astype(str) == "type0").to_numpy()
+    assert derived[in_type0].notna().all() and derived[~in_type0].isna().all()  # only the subset is compared
+    ds = pd.read_csv(res / "ds" / "ds_events.tsv", sep="\t")
+    assert set(ds["contrast"]) == {"treated_in_type0"}
+    treated = int((in_type0 & (obs["condition"].astype(str) == "treated").to_numpy()).sum())
+    control = int((in_type0 & (obs["condition"].astype(str) == "control").to_numpy()).sum())
+    assert 0 < ds["n_obs_group1"].max() <= treated and 0 < ds["n_obs_group2"].max() <= control
+    page = (res / "report" / "summary.rst").read_text()
+    assert "treated_in_type0" in page and f"<td>{treated}</td><td>{control}</td>" in page
+    cells = pd.read_csv(res / "cluster" / "cells.tsv", sep="\t", index_col=0)
+    assert "cell_type" in cells.columns  # for the UMAP colours
+    assert (res / "figures" / "umap_covariates.png").exists()
+
+
 REAL = REPO.parent / "shared" / "data" / "scasl_tnbc_smartseq2"
 
 

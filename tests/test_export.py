@@ -53,11 +53,11 @@ def test_leafcutter_pseudobulk_counts(results, mdata, tmp_path):
     assert main(["export", "leafcutter", "--mdata", str(results), "--groupby", "cell_type", "--out", str(out)]) == 0
     samples, rows = read_leafcutter(out)
     spl = mdata["splicing"]
-    assert sorted(samples) == sorted(mdata.obs["cell_type"].astype(str).unique())
+    assert sorted(samples) == sorted("cell_type_" + mdata.obs["cell_type"].astype(str).unique())  # names say what
     assert len(rows) == spl.n_vars
     k = spl.layers["cell_by_junction_matrix"].toarray()
     n = spl.layers["cell_by_cluster_matrix"].toarray()
-    labels = mdata.obs.loc[spl.obs_names, "cell_type"].astype(str).to_numpy()
+    labels = ("cell_type_" + mdata.obs.loc[spl.obs_names, "cell_type"].astype(str)).to_numpy()
     clusters = {}
     for j, (_, row) in enumerate(spl.var.iterrows()):
         key = next(key for key in rows if key[0] == row["chrom"] and key[1] == row["start"] - 1 and key[2] == row["end"] + 1)
@@ -67,6 +67,30 @@ def test_leafcutter_pseudobulk_counts(results, mdata, tmp_path):
             assert kk == k[labels == s, j].sum() and nn == n[labels == s, j].sum()
     assert all(len(v) == 1 for v in clusters.values())  # one LeafCutter cluster per ATSE
     assert len(clusters) == spl.var["event_id"].nunique()
+
+
+def test_leafcutter_replicates_and_groups_file(results, mdata, tmp_path):
+    """One column per replicate × group, named by both, and the groups file leafcutter_ds reads."""
+    out, groups_file = tmp_path / "rep_perind.counts.gz", tmp_path / "groups.txt"
+    assert main(["export", "leafcutter", "--mdata", str(results), "--groupby", "leiden", "--replicates", "sample",
+                 "--out", str(out), "--out-groups", str(groups_file)]) == 0
+    samples, rows = read_leafcutter(out)
+    obs = mdata.obs.loc[mdata["splicing"].obs_names]
+    expected = {f"{s}.leiden_{g}" for s, g in zip(obs["sample"].astype(str), obs["leiden"].astype(str), strict=True)}
+    assert set(samples) == expected and len(samples) == len(expected)
+    # the groups file: every column of the table once, with its group, whitespace-separated as R reads it
+    lines = [line.split() for line in groups_file.read_text().splitlines()]
+    assert [s for s, _ in lines] == samples
+    assert all(g == s.split(".", 1)[1] for s, g in lines)
+    assert {g for _, g in lines} == {f"leiden_{g}" for g in obs["leiden"].astype(str).unique()}
+    # replicate columns add up to the pooled group column
+    assert main(["export", "leafcutter", "--mdata", str(results), "--groupby", "leiden",
+                 "--out", str(tmp_path / "pooled.counts")]) == 0
+    pooled_samples, pooled = read_leafcutter(tmp_path / "pooled.counts")
+    for key, ratios in rows.items():
+        for g, (k, n) in zip(pooled_samples, pooled[key], strict=True):
+            parts = [r for s, r in zip(samples, ratios, strict=True) if s.endswith("." + g)]
+            assert k == sum(p[0] for p in parts) and n == sum(p[1] for p in parts)
 
 
 def test_leafcutter_per_cell(results, mdata, tmp_path):

@@ -214,6 +214,7 @@ def test_damaged_inputs_fail_cleanly_or_read_correctly(tmp_path, fmt):
             assert str(err).startswith(str(target if fmt != "starsolo" else folder)) or str(target) in str(err), (
                 kind, str(err))
             assert "Fix:" in str(err), (kind, str(err))
+            assert err.line is not None and f", line {err.line}:" in str(err), (kind, "no line named", str(err))
             outcomes["error"] = outcomes.get("error", 0) + 1
         else:
             plain = _decompressed(damaged) if gz else damaged
@@ -236,3 +237,107 @@ def _check_cli(folder: Path, source: Path, fmt: str) -> None:
     assert rc in (0, 3), rc
     left = sorted(p.name for p in out.iterdir())
     assert left == (["junctions.h5ad"] if rc == 0 else []), (rc, left)
+
+
+@pytest.mark.parametrize("fmt", ["sj_out_tab", "junc", "regtools", "table", "starsolo"])
+def test_every_fuzzed_data_error_names_its_line(tmp_path, fmt):
+    """Fast version of the fuzz above: every refused variant names the file and the line."""
+    rng = np.random.default_rng(["sj_out_tab", "junc", "regtools", "table", "starsolo"].index(fmt) + 7)
+    n_errors = 0
+    for v in range(40):
+        folder = tmp_path / f"v{v}"
+        folder.mkdir()
+        target = _valid(fmt, folder, rng)
+        kind, damaged, gz = _damage(target.read_bytes(), rng)
+        if gz and fmt != "starsolo":
+            target.unlink()
+            target = target.with_name(target.name + ".gz")
+        target.write_bytes(damaged)
+        try:
+            read_junctions(folder if fmt == "starsolo" else target, fmt, progress=False)
+        except InputError as err:
+            n_errors += 1
+            assert err.line is not None and f", line {err.line}:" in str(err), (kind, str(err))
+        shutil.rmtree(folder)
+    assert n_errors > 10
+
+
+# ---------------------------------------------------------------- counts: range, format, exact totals
+
+_SJ_FIX = "STAR SJ.out.tab"
+
+
+@pytest.mark.parametrize(("count", "problem"), [
+    ("9223372036854775808", "too large"),  # beyond int64: used to wrap around to a negative count
+    ("9223372036854775807", "too large"),
+    ("16777217", "above the largest count stored exactly (16,777,216"),  # float32 would store 16,777,216
+    ("1e3", "not an integer"),  # exponent notation: SJ.out.tab has none
+])
+def test_bad_counts_of_per_cell_formats_name_the_line(tmp_path, count, problem):
+    for fmt, line in (("sj_out_tab", sj_line("chr1", 300, 400, unique=count)),
+                      ("junc", junc_line("chr1", 300, 400, count=count)),
+                      ("regtools", regtools_line("chr1", 300, 400, count=count))):
+        good = {"sj_out_tab": sj_line, "junc": junc_line, "regtools": regtools_line}[fmt]("chr1", 100, 200)
+        path = write_text(tmp_path / f"cell.{fmt}", [good, line, good.replace("chr1", "chr2")])
+        with pytest.raises(InputError, match=r", line 2: .*" + re.escape(problem)) as info:
+            read_junctions(path, fmt, progress=False)
+        assert str(info.value).startswith(str(path))
+
+
+@pytest.mark.parametrize(("count", "problem"), [
+    ("1e20", "not an integer"), ("1e3", "not an integer"), ("9300000000000000000", "too large"),
+    ("16777217", "above the largest count"),
+])
+def test_bad_counts_of_the_long_table_name_the_line(tmp_path, count, problem):
+    path = write_text(tmp_path / "j.tsv", ["cell\tchrom\tstart\tend\tstrand\tcount", "c1\tchr1\t100\t200\t+\t4",
+                                           f"c2\tchr1\t100\t200\t+\t{count}"])
+    with pytest.raises(InputError, match=r"j\.tsv, line 3: count .*" + re.escape(problem)):
+        read_junctions(path, "table", progress=False)
+
+
+def test_real_matrix_market_with_inf_or_huge_values_is_refused(tmp_path):
+    from splicevi.data._mtx import read_mtx
+
+    head = ["%%MatrixMarket matrix coordinate real general", "%", "2 2 2", "1 1 3"]
+    for value, problem in (("inf", "is inf, not a count"), ("1e20", "above the largest count"),
+                           ("2.5", "not an integer"), ("-1", "negative")):
+        path = write_text(tmp_path / "m.mtx", [*head, f"2 2 {value}"])
+        with pytest.raises(InputError, match=r"m\.mtx, line 5: .*" + re.escape(problem)):
+            read_mtx(path)
+    path = write_text(tmp_path / "m.mtx", [*head, "2 2 1e3"])  # a real file may write 1000 so
+    assert read_mtx(path).toarray()[1, 1] == 1000
+
+
+def test_largest_count_and_totals_are_exact(tmp_path):
+    """16,777,216 is kept; totals over cells (16,777,217 here) are exact int64, not float32 sums."""
+    path = write_text(tmp_path / "j.tsv", ["cell\tchrom\tstart\tend\tstrand\tcount",
+                                           "c1\tchr1\t100\t200\t+\t16777216", "c2\tchr1\t100\t200\t+\t1",
+                                           "c3\tchr1\t100\t200\t+\t1"])
+    adata = read_junctions(path, "table", progress=False)
+    assert adata.X.toarray()[:, 0].tolist() == [16777216, 1, 1]
+    assert adata.var["total_reads"].iloc[0] == 16777218
+    out = tmp_path / "j.h5ad"
+    assert main(["ingest", "--junctions", str(path), "--out-junctions", str(out), "--no-progress"]) == 0
+    import anndata as ad
+
+    assert ad.read_h5ad(out).var["total_reads"].iloc[0] == 16777218
+
+
+# ---------------------------------------------------------------- formats without quoting
+
+def test_stray_quote_does_not_merge_lines(tmp_path):
+    """.junc / SJ.out.tab have no quoting: a `"` in a free-text field is a character, not a quote."""
+    lines = [junc_line("chr1", 100 * i, 100 * i + 50, count=i) for i in range(1, 6)]
+    lines[1] = lines[1].replace("\t.\t", '\t"odd name\t')  # the name column
+    path = write_text(tmp_path / "cell.junc", lines)
+    adata = read_junctions(path, "junc", progress=False)
+    assert adata.n_vars == 5 and int(adata.X.sum()) == 15
+
+
+@pytest.mark.parametrize("bad", ['chr"1', "chr1\x0b", "ch\x01r1", "chr'1"])
+def test_quote_or_control_character_in_a_chromosome_names_the_line(tmp_path, bad):
+    for fmt, make in (("sj_out_tab", sj_line), ("junc", junc_line), ("regtools", regtools_line)):
+        lines = [make("chr1", 100, 200), make(bad, 300, 400), make("chr1", 500, 600)]
+        path = write_text(tmp_path / f"c.{fmt}", lines)
+        with pytest.raises(InputError, match=r", line 2: chromosome name .* holds a quote or a control character"):
+            read_junctions(path, fmt, progress=False)

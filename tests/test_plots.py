@@ -182,10 +182,14 @@ def test_arcs_label_pooled_reads_and_psi(mdata, tmp_path):
     for ax, group in zip(fig.axes, ["0", "2"], strict=True):
         cells = (mdata.obs["leiden"] == group).to_numpy()
         expect = []
-        for c in cols:
+        names = mdata["splicing"].var_names[cols]
+        for i, (c, name) in enumerate(zip(cols, names, strict=True)):
             reads, total = k[cells, c].sum(), n[cells, c].sum()
-            expect.append(f"{int(reads)} ({reads / total:.0%})" if total > 0 else "0 (unobserved)")
-        assert sorted(t.get_text() for t in ax.texts) == sorted(expect)
+            value = f"{int(reads)} reads ({reads / total:.0%})" if total > 0 else "0 reads (unobserved)"
+            expect.append(f"{i + 1}: {name}  {value}")
+        # the legend names each junction (number, id) with its pooled reads and PSI; the arcs carry the numbers
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == expect
+        assert sorted(t.get_text() for t in ax.texts) == [str(i + 1) for i in range(len(cols))]
         assert f"{int((n[cells][:, cols[0]] > 0).sum())} of {cells.sum()} cells" in ax.get_title()
     pl.save_figure(fig, tmp_path / "arcs.png")
     _check_png(tmp_path / "arcs.png")
@@ -193,6 +197,39 @@ def test_arcs_label_pooled_reads_and_psi(mdata, tmp_path):
         pl.arcs(mdata, event, groupby="leiden", groups=["9"])
     with pytest.raises(ValueError, match="event 'nope' not in the data"):
         pl.arcs(mdata, "nope")
+
+
+def test_arc_labels_never_overlap_and_the_gtf_adds_an_exon_track(mdata, tmp_path):
+    from matplotlib.patches import Rectangle
+
+    from splicevi.pl._counts import event_junctions
+    from splicevi.pl.arcs import _place_labels
+
+    # crowded: five labels at one spot, both sides; every pair ends at least one label height apart
+    xs, ys, sides = np.zeros(6), np.array([0.5, 0.5, 0.5, -0.5, -0.5, 0.6]), np.array([1, 1, 1, -1, -1, 1.0])
+    out = _place_labels(xs, ys, sides, width=1.0, height=0.17)
+    for i in range(6):
+        for j in range(i + 1, 6):
+            assert abs(out[i] - out[j]) >= 0.17 - 1e-9
+    assert (np.sign(out) == sides).all()
+
+    event = mdata["splicing"].var["event_id"].iloc[0]
+    var = mdata["splicing"].var.loc[event_junctions(mdata, event)]
+    chrom, lo, hi = str(var["chrom"].iloc[0]), int(var["start"].min()), int(var["end"].max())
+    gtf = tmp_path / "a.gtf"
+    gtf.write_text("".join(
+        f'{c}\tsim\texon\t{s}\t{e}\t.\t+\t.\tgene_id "G"; transcript_id "T1"; gene_name "GeneX";\n'
+        for c, s, e in [(chrom, lo - 80, lo - 1), (chrom, hi + 1, hi + 90), ("chrOther", lo, hi)]))
+    fig = pl.arcs(mdata, event, groupby="leiden", groups=["0", "2"], gtf=gtf)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        boxes = [t.get_window_extent(renderer) for t in ax.texts if t.get_text().isdigit()]
+        assert all(not a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+        exons = [p for p in ax.patches if isinstance(p, Rectangle)]
+        assert len(exons) == 2  # the two exons of this region, not the other chromosome's
+    assert not [p for p in pl.arcs(mdata, event, groupby="leiden", groups=["0"]).axes[0].patches
+                if isinstance(p, Rectangle)]
 
 
 def test_well_observed_keeps_events_seen_on_both_sides(mdata, contrast_table):
@@ -285,7 +322,34 @@ def test_volcano_evidence_does_not_saturate_and_labels_do_not_overlap():
     inside = [(b.x0 <= points[:, 0]) & (points[:, 0] <= b.x1) & (b.y0 <= points[:, 1]) & (points[:, 1] <= b.y1)
               for b in boxes]
     assert not np.any(inside)  # no label covers a point
-    assert all(t.get_text() in set(table.loc[table["is_ds_fdr"], "gene_name"]) for t in labels)
+    # each label names the gene and the junction (a gene alone repeats over its junctions)
+    ids = dict(zip(table["gene_name"], table["junction_id"], strict=True))
+    assert all(t.get_text() == f"{t.get_text().split()[0]} {ids[t.get_text().split()[0]]}" for t in labels)
+    assert all(t.get_text().split()[0] in set(table.loc[table["is_ds_fdr"], "gene_name"]) for t in labels)
+
+
+def test_volcano_labels_and_leader_lines_stay_inside_their_panel():
+    rng = np.random.default_rng(1)
+    n = 200
+    rows = []
+    for contrast in ("a", "b", "c", "d"):
+        proba = rng.uniform(size=n)
+        rows.append(pd.DataFrame({"contrast": contrast, "junction_id": [f"chr1:{i}-{i + 50}:+" for i in range(n)],
+                                  "gene_name": "GENE", "proba_ds": proba, "effect_size": rng.normal(0, 0.3, n),
+                                  "is_ds_fdr": proba > 0.9}))
+    fig = pl.volcano(pd.concat(rows, ignore_index=True), "ds", n_labels=12)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        if not ax.has_data():
+            continue
+        frame = ax.get_window_extent(renderer)
+        notes = [t for t in ax.texts if t.get_text().startswith("GENE")]
+        assert notes
+        for note in notes:
+            box = note.get_window_extent(renderer)  # text and leader line together
+            assert frame.x0 - 1 <= box.x0 and box.x1 <= frame.x1 + 1 and frame.y0 - 1 <= box.y0 and box.y1 <= frame.y1 + 1
+            assert note.arrow_patch is None or frame.contains(*note.arrow_patch.get_window_extent(renderer).p1)
 
 
 def test_plot_cli_arcs_and_psi_umap(tmp_path, sim, contrast_table):

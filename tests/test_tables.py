@@ -114,3 +114,21 @@ def test_coordinates_of_real_starsolo_junctions():
     assert short.isin(annotated.index).all()
     assert (coords["annotated"].to_numpy(dtype=bool) == annotated.loc[short.to_numpy()].to_numpy()).all()
     assert coords["annotated"].any() and (coords["start"] < coords["end"]).all()
+
+
+def test_api_ds_table_gets_the_workflow_columns():
+    """annotate_ds gives a model.differential_splicing-style table the columns of the workflow's TSVs."""
+    from splicevi.data import simulate
+    from splicevi.tl.annotate import EVENT_COLUMNS, JUNCTION_COLUMNS, annotate_ds
+
+    mdata = simulate(n_cells=40, n_genes=10, n_events=8, n_types=2, seed=0).to_mudata()
+    var = mdata["splicing"].var
+    api = pd.DataFrame({"proba_ds": 0.5, "effect_size": 0.1, "is_ds_fdr_0.05": False}, index=var.index.astype(str))
+    out = annotate_ds(mdata, api)
+    assert list(out.columns[: 1 + len(JUNCTION_COLUMNS)]) == ["junction_id", *JUNCTION_COLUMNS]
+    assert "is_ds_fdr" in out.columns and len(out) == len(api)
+    assert (out["chrom"] + ":" + out["start"].astype(str) + "-" + out["end"].astype(str) + ":" + out["strand"]
+            == out["junction_id"]).all()
+    events = pd.DataFrame({"proba_ds": 0.5}, index=pd.Index(var["event_id"].astype(str).unique(), name="event_id"))
+    ev = annotate_ds(mdata, events)
+    assert list(ev.columns[: 1 + len(EVENT_COLUMNS)]) == ["event_id", *EVENT_COLUMNS]

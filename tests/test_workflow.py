@@ -25,6 +25,9 @@ SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 REAL = REPO.parent / "shared" / "data" / "scasl_tnbc_smartseq2"
 
 pytestmark = pytest.mark.skipif(not SNAKEMAKE.exists(), reason="snakemake is not installed")
+#: A cell annotation file name holding markup (no "/": it is a file name; no braces: Snakemake reads those
+#: as wildcards in a path. Braces in group names are checked by tests/test_report_summary.py).
+HOSTILE_NAME = "<b class=splicevi-injected>'cells'&.tsv"
 
 
 def _env() -> dict:
@@ -83,8 +86,11 @@ def sim_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def sim_run(sim_dir) -> Path:
     """The whole workflow on the simulated sample, then the HTML report."""
+    # A file name with markup in it: the report must show it as text (tests/report_browser.py).
+    hostile = sim_dir / "sim" / HOSTILE_NAME
+    hostile.write_bytes((sim_dir / "sim" / "truth_cells.tsv").read_bytes())
     cfg = _write_config(
-        sim_dir / "config.yaml", REPO / ".test" / "config_sim.yaml", **{"input.cell_annotations": "sim/truth_cells.tsv"}
+        sim_dir / "config.yaml", REPO / ".test" / "config_sim.yaml", **{"input.cell_annotations": f"sim/{HOSTILE_NAME}"}
     )
     snakemake(sim_dir, "--configfile", str(cfg), "--cores", "2")
     snakemake(sim_dir, "--configfile", str(cfg), "--report", "report.html")
@@ -101,11 +107,12 @@ def test_lint_is_clean(sim_dir):
 
 
 @pytest.mark.slow
-def test_dry_run_of_default_config():
-    """The shipped config/config.yaml (embedded example) plans the whole workflow."""
+def test_dry_run_of_the_example_config():
+    """config/example.yaml (the embedded example, `make demo`) plans the whole workflow."""
     if not (REPO / "resources" / "example" / "Solo.out").exists():
         pytest.skip("embedded example resources/example not present")
-    proc = snakemake(REPO, "-n", "--cores", "2", "--config", "outdir=.cache/dryrun_results")
+    proc = snakemake(REPO, "-n", "--cores", "2", "--configfile", str(REPO / "config" / "example.yaml"),
+                     "--config", "outdir=.cache/dryrun_results")
     jobs = _jobs(proc.stdout)
     assert {"ingest", "atse", "assemble", "train", "embed", "cluster", "differential_splicing"} <= jobs
     assert "differential_expression" in jobs  # the example has gene counts
@@ -205,9 +212,48 @@ def test_report_is_self_contained_html(sim_run):
     assert "event_arcs" in text and "umap_psi" in text
 
 
+def _front_page(report: Path) -> str:
+    """The report's first page as Snakemake embeds it (the JSON string of ``workflow_desc``)."""
+    import json
+
+    html = report.read_text(errors="replace")
+    found = re.search(r"var workflow_desc = (\".*?\");\s*\n", html, flags=re.S)
+    assert found, "no workflow description in the report"
+    return json.loads(found.group(1))
+
+
+@pytest.mark.slow
+def test_report_first_page_says_what_was_found(sim_run):
+    page = _front_page(sim_run / "report.html")
+    assert "What this run found" in page
+    for section in ("Inputs", "Cells and ATSEs kept", "Clusters", "Calls per contrast", "Top events", "Quality control"):
+        assert f"<h2>{section}</h2>" in page, section
+    assert "type2_vs_type1" in page and "cell_type: type2 vs type1" in page
+    assert "data:image/png;base64" in page  # arc plot and PSI on UMAP inline
+    assert "System Message" not in page and "line-length-limit" not in page
+    # the user's file name is shown as text, never as markup
+    assert "&lt;b class=splicevi-injected&gt;&#x27;cells&#x27;&amp;.tsv" in page
+    assert "<b class" not in page
+    html = (sim_run / "report.html").read_text(errors="replace")
+    for label in ("Volcano plots: differential splicing per junction", "Arc plots of the top ATSEs"):
+        assert label in html  # figures named by what they show, not by file path
+
+
+@pytest.mark.slow
+def test_report_first_page_in_a_browser(sim_run, tmp_path):
+    """The documented browser check (tests/report_browser.py) on the test run's report."""
+    import report_browser
+
+    if report_browser.chromium() is None:
+        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+    dom = report_browser.render(sim_run / "report.html", tmp_path / "report.png")
+    assert report_browser.problems(dom, ("type2_vs_type1",)) == []
+    assert (tmp_path / "report.png").stat().st_size > 10_000
+
+
 @pytest.mark.slow
 def test_export_target_writes_files_that_read_back(sim_run):
-    """`snakemake export` (not part of `all`): LeafCutter counts per cluster, one .h5ad per modality."""
+    """`snakemake export` (not part of `all`): LeafCutter counts per cluster + groups file, one .h5ad per modality."""
     import gzip
 
     import anndata as ad
@@ -220,7 +266,9 @@ def test_export_target_writes_files_that_read_back(sim_run):
     with gzip.open(res / "export" / "leiden_perind.counts.gz", "rt") as fh:
         header = fh.readline().split()
         lines = fh.read().splitlines()
-    assert header[0] == "chrom" and sorted(header[1:]) == sorted(mdata.obs["leiden"].astype(str).unique())
+    assert header[0] == "chrom" and sorted(header[1:]) == sorted("leiden_" + mdata.obs["leiden"].astype(str).unique())
+    groups = (res / "export" / "leiden_groups.txt").read_text().split()
+    assert groups[0::2] == header[1:] and groups[1::2] == header[1:]  # one sample per cluster (no replicates)
     assert len(lines) == mdata["splicing"].n_vars and all(len(line.split()) == len(header) for line in lines)
     for name in ("rna", "splicing"):
         adata = ad.read_h5ad(res / "export" / f"{name}.h5ad")
@@ -276,15 +324,13 @@ def test_real_data_splicing_only(tmp_path):
     assert not (res / "de").exists()
 
 
-def test_conda_env_has_the_pip_install_pins():
-    """envs/splicevi.yaml pins exactly the dependencies of pyproject.toml."""
-    import tomllib
-
-    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+def test_conda_env_pins_exactly_the_constraints():
+    """envs/splicevi.yaml installs exactly the versions of constraints.txt (the lock CI tests)."""
     env = yaml.safe_load((REPO / "envs" / "splicevi.yaml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
-    normalise = lambda reqs: sorted(r.replace(" ", "") for r in reqs)  # noqa: E731
-    assert normalise(pip) == normalise(deps)
+    lines = [line.split("#", 1)[0].strip() for line in (REPO / "constraints.txt").read_text().splitlines()]
+    assert sorted(pip) == sorted(line for line in lines if line)
+    assert all("==" in p for p in pip)
     python = next(d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python"))
     assert python.split("=")[-1] >= "3.11"
 
@@ -340,12 +386,3 @@ def test_plain_run_uses_the_default_profile_and_resumes_after_ctrl_c(tmp_path, s
     rerun = snakemake(work, "--configfile", str(short), "--cores", "1", "results/model")
     assert _jobs(rerun.stdout + rerun.stderr) == {"train"}
     assert (work / "results" / "model" / "model.pt").stat().st_size > 0
-
-
-def test_yaml_syntax_error_names_file_and_line(tmp_path):
-    (tmp_path / "config").mkdir()
-    (tmp_path / "config" / "config.yaml").write_text("outdir: results\ninput:\n  junctions: [a\n  genes: x\n")
-    proc = snakemake(tmp_path, "-n", check=False)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode != 0
-    assert "config/config.yaml, line 4, column 8: not valid YAML" in out and "Fix:" in out

@@ -22,8 +22,8 @@ pytestmark = [
 
 
 def _dry_run(tmp_path: Path, **overrides) -> subprocess.CompletedProcess:
-    """Dry run (commands printed) of the shipped config with ``section.key`` overrides, from the repo root."""
-    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    """Dry run (commands printed) of the example config with ``section.key`` overrides, from the repo root."""
+    cfg = yaml.safe_load((REPO / "config" / "example.yaml").read_text())
     cfg["outdir"] = str(tmp_path / "results")
     for key, value in overrides.items():
         section, _, sub = key.partition(".")

@@ -43,11 +43,12 @@ rule ingest:
 
 
 rule merge:
-    """Merge the samples: cell ids <sample>_<barcode>, union of junctions, sheet columns as annotations."""
+    """Merge the samples: cell ids <sample>_<barcode>, union of junctions, sheet (and cell table) columns as annotations."""
     input:
         sheet=config["samples"],
         junctions=expand(out("ingest", "samples", "{sample}", "junctions.h5ad"), sample=SAMPLES.index),
         genes=expand(out("ingest", "samples", "{sample}", "genes.h5ad"), sample=SAMPLES.index) if HAS_GENES else [],
+        cell_annotations=config["input"]["cell_annotations"] or [],
     output:
         junctions=out("ingest", "junctions.h5ad"),
         genes=out("ingest", "genes.h5ad") if HAS_GENES else [],
@@ -59,6 +60,7 @@ rule merge:
     params:
         genes=lambda wc, input: ["--genes", *input.genes] if HAS_GENES else [],
         out_genes=lambda wc, output: opt("--out-genes", output.genes if HAS_GENES else None),
+        cell_annotations=opt("--cell-annotations", config["input"]["cell_annotations"]),
     resources:
         mem_mb=lambda wc, attempt: 8000 * attempt,
         runtime=lambda wc, attempt: 30 * attempt,
@@ -67,4 +69,5 @@ rule merge:
     shell:
         "splicevi merge --sample-sheet {input.sheet:q} --junctions {input.junctions:q} {params.genes:q}"
         " --out-junctions {output.junctions:q} {params.out_genes:q} --out-annotations {output.annotations:q}"
+        " {params.cell_annotations:q}"
         " > {log:q} 2>&1"

@@ -53,18 +53,23 @@ from splicevi.data.samples import SAMPLE_ID_PATTERN, SampleSheetError, annotatio
 
 SAMPLES = None
 if config["samples"] is not None:
-    # Snakemake merges --configfile into config/config.yaml, whose single-input paths would then be
-    # set too: they are ignored (and named) rather than an error.
-    _set = [k for k in ("junctions", "sample_sheet", "genes", "barcodes", "batch", "cell_annotations")
-            if config["input"].get(k)]
-    if _set:
+    # A cohort's inputs are columns of the sample sheet: single-input keys that are set are ignored, and
+    # the note names each of them (and the GTF, which every sample shares), so nothing applies unseen.
+    _ignored = [k for k in ("junctions", "sample_sheet", "genes", "barcodes", "batch") if config["input"].get(k)]
+    _ignored += [k for k in ("junction_format", "gene_format") if config["input"].get(k, "auto") != "auto"]
+    if _ignored:
         print(
-            f"config key 'samples' is set: ignoring input.{', input.'.join(_set)} "
+            f"config key 'samples' is set: ignoring input.{', input.'.join(_ignored)} "
             "(each sample's inputs are columns of the sample sheet)",
             file=sys.stderr,
         )
-        for _k in _set:
-            config["input"][_k] = None
+        for _k in _ignored:
+            config["input"][_k] = "auto" if _k.endswith("_format") else None
+    print(
+        f"config key 'samples': atse.gtf = {config['atse']['gtf'] or 'null (no gene names)'} for every sample; "
+        f"input.cell_annotations = {config['input']['cell_annotations'] or 'null'}",
+        file=sys.stderr,
+    )
     try:
         SAMPLES = read_cohort_sheet(
             config["samples"], schema=Path(workflow.basedir) / "workflow" / "schemas" / "samples.schema.yaml"
@@ -84,7 +89,10 @@ if config["samples"] is not None:
         config["batch_key"] = "batch"
 elif not config["input"].get("junctions"):
     raise WorkflowError(
-        "config key 'input.junctions': required (or set 'samples' to a sample sheet of several samples)"
+        "config key 'input.junctions': required (or set 'samples' to a sample sheet of several samples). "
+        "No config file is read unless named: run with --configfile my_config.yaml (template: "
+        f"{Path(workflow.basedir) / 'config' / 'config.yaml'}; the embedded example: --configfile "
+        f"{Path(workflow.basedir) / 'config' / 'example.yaml'})"
     )
 else:
     _check_path("input.junctions", config["input"]["junctions"])
@@ -99,27 +107,72 @@ for _i, _c in enumerate(config["contrasts"]):
         raise WorkflowError(f"config key 'contrasts[{_i}]': group1 and group2 are both '{_c['group1']}'")
 
 
-def _check_annotation_contrasts(contrasts, table_path, min_cells=3):
+def _cell_table(path, cohort):
+    """The cell annotation table (indexed by cell id), read as the job that uses it will read it."""
+    import pandas as pd
+
+    if path is None:
+        return None
+    try:
+        if cohort:
+            from splicevi.data.cell_annotations import read_cell_table
+
+            return read_cell_table(path)
+        sep = "," if str(path).endswith(".csv") else "\t"
+        return pd.read_csv(path, sep=sep, index_col=0, dtype=str)
+    except (ValueError, OSError) as err:
+        raise WorkflowError(f"config key 'input.cell_annotations': cannot read {path}: {err}")
+
+
+CELL_TABLE = _cell_table(config["input"]["cell_annotations"], SAMPLES is not None)
+
+
+def known_annotations():
+    """Cell annotations every run's cells will have: the clusters, batch, the cell table's and the sheet's columns."""
+    known = ["leiden", "batch"]
+    if CELL_TABLE is not None:
+        known += list(CELL_TABLE.columns)
+    if SAMPLES is not None:
+        known += ["sample", *annotation_columns(SAMPLES)]
+    return list(dict.fromkeys(known))
+
+
+def _check_contrast_columns(contrasts):
+    """Every contrast's groupby and subset columns must be annotations the run will have (a typo stops the parse)."""
+    known = known_annotations()
+    for i, c in enumerate(contrasts):
+        for key, column in [("groupby", c["groupby"])] + [(f"subset.{k}", k) for k in (c.get("subset") or {})]:
+            if column not in known:
+                close = [k for k in known if k.lower() == str(column).lower()]
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                raise WorkflowError(
+                    f"config key 'contrasts[{i}].{key}': no cell annotation '{column}'{hint}; this run's "
+                    f"annotations: {', '.join(known)} (leiden: the clusters; others from input.cell_annotations"
+                    f"{' and the sample sheet' if SAMPLES is not None else ''})"
+                )
+
+
+_check_contrast_columns(config["contrasts"])
+
+
+def _check_annotation_contrasts(contrasts, table, table_path, min_cells=3):
     """Groups of contrasts on a column of the cell annotation table must exist, with enough cells.
 
     Checked while the workflow is parsed, so a typo stops the run before any job (instead of failing at
     the differential-splicing stage after its previous tables were removed). Groups of clusters
     (leiden) are only known after clustering: `splicevi cluster --contrasts` checks them there, before
-    any differential job starts.
+    any differential job starts. With a subset on the table's columns, the groups are counted within it.
     """
-    if not contrasts or table_path is None:
+    if not contrasts or table is None:
         return
-    import pandas as pd
-
-    sep = "," if str(table_path).endswith(".csv") else "\t"
-    try:
-        table = pd.read_csv(table_path, sep=sep, index_col=0, dtype=str)
-    except (ValueError, OSError) as err:
-        raise WorkflowError(f"config key 'input.cell_annotations': cannot read {table_path}: {err}")
     for i, c in enumerate(contrasts):
-        if c["groupby"] not in table.columns:
+        subset = c.get("subset") or {}
+        if c["groupby"] not in table.columns or any(k not in table.columns for k in subset):
             continue  # leiden, or an annotation of the data itself (e.g. a sample-sheet column)
-        counts = table[c["groupby"]].value_counts()
+        inside = table[c["groupby"]].notna()
+        for col, values in subset.items():
+            inside &= table[col].isin([values] if isinstance(values, str) else values)
+        counts = table.loc[inside, c["groupby"]].value_counts()
         for key in ("group1", "group2"):
             group = c.get(key)
             if group is None or (key == "group2" and group == "rest"):
@@ -128,12 +181,13 @@ def _check_annotation_contrasts(contrasts, table_path, min_cells=3):
             if n < min_cells:
                 present = ", ".join(f"{g} ({k})" for g, k in counts.head(20).items())
                 raise WorkflowError(
-                    f"config key 'contrasts[{i}].{key}': group '{group}' of '{c['groupby']}' has {n} cell(s) in "
+                    f"config key 'contrasts[{i}].{key}': group '{group}' of '{c['groupby']}'"
+                    f"{' within the subset' if subset else ''} has {n} cell(s) in "
                     f"{table_path} (need {min_cells}); groups there: {present}"
                 )
 
 
-_check_annotation_contrasts(config["contrasts"], config["input"]["cell_annotations"])
+_check_annotation_contrasts(config["contrasts"], CELL_TABLE, config["input"]["cell_annotations"])
 
 
 def _check_sheet_contrasts(contrasts, sheet):
@@ -246,10 +300,11 @@ def contrasts_json():
 def batch_colors():
     """Annotations worth a UMAP panel of their own: the batch key, contrast groupings, cell annotations."""
     keys = [config["batch_key"]] if config["batch_key"] else []
-    if config["input"]["cell_annotations"]:
+    if SAMPLES is None and config["input"]["cell_annotations"]:
         keys.append("annotations")
     if SAMPLES is not None:
         keys += [k for k in ["sample", *annotation_columns(SAMPLES)] if k not in keys]
+        keys += [k for k in (CELL_TABLE.columns if CELL_TABLE is not None else []) if k not in keys]
     keys += [c["groupby"] for c in config["contrasts"] if c["groupby"] not in keys and c["groupby"] != "leiden"]
     return keys
 
@@ -272,9 +327,40 @@ def final_outputs():
         fig("event_coverage"),
         fig("event_arcs"),
         fig("umap_psi"),
+        summary_page(),
     ]
     if batch_colors():
         targets.append(fig("umap_covariates"))
     if HAS_GENES:
         targets += [out("de", "de_genes.tsv"), fig("volcano_de")]
     return targets
+
+
+# --- report -------------------------------------------------------------------------------------
+def summary_page():
+    """The report's first page, written by rule report_summary (reStructuredText holding escaped HTML)."""
+    return out("report", "summary.rst")
+
+
+def report_front_page():
+    """The summary of this run once it exists (a report made after the run), else the static description.
+
+    Absolute: Snakemake resolves the report text against the Snakefile's folder, the outputs against the
+    working directory.
+    """
+    page = Path(summary_page()).resolve()
+    return str(page) if page.exists() else "workflow/report/workflow.rst"
+
+
+def run_info_json():
+    """The settings the summary page reports (inputs, samples, GTF, thresholds), as JSON."""
+    return json.dumps(
+        {
+            "input": config["input"],
+            "samples": config["samples"],
+            "gtf": config["atse"]["gtf"],
+            "ds": config["ds"],
+            "de": config["de"] if HAS_GENES else {},
+            "resolution": config["cluster"]["resolution"],
+        }
+    )

@@ -3,7 +3,12 @@ rule plot_training:
     input:
         history=out("train", "history.tsv"),
     output:
-        report(fig("training_curves"), caption="../report/training_curves.rst", category="Model"),
+        report(
+            fig("training_curves"),
+            caption="../report/training_curves.rst",
+            category="Model",
+            labels={"figure": "Training curves (ELBO, reconstruction, KL)"},
+        ),
     log:
         logs("plot_training"),
     benchmark:
@@ -19,7 +24,12 @@ rule plot_umap_clusters:
     input:
         cells=out("cluster", "cells.tsv"),
     output:
-        report(fig("umap_clusters"), caption="../report/umap_clusters.rst", category="Embedding"),
+        report(
+            fig("umap_clusters"),
+            caption="../report/umap_clusters.rst",
+            category="Embedding",
+            labels={"figure": "UMAP coloured by Leiden cluster"},
+        ),
     log:
         logs("plot_umap_clusters"),
     benchmark:
@@ -35,7 +45,12 @@ rule plot_umap_covariates:
     input:
         cells=out("cluster", "cells.tsv"),
     output:
-        report(fig("umap_covariates"), caption="../report/umap_covariates.rst", category="Embedding"),
+        report(
+            fig("umap_covariates"),
+            caption="../report/umap_covariates.rst",
+            category="Embedding",
+            labels={"figure": "UMAP coloured by batch and cell annotations"},
+        ),
     log:
         logs("plot_umap_covariates"),
     benchmark:
@@ -53,7 +68,12 @@ rule plot_umap_qc:
     input:
         cells=out("cluster", "cells.tsv"),
     output:
-        report(fig("umap_qc"), caption="../report/umap_qc.rst", category="Embedding"),
+        report(
+            fig("umap_qc"),
+            caption="../report/umap_qc.rst",
+            category="Embedding",
+            labels={"figure": "UMAP coloured by QC metrics"},
+        ),
     log:
         logs("plot_umap_qc"),
     benchmark:
@@ -69,7 +89,12 @@ rule plot_volcano_ds:
     input:
         table=out("ds", "ds_junctions.tsv"),
     output:
-        report(fig("volcano_ds"), caption="../report/volcano_ds.rst", category="Differential splicing"),
+        report(
+            fig("volcano_ds"),
+            caption="../report/volcano_ds.rst",
+            category="Differential splicing",
+            labels={"figure": "Volcano plots: differential splicing per junction"},
+        ),
     log:
         logs("plot_volcano_ds"),
     benchmark:
@@ -85,7 +110,12 @@ rule plot_volcano_de:
     input:
         table=out("de", "de_genes.tsv"),
     output:
-        report(fig("volcano_de"), caption="../report/volcano_de.rst", category="Differential expression"),
+        report(
+            fig("volcano_de"),
+            caption="../report/volcano_de.rst",
+            category="Differential expression",
+            labels={"figure": "Volcano plots: differential expression per gene"},
+        ),
     log:
         logs("plot_volcano_de"),
     benchmark:
@@ -102,7 +132,12 @@ rule plot_top_events_psi:
         mdata=out("splicevi.h5mu"),
         table=out("ds", "ds_junctions.tsv"),
     output:
-        report(fig("top_events_psi"), caption="../report/top_events_psi.rst", category="Differential splicing"),
+        report(
+            fig("top_events_psi"),
+            caption="../report/top_events_psi.rst",
+            category="Differential splicing",
+            labels={"figure": "Observed PSI of the top junctions per cluster"},
+        ),
     log:
         logs("plot_top_events_psi"),
     benchmark:
@@ -125,7 +160,12 @@ rule plot_event_coverage:
         mdata=out("splicevi.h5mu"),
         table=out("ds", "ds_events.tsv"),
     output:
-        report(fig("event_coverage"), caption="../report/event_coverage.rst", category="Differential splicing"),
+        report(
+            fig("event_coverage"),
+            caption="../report/event_coverage.rst",
+            category="Differential splicing",
+            labels={"figure": "Reads of the top ATSEs per cell, by cluster"},
+        ),
     log:
         logs("plot_event_coverage"),
     benchmark:
@@ -147,8 +187,14 @@ rule plot_event_arcs:
     input:
         mdata=out("splicevi.h5mu"),
         table=out("ds", "ds_events.tsv"),
+        gtf=config["atse"]["gtf"] or [],
     output:
-        report(fig("event_arcs"), caption="../report/event_arcs.rst", category="Differential splicing"),
+        report(
+            fig("event_arcs"),
+            caption="../report/event_arcs.rst",
+            category="Differential splicing",
+            labels={"figure": "Arc plots of the top ATSEs (reads and PSI per group)"},
+        ),
     log:
         logs("plot_event_arcs"),
     benchmark:
@@ -156,12 +202,13 @@ rule plot_event_arcs:
     params:
         n_top=config["plots"]["n_arcs"],
         min_cells=config["plots"]["min_cells_observed"],
+        gtf=opt("--gtf", config["atse"]["gtf"]),
     resources:
         mem_mb=lambda wc, attempt: 8000 * attempt,
     conda:
         "../../envs/splicevi.yaml"
     shell:
-        "splicevi plot arcs --mdata {input.mdata:q} --table {input.table:q}"
+        "splicevi plot arcs --mdata {input.mdata:q} --table {input.table:q} {params.gtf:q}"
         " --n-top {params.n_top:q} --min-cells {params.min_cells:q} --out {output:q} > {log:q} 2>&1"
 
 
@@ -171,7 +218,12 @@ rule plot_umap_psi:
         mdata=out("splicevi.h5mu"),
         table=out("ds", "ds_junctions.tsv"),
     output:
-        report(fig("umap_psi"), caption="../report/umap_psi.rst", category="Differential splicing"),
+        report(
+            fig("umap_psi"),
+            caption="../report/umap_psi.rst",
+            category="Differential splicing",
+            labels={"figure": "UMAP coloured by the observed PSI of the top junctions"},
+        ),
     log:
         logs("plot_umap_psi"),
     benchmark:
@@ -188,11 +240,12 @@ rule plot_umap_psi:
 
 
 rule export:
-    """On demand (`snakemake export`): LeafCutter pseudobulk counts per cluster and one .h5ad per modality."""
+    """On demand (`snakemake export`): LeafCutter pseudobulk counts (per sample and cluster) + groups file, .h5ad files."""
     input:
         mdata=out("splicevi.h5mu"),
     output:
         leafcutter=out("export", "leiden_perind.counts.gz"),
+        groups=out("export", "leiden_groups.txt"),
         h5ad=[out("export", "splicing.h5ad")] + ([out("export", "rna.h5ad")] if HAS_GENES else []),
     log:
         logs("export"),
@@ -200,10 +253,13 @@ rule export:
         bench("export")
     params:
         folder=lambda wc, output: os.path.dirname(output.leafcutter),
+        # replicates within each cluster for leafcutter_ds: the cohort's samples, else the batches
+        replicates=opt("--replicates", "sample" if SAMPLES is not None else config["batch_key"]),
     resources:
         mem_mb=lambda wc, attempt: 8000 * attempt,
     conda:
         "../../envs/splicevi.yaml"
     shell:
-        "(splicevi export leafcutter --mdata {input.mdata:q} --groupby leiden --out {output.leafcutter:q}"
+        "(splicevi export leafcutter --mdata {input.mdata:q} --groupby leiden {params.replicates:q}"
+        " --out {output.leafcutter:q} --out-groups {output.groups:q}"
         " && splicevi export h5ad --mdata {input.mdata:q} --out-dir {params.folder:q}) > {log:q} 2>&1"

@@ -35,9 +35,14 @@ def read_mudata(path: str | Path):
     import mudata as md
 
     md.set_options(pull_on_update=False)
-    mdata = md.read_h5mu(require_file(path, "MuData (.h5mu)"))
+    from splicevi.data.io import read_mudata_file
+
+    mdata = read_mudata_file(path, "MuData (.h5mu)", made_by="`splicevi assemble`")
     if "splicing" not in mdata.mod:
         raise ValueError(f"{path} has no 'splicing' modality (modalities: {', '.join(mdata.mod) or 'none'})")
+    from splicevi.data.layers import tie_x_to_counts
+
+    tie_x_to_counts(mdata["splicing"])  # X is the counts: one matrix in memory, not two
     return mdata
 
 

@@ -11,6 +11,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from splicevi._io import InputOverwriteError, check_not_an_input
+
 from ._errors import OutputError, UsageError
 
 
@@ -51,9 +53,27 @@ def check_writable(flag: str, path: str | os.PathLike) -> None:
     os.unlink(probe)
 
 
+def input_paths(args: argparse.Namespace) -> dict[str, list[str]]:
+    """The other path-like arguments (strings, or lists of strings, naming something that exists)."""
+    found: dict[str, list[str]] = {}
+    for name, value in sorted(vars(args).items()):
+        if name.startswith("out") or name == "func":
+            continue
+        values = value if isinstance(value, (list, tuple)) else [value]
+        paths = [str(v) for v in values if isinstance(v, (str, os.PathLike)) and str(v)
+                 and len(str(v)) < 4096 and os.path.lexists(str(v))]
+        if paths:
+            found["--" + name.replace("_", "-")] = paths
+    return found
+
+
 def check_outputs(args: argparse.Namespace) -> None:
-    """Every output path is writable and no two outputs are the same file."""
+    """Every output path is writable, none is (or contains) an input, and no two are the same file."""
     outputs = output_paths(args)
+    try:
+        check_not_an_input(outputs, input_paths(args))
+    except InputOverwriteError as err:
+        raise UsageError(str(err)) from None
     seen: dict[Path, str] = {}
     for flag, path in outputs.items():
         resolved = Path(path).resolve()

@@ -38,19 +38,21 @@ def run(args: argparse.Namespace) -> int:
     """Run ``splicevi assemble``; returns the exit status (0: every output written)."""
     import warnings
 
-    import anndata as ad
 
     # mudata 0.3 warns on every update about a default that changes in 0.4; we set obs explicitly.
     warnings.filterwarnings("ignore", category=FutureWarning, module="mudata")
 
-    from splicevi._io import atomic_path, require_file
+    from splicevi._io import atomic_path, require_file, write_x_as_layer
     from splicevi.data.assemble import assemble, read_events, read_transcript_lengths
+    from splicevi.data.layers import JUNCTION_COUNTS
 
     from .atse import summary_path
 
     events = read_events(require_file(args.events, "events table"))
-    junctions = ad.read_h5ad(require_file(args.junctions, "junctions .h5ad"))
-    genes = ad.read_h5ad(require_file(args.genes, "genes .h5ad")) if args.genes else None
+    from splicevi.data.io import read_anndata
+
+    junctions = read_anndata(args.junctions, "junctions .h5ad", made_by="`splicevi ingest`")
+    genes = read_anndata(args.genes, "genes .h5ad", made_by="`splicevi ingest`") if args.genes else None
     lengths = read_transcript_lengths(require_file(args.transcript_lengths, "transcript lengths")) \
         if args.transcript_lengths else None
     provenance = {
@@ -65,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
                              transcript_lengths=lengths, events_source=args.events, provenance=provenance,
                              published_layout=args.published_layout)
     with atomic_path(args.out) as tmp:
-        mdata.write(tmp)
+        write_x_as_layer(mdata, tmp, JUNCTION_COUNTS, modality="splicing")
     rows = [("cells in junctions file", report["n_cells_in"])]
     if "barcodes" in report:
         b = report["barcodes"]

@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from pathlib import Path
 
 from ._summary import print_summary
+
+log = logging.getLogger("splicevi")
 
 
 def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
@@ -81,7 +84,20 @@ def run(args: argparse.Namespace) -> int:
         report["frac_chrom_in_gtf"] = frac_chrom
         report["n_strand_from_gtf"] = n_strand_from_gtf
         events = annotate_events(events, assign_genes(events, ann))
-        report["n_events_with_gene"] = int(events.drop_duplicates("event_id")["gene_id"].notna().sum())
+        per_event = events.drop_duplicates("event_id")
+        report["n_events_with_gene"] = int(per_event["gene_id"].notna().sum())
+        # A GTF of some chromosomes only (a test annotation, one contig set): say how much it covers.
+        gtf_chroms = set(ann.genes["chrom"].astype(str))
+        outside = ~per_event["chrom"].astype(str).isin(gtf_chroms)
+        report["n_events_outside_gtf"] = int(outside.sum())
+        if outside.any():
+            missing = sorted(set(per_event.loc[outside, "chrom"].astype(str)))
+            report["gtf_partial"] = (
+                f"the GTF covers {frac_chrom:.0%} of the junctions' chromosomes: {report['n_events_with_gene']:,} of "
+                f"{len(per_event):,} events ({report['n_events_with_gene'] / len(per_event):.0%}) have a gene; "
+                f"{int(outside.sum()):,} events lie on chromosomes absent from it ({', '.join(missing[:5])}"
+                f"{', ...' if len(missing) > 5 else ''})")
+            log.warning("%s: %s", args.gtf, report["gtf_partial"])
     else:
         events["gene_id"] = ""
         events["gene_name"] = ""
@@ -97,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
     if args.gtf:
         rows.append(("strand taken from the GTF", report["n_strand_from_gtf"]))
         rows.append(("events with a gene", report["n_events_with_gene"]))
+        if report.get("gtf_partial"):
+            rows.append(("WARNING partial GTF", report["gtf_partial"]))
     rows.append(("wrote", f"{args.out}, {summary_path(args.out)}"))
     print_summary("splicevi atse", rows)
     return 0

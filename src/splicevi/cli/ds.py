@@ -27,11 +27,11 @@ def add_contrast_arguments(p: argparse.ArgumentParser, delta: float) -> None:
     )
     p.add_argument("--groupby", default="leiden", help="annotation of the default contrasts (each group vs rest)")
     p.add_argument("--delta", type=float, default=delta, help="minimum effect that counts as differential")
-    p.add_argument("--fdr-target", type=float, default=0.05)
+    p.add_argument("--fdr-target", type=float, default=0.05, help="target false discovery rate of the calls")
     p.add_argument("--batch-correction", action="store_true", help="average estimates over batches")
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None, help="cells per minibatch of inference (default: the model's)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the posterior samples")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads of torch (default: torch's choice)")
 
 
 def parse_contrasts(text: str) -> list:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from splicevi._io import atomic_path, require_file
+from splicevi._io import atomic_path, require_file, write_x_as_layer
+from splicevi.data.layers import JUNCTION_COUNTS
 
 from ._common import read_mudata
 from ._errors import UsageError
@@ -26,7 +27,12 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     group = k.add_mutually_exclusive_group()
     group.add_argument("--groupby", default="leiden", help="cell annotation pooled into pseudobulk samples")
     group.add_argument("--per-cell", action="store_true", help="one column per cell instead of per group")
+    k.add_argument("--replicates", default=None,
+                   help="annotation kept apart within each group (e.g. sample): one column per replicate and group, "
+                        "named <replicate>.<groupby>_<group>, the replicates leafcutter_ds needs")
     k.add_argument("--out", required=True, help="output file (gzip-compressed when it ends with .gz)")
+    k.add_argument("--out-groups", default=None,
+                   help="LeafCutter groups file (<sample> <group> per line; keep the two groups to compare)")
     k.set_defaults(func=run_leafcutter)
 
     k = kinds.add_parser("bed", help="BED12 of the junctions or ATSEs of a DS table, scored for IGV")
@@ -45,10 +51,20 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
 
 def run_leafcutter(args: argparse.Namespace) -> int:
     """Write the count table."""
-    from splicevi.tl.export import leafcutter_counts, write_leafcutter
+    from splicevi.tl.export import (
+        leafcutter_counts,
+        pseudobulk_samples,
+        write_leafcutter,
+        write_leafcutter_groups,
+    )
 
-    table = leafcutter_counts(read_mudata(args.mdata), None if args.per_cell else args.groupby)
+    if args.per_cell and (args.replicates or args.out_groups):
+        raise UsageError("--per-cell has no groups: leave out --replicates and --out-groups")
+    mdata = read_mudata(args.mdata)
+    table = leafcutter_counts(mdata, None if args.per_cell else args.groupby, args.replicates)
     write_leafcutter(table, args.out)
+    if args.out_groups:
+        write_leafcutter_groups(pseudobulk_samples(mdata, args.groupby, args.replicates)[1], args.out_groups)
     log.info("leafcutter counts: %d junctions × %d samples -> %s", table.shape[0], table.shape[1], args.out)
     return 0
 
@@ -85,6 +101,6 @@ def run_h5ad(args: argparse.Namespace) -> int:
     for name in mdata.mod:
         adata = modality_anndata(mdata, name)
         with atomic_path(out / f"{name}.h5ad") as tmp:
-            adata.write_h5ad(tmp)
+            write_x_as_layer(adata, tmp, JUNCTION_COUNTS)
         log.info("%s: %d cells × %d features -> %s", name, adata.n_obs, adata.n_vars, out / f"{name}.h5ad")
     return 0

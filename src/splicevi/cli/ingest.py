@@ -9,11 +9,14 @@ files; ``--sample-sheet`` may name the sheet instead (then ``--junctions`` is ig
 from __future__ import annotations
 
 import argparse
+import logging
 
 import numpy as np
 
 from ._errors import UsageError
 from ._summary import print_summary
+
+log = logging.getLogger("splicevi")
 
 
 def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
@@ -58,9 +61,10 @@ def _input_notes(info: dict) -> list[tuple[str, object]]:
 def run(args: argparse.Namespace) -> int:
     """Run ``splicevi ingest``; returns the exit status (0: every output written)."""
     from splicevi._io import atomic_path
+    from splicevi.data._tables import count_totals
     from splicevi.data.barcodes import apply_allowlist, match_cells
     from splicevi.data.readers_genes import read_genes
-    from splicevi.data.readers_junctions import read_junctions
+    from splicevi.data.readers_junctions import introns_on_both_strands, read_junctions
 
     if args.genes and not args.out_genes:
         raise UsageError("--genes needs --out-genes (where to write the gene counts)")
@@ -72,6 +76,12 @@ def run(args: argparse.Namespace) -> int:
     rows: list[tuple[str, object]] = [("junction input", f"{args.junctions} ({jun.uns['splicevi_ingest']['format']})"),
                                       ("barcodes read", jun.n_obs)]
     rows += _input_notes(jun.uns["splicevi_ingest"])
+    n_both, example = introns_on_both_strands(jun.var)
+    if n_both:
+        log.warning("%d intron(s) appear on both strands (e.g. %s): kept as separate junctions", n_both, example)
+        rows.append(("NOTE same intron on both strands", f"{n_both:,} intron(s), e.g. {example}: kept as separate "
+                                                         "junctions (the strand filter of `splicevi atse` decides)"))
+        jun.uns["splicevi_ingest"] = {**jun.uns["splicevi_ingest"], "introns_on_both_strands": n_both}
     if args.barcodes:
         jun, n_absent = apply_allowlist(jun, args.barcodes)
         rows.append(("kept by --barcodes", f"{jun.n_obs:,} ({n_absent:,} listed barcodes absent)"))
@@ -95,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         if match.normalised:
             rows.append(("barcode matching", "after removing '-N' suffixes"))
         genes.uns["splicevi_ingest"] = {**genes.uns.get("splicevi_ingest", {}), "barcodes": match.as_dict()}
-    jun.var["total_reads"] = np.asarray(jun.X.sum(axis=0)).ravel().astype(np.int64)
+    jun.var["total_reads"] = count_totals(jun.X, axis=0)  # exact: X is float32
     jun.var["n_cells"] = np.bincount(jun.X.indices, minlength=jun.n_vars).astype(np.int64)
     from splicevi.data.assemble import clean_uns
 

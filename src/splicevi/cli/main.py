@@ -9,11 +9,21 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import signal
 import sys
 import threading
 
 from splicevi import __version__
+from splicevi._io import (
+    OutputWriteError,
+    clear_stop,
+    hdf5_left_broken,
+    in_critical_section,
+    publish_together,
+    raise_if_stopped,
+    request_stop,
+)
 
 from ._errors import (
     EXIT_CODES_HELP,
@@ -24,6 +34,7 @@ from ._errors import (
     OutputError,
     UsageError,
 )
+from ._help import plain_help
 from ._outputs import check_outputs
 
 #: Subcommands in workflow order: (module name, one-line help).
@@ -41,6 +52,7 @@ SUBCOMMANDS = (
     ("de", "differential expression tables"),
     ("plot", "figures for the report"),
     ("export", "LeafCutter counts, BED12 tracks, per-modality .h5ad"),
+    ("summary", "the report's first page: what the run found (inputs, cells, calls, top events)"),
 )
 
 
@@ -62,11 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # stage not part of this installation
             raise
         module.add_parser(sub, help_text)
+    plain_help(parser)
     return parser
 
 
 def _raise_interrupted(signum, frame) -> None:
-    raise Interrupted(signum)
+    exc = Interrupted(signum)
+    request_stop(exc)  # kept: the exception may be swallowed where it is raised (a C callback)
+    if not in_critical_section():  # never between two renames of the outputs (they roll back instead)
+        raise exc
 
 
 def _data_error_message(err: Exception) -> str:
@@ -76,8 +92,24 @@ def _data_error_message(err: Exception) -> str:
     return str(err)
 
 
+def _one_line(err: BaseException) -> str:
+    text = err.strerror if isinstance(err, OutputWriteError) and err.strerror else str(err)
+    return " ".join(text.split())
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``splicevi`` console script; returns the exit status (see ``--help``)."""
+    status = _main(argv)
+    if argv is None and hdf5_left_broken():
+        # A failed HDF5 write leaves the library holding a half-closed file that crashes the
+        # interpreter's exit (SIGSEGV). The error is reported: end now, without that clean-up.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    return status
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -90,19 +122,27 @@ def main(argv: list[str] | None = None) -> int:
     signals = (signal.SIGTERM, signal.SIGINT) if in_main_thread else ()
     previous = {s: signal.signal(s, _raise_interrupted) for s in signals}
     try:
+        clear_stop()
         check_outputs(args)
-        result = args.func(args)
+        # every output of the command is published together at the end, or none is
+        with publish_together():
+            result = args.func(args)
+        try:
+            raise_if_stopped()  # a stop that came after the commit point: the outputs are complete
+        except Interrupted as err:
+            print(f"splicevi {args.command}: {err} received after every output was written", file=sys.stderr)
+            return 128 + err.signum
     except Interrupted as err:
         print(f"splicevi {args.command}: {err} received: stopped, nothing written", file=sys.stderr)
         return 128 + err.signum
     except UsageError as err:
         print(f"splicevi {args.command}: usage error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    except OutputError as err:
-        print(f"splicevi {args.command}: output error: {err}", file=sys.stderr)
+    except (OutputError, OutputWriteError) as err:
+        print(f"splicevi {args.command}: output error: {_one_line(err)}", file=sys.stderr)
         return EXIT_OUTPUT
     except (ValueError, OSError) as err:  # InputError and FileNotFoundError included
-        print(f"splicevi {args.command}: error: {_data_error_message(err)}", file=sys.stderr)
+        print(f"splicevi {args.command}: error: {' '.join(_data_error_message(err).split())}", file=sys.stderr)
         return EXIT_DATA
     finally:
         for s, handler in previous.items():

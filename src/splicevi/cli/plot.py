@@ -27,27 +27,29 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
 
     k = kinds.add_parser("volcano", help="volcano plots of a DS or DE table")
     k.add_argument("--table", required=True, help="TSV from `splicevi ds` or `splicevi de`")
-    k.add_argument("--kind", dest="table_kind", choices=["ds", "de"], default="ds")
+    k.add_argument("--kind", dest="table_kind", choices=["ds", "de"], default="ds",
+                   help="table kind: ds (splicing) or de (expression)")
     k.set_defaults(func=run_volcano)
 
     k = kinds.add_parser("psi", help="observed PSI of the top DS junctions per group")
     k.add_argument("--mdata", required=True, help=".h5mu from `splicevi cluster`")
     k.add_argument("--table", required=True, help="per-junction table from `splicevi ds`")
-    k.add_argument("--groupby", default="leiden")
-    k.add_argument("--n-top", type=int, default=8)
+    k.add_argument("--groupby", default="leiden", help="cell annotation of the groups shown")
+    k.add_argument("--n-top", type=int, default=8, help="top events per contrast")
     k.set_defaults(func=run_psi)
 
     k = kinds.add_parser("coverage", help="coverage of the top DS events per group")
     k.add_argument("--mdata", required=True, help=".h5mu from `splicevi cluster`")
     k.add_argument("--table", required=True, help="per-ATSE table from `splicevi ds`")
-    k.add_argument("--groupby", default="leiden")
-    k.add_argument("--n-top", type=int, default=8)
+    k.add_argument("--groupby", default="leiden", help="cell annotation of the groups shown")
+    k.add_argument("--n-top", type=int, default=8, help="top events per contrast")
     k.set_defaults(func=run_coverage)
 
     k = kinds.add_parser("arcs", help="arc (sashimi-style) plots of the top DS events, per contrast group")
     k.add_argument("--mdata", required=True, help=".h5mu from `splicevi cluster`")
     k.add_argument("--table", required=True, help="per-ATSE (or per-junction) table from `splicevi ds`")
     k.add_argument("--n-top", type=int, default=2, help="events per contrast (at most 12 overall)")
+    k.add_argument("--gtf", default=None, help="GTF whose exons are drawn as a track under the arcs")
     k.set_defaults(func=run_arcs)
 
     k = kinds.add_parser("psi-umap", help="UMAP coloured by the observed PSI of the top DS junctions")
@@ -136,7 +138,7 @@ def run_arcs(args: argparse.Namespace) -> int:
     from splicevi import pl
 
     table = _read_table(args.table, dtype=_TABLE_DTYPES)
-    pl.save_figure(pl.top_event_arcs(_mdata(args.mdata), table, args.n_top, args.min_cells), args.out)
+    pl.save_figure(pl.top_event_arcs(_mdata(args.mdata), table, args.n_top, args.min_cells, gtf=args.gtf), args.out)
     return 0
 
 

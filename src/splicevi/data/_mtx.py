@@ -11,7 +11,7 @@ import scipy.sparse as sp
 
 from splicevi._io import require_file
 
-from ._tables import InputError, read_typed
+from ._tables import InputError, first_bad_line, read_typed
 
 
 def _open_text(path: Path):
@@ -57,13 +57,16 @@ def read_mtx(path: str | os.PathLike, *, what: str = "Matrix Market", integer: b
                 line = fh.readline()
                 n_header += 1
     except (EOFError, OSError, UnicodeDecodeError) as err:  # zlib/gzip errors are OSError or EOFError
-        raise InputError(path, f"the file is truncated, unreadable or not text ({err})", fix) from None
+        raise InputError(path, f"the file is truncated, unreadable or not text ({err})", fix,
+                         line=first_bad_line(path) or 1) from None
     try:
         n_rows, n_cols, nnz = (int(x) for x in line.split())
     except ValueError:
         raise InputError(path, f"bad size line {line.strip()!r} (expected 'rows columns entries')", fix, n_header) from None
     if nnz == 0:
-        return sp.coo_matrix((n_rows, n_cols), dtype=np.float32)
+        empty = sp.coo_matrix((n_rows, n_cols), dtype=np.float32)
+        empty.size_line = n_header  # for messages about the matrix's shape
+        return empty
     if integer and is_real:
         # STARsolo writes 'integer' for counts; a 'real' header may still hold whole numbers.
         dtypes = {0: np.int64, 1: np.int64, 2: np.float64}
@@ -85,4 +88,6 @@ def read_mtx(path: str | os.PathLike, *, what: str = "Matrix Market", integer: b
     if integer and np.any(vals != np.floor(vals)):
         i = int(np.nonzero(vals != np.floor(vals))[0][0])
         raise InputError(path, f"count {vals[i]} is not an integer", fix, line=n_header + i + 1)
-    return sp.coo_matrix((vals.astype(np.float32), (rows, cols)), shape=(n_rows, n_cols))
+    mat = sp.coo_matrix((vals.astype(np.float32), (rows, cols)), shape=(n_rows, n_cols))
+    mat.size_line = n_header  # for messages about the matrix's shape
+    return mat

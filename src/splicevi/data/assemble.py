@@ -22,7 +22,7 @@ import scipy.sparse as sp
 
 from splicevi import __version__
 
-from ._tables import InputError
+from ._tables import InputError, count_totals
 from .barcodes import match_cells
 from .layers import (
     ATSE_COUNTS,
@@ -146,7 +146,7 @@ def assemble(
         match_info = match.as_dict()
         report["barcodes"] = match_info
     k = sp.csr_matrix(jun.X, dtype=np.float32)
-    reads = np.asarray(k.sum(axis=1)).ravel()
+    reads = count_totals(k, axis=1)
     keep = reads >= max(min_cell_reads, 0)
     if genes is None or min_cell_reads > 0:
         keep &= reads > 0
@@ -180,10 +180,12 @@ def assemble(
         layers = splicing_layers(k, codes)
         x = layers[JUNCTION_RATIO].copy()
     else:
-        layers, x = {JUNCTION_COUNTS: k}, None
+        # X is the junction counts (the same matrix as the layer, not a copy): scanpy reads X
+        # (calculate_qc_metrics, umap coloured by a junction); written once (_io.write_x_as_layer).
+        layers, x = {JUNCTION_COUNTS: k}, k
     del totals
     ev_per_cell = _events_observed(k, codes, n_events)
-    obs["n_junction_reads"] = np.asarray(k.sum(axis=1)).ravel().astype(np.int64)
+    obs["n_junction_reads"] = count_totals(k, axis=1)
     obs["n_junctions_detected"] = np.diff(k.indptr).astype(np.int64)
     obs["n_events_observed"] = ev_per_cell
     obs["frac_events_observed"] = ev_per_cell / n_events
@@ -193,7 +195,7 @@ def assemble(
     if genes is not None:
         g = genes[keep].copy()
         g.X = sp.csr_matrix(g.X, dtype=np.float32)
-        g.obs["n_counts"] = np.asarray(g.X.sum(axis=1)).ravel()
+        g.obs["n_counts"] = count_totals(g.X, axis=1)
         g.obs["n_genes"] = np.diff(g.X.indptr)
         if transcript_lengths is not None:
             g.layers["length_norm"], n_no_len = length_normalize(g.X, g.var_names, transcript_lengths)

@@ -8,7 +8,44 @@ import anndata as ad
 import h5py
 import pandas as pd
 
+from splicevi._io import require_file
+
 from ._tables import InputError
+
+#: What a reader of HDF5-based files raises on a damaged or foreign file (h5py: OSError without the
+#: path; anndata/mudata: KeyError, ValueError, TypeError on a missing or odd element).
+_H5_ERRORS = (OSError, KeyError, ValueError, TypeError, AttributeError, IndexError)
+
+
+def _h5_fix(what: str, made_by: str | None) -> str:
+    return (f"pass the {what} written by {made_by}" if made_by else f"pass a valid {what}") + \
+        " (re-create it if the copy is incomplete)"
+
+
+def read_anndata(path: str | os.PathLike, what: str, made_by: str | None = None, **kwargs) -> ad.AnnData:
+    """``anndata.read_h5ad`` with errors that name the file (a garbage or truncated file included)."""
+    path = require_file(path, what)
+    try:
+        return ad.read_h5ad(path, **kwargs)
+    except FileNotFoundError:
+        raise
+    except _H5_ERRORS as err:
+        raise InputError(path, f"not a readable {what} ({type(err).__name__}: {' '.join(str(err).split())})",
+                         _h5_fix(what, made_by)) from None
+
+
+def read_mudata_file(path: str | os.PathLike, what: str = "MuData (.h5mu)", made_by: str | None = None):
+    """``mudata.read_h5mu`` with errors that name the file (a garbage or truncated file included)."""
+    import mudata as md
+
+    path = require_file(path, what)
+    try:
+        return md.read_h5mu(path)
+    except FileNotFoundError:
+        raise
+    except _H5_ERRORS as err:
+        raise InputError(path, f"not a readable {what} ({type(err).__name__}: {' '.join(str(err).split())})",
+                         _h5_fix(what, made_by)) from None
 
 
 def read_junction_var(path: str | os.PathLike) -> pd.DataFrame:

@@ -266,3 +266,19 @@ def layer_or_derived(adata, name: str, event_key: str = "event_id") -> sp.csr_ma
         )
     codes, _ = event_codes(adata.var[event_key])
     return splicing_layers(adata.layers[JUNCTION_COUNTS], codes)[name]
+
+
+def tie_x_to_counts(adata) -> bool:
+    """Make ``X`` the same object as the junction-count layer when a file stored it as a copy of it.
+
+    ``splicevi assemble`` stores ``X`` as a link to the count layer (one copy on disk), but readers
+    load the two paths as two matrices; tying them frees one copy. Returns whether ``X`` was tied.
+    """
+    counts = adata.layers.get(JUNCTION_COUNTS) if hasattr(adata, "layers") else None
+    x = adata.X
+    if counts is None or x is None or x is counts or not (sp.issparse(x) and sp.issparse(counts)):
+        return False
+    if x.shape != counts.shape or x.nnz != counts.nnz or (x != counts).nnz:
+        return False
+    adata.X = counts
+    return True

@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ._tables import count_totals
+from .readers_junctions import harmonise_chromosome_names, junction_ids
 from .samples import SEPARATOR, annotation_columns, cell_ids
 
 #: Junction annotation columns recomputed after the merge (they are sums over cells).
@@ -30,6 +32,53 @@ def _prefixed_obs(adata: ad.AnnData, sample: str, row: pd.Series, free: list[str
     if not has_batch:
         obs["batch"] = sample
     return obs
+
+
+def harmonise_samples(parts: list[tuple[str, ad.AnnData]]) -> tuple[list[tuple[str, ad.AnnData]], dict]:
+    """One spelling per chromosome across samples (``chr1`` in one, ``1`` in another), as ingest does in one.
+
+    Without it the same intron would be two junctions of the cohort. The spelling of more junctions
+    (counted per sample) wins; junction ids are rebuilt from the renamed coordinates, and junctions
+    that become one within a sample are summed.
+
+    Returns
+    -------
+    parts, note
+        The samples (renamed where needed) and ``{"chrom_renamed": {old: new}, "chrom_renamed_samples":
+        {sample: n junctions renamed}}`` (empty when nothing was renamed).
+    """
+    chroms = pd.concat([p.var["chrom"].astype(str) for _, p in parts if "chrom" in p.var], ignore_index=True)
+    if chroms.empty:
+        return parts, {}
+    _, renamed = harmonise_chromosome_names(chroms)
+    if not renamed:
+        return parts, {}
+    out, per_sample = [], {}
+    for sample, adata in parts:
+        hit = adata.var["chrom"].astype(str).isin(list(renamed)).to_numpy()
+        if not hit.any():
+            out.append((sample, adata))
+            continue
+        per_sample[sample] = int(hit.sum())
+        var = adata.var.copy()
+        var["chrom"] = var["chrom"].astype(str).replace(renamed)
+        ids = pd.Index(junction_ids(var))
+        uniq, inverse = np.unique(ids.to_numpy(dtype=str), return_inverse=True)
+        x = sp.csr_matrix(adata.X)
+        if len(uniq) < len(ids):  # both spellings within one sample: sum the two columns
+            combine = sp.csr_matrix((np.ones(len(ids), dtype=x.dtype), (np.arange(len(ids)), inverse)),
+                                    shape=(len(ids), len(uniq)))
+            x = (x @ combine).tocsr()
+            first = np.zeros(len(uniq), dtype=np.int64)
+            first[inverse[::-1]] = np.arange(len(ids))[::-1]
+            var = var.iloc[first]
+            var.index = pd.Index(uniq)
+        else:
+            var.index = ids
+        part = ad.AnnData(X=x, obs=adata.obs.copy(), var=var, uns=dict(adata.uns))
+        out.append((sample, part))
+    note = {"chrom_renamed": dict(sorted(renamed.items())), "chrom_renamed_samples": per_sample}
+    return out, note
 
 
 def merge_junctions(parts: list[tuple[str, ad.AnnData]], sheet: pd.DataFrame) -> tuple[ad.AnnData, dict]:
@@ -49,6 +98,7 @@ def merge_junctions(parts: list[tuple[str, ad.AnnData]], sheet: pd.DataFrame) ->
     """
     free = annotation_columns(sheet)
     has_batch = "batch" in free
+    parts, chrom_note = harmonise_samples(parts)
     union = pd.Index(pd.unique(np.concatenate([p.var_names.to_numpy() for _, p in parts])))
     var_parts = [p.var.drop(columns=[c for c in _SUM_COLUMNS if c in p.var]) for _, p in parts]
     var = pd.concat(var_parts)
@@ -67,18 +117,18 @@ def merge_junctions(parts: list[tuple[str, ad.AnnData]], sheet: pd.DataFrame) ->
         prov[sample] = {
             "inputs": {c: row.get(c) or "" for c in ("junctions", "cell_sheet", "genes", "barcodes")},
             "n_cells": int(adata.n_obs), "n_junctions": int(adata.n_vars),
-            "n_junction_reads": int(x.sum()), "ingest": dict(adata.uns.get("splicevi_ingest", {})),
+            "n_junction_reads": int(count_totals(x, axis=0).sum()), "ingest": dict(adata.uns.get("splicevi_ingest", {})),
         }
     X = sp.vstack(blocks, format="csr")
     merged = ad.AnnData(X=X, obs=pd.concat(obs), var=var)
     if not merged.obs_names.is_unique:  # cannot happen with valid ids; guards a reader returning duplicates
         dup = merged.obs_names[merged.obs_names.duplicated()][0]
         raise ValueError(f"merged cell id '{dup}' occurs twice; check the sample's barcodes")
-    merged.var["total_reads"] = np.asarray(X.sum(axis=0)).ravel().astype(np.int64)
+    merged.var["total_reads"] = count_totals(X, axis=0)
     merged.var["n_cells"] = np.bincount(X.indices, minlength=X.shape[1]).astype(np.int64)
     for col in ("sample", *free, "batch"):
         merged.obs[col] = pd.Categorical(merged.obs[col].astype(str))
-    return merged, {"separator": SEPARATOR, "cell_id": "<sample>_<barcode>", "samples": prov}
+    return merged, {"separator": SEPARATOR, "cell_id": "<sample>_<barcode>", "samples": prov, **chrom_note}
 
 
 def merge_genes(parts: list[tuple[str, ad.AnnData]], obs: pd.DataFrame) -> ad.AnnData:

@@ -31,7 +31,15 @@ from tqdm.auto import tqdm
 from splicevi._io import require_file
 
 from ._mtx import read_mtx
-from ._tables import InputError, read_delimited, read_typed, table_suffix
+from ._tables import (
+    MAX_COUNT,
+    InputError,
+    check_count_values,
+    count_totals,
+    read_delimited,
+    read_typed,
+    table_suffix,
+)
 from .readers_junctions import read_barcodes, read_sample_sheet
 
 GENE_FORMATS = ("auto", "starsolo", "10x_h5", "mtx", "h5ad", "star_counts")
@@ -90,7 +98,10 @@ def read_10x_h5(path: str | os.PathLike) -> ad.AnnData:
                 raise InputError(path, "no /matrix group (Cell Ranger v2 .h5 is not supported)", fix)
             g = f["matrix"]
             shape = tuple(int(s) for s in g["shape"][:])
-            x = sp.csc_matrix((g["data"][:].astype(np.float32), g["indices"][:], g["indptr"][:]), shape=shape)
+            data = g["data"][:]
+            check_count_values(data, path=path, field="a count in /matrix/data (entry numbered as the line)",
+                               fix=fix)
+            x = sp.csc_matrix((data.astype(np.float32), g["indices"][:], g["indptr"][:]), shape=shape)
             barcodes = g["barcodes"][:].astype(str)
             ids = g["features"]["id"][:].astype(str)
             names = g["features"]["name"][:].astype(str)
@@ -108,12 +119,18 @@ def read_10x_h5(path: str | os.PathLike) -> ad.AnnData:
 def read_h5ad_counts(path: str | os.PathLike) -> ad.AnnData:
     """Read gene counts from an ``.h5ad`` (``X``, else ``layers['counts']``, else ``raw.X``)."""
     path = require_file(path, "gene counts .h5ad")
-    a = ad.read_h5ad(path)
+    from .io import read_anndata
+
+    a = read_anndata(path, "gene counts .h5ad")
     for name, mat, var in (("X", a.X, a.var), ("layers['counts']", a.layers.get("counts"), a.var),
                            ("raw.X", a.raw.X if a.raw is not None else None, a.raw.var if a.raw is not None else None)):
         if mat is None:
             continue
-        m = sp.csr_matrix(mat, dtype=np.float32)
+        m = sp.csr_matrix(mat)
+        if m.nnz and np.asarray(m.data).max() > MAX_COUNT:
+            raise InputError(path, f"{name} holds a count of {m.data.max():,.0f}, above the largest count stored "
+                             f"exactly ({MAX_COUNT:,}, float32 as the model reads it)", "check the counts")
+        m = sp.csr_matrix(m, dtype=np.float32)
         if m.nnz == 0 or (np.all(m.data >= 0) and np.all(m.data == np.floor(m.data))):
             var = var.copy()
             if "gene_name" not in var:
@@ -133,8 +150,14 @@ def read_star_counts(sheet: pd.DataFrame, strandedness: str = "unstranded", prog
     cols = []
     for path in tqdm(sheet["path"].tolist(), desc="reading ReadsPerGene files", unit="cell", disable=not progress):
         df = read_typed(path, {0: str, 1: np.int64, 2: np.int64, 3: np.int64}, what="STAR ReadsPerGene.out.tab",
-                        fix=fix, count_cols=(1, 2, 3))
-        df = df[~df[0].str.startswith("N_")]
+                        fix=fix, count_cols=(1, 2, 3), max_count=None)
+        df = df[~df[0].str.startswith("N_")]  # summary lines: read counts of the whole cell, not stored
+        for c in (1, 2, 3):  # the index is the 0-based line
+            bad = df[c].to_numpy() > MAX_COUNT
+            if bad.any():
+                i = int(np.nonzero(bad)[0][0])
+                check_count_values(df[c].to_numpy()[i:i + 1], path=path, field=f"column {c + 1}", fix=fix,
+                                   line_offset=int(df.index[i]))
         if genes is None:
             genes = df[0].to_numpy()
         elif len(df) != len(genes) or not np.array_equal(df[0].to_numpy(), genes):
@@ -177,7 +200,7 @@ def read_genes(path: str | os.PathLike, fmt: str = "auto", strandedness: str = "
     adata.obs.index = adata.obs.index.astype(str)
     adata.obs.index.name = "cell_id"
     adata.X = sp.csr_matrix(adata.X, dtype=np.float32)
-    adata.obs["n_counts"] = np.asarray(adata.X.sum(axis=1)).ravel()
+    adata.obs["n_counts"] = count_totals(adata.X, axis=1)
     adata.obs["n_genes"] = np.diff(adata.X.indptr)
     adata.uns["splicevi_ingest"] = {**adata.uns.get("splicevi_ingest", {}), "gene_format": fmt, "genes": str(path)}
     return adata

@@ -50,7 +50,20 @@ from tqdm.auto import tqdm
 from splicevi._io import require_file
 
 from ._mtx import read_mtx
-from ._tables import InputError, check_no_nul, integer_column, read_delimited, read_typed, table_suffix
+from ._tables import (
+    MAX_COUNT,
+    InputError,
+    check_count_values,
+    check_names,
+    check_no_nul,
+    count_totals,
+    first_bad_line,
+    integer_column,
+    parser_error_line,
+    read_delimited,
+    read_typed,
+    table_suffix,
+)
 
 JUNCTION_FORMATS = ("auto", "starsolo", "sj_out_tab", "junc", "regtools", "table")
 PER_CELL_FORMATS = ("sj_out_tab", "junc", "regtools")
@@ -139,6 +152,7 @@ def _records(path, chrom, start, end, strand, motif, annotated, count, fix, firs
     if (chrom == "").any():
         i = int(np.nonzero(chrom == "")[0][0])
         raise InputError(path, "empty chromosome name", fix, line=first_line + i)
+    check_names(chrom, path=path, field="chromosome name", fix=fix, line_offset=first_line - 1)
     strand = np.asarray(strand, dtype=object)
     strand = np.where(pd.isna(strand), ".", strand)
     strand = np.where(strand == "?", ".", strand)
@@ -179,9 +193,10 @@ def read_sample_sheet(path: str | os.PathLike) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         raise InputError(path, "the sample sheet is empty", fix, line=1) from None
     except pd.errors.ParserError as err:
-        raise InputError(path, f"malformed sample sheet ({err})", fix) from None
+        raise InputError(path, f"malformed sample sheet ({str(err).strip()})", fix, line=parser_error_line(err)) from None
     except (UnicodeDecodeError, EOFError, OSError, zlib.error) as err:
-        raise InputError(path, f"the file is truncated or not UTF-8 text ({type(err).__name__}: {err})", fix) from None
+        raise InputError(path, f"the file is truncated or not UTF-8 text ({type(err).__name__}: {err})", fix,
+                         line=first_bad_line(path)) from None
     missing = {"cell_id", "path"} - set(sheet.columns)
     if missing:
         raise InputError(path, f"missing column(s) {sorted(missing)}; header is {list(sheet.columns)}", fix, line=1)
@@ -327,14 +342,15 @@ def read_starsolo_sj(path: str | os.PathLike) -> ad.AnnData:
     fix = "features.tsv must be STAR's SJ.out.tab (9 tab-separated columns)"
     ints = dict.fromkeys(range(1, 9), np.int64)
     feat = read_typed(feat_path, {0: str, **ints}, what="STARsolo SJ features (SJ.out.tab)", fix=fix, count_cols=(6, 7))
-    mat = read_mtx(_first_existing(raw, ("matrix.mtx", "matrix.mtx.gz")), what="STARsolo SJ matrix.mtx")
+    mtx_path = _first_existing(raw, ("matrix.mtx", "matrix.mtx.gz"))
+    mat = read_mtx(mtx_path, what="STARsolo SJ matrix.mtx")
     if mat.shape != (len(feat), len(barcodes)):
         raise InputError(
-            raw / "matrix.mtx",
+            mtx_path,
             f"matrix is {mat.shape[0]} × {mat.shape[1]} but features.tsv has {len(feat)} junctions and "
             f"barcodes.tsv {len(barcodes)} barcodes",
             "use the features.tsv / SJ.out.tab of the same STAR run as the matrix",
-            line=None,
+            line=getattr(mat, "size_line", None),
         )
     _check_range(feat[3].to_numpy(), 0, 2, feat_path, "column 4 (strand, 0/1/2)", fix)
     junctions = _records(feat_path, feat[0], feat[1], feat[2], _STAR_STRAND[feat[3].to_numpy()], feat[4], feat[5],
@@ -382,10 +398,11 @@ def read_junction_table(path: str | os.PathLike) -> ad.AnnData:
         except pd.errors.EmptyDataError:
             raise InputError(path, "the junction table is empty", fix, line=1) from None
         except pd.errors.ParserError as err:
-            raise InputError(path, f"wrong number of columns ({str(err).split('C error: ')[-1]})", fix) from None
+            raise InputError(path, f"wrong number of columns ({str(err).split('C error: ')[-1].strip()})", fix,
+                             line=parser_error_line(err)) from None
         except (UnicodeDecodeError, EOFError, OSError, zlib.error) as err:
             raise InputError(path, f"the file is truncated or not UTF-8 text ({type(err).__name__}: {err})",
-                             fix) from None
+                             fix, line=first_bad_line(path)) from None
         line_offset = 1  # header line
         check_no_nul(path, what="junction table", fix=fix)
     df = df.rename(columns={c: _TABLE_ALIASES.get(c.lower(), c.lower()) for c in df.columns})
@@ -397,14 +414,13 @@ def read_junction_table(path: str | os.PathLike) -> ad.AnnData:
     ints = {}
     for col in ("start", "end", "count"):
         s = df[col]
-        if pd.api.types.is_integer_dtype(s):
+        if pd.api.types.is_integer_dtype(s) and not s.isna().any():  # Parquet integer columns
             ints[col] = s.to_numpy(dtype=np.int64)
-            if col == "count" and (ints[col] < 0).any():
-                i = int(np.nonzero(ints[col] < 0)[0][0])
-                raise InputError(path, f"count is negative ({ints[col][i]})", fix, line=line_offset + i + 1)
+            if col == "count":
+                check_count_values(ints[col], path=path, field=col, fix=fix, line_offset=line_offset)
         else:
             ints[col] = integer_column(s.astype(str), path=path, field=col, fix=fix, line_offset=line_offset,
-                                       allow_negative=col != "count")
+                                       allow_negative=col != "count", max_value=MAX_COUNT if col == "count" else None)
     motif = df["motif"].to_numpy(dtype=np.int8) if "motif" in df else np.full(len(df), -1, dtype=np.int8)
     annotated = df["annotated"].to_numpy(dtype=np.int8) if "annotated" in df else np.full(len(df), -1, np.int8)
     rec = _records(path, df["chrom"].astype(str), ints["start"], ints["end"], df["strand"].astype(str).to_numpy(),
@@ -554,17 +570,34 @@ def _build_anndata(cell: np.ndarray, jkey: np.ndarray, counts: np.ndarray, obs: 
                     duplicates["duplicate_records"], len(cells_dup), duplicates["duplicate_example_cell"])
     x.eliminate_zeros()
     var = var.copy()
-    var["total_reads"] = np.asarray(x.sum(axis=0)).ravel().astype(np.int64)
+    var["total_reads"] = count_totals(x, axis=0)
     var["n_cells"] = np.bincount(x.indices, minlength=len(var)).astype(np.int64)
     obs = obs.copy()
     obs.index = obs.index.astype(str)
     obs.index.name = "cell_id"
-    obs["n_junction_reads"] = np.asarray(x.sum(axis=1)).ravel().astype(np.int64)
+    obs["n_junction_reads"] = count_totals(x, axis=1)
     obs["n_junctions_detected"] = np.diff(x.indptr).astype(np.int64)
     adata = ad.AnnData(X=x, obs=obs, var=var)
     if duplicates:
         adata.uns["splicevi_ingest"] = duplicates
     return adata
+
+
+def introns_on_both_strands(var: pd.DataFrame) -> tuple[int, str]:
+    """Introns (chrom, start, end) listed with two or more strands: ``(count, an example id)``.
+
+    The same coordinates on ``+`` and ``-`` (or on a strand and ``.``) are two junctions; an
+    aligner's strand call from the motif or a stranded protocol can give both. They are kept apart
+    (the strand filter of ``splicevi atse`` decides) but the summary notes them.
+    """
+    if var.empty:
+        return 0, ""
+    key = var["chrom"].astype(str) + ":" + var["start"].astype(str) + "-" + var["end"].astype(str)
+    n_strands = key.groupby(key.to_numpy()).transform("size")
+    multi = key[n_strands.to_numpy() > 1]
+    if multi.empty:
+        return 0, ""
+    return int(multi.nunique()), str(multi.iloc[0])
 
 
 def junction_ids(var: pd.DataFrame) -> np.ndarray:

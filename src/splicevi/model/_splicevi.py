@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-import pickle
 import warnings
 from collections.abc import Sequence
 from typing import Literal
@@ -28,6 +28,7 @@ from .._constants import (
 from ..data.layers import ATSE_COUNTS, JUNCTION_COUNTS, JUNCTION_RATIO, centred_psi, junction_mean_psi
 from ..module import SPLICEVAE
 from ._analysis import SplicingAnalysisMixin
+from ._model_file import read_model_file, serve_checked_model_file
 from ._training import SparseDataSplitter, SplicingTrainingPlan
 from ._validation import check_k_le_n, check_shapes, check_values, get_matrix, junction_event_codes
 
@@ -225,6 +226,9 @@ class SPLICEVI(
             f"encoder {splicing_encoder_architecture}, modality weights {modality_weights}, penalty {modality_penalty}"
         )
         self.init_params_ = self._get_init_params(locals())
+        # Saved with the model (scvi-tools saves attributes ending in "_") so a load can say which
+        # version wrote a file; a loaded model gets the saved value back.
+        self.splicevi_version_ = _splicevi_version()
         self._initialize_splicing_encoder(pca_embeddings=initialize_embeddings_from_pca)
 
     # ------------------------------------------------------------------ helpers
@@ -500,29 +504,24 @@ class SPLICEVI(
         **kwargs
             Passed to :meth:`scvi.model.base.BaseModelClass.load`.
         """
-        model_file = os.path.join(str(dir_path), "model.pt")
+        model_file = os.path.join(str(dir_path), f"{kwargs.get('prefix') or ''}model.pt")
         if not os.path.isdir(dir_path):
             raise FileNotFoundError(f"model folder not found: {dir_path} (a folder written by SPLICEVI.save)")
         if not os.path.isfile(model_file):
             raise FileNotFoundError(f"{dir_path} holds no model.pt: not a folder written by SPLICEVI.save")
-        unreadable = (
-            f"{model_file} cannot be read: the file is empty, truncated or not a saved model; "
-            "save or train the model again (or copy the whole model folder again)"
-        )
-        with warnings.catch_warnings(record=True) as caught:
+        # Never unpickle arbitrary objects: read and check model.pt safely, then serve that dict to
+        # scvi-tools' load (which would read the file with weights_only=False).
+        saved = read_model_file(model_file)
+        with warnings.catch_warnings(record=True) as caught, serve_checked_model_file(model_file, saved):
             warnings.simplefilter("always")
             try:
                 model = super().load(dir_path, adata=adata, **kwargs)
-            except (EOFError, pickle.UnpicklingError) as err:
-                raise ValueError(unreadable) from err
             except RuntimeError as err:
                 if "size mismatch" in str(err) or "Error(s) in loading state_dict" in str(err):
                     raise ValueError(
                         f"the data does not match the saved model in {dir_path}: different numbers of genes, "
                         "junctions or covariate categories"
                     ) from err
-                if "PytorchStreamReader" in str(err) or "zip archive" in str(err):
-                    raise ValueError(unreadable) from err
                 raise
         for w in caught:
             if "var_names" in str(w.message):
@@ -533,6 +532,20 @@ class SPLICEVI(
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         return model
 
+    @staticmethod
+    def load_registry(dir_path: str, prefix: str | None = None) -> dict:
+        """The saved registry of a model folder, read through the same checks as :meth:`load`."""
+        model_file = os.path.join(str(dir_path), f"{prefix or ''}model.pt")
+        with serve_checked_model_file(model_file, read_model_file(model_file)):
+            return BaseModelClass.load_registry(dir_path, prefix=prefix)
+
+    @staticmethod
+    def view_setup_args(dir_path: str, prefix: str | None = None) -> None:
+        """Print the setup arguments of a saved model, read through the same checks as :meth:`load`."""
+        model_file = os.path.join(str(dir_path), f"{prefix or ''}model.pt")
+        with serve_checked_model_file(model_file, read_model_file(model_file)):
+            BaseModelClass.view_setup_args(dir_path, prefix=prefix)
+
     @classmethod
     def load_query_data(cls, adata=None, reference_model=None, **kwargs):
         """Online update (scArches) of a reference model with a query dataset (new batches).
@@ -542,8 +555,13 @@ class SPLICEVI(
         ref = reference_model
         if isinstance(ref, SPLICEVI) and ref.module.modality_weights == "cell":
             raise ValueError("modality_weights='cell' models cannot be updated with query data")
-        with warnings.catch_warnings(record=True) as caught:
+        with warnings.catch_warnings(record=True) as caught, contextlib.ExitStack() as stack:
             warnings.simplefilter("always")
+            if isinstance(ref, (str, os.PathLike)):  # a saved folder: checked like load()
+                model_file = os.path.join(str(ref), "model.pt")
+                if not os.path.isfile(model_file):
+                    raise FileNotFoundError(f"{ref} holds no model.pt: not a folder written by SPLICEVI.save")
+                stack.enter_context(serve_checked_model_file(model_file, read_model_file(model_file)))
             model = super().load_query_data(adata=adata, reference_model=reference_model, **kwargs)
         for w in caught:
             if "var_names" in str(w.message):
@@ -745,6 +763,12 @@ class SPLICEVI(
         adata_manager = AnnDataManager(fields=anndata_fields, setup_method_args=setup_method_args)
         adata_manager.register_fields(adata, **_transfer_kwargs("setup_anndata", kwargs))
         cls.register_manager(adata_manager)
+
+
+def _splicevi_version() -> str:
+    from splicevi import __version__
+
+    return __version__
 
 
 def _transfer_kwargs(method: str, kwargs: dict) -> dict:

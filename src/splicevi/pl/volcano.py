@@ -49,8 +49,9 @@ def volcano(table: pd.DataFrame, kind: str = "ds", n_labels: int = 8, max_panels
 
     The evidence axis is the log10 odds of the posterior probability; features whose probability is 1
     continue above it ordered by |effect| (see :func:`evidence`), so the axis does not saturate.
-    Labels of the best features are set in a column right of the panel with a leader line to their
-    point, so they never overlap each other or the points.
+    Labels of the best features (gene name and junction / gene id) are set in a column at the right of
+    the panel with a leader line to their point, so they never overlap each other or the points and
+    stay inside their panel.
 
     Parameters
     ----------
@@ -105,6 +106,8 @@ def volcano(table: pd.DataFrame, kind: str = "ds", n_labels: int = 8, max_panels
             ax.axhline(cap, color="0.5", lw=0.6, ls="--")
             ax.text(0.5, cap, f"▲ {proba} = 1 ({saturated.sum()}): ordered by |effect|", transform=ax.get_yaxis_transform(),
                     ha="center", va="bottom", fontsize=5.5, color="0.35")
+        ax.margins(x=0.08, y=0.12)
+        ax.autoscale_view()
         labels = feature_labels(t, label_cols)
         if labels is not None:
             # The best called features; the best overall when nothing is called.
@@ -115,14 +118,16 @@ def volcano(table: pd.DataFrame, kind: str = "ds", n_labels: int = 8, max_panels
         ax.set_title(str(name), fontsize="medium")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
-        ax.margins(x=0.08, y=0.12)
         ax.legend(frameon=False, fontsize="x-small", loc="lower center", ncols=2)
     fig.tight_layout()
     return fig
 
 
 def feature_labels(table: pd.DataFrame, label_cols) -> np.ndarray | None:
-    """A short label per row: gene name where known, else the first id column present."""
+    """A label per row that names the feature: ``gene id`` (gene name and the junction / gene id), or the id alone.
+
+    Several junctions of one gene are told apart by their ids (a gene name alone would repeat).
+    """
     ids = next((c for c in label_cols[1:] if c in table.columns), None)
     names = table[label_cols[0]] if label_cols[0] in table.columns else None
     if names is None and ids is None:
@@ -130,15 +135,22 @@ def feature_labels(table: pd.DataFrame, label_cols) -> np.ndarray | None:
     base = table[ids].astype(str) if ids is not None else pd.Series("", index=table.index)
     if names is None:
         return base.to_numpy()
-    return names.astype(object).where(names.notna() & (names.astype(str) != ""), base).astype(str).to_numpy()
+    known = names.notna() & (names.astype(str) != "") & (names.astype(str) != base)
+    both = names.astype(str) + " " + base if ids is not None else names.astype(str)
+    return both.where(known, base).astype(str).to_numpy()
 
 
-def place_labels(ax, x: np.ndarray, y: np.ndarray, labels: np.ndarray, max_labels: int = 16) -> list:
-    """Labels in one column right of the axes, one slot each, linked to their points by a leader line.
+def place_labels(ax, x: np.ndarray, y: np.ndarray, labels: np.ndarray, max_labels: int = 16,
+                 column: float = 0.6) -> list:
+    """Labels in one column at the right of the panel, one slot each, linked to their points by a leader line.
 
-    Slots follow the points from the top down and are evenly spaced over the axes' height, so no two
-    labels overlap and none covers a point. Returns the text artists.
+    The x range is widened so the points lie left of ``column`` (axes fraction) and the labels right of
+    it: labels and leader lines stay inside their own panel. Slots follow the points from the top down
+    and are evenly spaced over the panel's height, so no two labels overlap and none covers a point.
+    Returns the text artists.
     """
+    lo, hi = ax.get_xlim()
+    ax.set_xlim(lo, lo + (hi - lo) / column)
     idx = np.argsort(-y, kind="stable")[:max_labels]
     step = min(0.075, 0.92 / max(len(idx), 1))
     texts = []
@@ -146,8 +158,9 @@ def place_labels(ax, x: np.ndarray, y: np.ndarray, labels: np.ndarray, max_label
         texts.append(
             ax.annotate(
                 str(labels[i]), xy=(x[i], y[i]), xycoords="data",
-                xytext=(1.04, 0.96 - step * slot), textcoords="axes fraction", ha="left", va="center", fontsize=6,
-                annotation_clip=False, arrowprops=dict(arrowstyle="-", color="0.6", lw=0.5, shrinkA=1, shrinkB=2),
+                xytext=(column + 0.02, 0.96 - step * slot), textcoords="axes fraction", ha="left", va="center",
+                fontsize=5, annotation_clip=True,
+                arrowprops=dict(arrowstyle="-", color="0.6", lw=0.5, shrinkA=1, shrinkB=2, clip_on=True),
             )
         )
     return texts

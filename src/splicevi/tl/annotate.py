@@ -152,3 +152,34 @@ def _as_boolean(values: pd.Series) -> pd.arrays.BooleanArray:
         for v in values
     ]
     return pd.array(out, dtype="boolean")
+
+
+def annotate_ds(mdata, table: pd.DataFrame, level: str | None = None) -> pd.DataFrame:
+    """The columns of the workflow's DS tables for a table of ``model.differential_splicing``.
+
+    ``splicevi ds`` writes ``ds_junctions.tsv`` / ``ds_events.tsv`` with the coordinates, genes and
+    annotation status of each feature (and the FDR call named ``is_ds_fdr``); this adds the same to a
+    table from the API, so both give the same columns.
+
+    Parameters
+    ----------
+    mdata
+        The MuData the model was set up with (its ``splicing`` modality's ``var``).
+    table
+        ``model.differential_splicing(...)`` output: per junction (index or column ``junction_id``) or
+        per ATSE (``level="event"``: index or column ``event_id``).
+    level
+        ``"junction"`` or ``"event"``; None: ``event`` when the table has an ``event_id`` column or
+        index and no ``junction_id``.
+    """
+    var = mdata["splicing"].var
+    names = set(table.columns) | {table.index.name}
+    if level is None:
+        level = "event" if "event_id" in names and "junction_id" not in names else "junction"
+    if level not in ("junction", "event"):
+        raise ValueError(f"level must be 'junction' or 'event', got {level!r}")
+    id_col = f"{level}_id"
+    if id_col not in table.columns:
+        table = table.rename_axis(id_col).reset_index()
+    coords = junction_coordinates(var) if level == "junction" else event_coordinates(var)
+    return annotate_table(rename_call_columns(table, "ds"), coords, id_col)

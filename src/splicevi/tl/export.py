@@ -16,6 +16,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -27,16 +28,64 @@ from splicevi._io import atomic_path
 RGB_UP, RGB_DOWN, RGB_NONE = "215,48,39", "69,117,180", "150,150,150"
 
 
-def leafcutter_counts(mdata, groupby: str | None = "leiden") -> pd.DataFrame:
-    """LeafCutter-style count table: one row per junction, ``k/n`` per group of cells (or per cell).
+def pseudobulk_samples(mdata, groupby: str, replicates: str | None = None) -> tuple[pd.Series, pd.Series]:
+    """Each cell's pseudobulk sample name, and each sample's group (LeafCutter's groups file).
+
+    Samples are named ``<groupby>_<group>`` (e.g. ``leiden_3``, ``cell_type_T``: a header that says
+    what was pooled), or ``<replicate>.<groupby>_<group>`` with ``replicates`` (e.g. ``ch1.leiden_3``):
+    one sample per replicate (channel, donor) and group, which is what ``leafcutter_ds`` needs to
+    compare two groups. Cells without a label are in no sample.
+
+    Returns
+    -------
+    cell_samples, groups
+        Sample name per cell (missing: unlabelled), and the group of each sample (index: sample name,
+        in natural order of group then replicate).
+    """
+    from splicevi._labels import cell_labels, natural_sort
+
+    spl = mdata["splicing"]
+    labels = cell_labels(mdata, groupby, spl.obs_names)
+    if labels.dropna().empty:
+        raise ValueError(f"annotation '{groupby}' has no labelled cell")
+    group = (groupby + "_" + labels.astype("string")).astype(object)
+    names = group
+    if replicates is not None:
+        reps = cell_labels(mdata, replicates, spl.obs_names)
+        names = (reps.astype("string") + "." + group.astype("string")).astype(object)
+    names = names.where(labels.notna() & names.notna())
+    bad = sorted({str(n) for n in names.dropna() if any(c.isspace() for c in str(n))})
+    if bad:
+        raise ValueError(f"sample name '{bad[0]}' contains white space, which LeafCutter cannot read; "
+                         f"rename the values of '{groupby}'" + (f" or '{replicates}'" if replicates else ""))
+    pairs = pd.DataFrame({"sample": names, "group": group}).dropna().drop_duplicates("sample")
+    order = {g: i for i, g in enumerate(natural_sort(pairs["group"].unique()))}
+    pairs = pairs.assign(_o=pairs["group"].map(order))
+    pairs = pairs.iloc[np.lexsort((natural_sort_keys(pairs["sample"]), pairs["_o"].to_numpy()))]
+    return names, pd.Series(pairs["group"].to_numpy(), index=pd.Index(pairs["sample"].to_numpy(), name="sample"))
+
+
+def natural_sort_keys(values: pd.Series) -> np.ndarray:
+    """Position of each value in natural order (``ch2`` before ``ch10``)."""
+    from splicevi._labels import natural_sort
+
+    rank = {v: i for i, v in enumerate(natural_sort(pd.unique(values)))}
+    return values.map(rank).to_numpy()
+
+
+def leafcutter_counts(mdata, groupby: str | None = "leiden", replicates: str | None = None) -> pd.DataFrame:
+    """LeafCutter-style count table: one row per junction, ``k/n`` per pseudobulk sample (or per cell).
 
     Parameters
     ----------
     mdata
         MuData with the splicing counts (``cell_by_junction_matrix`` and ``event_id``).
     groupby
-        Cell annotation whose groups are pooled (pseudobulk; columns named by the groups).
-        ``None``: one column per cell (large for droplet data: cells × junctions text).
+        Cell annotation whose groups are pooled (pseudobulk; see :func:`pseudobulk_samples` for the
+        column names). ``None``: one column per cell (large for droplet data: cells × junctions text).
+    replicates
+        Annotation whose values are kept apart within each group (e.g. ``sample``): one column per
+        replicate × group, the replicates ``leafcutter_ds`` needs.
 
     Returns
     -------
@@ -44,7 +93,6 @@ def leafcutter_counts(mdata, groupby: str | None = "leiden") -> pd.DataFrame:
         Index: LeafCutter intron names ``chrom:start-1:end+1:clu_<n>_<strand>``; one string column
         ``k/n`` per sample.
     """
-    from splicevi._labels import cell_labels
     from splicevi.data.layers import JUNCTION_COUNTS, event_codes, junction_to_event_matrix
     from splicevi.tl.annotate import junction_coordinates
 
@@ -53,17 +101,15 @@ def leafcutter_counts(mdata, groupby: str | None = "leiden") -> pd.DataFrame:
     k = sp.csr_matrix(spl.layers[JUNCTION_COUNTS], dtype=np.float64)
     m = junction_to_event_matrix(codes)
     if groupby is None:
+        if replicates is not None:
+            raise ValueError("replicates need a groupby (per-cell columns have no replicates)")
         samples = list(spl.obs_names.astype(str))
         pooled = k
     else:
-        from splicevi._labels import natural_sort
-
-        labels = cell_labels(mdata, groupby, spl.obs_names)
-        samples = natural_sort(labels.dropna())
-        if not samples:
-            raise ValueError(f"annotation '{groupby}' has no labelled cell")
-        # Groups × cells indicator: pooling is one sparse product.
-        rows = pd.Index(samples).get_indexer(labels.where(labels.notna(), "\0").to_numpy())
+        names, groups = pseudobulk_samples(mdata, groupby, replicates)
+        samples = list(groups.index)
+        # Samples × cells indicator: pooling is one sparse product.
+        rows = pd.Index(samples).get_indexer(names.where(names.notna(), "\0").to_numpy())
         keep = np.flatnonzero(rows >= 0)
         indicator = sp.csr_matrix((np.ones(keep.size), (rows[keep], keep)), shape=(len(samples), spl.n_obs))
         pooled = indicator @ k
@@ -79,6 +125,17 @@ def leafcutter_counts(mdata, groupby: str | None = "leiden") -> pd.DataFrame:
     table = pd.DataFrame(values.T, index=pd.Index(names.to_numpy(), name="chrom"), columns=samples)
     order = np.lexsort((coords["end"].to_numpy(), coords["start"].to_numpy(), codes))
     return table.iloc[order]
+
+
+def write_leafcutter_groups(groups: pd.Series, path: str | os.PathLike) -> None:
+    """Write LeafCutter's groups file: one line ``<sample> <group>`` per column of the count table.
+
+    ``leafcutter_ds.R`` compares two groups: keep the lines of the two groups to compare (it reads
+    the first column as the count table's sample names and the second as their group).
+    """
+    text = "".join(f"{s}\t{g}\n" for s, g in groups.items())
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text)
 
 
 def write_leafcutter(table: pd.DataFrame, path: str | os.PathLike) -> None:
@@ -204,11 +261,17 @@ def modality_anndata(mdata, name: str):
 
     Global ``obs`` columns (clusters, annotations) not already in the modality, ``obsm`` entries and
     the ``splicevi`` neighbour graph (``obsp`` + ``uns["splicevi"]``) are copied onto its cells, and
-    the provenance record into ``uns["splicevi_provenance"]``, so scanpy works on the file alone.
+    the provenance record into ``uns["splicevi_provenance"]``, so scanpy works on the file alone. The
+    splicing modality's ``X`` is its junction counts (``layers["cell_by_junction_matrix"]``).
     """
     if name not in mdata.mod:
         raise ValueError(f"no modality '{name}' (modalities: {', '.join(mdata.mod)})")
+    from splicevi.data.layers import JUNCTION_COUNTS, JUNCTION_RATIO
+
     adata = mdata[name].copy()
+    if name == "splicing" and JUNCTION_COUNTS in adata.layers and JUNCTION_RATIO not in adata.layers:
+        # X is the junction counts (the data contract), also for files assembled before X held them.
+        adata.X = adata.layers[JUNCTION_COUNTS]
     rows = mdata.obs_names.get_indexer(adata.obs_names)
     if (rows < 0).any():
         raise ValueError(f"cells of modality '{name}' are missing from the MuData's obs")
