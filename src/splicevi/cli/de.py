@@ -1,4 +1,10 @@
-"""``splicevi de``: differential expression per gene, for every contrast (needs gene counts)."""
+"""``splicevi de``: differential expression per gene, for every contrast (needs gene counts).
+
+``--design auto`` (default) tests a contrast whose groups are unions of samples (every sample of
+``--sample-key``, by default the model's batch key, inside one group, at least two a group) by
+pseudobulk over samples (DESeq2), else by the model's cell-level test; the table's ``design`` and
+``test`` columns and the log say which ran.
+"""
 
 from __future__ import annotations
 
@@ -21,9 +27,24 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
         description="Differential expression (log fold change, posterior probability, FDR calls) per gene.",
     )
     add_contrast_arguments(p, delta=0.25)
+    add_design_arguments(p)
     p.add_argument("--out", required=True, help="output TSV, one row per gene and contrast")
     p.set_defaults(func=run)
     return p
+
+
+def add_design_arguments(p: argparse.ArgumentParser) -> None:
+    """``--design`` and ``--sample-key`` (unless the shared contrast arguments already define them)."""
+    have = {a.dest for a in p._actions}
+    if "design" not in have:
+        p.add_argument("--design", default="auto", choices=("auto", "labels", "samples"),
+                       help="auto (default): samples when every sample lies inside one group and each group has "
+                            ">= 2 samples, else labels; samples: pseudobulk over samples (DESeq2), refused with "
+                            "fewer than 2 samples a group; labels: the model's cell-level test")
+    if "sample_key" not in have:
+        p.add_argument("--sample-key", default=None,
+                       help="obs column of the samples (biological replicates) for the samples design "
+                            "(default: the model's batch key)")
 
 
 def annotate_de_table(mdata, table):
@@ -53,10 +74,20 @@ def run(args: argparse.Namespace) -> int:
         batch_correction=args.batch_correction,
         batch_size=args.batch_size,
         silent=True,
+        design=args.design,
+        sample_key=args.sample_key,
     )
-    score = "proba_de" if "proba_de" in table.columns else "bayes_factor"
+    for name, part in table.groupby("contrast", sort=False):
+        log.info("contrast %s: design %s, test: %s", name, part["design"].iloc[0], part["test"].iloc[0])
+    # Within a contrast: the labels design ranks by its posterior probability, the samples design by
+    # its p-value (most significant first); a contrast has one design, so the scales never mix.
+    score = "_evidence"
+    table["_evidence"] = table["proba_de"] if "proba_de" in table.columns else 0.0
+    if "log10_pvalue" in table.columns:
+        samples = (table["design"] == "samples").to_numpy()
+        table.loc[samples, "_evidence"] = -table.loc[samples, "log10_pvalue"].fillna(0.0)
     effect = next((c for c in ("lfc_mean", "lfc_median", "effect_size") if c in table.columns), None)
-    table = rank_table(table, score, effect)
+    table = rank_table(table, score, effect).drop(columns="_evidence", errors="ignore")
     table = annotate_de_table(mdata, table)
     with atomic_path(args.out) as tmp:
         table.to_csv(tmp, sep="\t", index=False)

@@ -12,6 +12,17 @@ Every junction has real genomic coordinates, laid out so that the ATSE grouping 
 :mod:`splicevi.data.atse` (connected components of shared splice sites) recovers the planted events
 exactly: events are either alternative acceptors/donors sharing one site, or exon-skipping triplets
 (a chain A–B–C of sites).
+
+Samples (donors) and conditions are optional (``n_samples > 0``). Each cell then belongs to a sample
+(obs ``sample``), and each sample to a condition (obs ``condition``: the first half of the samples
+``control``, the rest ``treated``). A sample's PSI differs from its cell type's: per sample, cell type
+and ATSE, the sample's junction usage is a Dirichlet draw with concentration
+``sample_concentration`` around the type's PSI (lower = more donor-to-donor variation), and its
+expression gets a gene-wise log-fold change of sd ``sample_lfc``. A fraction
+``frac_condition_events`` of the ATSEs move in the treated samples (in every cell type); the truth is
+in ``junctions["true_dpsi_condition"]`` (treated − control, cell types weighted by their cell counts)
+and ``events["is_condition_ds"]``. These draws use their own random stream, so without samples the
+output is the same as before the option existed.
 """
 
 from __future__ import annotations
@@ -38,18 +49,22 @@ class SimulatedData:
     junction_counts
         Cells × junctions read counts ``k`` (CSR, float32).
     obs
-        Per cell: ``cell_id`` index, ``cell_type``, ``batch``, ``library_depth``.
+        Per cell: ``cell_id`` index, ``cell_type``, ``batch``, ``library_depth`` (and ``sample``,
+        ``condition`` with samples).
     genes
         Per gene: ``gene_id`` index, ``gene_name``.
     junctions
         Per junction: ``junction_id`` index, ``chrom``, ``start``, ``end`` (1-based intron), ``strand``,
         ``motif``, ``annotated``, ``event_id``, ``gene_id``, ``gene_name``, ``is_ds`` and
-        ``true_psi_<type>`` per type.
+        ``true_psi_<type>`` per type (with samples: ``true_dpsi_condition``, ``is_condition_ds``).
     events
         Per event: ``event_id`` index, ``gene_id``, ``is_ds``, ``ds_types`` (types whose PSI differs
         from the base), ``max_abs_dpsi`` between any two types.
     type_psi
         Types × junctions true PSI.
+    sample_psi
+        With samples: samples × types × junctions PSI of each sample (donor draws, condition
+        effect included); else ``None``.
     params
         The arguments the simulation was made with.
     """
@@ -62,6 +77,7 @@ class SimulatedData:
     events: pd.DataFrame
     type_psi: np.ndarray
     params: dict = field(default_factory=dict)
+    sample_psi: np.ndarray | None = None
 
     def true_dpsi(self, type1: str, type2: str) -> pd.Series:
         """True ΔPSI (type1 − type2) per junction."""
@@ -88,6 +104,11 @@ def simulate(
     batch_lfc: float = 0.3,
     mean_library: float = 5000.0,
     seed: int = 0,
+    n_samples: int = 0,
+    sample_concentration: float = 10.0,
+    sample_lfc: float = 0.3,
+    frac_condition_events: float = 0.0,
+    condition_min_dpsi: float | None = None,
 ) -> SimulatedData:
     """Simulate gene and junction counts with planted cell types and DS events.
 
@@ -120,6 +141,18 @@ def simulate(
         Mean total gene counts per cell.
     seed
         Random seed.
+    n_samples
+        Samples (donors) the cells are spread over (0: none, no ``sample``/``condition`` columns).
+        The first ``ceil(n_samples / 2)`` are ``control``, the rest ``treated``.
+    sample_concentration
+        Dirichlet concentration of a sample's PSI around its cell type's PSI, per ATSE (lower =
+        more sample-to-sample variation).
+    sample_lfc
+        Standard deviation of the per-sample, per-gene expression log-fold change.
+    frac_condition_events
+        Fraction of ATSEs whose PSI moves in the treated samples (a planted condition effect).
+    condition_min_dpsi
+        Minimum ΔPSI moved by the condition effect (default ``min_dpsi``).
 
     Returns
     -------
@@ -129,11 +162,20 @@ def simulate(
         raise ValueError("n_types must be at least 2")
     if not 0 < observed_fraction <= 1:
         raise ValueError("observed_fraction must be in (0, 1]")
+    if n_samples < 0 or (0 < n_samples < 2):
+        raise ValueError("n_samples must be 0 (no samples) or at least 2")
+    if n_samples and sample_concentration <= 0:
+        raise ValueError("sample_concentration must be positive")
+    if not 0 <= frac_condition_events <= 1:
+        raise ValueError("frac_condition_events must be in [0, 1]")
     params = dict(locals())
     rng = np.random.default_rng(seed)
     types = [f"type{t}" for t in range(n_types)]
     cell_type = rng.integers(0, n_types, size=n_cells)
     batch = rng.integers(0, n_batches, size=n_cells)
+    # Samples draw from their own stream: the default output does not change with these options.
+    rng_s = np.random.default_rng([seed, 18])
+    sample = rng_s.integers(0, n_samples, size=n_cells) if n_samples else None
 
     # --- expression -------------------------------------------------------------------------
     base_log_mu = rng.normal(0.0, 1.2, size=n_genes)
@@ -143,6 +185,8 @@ def simulate(
     lfc = np.where(de, rng.normal(0.0, expression_lfc, size=(n_programs, n_genes)), 0.0)
     batch_effect = rng.normal(0.0, batch_lfc, size=(n_batches, n_genes)) if n_batches > 1 else np.zeros((1, n_genes))
     log_mu = base_log_mu[None, :] + lfc[program_of_type[cell_type]] + batch_effect[batch]
+    if n_samples:
+        log_mu = log_mu + rng_s.normal(0.0, sample_lfc, size=(n_samples, n_genes))[sample]
     rho = np.exp(log_mu)
     rho /= rho.sum(axis=1, keepdims=True)
     library = rng.lognormal(np.log(mean_library), 0.35, size=n_cells)
@@ -219,6 +263,14 @@ def simulate(
     for t, name in enumerate(types):
         junctions[f"true_psi_{name}"] = type_psi[t]
     junctions["is_ds"] = is_ds[j_event] & (np.ptp(type_psi, axis=0) > 1e-9)
+    sample_psi = None
+    if n_samples:
+        sample_psi, cond_dpsi, is_cond = _sample_psi(
+            type_psi, starts, n_junc, cell_type, n_samples, sample_concentration, frac_condition_events,
+            min_dpsi if condition_min_dpsi is None else condition_min_dpsi, rng_s,
+        )
+        junctions["true_dpsi_condition"] = cond_dpsi
+        junctions["is_condition_ds"] = is_cond[j_event] & (np.abs(cond_dpsi) > 1e-9)
     events = pd.DataFrame(
         {
             "gene_id": gene_ids[event_gene],
@@ -232,6 +284,9 @@ def simulate(
         },
         index=pd.Index([f"E{e:05d}" for e in range(n_events)], name="event_id"),
     )
+    if n_samples:
+        events["is_condition_ds"] = is_cond
+        events["max_abs_dpsi_condition"] = np.maximum.reduceat(np.abs(cond_dpsi), starts)
 
     # --- coverage and junction counts -------------------------------------------------------
     expr = mean[:, event_gene]  # cells × events expected gene counts
@@ -253,7 +308,10 @@ def simulate(
             continue
         ce, ee, nn = cells_idx[sel], events_idx[sel], totals[sel]
         cols = starts[ee][:, None] + np.arange(m)[None, :]
-        psi = type_psi[cell_type[ce][:, None], cols]
+        if sample_psi is None:
+            psi = type_psi[cell_type[ce][:, None], cols]
+        else:
+            psi = sample_psi[sample[ce][:, None], cell_type[ce][:, None], cols]
         alpha = np.maximum(psi * dm_concentration, 1e-3)
         p = rng.gamma(alpha)
         p /= p.sum(axis=1, keepdims=True)
@@ -275,6 +333,11 @@ def simulate(
         },
         index=pd.Index(cell_ids, name="cell_id"),
     )
+    if n_samples:
+        names = sample_names(n_samples)
+        obs["sample"] = pd.Categorical([names[s] for s in sample], categories=names)
+        cond = sample_conditions(n_samples)
+        obs["condition"] = pd.Categorical([cond[s] for s in sample], categories=["control", "treated"])
     genes = pd.DataFrame({"gene_name": gene_names}, index=pd.Index(gene_ids, name="gene_id"))
     junctions = junctions.drop(columns=["event", "gene", "rank"])
     return SimulatedData(
@@ -286,7 +349,54 @@ def simulate(
         events=events,
         type_psi=type_psi,
         params=params,
+        sample_psi=sample_psi,
     )
+
+
+def sample_names(n_samples: int) -> list[str]:
+    """Sample ids of a simulated cohort (valid sample-sheet ids)."""
+    return [f"sample{s + 1}" for s in range(n_samples)]
+
+
+def sample_conditions(n_samples: int) -> list[str]:
+    """Condition of each simulated sample: the first ``ceil(n / 2)`` control, the rest treated."""
+    n_control = (n_samples + 1) // 2
+    return ["control" if s < n_control else "treated" for s in range(n_samples)]
+
+
+def _sample_psi(type_psi, starts, n_junc, cell_type, n_samples, concentration, frac_events, min_dpsi, rng):
+    """Per-sample PSI (samples × types × junctions): condition shift, then a Dirichlet draw per ATSE.
+
+    Returns the PSI, the true condition ΔPSI per junction (treated − control, types weighted by
+    their cell counts) and the planted events.
+    """
+    n_types, n_junctions = type_psi.shape
+    n_events = starts.size
+    treated = type_psi.copy()
+    planted = rng.random(n_events) < frac_events
+    for e in np.nonzero(planted)[0]:
+        sl = slice(starts[e], starts[e] + n_junc[e])
+        psi = treated[:, sl]  # view
+        i = int(np.argmax(psi.mean(axis=0)))  # move mass away from the most used junction
+        j = int(rng.choice([x for x in range(n_junc[e]) if x != i]))
+        amount = rng.uniform(min_dpsi, min_dpsi + 0.15)
+        move = np.minimum(amount, np.maximum(psi[:, i] - 0.02, 0.0))
+        psi[:, i] -= move
+        psi[:, j] += move
+    weights = np.bincount(cell_type, minlength=n_types) / max(cell_type.size, 1)
+    cond_dpsi = weights @ (treated - type_psi)
+    conditions = sample_conditions(n_samples)
+    out = np.empty((n_samples, n_types, n_junctions))
+    for s in range(n_samples):
+        base = treated if conditions[s] == "treated" else type_psi
+        for m in np.unique(n_junc):
+            ev = np.nonzero(n_junc == m)[0]
+            cols = starts[ev][:, None] + np.arange(m)[None, :]  # events × m
+            alpha = np.maximum(base[:, cols] * concentration, 1e-3)  # types × events × m
+            draw = rng.gamma(alpha)
+            draw /= np.maximum(draw.sum(axis=2, keepdims=True), 1e-300)
+            out[s][:, cols] = draw
+    return out, cond_dpsi, planted
 
 
 def _shift_psi(base: np.ndarray, min_dpsi: float, rng: np.random.Generator) -> np.ndarray:

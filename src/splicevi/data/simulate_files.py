@@ -18,6 +18,12 @@ true PSI per type, DS flag), ``truth_events.tsv`` (kind, DS, types that differ, 
 junctions) and one two-exon transcript per annotated junction, so ``splicevi atse --gtf`` assigns
 gene ids and names.
 Cell ids of the simulation are used as barcodes.
+
+A simulation with samples (``simulate(n_samples=...)``) is written as a cohort by
+:func:`write_cohort`: one folder per sample in the layout above (the same genome: every sample has
+the same junction coordinates, constitutive extras and annotation), the truth of all cells at the
+top, and a cohort sample sheet ``samples.tsv`` (``sample``, input paths, ``condition``) for
+``splicevi merge`` and the cohort workflow.
 """
 
 from __future__ import annotations
@@ -128,6 +134,64 @@ def write_simulation(sim: SimulatedData, out: str | os.PathLike, fmt: str = "sta
         files += _write_truth(sim, tmp)
         files.append(write_gtf(sim, tmp / "annotation.gtf"))
     return {"n_files": len(files), "out": str(out), "format": fmt}
+
+
+def subset_cells(sim: SimulatedData, cells: np.ndarray) -> SimulatedData:
+    """The simulation restricted to some cells (rows), with the same genes, junctions and truth."""
+    cells = np.asarray(cells)
+    return SimulatedData(
+        gene_counts=sim.gene_counts[cells], junction_counts=sim.junction_counts[cells], obs=sim.obs.iloc[cells],
+        genes=sim.genes, junctions=sim.junctions, events=sim.events, type_psi=sim.type_psi, params=sim.params,
+        sample_psi=sim.sample_psi,
+    )
+
+
+def write_cohort(sim: SimulatedData, out: str | os.PathLike, fmt: str = "starsolo", seed: int = 0,
+                 progress: bool = True, gzip_matrices: bool = False) -> dict:
+    """Write a simulation with samples as one set of input files per sample plus a sample sheet.
+
+    Parameters are those of :func:`write_simulation`. Every sample is written with the same
+    ``seed``, so the constitutive junctions added to the files are the same in every sample. The
+    sheet's paths are ``out``-relative as given (relative to the working directory when ``out``
+    is relative, as the cohort workflow reads them).
+
+    Returns
+    -------
+    dict
+        ``n_files``, ``out``, ``format``, ``samples`` and ``sheet`` (the sample sheet's path).
+    """
+    if "sample" not in sim.obs.columns:
+        raise ValueError("the simulation has no samples; simulate with n_samples >= 2 to write a cohort")
+    if fmt not in ("starsolo", "sj_out_tab"):
+        raise ValueError(f"unknown simulation format {fmt!r}; use 'starsolo' or 'sj_out_tab'")
+    final = Path(out)
+    samples = [str(s) for s in sim.obs["sample"].cat.categories]
+    rows = []
+    n_files = 0
+    with atomic_path(out, suffix="") as tmp:
+        tmp.mkdir(parents=True)
+        for name in samples:
+            cells = np.nonzero(sim.obs["sample"].astype(str).to_numpy() == name)[0]
+            info = write_simulation(subset_cells(sim, cells), tmp / name, fmt=fmt, seed=seed, progress=progress,
+                                    gzip_matrices=gzip_matrices)
+            n_files += info["n_files"]
+            base = final / name
+            if fmt == "starsolo":
+                gene = base / "Solo.out" / "Gene" / "filtered"
+                paths = {"junctions": base / "Solo.out" / "SJ" / "raw", "junction_format": "starsolo",
+                         "genes": gene, "gene_format": "starsolo", "barcodes": gene / "barcodes.tsv"}
+            else:
+                paths = {"junctions": base / "samples.tsv", "junction_format": "sj_out_tab",
+                         "genes": base / "genes_samples.tsv", "gene_format": "star_counts"}
+            condition = sim.obs["condition"].astype(str).to_numpy()[cells[0]] if cells.size else ""
+            rows.append({"sample": name, **{k: str(v) for k, v in paths.items()}, "condition": condition})
+        sheet = pd.DataFrame(rows)
+        sheet.to_csv(tmp / "samples.tsv", sep="\t", index=False)
+        files = _write_truth(sim, tmp)
+        files.append(write_gtf(sim, tmp / "annotation.gtf"))
+        n_files += len(files) + 1
+    return {"n_files": n_files, "out": str(out), "format": fmt, "samples": samples,
+            "sheet": str(final / "samples.tsv")}
 
 
 def _write_truth(sim: SimulatedData, folder: Path) -> list[Path]:

@@ -624,26 +624,114 @@ class SplicingAnalysisMixin:
         batchid2=None,
         fdr_target: float = 0.05,
         silent: bool = False,
+        design: Literal["auto", "labels", "samples"] = "auto",
+        sample_key: str | None = None,
+        covariates: pd.DataFrame | None = None,
+        min_samples: int = 2,
         **kwargs,
     ) -> pd.DataFrame:
-        """Differential expression, as MULTIVI's: scvi-tools' change mode on the log-fold change.
+        """Differential expression: pseudobulk over samples, or scvi-tools' change mode on the LFC.
 
-        Parameters are those of :meth:`differential_splicing` (``delta`` is an LFC threshold);
-        ``**kwargs`` go to :meth:`scvi.model.base.DifferentialComputation.get_bayes_factors`.
+        Two designs (``design``; the table's ``design`` and ``test`` columns say which ran):
+
+        - ``samples``: the groups are unions of samples (a condition across donors or channels).
+          Each sample's gene counts are summed over its cells and the samples are tested by
+          DESeq2 (PyDESeq2; Wald test of the group term, per-sample ``covariates`` in the design):
+          cells of one sample are not independent replicates, and testing them as such reads
+          donor-to-donor variation as a group effect. ``is_de_fdr``: Benjamini–Hochberg
+          ``qvalue ≤ fdr_target`` and ``|lfc_mean| ≥ delta``.
+        - ``labels``: as MULTIVI's, scvi-tools' change mode on the model's decoded expression
+          (cells as units; for groups of cells that share samples, e.g. cell types).
+        - ``auto`` (default): ``samples`` when, in every comparison, every sample (``sample_key``,
+          by default the registered batch key) lies inside one of the two groups and each group
+          has at least ``min_samples`` samples; else ``labels``.
+
+        Parameters
+        ----------
+        adata, groupby, group1, group2, idx1, idx2, mode, batch_size, all_stats, batch_correction, batchid1, batchid2, fdr_target, silent
+            As :meth:`differential_splicing` (``mode``, ``batch_*`` and ``all_stats`` apply to the ``labels`` design).
+        delta
+            Threshold on the log2 fold change.
+        design
+            ``auto``, ``labels`` or ``samples`` (see above); ``samples`` raises ``ValueError`` with
+            the number of samples of each group when a group has fewer than ``min_samples``.
+        sample_key
+            ``obs`` column of the samples (replicates); ``None``: the registered batch key.
+        covariates
+            Per-sample covariates of the ``samples`` design: indexed by sample id, or one row per
+            cell (constant within each sample).
+        min_samples
+            Samples needed in each group for the ``samples`` design.
+        **kwargs
+            To :meth:`scvi.model.base.DifferentialComputation.get_bayes_factors` (``labels``).
 
         Returns
         -------
         pd.DataFrame
-            scvi-tools' DE table (``proba_de``, ``bayes_factor``, ``lfc_mean``, ``is_de_fdr_<fdr>``,
-            raw-count statistics when ``all_stats``), indexed by gene.
+            ``labels``: scvi-tools' DE table (``proba_de``, ``bayes_factor``, ``lfc_mean``,
+            ``is_de_fdr_<fdr>``, raw-count statistics when ``all_stats``), indexed by gene.
+            ``samples``: ``lfc_mean`` (log2), ``lfc_se``, ``base_mean``, ``stat``,
+            ``pvalue``, ``qvalue``, ``proba_de`` (1 − q-value), ``log10_pvalue``, ``is_de_fdr``, ``cpm1``, ``cpm2``,
+            ``n_samples_group1`` / ``2`` (see :func:`splicevi.stats.pseudobulk_de.deseq2_test`).
+            Both carry ``design`` and ``test``; with ``group1=None`` one table per comparison is
+            stacked with ``comparison``, ``group1``, ``group2``.
         """
-        from scvi.model._utils import scrna_raw_counts_properties
-        from scvi.model.base._de_core import _de_core
+        from ._ds_samples import check_samples, sample_labels, samples_nested_in_groups
 
         if self.module.n_input_genes == 0:
             raise ValueError("this model has no expression modality (splicing-only data)")
+        if design not in ("auto", "labels", "samples"):
+            raise ValueError(f"design must be 'auto', 'labels' or 'samples' for differential expression, got {design!r}")
         adata = self._validate_anndata(adata)
         col_names = self._feature_names(adata, "genes")
+        if design != "labels":
+            comparisons = self._group_indices(adata, groupby, group1, group2, idx1, idx2)
+            samples = sample_labels(self, adata, sample_key)
+            nested = samples is not None and all(
+                samples_nested_in_groups(samples, c1, c2, min_samples) for _, _, c1, c2 in comparisons)
+            if design == "samples" and not nested:
+                if samples is None:
+                    raise ValueError("design='samples' needs sample labels: give sample_key (an obs column of the "
+                                     "samples) or register a batch key")
+                for _, _, c1, c2 in comparisons:
+                    check_samples(samples, c1, c2, min_samples)
+            if nested:
+                return self._pseudobulk_de(adata, comparisons, samples, col_names, covariates, delta, fdr_target)
+        table = self._labels_de(adata, col_names, groupby, group1, group2, idx1, idx2, mode, delta, batch_size,
+                                all_stats, batch_correction, batchid1, batchid2, fdr_target, silent, **kwargs)
+        table["design"] = "labels"
+        table["test"] = "scvi-tools change mode on decoded expression (cells as units)"
+        return table
+
+    def _pseudobulk_de(self, adata, comparisons, samples, col_names, covariates, delta, fdr_target):
+        """Sample-level DE of each comparison (see :meth:`differential_expression`)."""
+        from ..stats.pseudobulk_de import TEST_NAME, pseudobulk_de
+        from ._ds_samples import per_sample_covariates
+
+        counts = self.get_anndata_manager(adata, required=True).get_from_registry(REGISTRY_KEYS.X_KEY)
+        counts = sp.csr_matrix(counts)[:, : self.n_genes]
+        tables = []
+        for name1, name2, c1, c2 in comparisons:
+            cells = np.concatenate([c1, c2])
+            names = np.unique(np.asarray(samples, dtype=object)[cells].astype(str))
+            cov = per_sample_covariates(covariates, samples, names, cells)
+            table = pseudobulk_de(counts, samples, c1, c2, col_names, covariates=cov, fdr_target=fdr_target)
+            table["is_de_fdr"] = table["is_de_fdr"] & (table["lfc_mean"].abs() >= delta)
+            table = table.sort_values(["log10_pvalue"], kind="stable")
+            table["design"] = "samples"
+            table["test"] = TEST_NAME
+            if len(comparisons) > 1:
+                table["comparison"] = f"{name1} vs {name2}"
+                table["group1"], table["group2"] = name1, name2
+            tables.append(table)
+        return tables[0] if len(tables) == 1 else pd.concat(tables)
+
+    def _labels_de(self, adata, col_names, groupby, group1, group2, idx1, idx2, mode, delta, batch_size, all_stats,
+                   batch_correction, batchid1, batchid2, fdr_target, silent, **kwargs):
+        """scvi-tools' DE (cells as units), as MULTIVI's."""
+        from scvi.model._utils import scrna_raw_counts_properties
+        from scvi.model.base._de_core import _de_core
+
         model_fn = partial(self.get_normalized_expression, batch_size=batch_size, return_numpy=True)
         all_stats_fn = partial(scrna_raw_counts_properties, var_idx=np.arange(self.n_genes))
         return _de_core(
