@@ -40,8 +40,9 @@ def test_constant_model_gives_pooled_psi():
     np.testing.assert_array_equal(est.n_obs, [2, 2, 1])
     # One observing cell: only the reads' own noise, ψ(1 − ψ)/n at ψ = (5 + ½)/(5 + 1), n = 5.
     np.testing.assert_allclose(est.var[2], (5.5 / 6) * (0.5 / 6) / 5)
-    # Degrees of freedom: the observing cells' (m − 1) plus the moderation's prior ones.
-    assert est.df[2] == ds.MODERATION_DF and est.df[0] == 1 + ds.MODERATION_DF
+    # Degrees of freedom: the observing cells' (m − 1) plus the moderation's prior ones (three
+    # junctions are too few to estimate the prior's weight: its default).
+    assert est.df[2] == ds.DEFAULT_PRIOR_DF and est.df[0] == 1 + ds.DEFAULT_PRIOR_DF
     none = ds.group_estimate(_moments(k[[1]], n[[1]], [0], 1))
     assert np.isnan(none.var).all() and (none.df == 0).all()  # no observing cell: untestable
 
