@@ -399,6 +399,16 @@ class SplicingAnalysisMixin:
                 rho = 1.0 / (1.0 + module.splicing_concentration_per_junction().detach().cpu().double().numpy())
             except ValueError:  # binomial likelihood: no overdispersion
                 rho = None
+        if dstats.CELL_OVERDISPERSION_WEIGHTS:
+            # The model's overdispersion is that of the reads around the cell's decoded PSI; where the
+            # cells of a group differ far more than that (and the model does not follow them), the
+            # weights must not let a few deep cells stand for the group.
+            k_obs, n_obs = self._observed_counts(adata, cells, batch_size)
+            rho_cells = dstats.between_cell_overdispersion(k_obs, n_obs, stratum)
+            rho_reads = np.zeros(n_j) if rho is None else rho
+            rho = np.maximum(rho_reads, rho_cells)
+        else:
+            rho_reads = rho
         mom = dstats.GroupMoments.zeros(n_strata, n_j)
         distinct = sorted({tuple(b) for b in model_batches if b is not None})
         start = 0
@@ -432,7 +442,7 @@ class SplicingAnalysisMixin:
                 obs = out["observed"]
                 mom.add(
                     strat, p_own, obs.rows.cpu().numpy(), obs.cols.cpu().numpy(), obs.k.cpu().double().numpy(),
-                    obs.n.cpu().double().numpy(), rho, p_model,
+                    obs.n.cpu().double().numpy(), rho, p_model, rho_reads,
                 )
                 start += n_rows
         return mom
