@@ -474,6 +474,8 @@ def main() -> None:
     parser.add_argument("--grid300", action="store_true", help="only the regimes with 300 ATSEs (half the grid)")
     parser.add_argument("--real", action="store_true", help="add the real cells (../shared/data)")
     parser.add_argument("--real-seeds", type=int, default=5)
+    parser.add_argument("--cached-only", action="store_true",
+                        help="summarise the regimes already under --work without running the others")
     parser.add_argument("--shared-data", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data"),
                         help="folder with scasl_tnbc_smartseq2 (default: ../shared/data beside the repository)")
     args = parser.parse_args()
@@ -499,6 +501,8 @@ def main() -> None:
         path = work / f"{name}.json"
         if path.exists():
             regimes.append(json.loads(path.read_text()))
+            continue
+        if args.cached_only:
             continue
         res = run_regime(n_events, frac, obs, conc, args)
         tmp = path.with_suffix(".tmp")

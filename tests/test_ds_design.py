@@ -169,3 +169,11 @@ def test_effects_stay_within_bounds():
     finished = dsdesign.finish_table(pd.DataFrame({"effect_size": [1.0000000596, -1.2], "emp_psi1": [1.01, 0.3]}),
                                      dsdesign.DesignChoice("labels", "t", "r"))
     assert finished["effect_size"].tolist() == [1.0, -1.0] and finished["emp_psi1"].max() == 1.0
+
+
+def test_assemble_warns_when_little_data_remains():
+    from splicevi.cli.assemble import low_data_warnings
+
+    msgs = low_data_warnings(16, 1, min_cells=20, min_events=20)
+    assert len(msgs) == 2 and "only 16 cells" in msgs[0] and "only 1 ATSEs" in msgs[1]
+    assert "--warn-min-cells" in msgs[0] and low_data_warnings(100, 50, 20, 20) == []
