@@ -190,7 +190,14 @@ def run(args: argparse.Namespace) -> int:
     )
     junctions = run_contrasts(model.differential_splicing, contrasts, "junction_id", describe=True, **kwargs)
     events = run_contrasts(model.differential_splicing, contrasts, "event_id", level="event", **kwargs)
-    # Rank by the tables' own evidence order (increasing p-value): the calls are then the top ranks.
+    if junctions.empty:
+        # Every contrast was skipped (too few cells): header-only tables, so the workflow goes on.
+        log.warning("every contrast was skipped (see --min-cells); writing empty tables")
+        for path, table in ((args.out_junctions, junctions), (args.out_events, events)):
+            with atomic_path(path) as tmp:
+                table.to_csv(tmp, sep="\t", index=False)
+        return 0
+    # Rank by the tables' own evidence order (calls first): the calls are then the top ranks.
     score = "evidence" if "log10_pvalue" in junctions.columns else "proba_ds"
     junctions = rank_table(_with_evidence(junctions), score, "effect_size").drop(columns="evidence", errors="ignore")
     events = rank_table(_with_evidence(events), score, "effect_size").drop(columns="evidence", errors="ignore")
