@@ -177,3 +177,15 @@ def test_assemble_warns_when_little_data_remains():
     msgs = low_data_warnings(16, 1, min_cells=20, min_events=20)
     assert len(msgs) == 2 and "only 16 cells" in msgs[0] and "only 1 ATSEs" in msgs[1]
     assert "--warn-min-cells" in msgs[0] and low_data_warnings(100, 50, 20, 20) == []
+
+
+def test_cell_overdispersion_sees_bimodal_cells():
+    # PSI 0.05 or 0.95 cell by cell (bimodal) versus one PSI for every cell: ρ near 1 versus near 0.
+    rng = np.random.default_rng(0)
+    n = rng.integers(0, 20, (400, 2)).astype(float)
+    p = np.column_stack([np.where(rng.random(400) < 0.5, 0.05, 0.95), np.full(400, 0.5)])
+    k = rng.binomial(n.astype(int), p).astype(float)
+    import scipy.sparse as sp
+
+    rho = ds.between_cell_overdispersion(sp.csr_matrix(k), sp.csr_matrix(n), np.zeros(400, dtype=int))
+    assert rho[0] > 0.6 and rho[1] < 0.05, rho

@@ -403,8 +403,7 @@ class SplicingAnalysisMixin:
             # The model's overdispersion is that of the reads around the cell's decoded PSI; where the
             # cells of a group differ far more than that (and the model does not follow them), the
             # weights must not let a few deep cells stand for the group.
-            k_obs, n_obs = self._observed_counts(adata, cells, batch_size)
-            rho_cells = dstats.between_cell_overdispersion(k_obs, n_obs, stratum)
+            rho_cells = self._cell_overdispersion(adata, cells, stratum, n_strata, batch_size)
             rho_reads = np.zeros(n_j) if rho is None else rho
             rho = np.maximum(rho_reads, rho_cells)
         else:
@@ -446,6 +445,19 @@ class SplicingAnalysisMixin:
                 )
                 start += n_rows
         return mom
+
+    @torch.inference_mode()
+    def _cell_overdispersion(self, adata, cells, stratum, n_strata, batch_size) -> np.ndarray:
+        """:class:`~splicevi.stats.differential.CellOverdispersion` of the cells, one minibatch at a time."""
+        acc = dstats.CellOverdispersion(n_strata, self.module.n_input_junctions)
+        start = 0
+        for tensors in self._data_loader(adata, cells, batch_size):
+            obs = self.module.observed(*(self.module._get_inference_input(tensors)[key] for key in (
+                "junction_counts", "atse_counts", "psi_mask", "junction_ratio")))
+            acc.add(stratum[start : start + obs.n_cells], obs.rows.cpu().numpy(), obs.cols.cpu().numpy(),
+                    obs.k.cpu().double().numpy(), obs.n.cpu().double().numpy())
+            start += obs.n_cells
+        return acc.rho()
 
     def differential_splicing(
         self,

@@ -959,9 +959,7 @@ def welch_per_cell(
     )
 
 
-def between_cell_overdispersion(
-    junction_counts: sp.spmatrix, atse_counts: sp.spmatrix, stratum: np.ndarray
-) -> np.ndarray:
+class CellOverdispersion:
     """Intra-class correlation ρ of the cells' PSI per junction, around each stratum's pooled PSI.
 
     Method of moments for the beta-binomial: ``E[(k/n − ψ)²] = ψ(1 − ψ) (1/n + ρ (1 − 1/n))``,
@@ -969,43 +967,47 @@ def between_cell_overdispersion(
     between strata do not count). ρ near 1 means the cells differ far more than their reads do
     (e.g. PSI 0 in some cells and 1 in others): a deep cell then says little more about its group
     than a shallow one, and the residual weights ``n / (1 + (n − 1) ρ)`` become nearly equal.
-
-    Parameters
-    ----------
-    junction_counts, atse_counts
-        Cells × junctions ``k`` and ``n`` of the cells (``n`` on every junction of an observed ATSE).
-    stratum
-        Stratum of each cell (row).
-
-    Returns
-    -------
-    numpy.ndarray
-        ρ per junction in [0, 1] (0 where it cannot be estimated).
+    Accumulated one minibatch of observed entries at a time (memory: strata × junctions).
     """
-    k = sp.csr_matrix(junction_counts, dtype=np.float64)
-    n = sp.csr_matrix(atse_counts, dtype=np.float64)
-    n.eliminate_zeros()
+
+    def __init__(self, n_strata: int, n_junctions: int):
+        self.shape = (n_strata, n_junctions)
+        self.sums = np.zeros((6, n_strata * n_junctions))  # m, Σ1/n, Σy, Σy², Σk, Σn
+
+    def add(self, stratum: np.ndarray, rows: np.ndarray, cols: np.ndarray, k: np.ndarray, n: np.ndarray) -> None:
+        """Add the observed entries (row in the minibatch, junction, reads, ATSE reads) of a minibatch."""
+        s = np.asarray(stratum)[rows]
+        keep = (s >= 0) & (np.asarray(n) > 0)
+        s, cols = s[keep], np.asarray(cols)[keep]
+        k = np.asarray(k, dtype=np.float64)[keep]
+        n = np.asarray(n, dtype=np.float64)[keep]
+        flat = s * self.shape[1] + cols
+        y = k / n
+        for i, values in enumerate((np.ones_like(n), 1.0 / n, y, y * y, k, n)):
+            self.sums[i] += np.bincount(flat, weights=values, minlength=self.sums.shape[1])
+
+    def rho(self) -> np.ndarray:
+        """ρ per junction in [0, 1] (0 where it cannot be estimated)."""
+        m, s_inv, s_y, s_y2, k_sum, n_sum = (x.reshape(self.shape) for x in self.sums)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            psi = np.where(n_sum > 0, k_sum / np.maximum(n_sum, _EPS), 0.0)
+            pq = psi * (1.0 - psi)
+            ss = np.maximum(s_y2 - 2 * psi * s_y + psi**2 * m, 0.0)
+            num = (ss - pq * s_inv).sum(axis=0)
+            den = (pq * (m - s_inv)).sum(axis=0)
+            rho = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+        return np.clip(rho, 0.0, 1.0)
+
+
+def between_cell_overdispersion(
+    junction_counts: sp.spmatrix, atse_counts: sp.spmatrix, stratum: np.ndarray
+) -> np.ndarray:
+    """:class:`CellOverdispersion` of cells × junctions ``k`` and ``n`` (one stratum per row)."""
+    n = sp.coo_matrix(atse_counts)
+    k = sp.csr_matrix(junction_counts)
     stratum = np.asarray(stratum, dtype=np.int64)
-    n_strata = int(stratum.max()) + 1 if stratum.size else 1
-    ind = sp.csr_matrix((np.ones(stratum.size), (stratum, np.arange(stratum.size))), shape=(n_strata, stratum.size))
-    inv_n = n.copy()
-    inv_n.data = 1.0 / inv_n.data
-    y = sp.csr_matrix(k.multiply(inv_n))
-    obs = n.copy()
-    obs.data = np.ones_like(obs.data)
-
-    def per_stratum(x):
-        return np.asarray((ind @ x).todense())
-
-    m, s_inv = per_stratum(obs), per_stratum(inv_n)
-    s_y, s_y2 = per_stratum(y), per_stratum(y.multiply(y))
-    k_sum, n_sum = per_stratum(k.multiply(obs)), per_stratum(n)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        psi = np.where(n_sum > 0, k_sum / n_sum, 0.0)
-    pq = psi * (1.0 - psi)
-    ss = np.maximum(s_y2 - 2 * psi * s_y + psi**2 * m, 0.0)
-    num = (ss - pq * s_inv).sum(axis=0)
-    den = (pq * (m - s_inv)).sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rho = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
-    return np.clip(rho, 0.0, 1.0)
+    acc = CellOverdispersion(int(stratum.max()) + 1 if stratum.size else 1, n.shape[1])
+    keep = n.data > 0
+    rows, cols = n.row[keep], n.col[keep]
+    acc.add(stratum, rows, cols, np.asarray(k[rows, cols]).ravel(), n.data[keep])
+    return acc.rho()
