@@ -16,10 +16,19 @@ observed |ΔPSI| (the model-free baseline), and the empirical FDR and power of t
 q-value targets 0.05 and 0.1 (truth: |true ΔPSI| > delta; per ATSE: max over its junctions). Nulls
 report the fraction of junctions / ATSEs called.
 
+Labels design (issue 18), in the same run: per contrast the calls of the default
+(``is_ds_fdr``) beside a Welch t-test on the observed per-cell PSI with Benjamini–Hochberg at the
+same target (:func:`splicevi.stats.differential.welch_per_cell`), both scored against the same
+truth (|true ΔPSI| > delta), plus the AUPRC of |pooled ΔPSI| and |group-mean PSI difference|;
+null contrasts count the false calls of both. ``--real`` adds the real cells of
+``../shared/data/scasl_tnbc_smartseq2`` (37 Smart-seq2 cells, patients PT039 and PT084): patient
+vs patient calls per training seed beside Welch's, the Jaccard index of every pair of seeds'
+call sets, and random halves within PT039 (false calls of both).
+
 Restartable: each regime's result is a JSON under ``--work`` and is reused when present.
 The summary goes to ``--out`` (JSON) and a markdown table beside it.
 
-Run: ``python bench/ds_quality.py [--quick] [--epochs 20]``.
+Run: ``python bench/ds_quality.py [--quick | --grid300] [--epochs 20] [--real]``.
 """
 
 from __future__ import annotations
@@ -31,7 +40,9 @@ import json
 import logging
 import os
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -42,6 +53,8 @@ import torch
 
 from splicevi import SPLICEVI
 from splicevi.data import simulate
+from splicevi.data.layers import layer_or_derived
+from splicevi.stats.differential import welch_per_cell
 from splicevi.tl.metrics import call_quality, ranking_quality
 
 DELTA = 0.1
@@ -63,9 +76,12 @@ def true_group_psi(sim, cell_types: np.ndarray, cells: np.ndarray) -> pd.Series:
 
 
 def with_calls(table: pd.DataFrame) -> pd.DataFrame:
-    """``is_ds_fdr_<target>``: the table's own calls at each target (its default method)."""
-    q = table["lfdr_qvalue"] if DEFAULT_METHOD == "lfdr" else table["qvalue"]
-    return table.assign(**{f"is_ds_fdr_{t}": (q <= t).to_numpy() for t in TARGETS})
+    """``is_ds_fdr_<target>``: the table's own calls at each target (its default method and rule)."""
+    if DEFAULT_METHOD == "lfdr":
+        return table.assign(**{f"is_ds_fdr_{t}": (table["lfdr_qvalue"] <= t).to_numpy() for t in TARGETS})
+    # bh: q-value at the target and the confident change (abs_dpsi_bound) at least delta.
+    bound = table["abs_dpsi_bound"].fillna(0.0).to_numpy() >= DELTA - 1e-12
+    return table.assign(**{f"is_ds_fdr_{t}": (table["qvalue"].to_numpy() <= t) & bound for t in TARGETS})
 
 
 def score_contrast(sim, table_j, table_e, true_dpsi: pd.Series) -> dict:
@@ -151,16 +167,22 @@ def run_regime(n_events, frac_ds, observed, conc, args) -> dict:
         "small_group": (small, of[t_b]),
     }
     result = {"contrasts": {}, "nulls": {}}
+    spl_mod = mdata["splicing"]
+    k_obs = layer_or_derived(spl_mod, "cell_by_junction_matrix")
+    n_obs = layer_or_derived(spl_mod, "cell_by_cluster_matrix")
     ds_seconds = []
+    if args.quick:  # the tiny regime's unbalanced group has fewer cells than the default min_cells
+        contrasts = {name: {**kw, "min_cells": 3} for name, kw in contrasts.items()}
     for name, kw in contrasts.items():
         t1 = time.time()
-        tj = model.differential_splicing(delta=DELTA, **kw)
+        tj = model.differential_splicing(delta=DELTA, silent=True, **kw)
         ds_seconds.append(time.time() - t1)
-        te = model.differential_splicing(delta=DELTA, level="event", **kw)
+        te = model.differential_splicing(delta=DELTA, level="event", silent=True, **kw)
         c1, c2 = members[name]
         dpsi = true_group_psi(sim, types, c1) - true_group_psi(sim, types, c2)
         result["contrasts"][name] = {
-            "n_cells": [int(c1.size), int(c2.size)], **score_contrast(sim, tj, te, dpsi)
+            "n_cells": [int(c1.size), int(c2.size)], **score_contrast(sim, tj, te, dpsi),
+            "labels": labels_vs_welch(tj, k_obs, n_obs, c1, c2, dpsi, spl_mod.var_names),
         }
     halves = rng.permutation(of["type0"])
     h = halves.size // 2
@@ -168,9 +190,14 @@ def run_regime(n_events, frac_ds, observed, conc, args) -> dict:
         "null_halves": (halves[:h], halves[h:]),
         "null_batch": (of["type0"][batch[of["type0"]] == "batch0"], of["type0"][batch[of["type0"]] == "batch1"]),
     }.items():
-        tj = model.differential_splicing(idx1=i1, idx2=i2, delta=DELTA)
-        te = model.differential_splicing(idx1=i1, idx2=i2, delta=DELTA, level="event")
+        tj = model.differential_splicing(idx1=i1, idx2=i2, delta=DELTA, silent=True)
+        te = model.differential_splicing(idx1=i1, idx2=i2, delta=DELTA, level="event", silent=True)
         result["nulls"][name] = null_summary(tj, te)
+        w = welch_per_cell(k_obs, n_obs, i1, i2)
+        result["nulls"][name].update(
+            default_false_calls=int(tj["is_ds_fdr"].sum()), welch_false_calls=int((w.qvalue <= 0.05).sum()),
+            design=str(tj.attrs.get("splicevi_ds", {}).get("design")),
+        )
     spl = mdata["splicing"]
     result.update(
         regime=regime_name(n_events, frac_ds, observed, conc),
@@ -183,6 +210,195 @@ def run_regime(n_events, frac_ds, observed, conc, args) -> dict:
         seconds=round(time.time() - t0, 1),
     )
     return result
+
+
+def labels_vs_welch(table, k_obs, n_obs, cells1, cells2, true_dpsi: pd.Series, junctions) -> dict:
+    """The default's calls beside Welch's (BH, same target) against the same truth, and the peers' rankings."""
+    table = table.loc[junctions]
+    truth = (true_dpsi.abs() > DELTA).loc[junctions].to_numpy()
+    w = welch_per_cell(k_obs, n_obs, cells1, cells2)
+    out = {
+        "n_true": int(truth.sum()),
+        "design": str(table.attrs.get("splicevi_ds", {}).get("design", table["design"].iloc[0])),
+        "test": str(table["test"].iloc[0]),
+    }
+    for t in TARGETS:
+        # The table's own calls at its target (0.05); the same rule re-applied at the other.
+        own = call_quality(truth, table["is_ds_fdr"].to_numpy(dtype=bool) if t == 0.05 else _default_calls(table, t))
+        welch = call_quality(truth, w.qvalue <= t)
+        own["true_calls"] = own["n_calls"] - own["n_false"]
+        welch["true_calls"] = welch["n_calls"] - welch["n_false"]
+        out[f"default_q{t}"], out[f"welch_q{t}"] = own, welch
+        out[f"ratio_true_calls_q{t}"] = own["true_calls"] / welch["true_calls"] if welch["true_calls"] else float("nan")
+    out["auprc_default_order"] = ranking_quality(truth, -table["log10_pvalue"].to_numpy()).get("auprc")
+    out["auprc_welch"] = ranking_quality(truth, -np.log(np.maximum(w.pvalue, 1e-300))).get("auprc")
+    out["auprc_pooled_dpsi"] = ranking_quality(truth, table["emp_effect"].abs().to_numpy()).get("auprc")
+    out["auprc_group_mean_dpsi"] = ranking_quality(truth, np.abs(w.effect)).get("auprc")
+    return out
+
+
+def _default_calls(table: pd.DataFrame, target: float) -> np.ndarray:
+    """The default's calls at another target: its rule re-applied (see :func:`with_calls`)."""
+    return with_calls(table)[f"is_ds_fdr_{target}"].to_numpy()
+
+
+def labels_lines(summary: dict) -> list[str]:
+    """The labels-design section: the default beside Welch per regime and contrast, nulls, real cells."""
+    lines = [
+        "## Labels design: the default beside a Welch t-test (issue 18)",
+        "",
+        f"Command: `{summary['command']}`. Target FDR 0.05 for both; truth |true ΔPSI| > {DELTA}; "
+        "Welch: t-test on observed per-cell PSI k / n (cells observing the ATSE), Benjamini–Hochberg. "
+        "`true` = true junctions called (ratio = default / Welch), FDR = empirical FDR of the calls.",
+        "",
+        *labels_headline(summary),
+        "| regime | contrast | true junctions | default true (FDR) | Welch true (FDR) | ratio | AUPRC default "
+        "/ Welch / pooled ΔPSI / group-mean ΔPSI |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for reg in summary["regimes"]:
+        for cname, c in reg["contrasts"].items():
+            lab = c.get("labels")
+            if lab is None:
+                continue
+            d, w = lab["default_q0.05"], lab["welch_q0.05"]
+
+            def fmt(x):
+                return "nan" if x is None or not np.isfinite(x) else f"{x:.3f}"
+
+            lines.append(
+                f"| {reg['regime']} | {cname} | {lab['n_true']} | {d['true_calls']} ({d['empirical_fdr']:.3f}) "
+                f"| {w['true_calls']} ({w['empirical_fdr']:.3f}) | {fmt(lab['ratio_true_calls_q0.05'])} "
+                f"| {fmt(lab['auprc_default_order'])} / {fmt(lab['auprc_welch'])} / {fmt(lab['auprc_pooled_dpsi'])} "
+                f"/ {fmt(lab['auprc_group_mean_dpsi'])} |"
+            )
+    lines += ["", "Null contrasts (every call false): calls of the default / of Welch at 0.05.", "",
+              "| regime | null | default | Welch |", "|---|---|---|---|"]
+    for reg in summary["regimes"]:
+        for nname, n in reg["nulls"].items():
+            if "default_false_calls" in n:
+                lines.append(f"| {reg['regime']} | {nname} | {n['default_false_calls']} | {n['welch_false_calls']} |")
+    real = summary.get("real")
+    if real:
+        lines += [
+            "",
+            "### Real cells: scasl_tnbc_smartseq2 (37 Smart-seq2 cells, PT039 vs PT084)",
+            "",
+            f"{real['n_cells']} cells × {real['n_junctions']} junctions ({real['preprocessing']}); training as "
+            f"`.test/config_real.yaml`. Design chosen by `auto` with `sample_key='patient'`: **{real['auto_design']}** "
+            f"({real['auto_reason']}).",
+            "",
+            "| seed | default calls | Welch calls | shared with Welch |",
+            "|---|---|---|---|",
+        ]
+        for s in real["seeds"]:
+            lines.append(f"| {s['seed']} | {s['calls']} | {real['welch_calls']} | {s['shared_with_welch']} |")
+        lines += [
+            "",
+            f"Jaccard index of the call sets of every pair of seeds: min {real['jaccard_min']:.3f}, "
+            f"median {real['jaccard_median']:.3f}.",
+            "",
+            f"Random halves within PT039 ({len(real['halves'])} splits, every call false): default "
+            f"{[h['default'] for h in real['halves']]} (splits with any call: "
+            f"{sum(h['default'] > 0 for h in real['halves'])}); Welch {[h['welch'] for h in real['halves']]} "
+            f"(splits with any call: {sum(h['welch'] > 0 for h in real['halves'])}).",
+        ]
+    return lines
+
+
+def labels_headline(summary: dict) -> list[str]:
+    """Per contrast kind and observed fraction: range of the true-call ratio to Welch, worst FDRs."""
+    rows = {}
+    for reg in summary["regimes"]:
+        obs = reg["params"]["observed_fraction"]
+        for cname, c in reg["contrasts"].items():
+            lab = c.get("labels")
+            if lab is not None:
+                rows.setdefault((cname, obs), []).append(lab)
+    if not rows:
+        return []
+    lines = ["| contrast | observed | regimes | ratio of true calls default / Welch (min – max) | worst FDR default "
+             "| worst FDR Welch |", "|---|---|---|---|---|---|"]
+    for (cname, obs), labs in rows.items():
+        ratios = [x["ratio_true_calls_q0.05"] for x in labs if np.isfinite(x["ratio_true_calls_q0.05"])]
+        rng_txt = f"{min(ratios):.2f} – {max(ratios):.2f}" if ratios else "n/a (Welch finds none)"
+        lines.append(
+            f"| {cname} | {obs:g} | {len(labs)} | {rng_txt} "
+            f"| {max(x['default_q0.05']['empirical_fdr'] for x in labs):.3f} "
+            f"| {max(x['welch_q0.05']['empirical_fdr'] for x in labs):.3f} |"
+        )
+    return [*lines, ""]
+
+
+def real_cells(args) -> dict | None:
+    """Patient vs patient on the real Smart-seq2 cells, five seeds, beside Welch; random halves."""
+    import itertools
+
+    import mudata as md
+
+    root = Path(args.shared_data) / "scasl_tnbc_smartseq2"
+    if not root.is_dir():
+        print(f"real cells skipped: {root} is absent", flush=True)
+        return None
+    exe = Path(sys.executable).parent / "splicevi"
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for cmd in (
+            ["ingest", "--junctions", str(root / "sj_out_tab"), "--junction-format", "sj_out_tab",
+             "--out-junctions", str(tmp / "j.h5ad")],
+            ["atse", "--junctions", str(tmp / "j.h5ad"), "--min-reads", "20", "--min-cells", "10",
+             "--out", str(tmp / "events.tsv")],
+            ["assemble", "--junctions", str(tmp / "j.h5ad"), "--events", str(tmp / "events.tsv"),
+             "--out", str(tmp / "data.h5mu")],
+        ):
+            subprocess.run([str(exe), *cmd], check=True, capture_output=True)
+        mdata = md.read_h5mu(tmp / "data.h5mu")
+    labels = pd.read_csv(root / "labels_sj_out_tab.csv").set_index("Run")
+    mdata.obs["patient"] = labels["patient"].reindex(mdata.obs_names).to_numpy()
+    spl = mdata["splicing"]
+    k_obs = layer_or_derived(spl, "cell_by_junction_matrix")
+    n_obs = layer_or_derived(spl, "cell_by_cluster_matrix")
+    patient = mdata.obs["patient"].to_numpy()
+    c1, c2 = np.nonzero(patient == "PT039")[0], np.nonzero(patient == "PT084")[0]
+    welch = welch_per_cell(k_obs, n_obs, c1, c2)
+    welch_set = set(spl.var_names[welch.qvalue <= 0.05])
+    SPLICEVI.setup_mudata(mdata)
+    seeds, sets, first = [], [], None
+    for seed in range(args.real_seeds):
+        import scvi
+
+        scvi.settings.seed = seed
+        model = SPLICEVI(mdata, n_latent=8)
+        model.train(max_epochs=10, batch_size=64, lr=0.005, early_stopping=False, train_size=0.8,
+                    n_epochs_kl_warmup=2, enable_progress_bar=False)
+        table = model.differential_splicing(groupby="patient", group1="PT039", group2="PT084",
+                                            sample_key="patient", silent=True)
+        calls = set(table.index[table["is_ds_fdr"].to_numpy(dtype=bool)])
+        sets.append(calls)
+        seeds.append({"seed": seed, "calls": len(calls), "shared_with_welch": len(calls & welch_set)})
+        if first is None:
+            first = (model, table.attrs["splicevi_ds"])
+        print(f"real cells seed {seed}: {len(calls)} calls (Welch {len(welch_set)})", flush=True)
+    jac = [len(a & b) / max(len(a | b), 1) for a, b in itertools.combinations(sets, 2)]
+    model, attrs = first
+    rng = np.random.default_rng(0)
+    own = np.nonzero(patient == "PT039")[0]
+    halves = []
+    for _ in range(10):
+        perm = rng.permutation(own)
+        h = perm.size // 2
+        t = model.differential_splicing(idx1=perm[:h], idx2=perm[h:], silent=True)
+        w = welch_per_cell(k_obs, n_obs, perm[:h], perm[h:])
+        halves.append({"default": int(t["is_ds_fdr"].sum()), "welch": int((w.qvalue <= 0.05).sum())})
+    return {
+        "n_cells": int(mdata.n_obs), "n_junctions": int(spl.n_vars),
+        "preprocessing": "splicevi ingest; atse --min-reads 20 --min-cells 10; assemble",
+        "auto_design": attrs["design"], "auto_reason": attrs["reason"],
+        "welch_calls": len(welch_set), "seeds": seeds,
+        "jaccard_min": float(min(jac)) if jac else float("nan"),
+        "jaccard_median": float(np.median(jac)) if jac else float("nan"),
+        "halves": halves,
+    }
 
 
 def summary_lines(summary: dict) -> list[str]:
@@ -231,6 +447,8 @@ def markdown(summary: dict) -> str:
     lines = [
         "# Differential splicing quality (bench/ds_quality.py)",
         "",
+        *labels_lines(summary),
+        "",
         *summary_lines(summary),
         "",
         "## Per regime",
@@ -278,6 +496,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", default=None, help="run only regimes whose name contains this")
     parser.add_argument("--quick", action="store_true", help="one tiny regime, to check the script runs")
+    parser.add_argument("--grid300", action="store_true", help="only the regimes with 300 ATSEs (half the grid)")
+    parser.add_argument("--real", action="store_true", help="add the real cells (../shared/data)")
+    parser.add_argument("--real-seeds", type=int, default=5)
+    parser.add_argument("--cached-only", action="store_true",
+                        help="summarise the regimes already under --work without running the others")
+    parser.add_argument("--shared-data", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data"),
+                        help="folder with scasl_tnbc_smartseq2 (default: ../shared/data beside the repository)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
@@ -289,6 +514,8 @@ def main() -> None:
         grid = [(200, 0.3, 0.15, 20.0)]
         args.work = args.work + "_quick"
         args.out = args.out.replace(".json", "_quick.json")
+    if args.grid300:
+        grid = [g for g in grid if g[0] == 300]
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     regimes = []
@@ -299,6 +526,8 @@ def main() -> None:
         path = work / f"{name}.json"
         if path.exists():
             regimes.append(json.loads(path.read_text()))
+            continue
+        if args.cached_only:
             continue
         res = run_regime(n_events, frac, obs, conc, args)
         tmp = path.with_suffix(".tmp")
@@ -313,6 +542,7 @@ def main() -> None:
         "delta": DELTA,
         "epochs": args.epochs,
         "regimes": regimes,
+        "real": real_cells(args) if args.real else None,
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -169,10 +169,14 @@ def test_differential_splicing_ranks_planted_first(trained):
     assert truth[:n_top].mean() >= 0.9, truth[:n_top]
     own = ranking_quality(truth, -np.arange(len(res), dtype=float))
     assert own["auprc"] > 0.9, own
-    # Sorted by evidence: p-values non-decreasing, q-values too, and the calls are the top rows.
-    assert (np.diff(res["log10_pvalue"].to_numpy()) >= 0).all()
+    # Sorted calls first, then by evidence: p-values non-decreasing within the calls and within
+    # the rest (a strong but small change is not a call).
     called = res["is_ds_fdr"].to_numpy()
     assert called.sum() > 0 and not called[called.sum():].any()
+    lp = res["log10_pvalue"].to_numpy()
+    assert (np.diff(lp[called]) >= 0).all() and (np.diff(lp[~called]) >= 0).all()
+    # Every call changes by at least delta with confidence (the effect filter of the calls).
+    assert (res["abs_dpsi_bound"].to_numpy()[called] >= DELTA - 1e-9).all()
     assert (res["qvalue"].to_numpy()[called] <= 0.05).all()
     # Evidence resolution: the strongest calls are not tied at a probability of exactly 1.
     strong = res["bayes_factor"].to_numpy()[called]

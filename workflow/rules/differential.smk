@@ -28,6 +28,9 @@ rule differential_splicing:
         delta=config["ds"]["delta"],
         fdr=config["ds"]["fdr_target"],
         batch_correction="--batch-correction" if config["ds"]["batch_correction"] else "",
+        design=config["ds"]["design"],
+        sample_key=opt("--sample-key", config["ds"]["sample_key"]),
+        min_cells=config["ds"]["min_cells"],
         seed=config["train"]["seed"],
     resources:
         gpu=0,
@@ -38,6 +41,7 @@ rule differential_splicing:
     shell:
         "splicevi ds --mdata {input.mdata:q} --model {input.model:q} --contrasts {params.contrasts:q}"
         " --delta {params.delta:q} --fdr-target {params.fdr:q} {params.batch_correction:q} --seed {params.seed:q}"
+        " --design {params.design:q} {params.sample_key:q} --min-cells {params.min_cells:q}"
         " --threads {threads} --out-junctions {output.junctions:q} --out-events {output.events:q} > {log:q} 2>&1"
 
 

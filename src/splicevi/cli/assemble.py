@@ -11,8 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 
 from ._summary import print_summary
+
+log = logging.getLogger("splicevi")
+#: Defaults of ``--warn-min-cells`` / ``--warn-min-events``.
+WARN_MIN_CELLS = 20
+WARN_MIN_EVENTS = 20
 
 
 def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
@@ -29,6 +35,10 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     p.add_argument("--published-layout", action="store_true",
                    help="also write the layers n, PSI (X) and mask of the reference implementation's layout "
                         "(four times the size; nothing in splicevi reads them)")
+    p.add_argument("--warn-min-cells", type=int, default=WARN_MIN_CELLS,
+                   help="warn when fewer cells than this remain (%(default)s)")
+    p.add_argument("--warn-min-events", type=int, default=WARN_MIN_EVENTS,
+                   help="warn when fewer ATSEs than this remain (%(default)s)")
     p.add_argument("--out", required=True, help="output .h5mu")
     p.set_defaults(func=run)
     return p
@@ -66,6 +76,12 @@ def run(args: argparse.Namespace) -> int:
     mdata, report = assemble(junctions, events, genes, min_cell_reads=args.min_cell_reads,
                              transcript_lengths=lengths, events_source=args.events, provenance=provenance,
                              published_layout=args.published_layout)
+    warnings_ = low_data_warnings(report["n_cells"], report["n_events"], args.warn_min_cells, args.warn_min_events)
+    for msg in warnings_:
+        log.warning(msg)
+    if warnings_:
+        # Kept in the file, so that later stages and the report can say it too.
+        mdata.uns["splicevi_warnings"] = list(warnings_)
     with atomic_path(args.out) as tmp:
         write_x_as_layer(mdata, tmp, JUNCTION_COUNTS, modality="splicing")
     rows = [("cells in junctions file", report["n_cells_in"])]
@@ -81,7 +97,20 @@ def run(args: argparse.Namespace) -> int:
         ("genes", report["n_genes"] if genes is not None else "none (splicing-only file)"),
         ("fraction of cell × junction observed", report["frac_observed"]),
         ("fraction of cell × event observed", report["frac_cell_event_observed"]),
+        *(("warning", w) for w in warnings_),
         ("wrote", args.out),
     ]
     print_summary("splicevi assemble", rows)
     return 0
+
+
+def low_data_warnings(n_cells: int, n_events: int, min_cells: int, min_events: int) -> list[str]:
+    """Messages for too few cells or ATSEs left in the assembled data (empty when enough remain)."""
+    out = []
+    if n_cells < min_cells:
+        out.append(f"only {n_cells} cells remain (fewer than --warn-min-cells {min_cells}): clusters and "
+                   "differential tests on so few cells are unreliable")
+    if n_events < min_events:
+        out.append(f"only {n_events} ATSEs remain (fewer than --warn-min-events {min_events}): too few to "
+                   "model or test well; relax the ATSE filters")
+    return out

@@ -23,6 +23,8 @@ from pathlib import Path
 from ._summary import print_summary
 
 log = logging.getLogger("splicevi")
+#: Default of ``--warn-min-events``: fewer ATSEs than this is too little to model or test.
+WARN_MIN_EVENTS = 20
 
 
 def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
@@ -44,6 +46,8 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
                    help="min fraction of a splice site's reads a junction must carry (%(default)s)")
     p.add_argument("--min-junctions", type=int, default=d.min_junctions, help="min junctions per event (%(default)s)")
     p.add_argument("--max-junctions", type=int, default=d.max_junctions, help="max junctions per event (%(default)s)")
+    p.add_argument("--warn-min-events", type=int, default=WARN_MIN_EVENTS,
+                   help="warn when fewer ATSEs than this remain after filtering (%(default)s)")
     p.add_argument("--out", required=True, help="output events.tsv")
     p.set_defaults(func=run)
     return p
@@ -102,6 +106,11 @@ def run(args: argparse.Namespace) -> int:
         events["gene_id"] = ""
         events["gene_name"] = ""
     report["junctions_file"] = str(args.junctions)
+    if report["n_events"] < args.warn_min_events:
+        msg = (f"only {report['n_events']} ATSEs remain after filtering (fewer than --warn-min-events "
+               f"{args.warn_min_events}): too few to model or test well; relax the filters")
+        log.warning(msg)
+        report["warnings"] = [msg]
     with atomic_path(args.out) as tmp, atomic_path(summary_path(args.out)) as tmp_json:
         events.to_csv(tmp, sep="\t", index=False)
         tmp_json.write_text(json.dumps(report, indent=1))
@@ -115,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
         rows.append(("events with a gene", report["n_events_with_gene"]))
         if report.get("gtf_partial"):
             rows.append(("WARNING partial GTF", report["gtf_partial"]))
+    rows += [("warning", w) for w in report.get("warnings", [])]
     rows.append(("wrote", f"{args.out}, {summary_path(args.out)}"))
     print_summary("splicevi atse", rows)
     return 0

@@ -9,6 +9,7 @@ import logging
 import pandas as pd
 
 from splicevi._io import atomic_path
+from splicevi.stats.design import DESIGNS, MIN_CELLS
 
 from ._common import configure, load_model, read_mudata
 from ._errors import UsageError
@@ -62,15 +63,27 @@ def contrasts_of(args: argparse.Namespace, mdata):
     return contrasts
 
 
-def run_contrasts(method, contrasts, id_col: str, **kwargs) -> pd.DataFrame:
+def run_contrasts(method, contrasts, id_col: str, describe: bool = False, **kwargs) -> pd.DataFrame:
     """Call a differential method of the model once per contrast; stack the tables.
 
     The feature id (the tables' index) becomes column ``id_col`` unless the table already has it.
+    A table that says it was skipped (``attrs["splicevi_ds"]["skipped"]``: too few cells) is left
+    out with a warning; with ``describe`` the design, test and reason of each contrast are logged.
     """
     tables = []
+    skipped = []
     for c in contrasts:
         log.info("contrast %s: %s %s vs %s", c.name, c.groupby, c.group1, c.group2 or "rest")
         table = method(groupby=c.groupby, group1=c.group1, group2=c.group2, **kwargs)
+        info = table.attrs.get("splicevi_ds", {})
+        if info.get("skipped"):
+            skipped.append(c.name)
+            if describe:
+                log.warning("contrast %s skipped: %s", c.name, info.get("reason", "too few cells"))
+            continue
+        if describe and info:
+            log.info("contrast %s: %s (design %s): %s", c.name, info.get("test"), info.get("design"),
+                     info.get("reason"))
         table = table.drop(columns=[c for c in ("contrast", "groupby", "group1", "group2") if c in table.columns])
         if id_col in table.columns:
             table = table.reset_index(drop=True)
@@ -81,6 +94,11 @@ def run_contrasts(method, contrasts, id_col: str, **kwargs) -> pd.DataFrame:
         table.insert(2, "group1", c.group1)
         table.insert(3, "group2", c.group2 or "rest")
         tables.append(table)
+    if describe and skipped:
+        log.warning("%d of %d contrasts skipped (too few cells; see --min-cells): %s", len(skipped), len(contrasts),
+                    ", ".join(skipped))
+    if not tables:
+        return pd.DataFrame(columns=["contrast", "groupby", "group1", "group2", id_col])
     return pd.concat(tables, ignore_index=True)
 
 
@@ -92,6 +110,25 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
         description="Differential splicing (ΔPSI, posterior probability, FDR calls) per junction and per ATSE.",
     )
     add_contrast_arguments(p, delta=0.1)
+    p.add_argument(
+        "--design",
+        choices=DESIGNS,
+        default="auto",
+        help="where the groups come from, which picks the test: labels (annotations independent of the reads: "
+        "cells as units), samples (unions of samples: pseudobulk over samples), clusters (found on the same "
+        "reads: held-out reads), auto (decided per contrast; the log says which and why) (default: %(default)s)",
+    )
+    p.add_argument(
+        "--sample-key",
+        default=None,
+        help="cell annotation naming each cell's sample, for the samples design (default: the model's batch key)",
+    )
+    p.add_argument(
+        "--min-cells",
+        type=int,
+        default=MIN_CELLS,
+        help="skip a contrast with fewer cells, or cells with splicing reads, in either group (default: %(default)s)",
+    )
     p.add_argument("--out-junctions", required=True, help="output TSV, one row per junction and contrast")
     p.add_argument("--out-events", required=True, help="output TSV, one row per ATSE and contrast")
     p.set_defaults(func=run)
@@ -118,10 +155,16 @@ def annotate_ds_tables(mdata, junctions: pd.DataFrame, events: pd.DataFrame) -> 
 
 
 def _with_evidence(table: pd.DataFrame) -> pd.DataFrame:
-    """Add ``evidence`` = −log10 p-value (higher first), where the table has p-values."""
+    """Add ``evidence``: the model's own order within each contrast (calls first, then by p-value).
+
+    The model sorts each table by the evidence of its calls (:func:`splicevi.stats.differential.sort_table`),
+    so the rank keeps that order rather than re-sorting by p-value (an uncalled strong but small
+    change must not rank above a call).
+    """
     if "log10_pvalue" not in table.columns:
         return table
-    return table.assign(evidence=-table["log10_pvalue"])
+    order = table.groupby("contrast", sort=False).cumcount() if "contrast" in table.columns else range(len(table))
+    return table.assign(evidence=-pd.Series(order, index=table.index).astype(float))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -130,6 +173,8 @@ def run(args: argparse.Namespace) -> int:
     from splicevi.tl.ranking import rank_table
 
     parse_contrasts(args.contrasts)  # a wrong command line fails before the data is read
+    if args.min_cells < 1:
+        raise UsageError(f"--min-cells must be at least 1, got {args.min_cells}")
     mdata = read_mudata(args.mdata)
     contrasts = contrasts_of(args, mdata)
     model = load_model(args.model, mdata)
@@ -139,10 +184,20 @@ def run(args: argparse.Namespace) -> int:
         batch_correction=args.batch_correction,
         batch_size=args.batch_size,
         silent=True,
+        design=args.design,
+        sample_key=args.sample_key,
+        min_cells=args.min_cells,
     )
-    junctions = run_contrasts(model.differential_splicing, contrasts, "junction_id", **kwargs)
+    junctions = run_contrasts(model.differential_splicing, contrasts, "junction_id", describe=True, **kwargs)
     events = run_contrasts(model.differential_splicing, contrasts, "event_id", level="event", **kwargs)
-    # Rank by the tables' own evidence order (increasing p-value): the calls are then the top ranks.
+    if junctions.empty:
+        # Every contrast was skipped (too few cells): header-only tables, so the workflow goes on.
+        log.warning("every contrast was skipped (see --min-cells); writing empty tables")
+        for path, table in ((args.out_junctions, junctions), (args.out_events, events)):
+            with atomic_path(path) as tmp:
+                table.to_csv(tmp, sep="\t", index=False)
+        return 0
+    # Rank by the tables' own evidence order (calls first): the calls are then the top ranks.
     score = "evidence" if "log10_pvalue" in junctions.columns else "proba_ds"
     junctions = rank_table(_with_evidence(junctions), score, "effect_size").drop(columns="evidence", errors="ignore")
     events = rank_table(_with_evidence(events), score, "effect_size").drop(columns="evidence", errors="ignore")
