@@ -16,9 +16,7 @@ import errno
 import os
 import re
 import shutil
-import signal
 import tempfile
-import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -57,22 +55,20 @@ def in_critical_section() -> bool:
 
 @contextlib.contextmanager
 def _critical() -> Iterator[None]:
-    """Renames that must not be cut in half: SIGTERM/SIGINT are held off and their handler defers.
+    """Renames that must not be cut in half: the command line's signal handler only records a stop.
 
-    Blocking the signals in this thread is not enough: in a process with other threads (torch,
-    Lightning) the kernel delivers the signal to one of them and Python still runs the handler here,
-    between two renames. The command line's handler therefore checks :func:`in_critical_section`
-    and only records the stop (:func:`request_stop`) while it is true.
+    The handler (``cli/main.py``) checks :func:`in_critical_section` and then records the request
+    (:func:`request_stop`) instead of raising; the renames finish and :meth:`OutputSet.publish` rolls
+    them back at its commit point. Blocking the signals instead (``pthread_sigmask``) would not do:
+    it delays the handler past the commit point, and in a process with other threads (torch,
+    Lightning) the kernel delivers the signal to one of them anyway. Another handler (Python's
+    default SIGINT one) raises between two renames: that exception rolls the set back too.
     """
-    mask = threading.current_thread() is threading.main_thread() and hasattr(signal, "pthread_sigmask")
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT}) if mask else None
     _CRITICAL[0] += 1
     try:
         yield
     finally:
         _CRITICAL[0] -= 1
-        if previous is not None:
-            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 #: Set when an HDF5 write failed: the HDF5 library may hold a half-closed file (see below).
