@@ -2,8 +2,8 @@
 
 Every output is written under a temporary name next to its final path. Inside
 :func:`publish_together` (the command line wraps every subcommand in it) the temporary files are not
-renamed one by one but all at the end, with SIGTERM/SIGINT held off, and the old outputs are kept as
-backups until every rename succeeded: an interruption or an error leaves either all old or all new
+renamed one by one but all at the end (a SIGTERM/SIGINT meanwhile is recorded and rolls the set back),
+and the old outputs are kept as backups until every rename succeeded: an interruption or an error leaves either all old or all new
 outputs, never a mix. A write that fails for lack of space (or any OS error) becomes
 :class:`OutputWriteError` naming the path, with no temporary file left behind.
 """
