@@ -2,8 +2,8 @@
 
 Every output is written under a temporary name next to its final path. Inside
 :func:`publish_together` (the command line wraps every subcommand in it) the temporary files are not
-renamed one by one but all at the end, with SIGTERM/SIGINT held off, and the old outputs are kept as
-backups until every rename succeeded: an interruption or an error leaves either all old or all new
+renamed one by one but all at the end (a SIGTERM/SIGINT meanwhile is recorded and rolls the set back),
+and the old outputs are kept as backups until every rename succeeded: an interruption or an error leaves either all old or all new
 outputs, never a mix. A write that fails for lack of space (or any OS error) becomes
 :class:`OutputWriteError` naming the path, with no temporary file left behind.
 """
@@ -16,9 +16,7 @@ import errno
 import os
 import re
 import shutil
-import signal
 import tempfile
-import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -57,22 +55,20 @@ def in_critical_section() -> bool:
 
 @contextlib.contextmanager
 def _critical() -> Iterator[None]:
-    """Renames that must not be cut in half: SIGTERM/SIGINT are held off and their handler defers.
+    """Renames that must not be cut in half: the command line's signal handler only records a stop.
 
-    Blocking the signals in this thread is not enough: in a process with other threads (torch,
-    Lightning) the kernel delivers the signal to one of them and Python still runs the handler here,
-    between two renames. The command line's handler therefore checks :func:`in_critical_section`
-    and only records the stop (:func:`request_stop`) while it is true.
+    The handler (``cli/main.py``) checks :func:`in_critical_section` and then records the request
+    (:func:`request_stop`) instead of raising; the renames finish and :meth:`OutputSet.publish` rolls
+    them back at its commit point. Blocking the signals instead (``pthread_sigmask``) would not do:
+    it delays the handler past the commit point, and in a process with other threads (torch,
+    Lightning) the kernel delivers the signal to one of them anyway. Another handler (Python's
+    default SIGINT one) raises between two renames: that exception rolls the set back too.
     """
-    mask = threading.current_thread() is threading.main_thread() and hasattr(signal, "pthread_sigmask")
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT}) if mask else None
     _CRITICAL[0] += 1
     try:
         yield
     finally:
         _CRITICAL[0] -= 1
-        if previous is not None:
-            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 #: Set when an HDF5 write failed: the HDF5 library may hold a half-closed file (see below).
