@@ -378,5 +378,6 @@ def run_info_json():
             "ds": config["ds"],
             "de": config["de"] if HAS_GENES else {},
             "resolution": config["cluster"]["resolution"],
+            "contrasts": config["contrasts"],
         }
     )
