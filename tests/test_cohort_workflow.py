@@ -165,6 +165,7 @@ def test_cohort_with_a_cell_type_table_and_a_contrast_within_one_cell_type(tmp_p
     assert 0 < ds["n_obs_group1"].max() <= treated and 0 < ds["n_obs_group2"].max() <= control
     page = (res / "report" / "summary.rst").read_text()
     assert "treated_in_type0" in page and f"<td>{treated}</td><td>{control}</td>" in page
+    assert "condition: treated vs control, within cell_type = type0" in page
     cells = pd.read_csv(res / "cluster" / "cells.tsv", sep="\t", index_col=0)
     assert "cell_type" in cells.columns  # for the UMAP colours
     assert (res / "figures" / "umap_covariates.png").exists()

@@ -75,6 +75,17 @@ def test_summary_answers_what_was_found():
     assert "System Message" not in page and "docutils" not in page.lower().replace("generator", "")
 
 
+def test_a_contrast_within_a_subset_says_so():
+    tables = _tables()
+    for key in ("ds_junctions", "ds_events"):
+        tables[key] = tables[key].assign(contrast="in_T", groupby="condition_within_in_T", group1="x", group2="y")
+    tables["cells"]["condition_within_in_T"] = ["x", "y"] * 150
+    run = dict(RUN, contrasts=[{"name": "in_T", "groupby": "condition", "group1": "x", "group2": "y",
+                                "subset": {"cell_type": "T"}}])
+    page = render_summary(run, **tables)
+    assert "condition: x vs y, within cell_type = T" in page and "<td>150</td><td>150</td>" in page
+
+
 def test_summary_without_test_column_has_no_test_column():
     page = render_summary(RUN, **_tables(test=False))
     assert "<th>test</th>" not in page

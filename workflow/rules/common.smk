@@ -127,13 +127,29 @@ def _cell_table(path, cohort):
 CELL_TABLE = _cell_table(config["input"]["cell_annotations"], SAMPLES is not None)
 
 
+def _h5ad_obs_columns(path):
+    """obs column names of an .h5ad (gene counts given as AnnData carry their own cell annotations)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as fh:
+            obs = fh["obs"]
+            return [k for k in obs.keys() if not k.startswith("_")] if isinstance(obs, h5py.Group) else []
+    except (OSError, KeyError):
+        return []  # not HDF5 (or no obs): `splicevi ingest` names the problem
+
+
 def known_annotations():
-    """Cell annotations every run's cells will have: the clusters, batch, the cell table's and the sheet's columns."""
+    """Cell annotations the run's cells will have: clusters, batch, the cell table's, the sheet's, an .h5ad's obs."""
     known = ["leiden", "batch"]
     if CELL_TABLE is not None:
         known += list(CELL_TABLE.columns)
     if SAMPLES is not None:
         known += ["sample", *annotation_columns(SAMPLES)]
+    genes = [config["input"]["genes"]] if SAMPLES is None else list(SAMPLES.get("genes", []))
+    for path in filter(None, genes):
+        if str(path).endswith(".h5ad"):
+            known += _h5ad_obs_columns(path)
     return list(dict.fromkeys(known))
 
 
@@ -362,5 +378,6 @@ def run_info_json():
             "ds": config["ds"],
             "de": config["de"] if HAS_GENES else {},
             "resolution": config["cluster"]["resolution"],
+            "contrasts": config["contrasts"],
         }
     )

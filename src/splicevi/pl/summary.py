@@ -131,19 +131,37 @@ def group_sizes(cells: pd.DataFrame, groupby: str, group1: str, group2: str) -> 
     return n1, n2
 
 
+def _subset_text(spec) -> str:
+    """``cell_type = T`` from a contrast's ``subset`` mapping (values joined by "or")."""
+    parts = []
+    for col, values in (spec or {}).items():
+        values = [values] if isinstance(values, str) else list(values)
+        parts.append(f"{col} = {' or '.join(map(str, values))}")
+    return ", ".join(parts)
+
+
 def contrast_calls(
-    ds_junctions: pd.DataFrame, ds_events: pd.DataFrame, de: pd.DataFrame | None, cells: pd.DataFrame
+    ds_junctions: pd.DataFrame, ds_events: pd.DataFrame, de: pd.DataFrame | None, cells: pd.DataFrame,
+    contrasts: Sequence[Mapping] = (),
 ) -> pd.DataFrame:
-    """One row per contrast: the groups, their cells, the test used and the calls of each table."""
+    """One row per contrast: the groups, their cells, the test used and the calls of each table.
+
+    ``contrasts`` (the configured ones) name the subset of a contrast tested within one, whose table
+    names its derived grouping ``<groupby>_within_<name>``.
+    """
+    configured = {str(c.get("name")): c for c in contrasts}
     rows = []
     for contrast, ev in ds_events.groupby("contrast", sort=False):
         first = ev.iloc[0]
         groupby, g1, g2 = (str(first.get(k, "")) for k in ("groupby", "group1", "group2"))
         n1, n2 = group_sizes(cells, groupby, g1, g2)
         jn = ds_junctions[ds_junctions["contrast"] == contrast]
+        spec = configured.get(str(contrast), {})
+        shown = str(spec.get("groupby", groupby)) if spec.get("subset") else groupby
+        within = f", within {_subset_text(spec['subset'])}" if spec.get("subset") else ""
         row = {
             "contrast": contrast,
-            "comparison": f"{groupby}: {g1} vs {g2}",
+            "comparison": f"{shown}: {g1} vs {g2}{within}",
             "cells group1": n1 if n1 is not None else "",
             "cells group2": n2 if n2 is not None else "",
         }
@@ -256,7 +274,7 @@ def render_summary(
     ----------
     run
         The run's settings: ``input`` (the config's input section), ``samples`` (sheet path or None),
-        ``gtf``, ``ds`` and ``de`` (delta, fdr_target), ``resolution``.
+        ``gtf``, ``ds`` and ``de`` (delta, fdr_target), ``resolution``, ``contrasts`` (as configured).
     qc_samples, qc_overall
         ``splicevi qc`` tables.
     cells
@@ -273,7 +291,7 @@ def render_summary(
         The clusters' annotation in ``cells``.
     """
     overall = _overall(qc_overall)
-    calls = contrast_calls(ds_junctions, ds_events, de, cells)
+    calls = contrast_calls(ds_junctions, ds_events, de, cells, run.get("contrasts") or ())
     warnings = degenerate_warnings(overall, qc_samples, calls) + log_warnings(log_dir)
     parts = [_STYLE, '<div class="splicevi-summary">']
     if warnings:
