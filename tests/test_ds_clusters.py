@@ -175,3 +175,62 @@ def test_heldout_ds_finds_real_differences():
     assert (called & ~truth).sum() <= 1
     codes, _ = event_codes(mdata["splicing"].var["event_id"])
     assert len(table) == codes.max() + 1
+
+
+def test_readme_recipe_for_own_clusters_runs(null_model):
+    """The README's recipe (split, cluster the fit part) runs as written; its clusters test clean."""
+    import re
+    from pathlib import Path
+
+    mdata, model = null_model
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if "fit_part_latent" in b)
+    # The last line calls the design dispatcher of differential_splicing; its held-out path is run
+    # directly below.
+    code = "\n".join(line for line in block.splitlines() if "differential_splicing" not in line)
+    assert "differential_splicing" in block and 'design="clusters"' in block
+    namespace = {"mdata": mdata, "model": model}
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - the point of the test
+    labels = mdata.obs["leiden_fit"].astype(str).to_numpy()
+    assert np.unique(labels).size >= 2
+    c1 = np.nonzero(labels == labels[0])[0]
+    table = heldout_ds(model, mdata, c1, np.setdiff1d(np.arange(mdata.n_obs), c1), delta=DELTA, fdr_target=0.05)
+    assert table["is_ds_fdr"].sum() == 0
+
+
+# ---------------------------------------------------------------- the workflow's path (CLI)
+def test_cluster_cli_clusters_the_fit_part_and_stores_heldout_reads(tmp_path):
+    """`splicevi cluster --model`: split, cluster the fit part's latent, keep the held-out reads for ds."""
+    import mudata as md
+
+    from splicevi.cli._common import load_model, read_mudata
+    from splicevi.cli.main import main
+
+    data = tmp_path / "data.h5mu"
+    simulate(n_cells=120, n_genes=20, n_events=20, n_types=2, observed_fraction=0.4, seed=2).to_mudata().write(data)
+    model_dir, emb = tmp_path / "model", tmp_path / "embedding.h5ad"
+    assert main(["train", "--mdata", str(data), "--model-kwargs", '{"n_latent": 3, "n_hidden": 16}', "--max-epochs",
+                 "3", "--no-early-stopping", "--threads", "1", "--out-model", str(model_dir), "--out-history",
+                 str(tmp_path / "h.tsv")]) == 0
+    assert main(["embed", "--mdata", str(data), "--model", str(model_dir), "--n-neighbors", "10", "--threads", "1",
+                 "--out", str(emb)]) == 0
+    out = tmp_path / "splicevi.h5mu"
+    args = ["cluster", "--mdata", str(data), "--embedding", str(emb), "--out", str(out), "--out-cells",
+            str(tmp_path / "cells.tsv")]
+    assert main([*args, "--model", str(model_dir), "--heldout-fraction", "1.5"]) != 0
+    assert not out.exists()
+    assert main([*args, "--model", str(model_dir)]) == 0
+    result = md.read_h5mu(out)
+    spl = result["splicing"]
+    held = sp.csr_matrix(spl.layers[HELDOUT_LAYER])
+    total = sp.csr_matrix(spl.layers["cell_by_junction_matrix"])
+    assert (total - held).toarray().min() >= 0 and 0 < held.sum() < total.sum()
+    assert result.uns["splicevi_provenance"]["cluster"]["reads"] == "fit part"
+    assert "X_splicevi_fit" in result.obsm and "X_umap" in result.obsm
+    # ds can test the written clusters on the held-out reads.
+    mdata = read_mudata(out)
+    model = load_model(model_dir, mdata)
+    labels = mdata.obs["leiden"].astype(str).to_numpy()
+    c1 = np.nonzero(labels == labels[0])[0]
+    table = heldout_ds(model, mdata, c1, np.setdiff1d(np.arange(mdata.n_obs), c1), delta=DELTA, fdr_target=0.05)
+    assert len(table) == spl.n_vars
