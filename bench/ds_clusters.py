@@ -238,6 +238,10 @@ def run_dataset(name: str, mdata, args, sim=None) -> dict:
             "(b) heldout-cells (DM split)": heldout_calls(model, mdata, fitc, "cells"),
             "(c) Welch, same reads": contrast_calls(lambda a, b: welch_calls(k_all, codes, a, b), same),
             "(d) Welch, held-out part": contrast_calls(lambda a, b: welch_calls(held, codes, a, b), fitc),
+            # Welch's own false-call rate without any selection: the same group sizes, random cells.
+            "(d0) Welch, held-out part, random groups": contrast_calls(
+                lambda a, b: welch_calls(held, codes, a, b), rng.permutation(fitc)
+            ),
         }
         spl.layers[HELDOUT_LAYER] = held_binom
         spl.uns["splicevi_split"]["method"] = "binomial"
@@ -250,7 +254,7 @@ def run_dataset(name: str, mdata, args, sim=None) -> dict:
             methods["(b) heldout, model trained on fit part"] = heldout_calls_fitmodel(fit_model, fit_data, held, fmc)
         for method, calls in methods.items():
             row = {"dataset": name, "resolution": res, "method": method, **null_row(calls)}
-            if sim is not None:
+            if sim is not None and not method.startswith("(d0)"):
                 labels = {"(b) heldout (binomial split)": binc}.get(method, same if "same" in method else fitc)
                 row.update(power_row(sim, mdata, labels, calls))
             rows.append(row)

@@ -46,7 +46,7 @@ def test_split_reads_parts_sum_are_integer_and_reproducible(small_mdata):
     other = split_reads(small_mdata, seed=8)
     assert (other != held).nnz > 0
     assert small_mdata["splicing"].uns["splicevi_split"] == {
-        "fraction": 0.5, "method": "dm", "seed": 8, "layer": "cell_by_junction_matrix"
+        "fraction": 0.5, "method": "dm", "seed": 8, "layer": "cell_by_junction_matrix", "concentration": "moments"
     }
     binom = split_reads(small_mdata, method="binomial", seed=7)
     np.testing.assert_array_equal((total - binom + binom).toarray(), total.toarray())

@@ -171,6 +171,7 @@ def split_reads(
     seed: int = 0,
     layer: str = JUNCTION_COUNTS,
     event_key: str = "event_id",
+    concentration: np.ndarray | None = None,
 ) -> sp.csr_matrix:
     """Hold out part of every cell's junction reads, to test clusters found on the rest.
 
@@ -196,6 +197,9 @@ def split_reads(
         Layer with the junction counts.
     event_key
         ``var`` column with each junction's ATSE.
+    concentration
+        Dirichlet-multinomial concentration per junction for ``dm`` (e.g. a trained model's,
+        :func:`splicevi.model.junction_concentration`); ``None``: moments of the data per ATSE.
 
     Returns
     -------
@@ -208,9 +212,23 @@ def split_reads(
     if event_key not in spl.var:
         raise ValueError(f"the splicing data has no var[{event_key!r}] (the ATSE of each junction)")
     codes, _ = event_codes(spl.var[event_key])
-    held = thin_counts(spl.layers[layer], codes, fraction=fraction, method=method, seed=seed)
+    rho = None
+    if concentration is not None:
+        concentration = np.asarray(concentration, dtype=np.float64).ravel()
+        if concentration.shape != (spl.n_vars,) or not np.all(concentration > 0):
+            raise ValueError(
+                f"concentration must hold one positive value per junction ({spl.n_vars}), got shape {concentration.shape}"
+            )
+        rho = 1.0 / (1.0 + concentration)
+    held = thin_counts(spl.layers[layer], codes, fraction=fraction, method=method, rho=rho, seed=seed)
     spl.layers[HELDOUT_LAYER] = held
-    spl.uns[SPLIT_KEY] = {"fraction": float(fraction), "method": method, "seed": int(seed), "layer": layer}
+    spl.uns[SPLIT_KEY] = {
+        "fraction": float(fraction),
+        "method": method,
+        "seed": int(seed),
+        "layer": layer,
+        "concentration": "moments" if concentration is None else "given",
+    }
     return held
 
 

@@ -93,6 +93,17 @@ def _fit_reads(model, adata, fit: sp.csr_matrix):
             spl.layers[name] = value
 
 
+def junction_concentration(model) -> np.ndarray:
+    """The model's Dirichlet-multinomial concentration per junction (its ATSE's), for :func:`split_reads`.
+
+    Raises
+    ------
+    ValueError
+        For a binomial splicing likelihood (no concentration): split by moments instead.
+    """
+    return model.module.splicing_concentration_per_junction().detach().cpu().double().numpy()
+
+
 def fit_part_latent(model, adata=None, batch_size: int | None = None) -> np.ndarray:
     """Latent of every cell computed from the fit part of its junction reads (for clustering).
 
