@@ -125,6 +125,14 @@ def test_detection_flags_latent_clusters_not_random_labels(null_model):
     perm = np.random.default_rng(0).permutation(mdata.n_obs)
     flagged, score = groups_look_like_clusters(model, mdata, perm[:150], perm[150:])
     assert not flagged and score < 0.7
+    # Clusters of the fit part's latent (the valid recipe) are recognised too.
+    split_reads(mdata, seed=0)
+    labels = _clusters(fit_part_latent(model, mdata), 1.0)
+    c1 = np.nonzero(labels == pd.Series(labels).value_counts().index[0])[0]
+    flagged, score = groups_look_like_clusters(model, mdata, c1, np.setdiff1d(np.arange(mdata.n_obs), c1))
+    assert flagged and score > 0.8
+    flagged, score = groups_look_like_clusters(model, mdata, perm[:150], perm[150:])
+    assert not flagged and score < 0.7
 
 
 def test_clusters_of_the_fit_reads_tested_on_heldout_reads_make_no_false_calls(null_model):

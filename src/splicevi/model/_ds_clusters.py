@@ -21,7 +21,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..data.layers import ATSE_COUNTS, JUNCTION_COUNTS, JUNCTION_RATIO, PSI_MASK, splicing_layers
-from ..data.thinning import heldout_parts
+from ..data.thinning import HELDOUT_LAYER, heldout_parts
 from ..stats import differential as dstats
 
 #: Neighbours of the kNN classifier of :func:`groups_look_like_clusters`.
@@ -104,7 +104,7 @@ def junction_concentration(model) -> np.ndarray:
     return model.module.splicing_concentration_per_junction().detach().cpu().double().numpy()
 
 
-def fit_part_latent(model, adata=None, batch_size: int | None = None) -> np.ndarray:
+def fit_part_latent(model, adata=None, batch_size: int | None = None, indices: np.ndarray | None = None) -> np.ndarray:
     """Latent of every cell computed from the fit part of its junction reads (for clustering).
 
     The reads must have been split by :func:`splicevi.data.thinning.split_reads`; the latent is the
@@ -119,6 +119,8 @@ def fit_part_latent(model, adata=None, batch_size: int | None = None) -> np.ndar
         Its data (``None``: the training data).
     batch_size
         Minibatch size.
+    indices
+        Cells to encode (all when ``None``).
 
     Returns
     -------
@@ -128,7 +130,7 @@ def fit_part_latent(model, adata=None, batch_size: int | None = None) -> np.ndar
     spl = _splicing_anndata(model, adata)
     fit, _, _ = heldout_parts(spl, layer=_registered_counts_layer(model))
     with _fit_reads(model, adata, fit):
-        return model.get_latent_representation(_model_adata(model, adata), batch_size=batch_size)
+        return model.get_latent_representation(_model_adata(model, adata), indices=indices, batch_size=batch_size)
 
 
 def _registered_counts_layer(model) -> str:
@@ -141,7 +143,8 @@ def groups_look_like_clusters(model, adata, cells1: np.ndarray, cells2: np.ndarr
     The score is the balanced leave-one-out accuracy of a kNN classifier (``DETECT_NEIGHBORS``
     neighbours on the joint latent, each group's vote compared with its share of the cells, so a
     small group against "the rest" is not out-voted): about 0.5 for labels unrelated to the latent,
-    near 1 for clusters of it. Groups score ``DETECT_THRESHOLD`` or more are taken for clusters.
+    near 1 for clusters of it. Where the data hold held-out reads, the latent of the fit part
+    (:func:`fit_part_latent`) is scored too and the higher score is kept. Groups score ``DETECT_THRESHOLD`` or more are taken for clusters.
     Well-separated annotations (cell types the model resolves perfectly) score high too; for them
     the caller can ask for ``design='labels'``.
 
@@ -171,13 +174,26 @@ def groups_look_like_clusters(model, adata, cells1: np.ndarray, cells2: np.ndarr
         cells, label = cells[pick], label[pick]
         if label.all() or not label.any():
             return False, float("nan")
-    latent = model.get_latent_representation(_model_adata(model, adata), indices=cells)
+    latents = [model.get_latent_representation(_model_adata(model, adata), indices=cells)]
+    if _has_heldout_reads(model, adata):
+        # Clusters found on the fit part of the reads (the valid recipe, the workflow's clusters) are
+        # sharper in the fit part's latent than in the all-reads latent.
+        latents.append(fit_part_latent(model, adata, indices=cells))
     k = min(DETECT_NEIGHBORS, cells.size - 1)
-    _, nbr = NearestNeighbors(n_neighbors=k + 1).fit(latent).kneighbors(latent)
-    share = label[nbr[:, 1:]].mean(axis=1)  # neighbours in group 2 (the cell itself left out)
-    predicted = share > label.mean()
-    score = 0.5 * (np.mean(predicted[label]) + np.mean(~predicted[~label]))
+    score = 0.0
+    for latent in latents:
+        _, nbr = NearestNeighbors(n_neighbors=k + 1).fit(latent).kneighbors(latent)
+        share = label[nbr[:, 1:]].mean(axis=1)  # neighbours in group 2 (the cell itself left out)
+        predicted = share > label.mean()
+        score = max(score, 0.5 * (np.mean(predicted[label]) + np.mean(~predicted[~label])))
     return bool(score >= DETECT_THRESHOLD), float(score)
+
+
+def _has_heldout_reads(model, adata) -> bool:
+    try:
+        return HELDOUT_LAYER in _splicing_anndata(model, adata).layers
+    except ValueError:  # AnnData layout: no held-out reads
+        return False
 
 
 def _observed_entries(layers: dict[str, sp.csr_matrix], rows: np.ndarray):
