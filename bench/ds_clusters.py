@@ -14,8 +14,9 @@ Per Leiden resolution, every cluster is tested against the rest by:
 * ``(a) default``: today's ``differential_splicing`` (model-assisted, interval null) on clusters
   of the all-reads latent, same reads;
 * ``(b) heldout``: reads split (Dirichlet-multinomial thinning, half held out), clusters of the
-  latent of the fit part (model trained on all reads), :func:`heldout_ds` on the held-out part;
-  ``(b) heldout-cells``: the same without the model term; ``(b) binomial split``: binomial thinning;
+  latent of the fit part (model trained on all reads), :func:`heldout_ds` on the held-out part
+  (default cell-level estimator; ``model-assisted``: with the PSI decoded from the fit-part latent);
+  ``(b) binomial split``: binomial thinning;
   ``(b) trained on fit``: a model trained on the fit part only (null data: leakage check);
 * ``(c) Welch same reads``: Welch t-test (point null, BH) on per-cell PSI, same-read clusters;
 * ``(d) Welch held-out``: Welch on the held-out part's per-cell PSI, fit-part clusters.
@@ -188,7 +189,7 @@ def default_calls(model, mdata, labels):
     return out
 
 
-def heldout_calls(model, mdata, labels, estimator="model"):
+def heldout_calls(model, mdata, labels, estimator="cells"):
     """Calls of :func:`heldout_ds` per cluster against the rest."""
     names = mdata["splicing"].var_names
 
@@ -234,8 +235,8 @@ def run_dataset(name: str, mdata, args, sim=None) -> dict:
         binc = clusters_of(latent_binom, res, args.seed)
         methods = {
             "(a) default, same reads": default_calls(model, mdata, same),
-            "(b) heldout (DM split)": heldout_calls(model, mdata, fitc),
-            "(b) heldout-cells (DM split)": heldout_calls(model, mdata, fitc, "cells"),
+            "(b) heldout, cell-level (DM split; default)": heldout_calls(model, mdata, fitc),
+            "(b) heldout, model-assisted (DM split)": heldout_calls(model, mdata, fitc, "model"),
             "(c) Welch, same reads": contrast_calls(lambda a, b: welch_calls(k_all, codes, a, b), same),
             "(d) Welch, held-out part": contrast_calls(lambda a, b: welch_calls(held, codes, a, b), fitc),
             # Welch's own false-call rate without any selection: the same group sizes, random cells.
