@@ -1,4 +1,10 @@
-"""``splicevi cluster``: Leiden clusters on the joint latent; writes the annotated final ``.h5mu``."""
+"""``splicevi cluster``: Leiden clusters on the joint latent; writes the annotated final ``.h5mu``.
+
+With ``--model`` the clusters are found on part of the junction reads only: the reads are split
+(:func:`splicevi.data.thinning.split_reads`), the cells are encoded from the fit part, and the
+held-out part is written with the data so that ``splicevi ds`` tests the clusters on reads the
+clustering never saw. The UMAP and the kNN graph stored for display stay those of all reads.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +23,8 @@ log = logging.getLogger("splicevi")
 
 #: ``neighbors_key`` of the kNN graph of the joint latent (``uns`` entry, prefix of the ``obsp`` keys).
 NEIGHBORS_KEY = "splicevi"
+#: ``obsm`` key of the latent of the fit part of the junction reads (clusters found on it).
+FIT_LATENT_KEY = "X_splicevi_fit"
 #: ``uns`` entry of the provenance record (inputs, filters, versions, stage parameters).
 PROVENANCE_KEY = "splicevi_provenance"
 
@@ -34,6 +42,19 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     p.add_argument("--resolution", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--key", default="leiden", help="name of the cluster annotation")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="model directory from `splicevi train`: split the junction reads, cluster on the latent of the fit "
+        "part and store the held-out part for `splicevi ds` (without it: cluster on all reads, as the embedding)",
+    )
+    p.add_argument(
+        "--heldout-fraction",
+        type=float,
+        default=0.5,
+        help="share of each cell's junction reads held out to test the clusters (with --model)",
+    )
+    p.add_argument("--split-method", choices=["dm", "binomial"], default="dm", help="how the reads are split (with --model)")
     p.add_argument(
         "--annotations",
         default=None,
@@ -122,6 +143,37 @@ def store_embedding(mdata, emb, obs_columns) -> None:
                 mod.obs[col] = pd.Categorical(mod.obs[col], categories=mdata.obs[col].cat.categories)
 
 
+def fit_part_graph(mdata, args, emb):
+    """Split the junction reads, encode the fit part and return its kNN graph and the split record.
+
+    The graph uses the embedding's number of neighbours; the fit-part latent is kept in
+    ``obsm["X_splicevi_fit"]`` (the displayed UMAP and graph stay those of all reads).
+    """
+    import scanpy as sc
+
+    from splicevi.data.thinning import split_reads
+    from splicevi.model._ds_clusters import fit_part_latent
+
+    from ._common import load_model
+
+    if not 0 < args.heldout_fraction < 1:
+        raise ValueError(f"--heldout-fraction must be in (0, 1), got {args.heldout_fraction}")
+    model = load_model(args.model, mdata)
+    split_reads(mdata, fraction=args.heldout_fraction, method=args.split_method, seed=args.seed)
+    latent = fit_part_latent(model, mdata)
+    params = dict(emb.uns.get("neighbors", {}).get("params", {}))
+    fit = ad.AnnData(np.zeros((mdata.n_obs, 0), dtype=np.float32), obs=pd.DataFrame(index=mdata.obs_names))
+    fit.obsm[FIT_LATENT_KEY] = latent
+    sc.pp.neighbors(fit, n_neighbors=int(params.get("n_neighbors", 15)), use_rep=FIT_LATENT_KEY, random_state=args.seed)
+    emb.obsm[FIT_LATENT_KEY] = latent
+    log.info(
+        "clusters found on the fit part of the junction reads (%s split, %.0f%% held out for `splicevi ds`)",
+        args.split_method, 100 * args.heldout_fraction,
+    )
+    record = {"fraction": args.heldout_fraction, "method": args.split_method, "seed": args.seed}
+    return fit.obsp["connectivities"], record
+
+
 def run(args: argparse.Namespace) -> int:
     """Cluster and write."""
     configure(seed=None)
@@ -141,11 +193,25 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.embedding} has no kNN graph (obsp['connectivities'])")
     if UMAP_KEY not in emb.obsm:
         raise ValueError(f"{args.embedding} has no UMAP (obsm['{UMAP_KEY}']); rerun `splicevi embed`")
-    clusters = leiden(emb.obsp["connectivities"], args.resolution, args.seed)
+    split = None
+    if args.model:
+        graph, split = fit_part_graph(mdata, args, emb)
+    else:
+        graph = emb.obsp["connectivities"]
+    clusters = leiden(graph, args.resolution, args.seed)
     mdata.obs[args.key] = clusters
     added = add_annotations(mdata, args.annotations) if args.annotations else []
     provenance = pop_provenance(mdata)
-    provenance["cluster"] = {"method": "leiden", "key": args.key, "resolution": args.resolution, "seed": args.seed}
+    provenance["cluster"] = {
+        "method": "leiden",
+        "key": args.key,
+        "resolution": args.resolution,
+        "seed": args.seed,
+        # "fit part": clusters of the latent of the fit reads; the held-out reads are in the splicing
+        # modality's layer for `splicevi ds`.
+        "reads": "fit part" if split else "all",
+        **({"split": split} if split else {}),
+    }
     provenance["embed"] = dict(emb.uns.get("splicevi_embed", {}))
     mdata.uns[PROVENANCE_KEY] = provenance
     store_embedding(mdata, emb, obs_columns=[args.key, *added])

@@ -18,10 +18,12 @@ from .readers_genes import GENE_FORMATS, read_genes
 from .readers_junctions import JUNCTION_FORMATS, read_junctions, read_sample_sheet
 from .simulate import SimulatedData, simulate, to_mudata
 from .simulate_files import write_simulation
+from .thinning import HELDOUT_LAYER, split_reads
 
 __all__ = [
     "ATSE_COUNTS",
     "GENE_FORMATS",
+    "HELDOUT_LAYER",
     "JUNCTION_COUNTS",
     "JUNCTION_FORMATS",
     "JUNCTION_RATIO",
@@ -48,6 +50,7 @@ __all__ = [
     "simulate",
     "site_components",
     "splicing_layers",
+    "split_reads",
     "to_mudata",
     "write_simulation",
 ]
