@@ -103,6 +103,8 @@ def choose_design(
     sample_info: tuple[int, int, int] | None,
     sample_key: str,
     clusters: Callable[[], tuple[bool, float]],
+    recorded_clustering: str | None = None,
+    has_heldout_reads: bool = False,
 ) -> DesignChoice:
     """The design of one comparison (``design`` ``auto``: the rule of :data:`DESIGNS`' docs).
 
@@ -121,6 +123,19 @@ def choose_design(
         Called (``auto`` only, when samples do not decide) to ask whether the groups look like
         clusters of the model's latent: ``(answer, score)``. ``NotImplementedError`` means the
         check is not available.
+    recorded_clustering
+        Why the grouping is known to be a clustering (e.g. ``"scanpy's leiden parameters in
+        uns['leiden']"``), or ``None``.
+    has_heldout_reads
+        Whether the data hold held-out reads (:func:`splicevi.data.thinning.split_reads`).
+
+    Notes
+    -----
+    With ``auto`` a grouping recorded as a clustering is always a ``clusters`` design. A grouping
+    that the latent merely predicts almost perfectly may be a clustering or a well-separated
+    annotated cell type, which no statistic of the data can tell apart: it is tested on the
+    held-out reads where the data have them (valid either way), and otherwise with cells as units
+    and a warning in the reason (pass ``design="clusters"`` or ``design="labels"`` to decide).
     """
     if design not in DESIGNS:
         raise ValueError(f"design must be one of {DESIGNS}, got {design!r}")
@@ -140,19 +155,59 @@ def choose_design(
             f"{shared} sample(s) of {sample_key} have cells in both groups" if shared
             else f"{n1} vs {n2} samples of {sample_key} (samples need at least 2 per group)"
         )
+    if recorded_clustering is not None:
+        return DesignChoice(
+            "clusters", TESTS["clusters"],
+            f"{why_not}; the groups are a clustering ({recorded_clustering}): testing on reads the "
+            "clustering did not see",
+        )
     try:
         looks, score = clusters()
     except NotImplementedError:
         looks, cluster_note = False, "cluster check not available"
     else:
         cluster_note = f"groups do not look like clusters of the latent (score {score:.3g})"
-        if looks:
+        if looks and has_heldout_reads:
             return DesignChoice(
                 "clusters", TESTS["clusters"],
-                f"{why_not}; the groups look like clusters of the model's latent (score {score:.3g}): "
-                "testing on reads the clustering did not see",
+                f"{why_not}; the model's latent separates the groups almost perfectly (score {score:.3g}) "
+                "and the data hold held-out reads: testing on reads the clustering did not see",
+            )
+        if looks:
+            cluster_note = (
+                f"WARNING: the model's latent separates the groups almost perfectly (score {score:.3g}); "
+                "if they are clusters found on these reads this test double-dips: split the reads before "
+                "clustering (README: 'Differential splicing of clusters you found yourself') and pass "
+                "design='clusters'; for annotated cell types pass design='labels' to silence this"
             )
     return DesignChoice("labels", TESTS["labels"], f"{why_not}; {cluster_note}: cells are the units")
+
+
+def recorded_clustering(uns_mappings: list, groupby: str | None) -> str | None:
+    """Why ``groupby`` is known to be a clustering, from what the tools that made it recorded.
+
+    scanpy's ``tl.leiden`` / ``tl.louvain`` write ``uns[key_added]["params"]`` with the resolution;
+    ``splicevi cluster`` records its key in ``uns["splicevi_provenance"]["cluster"]["key"]``.
+
+    Parameters
+    ----------
+    uns_mappings
+        The ``uns`` of the MuData and of its modalities (or of the AnnData).
+    groupby
+        The grouping column (``None``: explicit cell indices, nothing recorded).
+    """
+    if groupby is None:
+        return None
+    for uns in uns_mappings:
+        entry = uns.get(groupby)
+        params = entry.get("params") if isinstance(entry, dict) else None
+        if isinstance(params, dict) and ("resolution" in params or "n_clusters" in params):
+            return f"clustering parameters in uns[{groupby!r}]['params']"
+        cluster = uns.get("splicevi_provenance", {}).get("cluster", {}) if isinstance(
+            uns.get("splicevi_provenance"), dict) else {}
+        if isinstance(cluster, dict) and cluster.get("key") == groupby:
+            return f"made by `splicevi cluster` (uns['splicevi_provenance']['cluster'], {cluster.get('reads', 'all')} reads)"
+    return None
 
 
 def empty_table(level: str) -> pd.DataFrame:
