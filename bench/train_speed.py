@@ -60,7 +60,8 @@ GRIDS = {
     "issue21": [(6_000, 12_000, 0.15, 2_000), (20_000, 30_000, 0.15, 5_000)],
     "issue21-small": [(6_000, 12_000, 0.15, 2_000)],
     # bench/gpu_run.sh: 3% of (cell, ATSE) pairs observed.
-    "gpu-issue21": [(100_000, 90_000, 0.03, 5_000), (1_000_000, 100_000, 0.03, 5_000)],
+    "gpu-issue21-100k": [(100_000, 90_000, 0.03, 5_000)],
+    "gpu-issue21-1m": [(1_000_000, 100_000, 0.03, 5_000)],
 }
 #: How SPLICEVI is set up: the lean file (junction counts only) or as the reference API shows
 #: (``junc_ratio``, ``cell_by_cluster_matrix``, ``cell_by_junction_matrix``, ``psi_mask`` registered).
