@@ -230,7 +230,9 @@ def run_point(path, model_name, device, epochs, batch_size, threads=1, inference
         else:
             setup_model_data(mdata)
         model, result["setup_seconds"] = _timed(lambda: SPLICEVI(mdata))
-        result["minibatch_keys"] = model._loader_kwargs(model.adata_manager)["data_and_attributes"]
+        loader_kwargs = getattr(model, "_loader_kwargs", None)  # absent before issue 21
+        result["minibatch_keys"] = (loader_kwargs(model.adata_manager)["data_and_attributes"] if loader_kwargs
+                                    else sorted(model.adata_manager.data_registry))
         n_cells = mdata.n_obs
     result["peak_rss_after_setup_mb"] = _peak_rss_mb()
     if device == "cuda":
