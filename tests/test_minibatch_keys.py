@@ -154,3 +154,31 @@ def test_lean_setup_never_loads_a_mask_the_module_ignores(small_mdata, with_mask
     SPLICEVI.setup_mudata(small_mdata, batch_key="batch", **kwargs)
     model = SPLICEVI(small_mdata, n_latent=6)
     assert sorted(_first_batch(model)) == LEAN_KEYS
+
+
+def test_inference_and_ds_loaders_are_lean_and_agree(small_mdata):
+    lean_data = small_mdata.copy()
+    torch.manual_seed(0)
+    ref = SPLICEVI(_reference(small_mdata), n_latent=6)
+    lean = SPLICEVI(_lean(lean_data), n_latent=6)
+    lean.module.load_state_dict(ref.module.state_dict())
+    calls = []
+    original = ref.module.inference
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("atse_counts") is None and kwargs.get("psi_mask") is None)
+        return original(*args, **kwargs)
+
+    ref.module.inference = spy
+    for model in (ref, lean):
+        model.is_trained_ = True
+        model.module.eval()
+    np.testing.assert_array_equal(ref.get_latent_representation(), lean.get_latent_representation())
+    groups = small_mdata.obs["cell_type"].astype(str).to_numpy()
+    idx1, idx2 = np.where(groups == groups[0])[0], np.where(groups != groups[0])[0]
+    torch.manual_seed(3)
+    a = ref.differential_splicing(idx1=idx1, idx2=idx2, silent=True)
+    torch.manual_seed(3)
+    b = lean.differential_splicing(idx1=idx1, idx2=idx2, silent=True)
+    assert calls and all(calls)
+    pd.testing.assert_frame_equal(a, b)
