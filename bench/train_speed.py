@@ -19,6 +19,9 @@ Usage
     python bench/train_speed.py                        # CPU grid of issue 10 -> bench/results/train_speed_cpu.json
     python bench/train_speed.py --grid cpu-small       # the small CPU grid
     python bench/train_speed.py --device cuda --grid gpu --out bench/results/train_speed_gpu.json
+    # issue 21: the lean and the reference API's set-up next to SCVI, ratios to .json and .md
+    python bench/train_speed.py --grid issue21 --setups lean,reference --batch-size 256 \
+        --out bench/results/train_speed_issue21.json
 """
 
 from __future__ import annotations
@@ -53,7 +56,16 @@ GRIDS = {
         (100_000, 90_000, 0.03),
     ],
     "tiny": [(500, 2_000, 0.1), (500, 8_000, 0.025)],
+    # Issue 21: both set-ups next to SCVI; (cells, junctions, fraction, genes).
+    "issue21": [(6_000, 12_000, 0.15, 2_000), (20_000, 30_000, 0.15, 5_000)],
+    "issue21-small": [(6_000, 12_000, 0.15, 2_000)],
+    # bench/gpu_run.sh: 3% of (cell, ATSE) pairs observed.
+    "gpu-issue21-100k": [(100_000, 90_000, 0.03, 5_000)],
+    "gpu-issue21-1m": [(1_000_000, 100_000, 0.03, 5_000)],
 }
+#: How SPLICEVI is set up: the lean file (junction counts only) or as the reference API shows
+#: (``junc_ratio``, ``cell_by_cluster_matrix``, ``cell_by_junction_matrix``, ``psi_mask`` registered).
+SETUPS = ("lean", "reference")
 N_GENES = 5_000
 
 
@@ -125,10 +137,10 @@ def _load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-def make_file(n_cells, n_junctions, fraction, path) -> dict:
+def make_file(n_cells, n_junctions, fraction, path, n_genes=N_GENES) -> dict:
     """Write one grid point as the workflow's lean ``.h5mu`` (runs inside a subprocess)."""
     t0 = time.perf_counter()
-    mdata, k_nnz, n_events = synthetic_mudata(n_cells, n_junctions, fraction)
+    mdata, k_nnz, n_events = synthetic_mudata(n_cells, n_junctions, fraction, n_genes=n_genes)
     observed = _observed_entries(mdata)
     mdata.write(path)
     return {"events": n_events, "stored_junction_counts": k_nnz, "observed_entries": observed,
@@ -142,16 +154,21 @@ def _epoch_timer(device):
     class EpochTimer(Callback):
         def __init__(self):
             self.times = []
+            # CPU seconds of this process: on a shared machine the wall time also counts the time
+            # other processes held the cores; with one torch thread CPU time is the work done.
+            self.cpu_times = []
 
         def on_train_epoch_start(self, trainer, pl_module):
             if device == "cuda":
                 torch.cuda.synchronize()
             self._t = time.perf_counter()
+            self._c = time.process_time()
 
         def on_train_epoch_end(self, trainer, pl_module):
             if device == "cuda":
                 torch.cuda.synchronize()
             self.times.append(time.perf_counter() - self._t)
+            self.cpu_times.append(time.process_time() - self._c)
 
     return EpochTimer()
 
@@ -162,8 +179,28 @@ def _timed(fn):
     return out, round(time.perf_counter() - t0, 2)
 
 
+def reference_setup(mdata) -> None:
+    """Add the reference layers (derived from the counts, in memory) and register all four."""
+    from splicevi import SPLICEVI
+    from splicevi.data.layers import event_codes, splicing_layers
+
+    spl = mdata.mod["splicing"]
+    codes, _ = event_codes(spl.var["event_id"])
+    for name, layer in splicing_layers(spl.layers["cell_by_junction_matrix"], codes).items():
+        spl.layers[name] = layer
+    SPLICEVI.setup_mudata(
+        mdata, rna_layer=None, junc_ratio_layer="junc_ratio", atse_counts_layer="cell_by_cluster_matrix",
+        junc_counts_layer="cell_by_junction_matrix", psi_mask_layer="psi_mask",
+        modalities={"rna_layer": "rna", "junc_ratio_layer": "splicing", "atse_counts_layer": "splicing",
+                    "junc_counts_layer": "splicing", "psi_mask_layer": "splicing"},
+    )
+
+
 def run_point(path, model_name, device, epochs, batch_size, threads=1, inference=False) -> dict:
-    """Read the file, train one model on it; timings and memory (runs inside a subprocess)."""
+    """Read the file, train one model on it; timings and memory (runs inside a subprocess).
+
+    ``model_name``: ``scvi``, ``splicevi`` (lean set-up) or ``splicevi-reference``.
+    """
     import logging
     import warnings
 
@@ -188,8 +225,14 @@ def run_point(path, model_name, device, epochs, batch_size, threads=1, inference
     else:
         from splicevi import SPLICEVI
 
-        setup_model_data(mdata)
+        if model_name == "splicevi-reference":
+            _, result["reference_layers_seconds"] = _timed(lambda: reference_setup(mdata))
+        else:
+            setup_model_data(mdata)
         model, result["setup_seconds"] = _timed(lambda: SPLICEVI(mdata))
+        loader_kwargs = getattr(model, "_loader_kwargs", None)  # absent before issue 21
+        result["minibatch_keys"] = (loader_kwargs(model.adata_manager)["data_and_attributes"] if loader_kwargs
+                                    else sorted(model.adata_manager.data_registry))
         n_cells = mdata.n_obs
     result["peak_rss_after_setup_mb"] = _peak_rss_mb()
     if device == "cuda":
@@ -208,6 +251,8 @@ def run_point(path, model_name, device, epochs, batch_size, threads=1, inference
     )
     steady = timer.times[1:] or timer.times
     sec_per_epoch = sum(steady) / len(steady)
+    cpu_steady = timer.cpu_times[1:] or timer.cpu_times
+    result["cpu_seconds_per_epoch"] = round(sum(cpu_steady) / len(cpu_steady), 2)
     result.update({
         "epoch_seconds": [round(t, 2) for t in timer.times],
         "seconds_per_epoch": round(sec_per_epoch, 2),
@@ -219,7 +264,9 @@ def run_point(path, model_name, device, epochs, batch_size, threads=1, inference
     if device == "cuda":
         result["gpu_peak_allocated_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
         result["gpu_name"] = torch.cuda.get_device_name(0)
-    if inference and model_name == "splicevi":
+    else:
+        result["cpu_name"] = _cpu_name()
+    if inference and model_name != "scvi":
         result["inference"] = _inference(model, mdata, batch_size)
     return result
 
@@ -252,6 +299,17 @@ def _inference(model, mdata, batch_size, block=2_000) -> dict:
     return out
 
 
+def _cpu_name() -> str:
+    """The CPU model (``/proc/cpuinfo``), or the platform's processor string."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def _subprocess(args: list[str]) -> dict:
     done = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, env=os.environ.copy())
     if done.returncode != 0:
@@ -269,6 +327,7 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=128, help="SPLICEVI's and SCVI's default, 128")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on 2 cores)")
     parser.add_argument("--no-scvi", action="store_true", help="skip the SCVI reference")
+    parser.add_argument("--setups", default="lean", help="comma-separated SPLICEVI set-ups: lean, reference")
     parser.add_argument("--inference", action="store_true",
                         help="also time latent, decoded PSI and DS (on the grid's first point)")
     parser.add_argument("--out", default=None)
@@ -276,9 +335,12 @@ def main(argv=None) -> int:
     parser.add_argument("--train", nargs=2, metavar=("MODEL", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.make_file:
-        n_cells, n_junctions, fraction = args.make_file[0].split(",")
-        print(json.dumps(make_file(int(n_cells), int(n_junctions), float(fraction), args.make_file[1])))
+        n_cells, n_junctions, fraction, n_genes = args.make_file[0].split(",")
+        print(json.dumps(make_file(int(n_cells), int(n_junctions), float(fraction), args.make_file[1], int(n_genes))))
         return 0
+    setups = [x.strip() for x in args.setups.split(",") if x.strip()]
+    if not setups or set(setups) - set(SETUPS):
+        parser.error(f"--setups must name some of {SETUPS}, got {args.setups!r}")
     if args.train:
         print(json.dumps(run_point(args.train[1], args.train[0], args.device, args.epochs, args.batch_size,
                                    args.threads, args.inference)))
@@ -289,28 +351,40 @@ def main(argv=None) -> int:
               "--threads", str(args.threads)]
     results = []
     with tempfile.TemporaryDirectory(prefix="splicevi-bench-") as tmp:
-        for i, (n_cells, n_junctions, fraction) in enumerate(GRIDS[args.grid]):
+        for i, spec in enumerate(GRIDS[args.grid]):
+            n_cells, n_junctions, fraction = spec[:3]
+            n_genes = spec[3] if len(spec) > 3 else N_GENES
             path = str(Path(tmp) / f"{n_cells}x{n_junctions}_{fraction}.h5mu")
-            point = {"cells": n_cells, "junctions": n_junctions, "genes": N_GENES,
+            point = {"cells": n_cells, "junctions": n_junctions, "genes": n_genes,
                      "observed_fraction_of_atse_pairs": fraction, "cells_x_junctions": n_cells * n_junctions,
                      "load_average_before": _load()}
-            point.update(_subprocess(["--make-file", f"{n_cells},{n_junctions},{fraction}", path]))
+            point.update(_subprocess(["--make-file", f"{n_cells},{n_junctions},{fraction},{n_genes}", path]))
             if "error" not in point:
-                point["splicevi"] = _subprocess(["--train", "splicevi", path, *common]
-                                                + (["--inference"] if args.inference and i == 0 else []))
+                for setup in setups:
+                    key = "splicevi" if setup == "lean" else f"splicevi_{setup}"
+                    name = "splicevi" if setup == "lean" else f"splicevi-{setup}"
+                    point[key] = _subprocess(["--train", name, path, *common]
+                                             + (["--inference"] if args.inference and i == 0 else []))
                 if not args.no_scvi:
                     point["scvi_expression_only"] = _subprocess(["--train", "scvi", path, *common])
-                    s, r = point["splicevi"], point["scvi_expression_only"]
-                    if "error" not in s and "error" not in r:
-                        point["splicevi_over_scvi_seconds_per_epoch"] = round(
-                            s["seconds_per_epoch"] / r["seconds_per_epoch"], 2)
+                    r = point["scvi_expression_only"]
+                    for setup in setups:
+                        key = "splicevi" if setup == "lean" else f"splicevi_{setup}"
+                        s = point[key]
+                        ratio_key = ("splicevi_over_scvi_seconds_per_epoch" if setup == "lean"
+                                     else f"splicevi_{setup}_over_scvi_seconds_per_epoch")
+                        if "error" not in s and "error" not in r:
+                            point[ratio_key] = round(s["seconds_per_epoch"] / r["seconds_per_epoch"], 2)
+                            point[ratio_key.replace("_seconds_", "_cpu_seconds_")] = round(
+                                s["cpu_seconds_per_epoch"] / r["cpu_seconds_per_epoch"], 2)
                 Path(path).unlink(missing_ok=True)
             results.append(point)
             _print_point(point)
             _write(out, args, results)
     _pairs(results)
     _write(out, args, results)
-    print(f"wrote {out}")
+    _write_markdown(out.with_suffix(".md"), args, results)
+    print(f"wrote {out} and {out.with_suffix('.md')}")
     return 0
 
 
@@ -333,10 +407,62 @@ def _print_point(p: dict) -> None:
         line += f" | SCVI {r['seconds_per_epoch']:.1f} s/epoch" if "error" not in r else f" | SCVI ERROR {r['error']}"
     if "splicevi_over_scvi_seconds_per_epoch" in p:
         line += f" | ratio {p['splicevi_over_scvi_seconds_per_epoch']:.2f}"
+    ref = p.get("splicevi_reference")
+    if ref is not None:
+        line += (f" | reference set-up {ref['seconds_per_epoch']:.1f} s/epoch" if "error" not in ref
+                 else f" | reference set-up ERROR {ref['error']}")
+        if "splicevi_reference_over_scvi_seconds_per_epoch" in p:
+            line += f" ratio {p['splicevi_reference_over_scvi_seconds_per_epoch']:.2f}"
     line += f" | load {p['load_average_before']}"
     print(line, flush=True)
     if "inference" in s:
         print("    inference:", json.dumps(s["inference"]), flush=True)
+
+
+def _write_markdown(path: Path, args, results: list[dict]) -> None:
+    """The ratios as a table (one row per grid point and set-up), machine named."""
+    import torch
+
+    lines = [
+        "# SPLICEVI vs SCVI seconds per epoch",
+        "",
+        f"`{' '.join([Path(sys.executable).name, *sys.argv])}`",
+        "",
+        f"Machine: {platform.platform()}, {os.cpu_count()} CPUs ({_cpu_name()}), torch {torch.__version__}, "
+        f"device {args.device}, {args.threads} torch thread(s), batch {args.batch_size}, {args.epochs} epochs "
+        "(the first is not timed when there are more).",
+        "",
+        "| cells × genes × junctions (observed fraction) | observed entries | set-up | SPLICEVI s/epoch | "
+        "SCVI s/epoch | ratio | CPU s/epoch SPLICEVI / SCVI | CPU ratio | peak RSS MiB | GPU | minibatch keys | "
+        "load before |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for p in results:
+        head = (f"{p['cells']:,} × {p['genes']:,} × {p['junctions']:,} ({p['observed_fraction_of_atse_pairs']})")
+        r = p.get("scvi_expression_only", {})
+        for setup in SETUPS:
+            key = "splicevi" if setup == "lean" else f"splicevi_{setup}"
+            s = p.get(key)
+            if s is None:
+                continue
+            if "error" in s:
+                lines.append(f"| {head} | | {setup} | error: {s['error']} | | | | | | | | |")
+                continue
+            ratio_key = ("splicevi_over_scvi_seconds_per_epoch" if setup == "lean"
+                         else f"splicevi_{setup}_over_scvi_seconds_per_epoch")
+            gpu = s.get("gpu_name", "")
+            if "gpu_peak_allocated_mb" in s:
+                gpu += f" {s['gpu_peak_allocated_mb']:.0f} MiB"
+            lines.append(
+                f"| {head} | {p.get('observed_entries', 0):,} | {setup} | {s['seconds_per_epoch']} | "
+                f"{r.get('seconds_per_epoch', '')} | {p.get(ratio_key, '')} | "
+                f"{s.get('cpu_seconds_per_epoch', '')} / {r.get('cpu_seconds_per_epoch', '')} | "
+                f"{p.get(ratio_key.replace('_seconds_', '_cpu_seconds_'), '')} | {s['peak_rss_training_mb']:.0f} | "
+                f"{gpu} | {', '.join(s.get('minibatch_keys', []))} | {p.get('load_average_before')} |"
+            )
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(path)
 
 
 def _pairs(results: list[dict]) -> None:
@@ -361,7 +487,9 @@ def _write(out: Path, args, results) -> None:
     payload = {
         "benchmark": "splicevi train speed (SPLICEVI vs SCVI on the expression part, same run)",
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__},
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "cpu_name": _cpu_name(),
+                    "torch": torch.__version__,
+                    "gpu_name": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
         "results": results,
     }
     tmp = out.with_suffix(".json.tmp")

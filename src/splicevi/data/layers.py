@@ -282,3 +282,69 @@ def tie_x_to_counts(adata) -> bool:
         return False
     adata.X = counts
     return True
+
+
+def derivable_layers(
+    junction_counts: sp.spmatrix,
+    codes: np.ndarray,
+    atse_counts: sp.spmatrix | None = None,
+    psi_mask: sp.spmatrix | None = None,
+    offset: int = 0,
+) -> dict[str, bool]:
+    """Whether stored ATSE totals and mask say nothing beyond the junction counts.
+
+    The model needs ``n`` and the mask only where they differ from what the counts give: ``n`` equal
+    to the per-ATSE sum of ``k`` on every observed entry (and no observed entry elsewhere), and a
+    mask that is 1 on every such entry. When both hold, a minibatch needs only ``k`` and the rest is
+    derived on it (bit for bit the same observed entries, ``k`` and ``n``). Checked block by block
+    over cells, so memory stays at one block's layers.
+
+    Parameters
+    ----------
+    junction_counts
+        Cells × columns junction counts ``k`` (junctions from column ``offset`` on).
+    codes
+        ATSE code per junction.
+    atse_counts, psi_mask
+        The stored layers (same shape as ``junction_counts``), or ``None`` when not registered.
+    offset
+        Leading non-junction columns (genes of a concatenated AnnData).
+
+    Returns
+    -------
+    dict
+        ``{"atse_counts": bool, "psi_mask": bool}``: True where the layer is absent or derivable.
+    """
+    same = {"atse_counts": True, "psi_mask": True}
+    if atse_counts is None and psi_mask is None:
+        return same
+    k_all = sp.csr_matrix(junction_counts)
+    n_all = None if atse_counts is None else sp.csr_matrix(atse_counts)
+    m_all = None if psi_mask is None else sp.csr_matrix(psi_mask)
+    for rows in _row_blocks(k_all):
+        k = _junction_columns(k_all[rows], offset)
+        derived = atse_totals(k, codes)
+        derived.eliminate_zeros()
+        if same["atse_counts"] and n_all is not None:
+            given = _junction_columns(n_all[rows], offset).astype(np.float32)
+            given.eliminate_zeros()
+            given.sort_indices()
+            same["atse_counts"] = bool(
+                np.array_equal(given.indptr, derived.indptr)
+                and np.array_equal(given.indices, derived.indices)
+                and np.array_equal(given.data, derived.data)
+            )
+        if same["psi_mask"] and m_all is not None:
+            mask = _junction_columns(m_all[rows], offset)
+            mask.data = (mask.data > 0).astype(np.float32)
+            covered = derived.copy()
+            covered.data = np.ones_like(covered.data)
+            same["psi_mask"] = bool(covered.multiply(mask).count_nonzero() == covered.nnz)
+        if not any(same.values()):
+            break
+    return same
+
+
+def _junction_columns(x: sp.csr_matrix, offset: int) -> sp.csr_matrix:
+    """Junction columns of a row block (all columns when there is no offset)."""
+    return x[:, offset:].tocsr() if offset else x

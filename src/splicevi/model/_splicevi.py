@@ -25,7 +25,14 @@ from .._constants import (
     PSI_MASK_KEY,
     SPLICING_FIELD_NAMES,
 )
-from ..data.layers import ATSE_COUNTS, JUNCTION_COUNTS, JUNCTION_RATIO, centred_psi, junction_mean_psi
+from ..data.layers import (
+    ATSE_COUNTS,
+    JUNCTION_COUNTS,
+    JUNCTION_RATIO,
+    centred_psi,
+    derivable_layers,
+    junction_mean_psi,
+)
 from ..module import SPLICEVAE
 from ._analysis import SplicingAnalysisMixin
 from ._model_file import read_model_file, serve_checked_model_file
@@ -375,7 +382,7 @@ class SPLICEVI(
             validation_size=validation_size,
             shuffle_set_split=shuffle_set_split,
             batch_size=batch_size,
-            **(datasplitter_kwargs or {}),
+            **{**self._loader_kwargs(self.adata_manager), **(datasplitter_kwargs or {})},
         )
         training_plan = self._training_plan_cls(self.module, **plan)
         kwargs.setdefault("enable_progress_bar", True)
@@ -400,6 +407,33 @@ class SPLICEVI(
         return self._make_data_loader(
             adata=adata, indices=indices, batch_size=batch_size, load_sparse_tensor=True, **kwargs
         )
+
+    def _make_data_loader(self, adata, indices=None, batch_size=None, shuffle=False, data_loader_class=None, **kwargs):
+        """scvi-tools' loader, reading only the registered fields the module uses (see :meth:`_loader_kwargs`)."""
+        manager = self.get_anndata_manager(adata)
+        if manager is not None and data_loader_class is None:
+            kwargs = {**self._loader_kwargs(manager), **kwargs}
+        return super()._make_data_loader(
+            adata, indices=indices, batch_size=batch_size, shuffle=shuffle, data_loader_class=data_loader_class,
+            **kwargs,
+        )
+
+    def _loader_kwargs(self, manager: AnnDataManager) -> dict:
+        """``data_and_attributes`` of a loader: the registered fields a minibatch must carry.
+
+        The module reads the junction counts ``k`` and derives ``n``, PSI and the mask on each
+        minibatch from them and the junction → ATSE map. A stored ATSE-total or mask layer (the
+        reference API registers ``cell_by_cluster_matrix``, ``psi_mask``) is therefore left out of
+        the minibatches when it holds exactly what ``k`` gives (checked once per registered data,
+        :func:`~splicevi.data.layers.derivable_layers`); the ratio is never read next to counts;
+        the cell index and labels only where the module uses them. A layer that says more than
+        the counts (other totals, a mask hiding observed entries) stays in and is used.
+        """
+        keys = getattr(manager, "_splicevi_minibatch_keys", None)
+        if keys is None:
+            keys = _minibatch_keys(manager, self.module)
+            manager._splicevi_minibatch_keys = keys
+        return {"data_and_attributes": list(keys)}
 
     def _check_held_out(self, adata) -> None:
         if adata is not None and self.module.modality_weights == "cell":
@@ -769,6 +803,37 @@ def _splicevi_version() -> str:
     from splicevi import __version__
 
     return __version__
+
+
+def _minibatch_keys(manager: AnnDataManager, module: SPLICEVAE) -> tuple[str, ...]:
+    """Registered fields the module reads from a minibatch of ``manager``'s data."""
+    registered = list(manager.data_registry)
+    drop = set()
+    if module.modality_weights != "cell":
+        drop.add(REGISTRY_KEYS.INDICES_KEY)
+    if module.gene_dispersion != "gene-label":
+        drop.add(REGISTRY_KEYS.LABELS_KEY)
+    if JUNCTION_COUNTS_KEY in registered:
+        drop.add(JUNCTION_RATIO_KEY)
+        layers = {
+            key: manager.get_from_registry(key) if key in registered else None
+            for key in (JUNCTION_COUNTS_KEY, ATSE_COUNTS_KEY, PSI_MASK_KEY)
+        }
+        if layers[ATSE_COUNTS_KEY] is None:
+            # Without stored totals the module derives n from k and reads no mask.
+            drop.add(PSI_MASK_KEY)
+        else:
+            same = derivable_layers(
+                layers[JUNCTION_COUNTS_KEY],
+                module.junc2atse.cpu().numpy(),
+                atse_counts=layers[ATSE_COUNTS_KEY],
+                psi_mask=layers[PSI_MASK_KEY],
+                offset=module.splicing_offset,
+            )
+            # A mask that hides observed entries needs the stored-totals path: both stay in then.
+            if same["atse_counts"] and same["psi_mask"]:
+                drop.update((ATSE_COUNTS_KEY, PSI_MASK_KEY))
+    return tuple(key for key in registered if key not in drop)
 
 
 def _transfer_kwargs(method: str, kwargs: dict) -> dict:

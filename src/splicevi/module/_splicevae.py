@@ -535,7 +535,10 @@ class SPLICEVAE(BaseModuleClass):
             phi = self.log_concentration.exp()
             # One φ per ATSE (or one scalar): lgamma(φ) once per ATSE, gathered to the groups.
             index = obs.group_event if phi.numel() > 1 else torch.zeros_like(obs.group_event)
-            ll = dirichlet_multinomial_log_prob(obs.k, log_p, phi, obs.group, obs.n_groups, concentration_index=index)
+            ll = dirichlet_multinomial_log_prob(
+                obs.k, log_p, phi, obs.group, obs.n_groups, concentration_index=index,
+                group_totals=obs.group_totals(), nonzero=obs.nonzero(),
+            )
             return per_cell.index_add(0, obs.group_row, ll)
         if self.splicing_loss_type == "beta_binomial":
             ll = beta_binomial_log_prob(obs.k, obs.n, logits, self.log_concentration.exp()[obs.cols])

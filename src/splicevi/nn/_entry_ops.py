@@ -30,12 +30,20 @@ class EntryLayout:
         Shape of the (virtual) sparse matrix.
     """
 
-    def __init__(self, rows: torch.Tensor, cols: torch.Tensor, n_rows: int, n_cols: int):
+    def __init__(
+        self,
+        rows: torch.Tensor,
+        cols: torch.Tensor,
+        n_rows: int,
+        n_cols: int,
+        crow: torch.Tensor | None = None,
+    ):
         self.rows = rows
         self.cols = cols
         self.n_rows = int(n_rows)
         self.n_cols = int(n_cols)
-        self.crow = _pointers(rows, self.n_rows)
+        # Row pointers: given by a caller that knows them (entries built per row), else counted.
+        self.crow = _pointers(rows, self.n_rows) if crow is None else crow
         self._transposed: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     @staticmethod

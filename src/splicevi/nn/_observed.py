@@ -44,6 +44,27 @@ class ObservedEntries:
     n_cells: int
     n_junctions: int | None = None
     _layout: EntryLayout | None = field(default=None, repr=False)
+    #: ``n`` of each group and the positions of the entries with ``k > 0``, when known on building.
+    _group_n: torch.Tensor | None = field(default=None, repr=False)
+    _nonzero: torch.Tensor | None = field(default=None, repr=False)
+    #: Entries per group, when the entries were built group by group in cell order
+    #: (:func:`observed_entries` without stored totals): the CSR row pointers then follow from the
+    #: groups, without a pass over the entries.
+    _group_sizes: torch.Tensor | None = field(default=None, repr=False)
+
+    def group_totals(self) -> torch.Tensor:
+        """ATSE total ``n`` of each observed (cell, ATSE) group (the sum of its entries' ``k``)."""
+        if self._group_n is None:
+            self._group_n = torch.zeros(self.n_groups, dtype=self.k.dtype, device=self.k.device).index_add_(
+                0, self.group, self.k
+            )
+        return self._group_n
+
+    def nonzero(self) -> torch.Tensor:
+        """Positions of the entries with ``k > 0``, ascending."""
+        if self._nonzero is None:
+            self._nonzero = (self.k > 0).nonzero().view(-1)
+        return self._nonzero
 
     def layout(self) -> EntryLayout | None:
         """CSR structure of the entries for the sparse kernels (``None``: use gather/scatter).
@@ -51,7 +72,12 @@ class ObservedEntries:
         Built once per minibatch and shared by the encoder's pooling and the decoder's logits.
         ``None`` when the number of junctions is unknown or the entries are not in row order.
         """
-        if self._layout is None and self.n_junctions is not None and EntryLayout.is_csr_ordered(self.rows):
+        if self._layout is None and self._group_sizes is not None:
+            per_row = torch.zeros(self.n_cells, dtype=self._group_sizes.dtype, device=self.rows.device)
+            per_row.index_add_(0, self.group_row, self._group_sizes)
+            crow = torch.cat([per_row.new_zeros(1), torch.cumsum(per_row, 0)])
+            self._layout = EntryLayout(self.rows, self.cols, self.n_cells, self.n_junctions, crow=crow)
+        elif self._layout is None and self.n_junctions is not None and EntryLayout.is_csr_ordered(self.rows):
             self._layout = EntryLayout(self.rows, self.cols, self.n_cells, self.n_junctions)
         return self._layout
 
@@ -198,9 +224,18 @@ def observed_entries(
         rows = _take(group_row, group)
         # Each stored count lands at its junction's slot in its group's block of entries; no search.
         k = torch.zeros(group.shape[0], dtype=torch.float32, device=k_vals.device)
-        slot = _take(_slot_in_event(junc2atse, atse_ptr, atse_junctions), k_cols)
-        k.index_copy_(0, _take(starts, k_group) + slot, k_vals)
+        dest = _take(starts, k_group) + _take(_slot_in_event(junc2atse, atse_ptr, atse_junctions), k_cols)
+        k.index_copy_(0, dest, k_vals)
         n = _take(totals, group)
+        # The entries with reads are where the stored counts landed (ascending unless the junctions
+        # of an ATSE are stored out of order); the likelihood reads them instead of searching k > 0.
+        if dest.numel() > 1 and not bool((dest[1:] > dest[:-1]).all()):
+            dest = torch.sort(dest).values
+        return ObservedEntries(
+            rows=rows, cols=cols, k=k, n=n, group=group, group_row=group_row, group_event=group_event,
+            n_cells=n_cells, n_junctions=n_junctions, _group_n=totals, _nonzero=dest,
+            _group_sizes=sizes,
+        )
     else:
         rows, cols, n = stored_entries(atse_counts, offset)
         keep = n > 0
