@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ._errors import UsageError
 from ._summary import print_summary
 
 
@@ -29,6 +30,10 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     p.add_argument("--published-layout", action="store_true",
                    help="also write the layers n, PSI (X) and mask of the reference implementation's layout "
                         "(four times the size; nothing in splicevi reads them)")
+    p.add_argument("--highly-variable-atses", type=int, default=None, metavar="N",
+                   help="mark the N most variable ATSEs in the splicing var (highly_variable and the hva_* "
+                        "statistic of splicevi.pp.highly_variable_atses); a model with "
+                        "splicing_encoder_atses='highly_variable' reads them")
     p.add_argument("--out", required=True, help="output .h5mu")
     p.set_defaults(func=run)
     return p
@@ -48,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
 
     from .atse import summary_path
 
+    if args.highly_variable_atses is not None and args.highly_variable_atses < 1:
+        raise UsageError(f"--highly-variable-atses must be at least 1, got {args.highly_variable_atses}")
     events = read_events(require_file(args.events, "events table"))
     junctions = ad.read_h5ad(require_file(args.junctions, "junctions .h5ad"))
     genes = ad.read_h5ad(require_file(args.genes, "genes .h5ad")) if args.genes else None
@@ -64,6 +71,10 @@ def run(args: argparse.Namespace) -> int:
     mdata, report = assemble(junctions, events, genes, min_cell_reads=args.min_cell_reads,
                              transcript_lengths=lengths, events_source=args.events, provenance=provenance,
                              published_layout=args.published_layout)
+    if args.highly_variable_atses is not None:
+        from splicevi.pp import highly_variable_atses
+
+        highly_variable_atses(mdata, n_top=args.highly_variable_atses)
     with atomic_path(args.out) as tmp:
         mdata.write(tmp)
     rows = [("cells in junctions file", report["n_cells_in"])]
