@@ -110,3 +110,25 @@ def test_pp_errors_name_the_missing_field():
         highly_variable_atses(adata)
     with pytest.raises(TypeError, match="MuData or AnnData"):
         highly_variable_atses(np.zeros((2, 2)))
+
+
+def test_exact_excess_and_no_excess():
+    """Each cell's reads all on one junction, cells differing: maximal excess, z = +inf, selected first;
+    ATSEs no more variable than the typical one are never selected, even under a large n_top.
+    """
+    rng = np.random.default_rng(4)
+    n_cells, n_null = 400, 6
+    counts = np.zeros((n_cells, 2 * (n_null + 1)))
+    on_first = rng.random(n_cells) < 0.5
+    counts[:, 0] = np.where(on_first, 3, 0)
+    counts[:, 1] = np.where(on_first, 0, 3)
+    for e in range(1, n_null + 1):
+        n = rng.integers(2, 5, n_cells)
+        k1 = rng.binomial(n, 0.4)
+        counts[:, 2 * e], counts[:, 2 * e + 1] = k1, n - k1
+    table = atse_variation(sp.csr_matrix(counts), np.repeat(np.arange(n_null + 1), 2))
+    assert table["hva_rho"][0] == pytest.approx(1.0) and np.isposinf(table["hva_z"][0])
+    selected = select_variable_atses(table, n_top=100)
+    assert selected[0]
+    assert (table["hva_z"][selected] > 0).all() and selected.sum() < n_null + 1
+    assert variation_ranks(table)[0] == 1

@@ -32,7 +32,8 @@ in standard errors:
 Ranking by ``z`` rather than by ``ρ̂`` prefers ATSEs whose excess is supported by many pairs of
 reads: a 0.9 from three cells is noise, a 0.2 from three hundred is a cell-state difference. The
 selection keeps the ``n_top`` ATSEs of largest ``z`` (or those above ``min_z``); ATSEs with fewer
-than ``min_cells`` cells of at least two reads are never selected. Measured on simulated data in
+than ``min_cells`` cells of at least two reads, and ATSEs that vary no more than the typical one
+(``z ≤ 0``), are never selected. Measured on simulated data in
 ``bench/quality.py`` (precision of the top ATSEs against the planted differential ones).
 """
 
@@ -115,9 +116,14 @@ def atse_variation(junction_counts: sp.spmatrix, codes: np.ndarray, min_cells: i
         resid = s_c - p_c * (q[ev] + np.nan_to_num(rho)[ev] * one_minus_q[ev])
         var = np.bincount(ev, weights=np.where(multi, resid**2, 0.0), minlength=n_events)
         se = np.sqrt(var) / np.where(denom > 0, denom, np.nan)
-    enough = (cells_multi >= max(int(min_cells), 2)) & np.isfinite(rho) & (se > 0)
+    enough = (cells_multi >= max(int(min_cells), 2)) & np.isfinite(rho)
     reference = float(np.median(rho[enough])) if enough.any() else 0.0
-    z = np.where(enough, (rho - reference) / np.where(se > 0, se, 1.0), np.nan)
+    # se = 0: every cell's reads agree exactly with the fit (e.g. each cell's reads all on one
+    # junction, cells differing in which): the excess is exact, z is ±inf (0 at the reference).
+    with np.errstate(invalid="ignore", divide="ignore"):
+        excess = rho - reference
+        z = np.where(se > 0, excess / np.where(se > 0, se, 1.0), np.sign(excess) * np.inf)
+    z = np.where(enough, np.nan_to_num(z, nan=0.0, posinf=np.inf, neginf=-np.inf), np.nan)
     reads = np.bincount(ev, weights=n_c, minlength=n_events)
     mean_reads = np.divide(reads, cells_observed, out=np.zeros(n_events), where=cells_observed > 0)
     return pd.DataFrame(
@@ -146,13 +152,15 @@ def select_variable_atses(
         Keep only ATSEs with ``z ≥ min_z`` (``None``: no threshold). With both, both apply.
     """
     z = table["hva_z"].to_numpy(dtype=np.float64)
-    ok = np.isfinite(z)
+    # Only ATSEs that vary more than the typical ATSE (z > 0) are candidates, whatever n_top.
+    ok = ~np.isnan(z) & (z > 0)
     if min_z is not None:
         ok &= z >= min_z
     if n_top is not None:
         if n_top < 1:
             raise ValueError(f"n_top must be at least 1, got {n_top}")
         order = np.argsort(-np.where(ok, z, -np.inf), kind="stable")
+        order = order[ok[order]]
         keep = np.zeros(z.shape[0], dtype=bool)
         keep[order[: min(n_top, int(ok.sum()))]] = True
         ok &= keep
@@ -162,8 +170,8 @@ def select_variable_atses(
 def variation_ranks(table: pd.DataFrame) -> np.ndarray:
     """Rank of every ATSE by ``z`` (1 = most variable; ATSEs without a statistic get 0)."""
     z = table["hva_z"].to_numpy(dtype=np.float64)
-    order = np.argsort(-np.where(np.isfinite(z), z, -np.inf), kind="stable")
+    has = ~np.isnan(z)
+    order = np.flatnonzero(has)[np.argsort(-z[has], kind="stable")]
     ranks = np.zeros(z.shape[0], dtype=np.int64)
-    ranks[order] = np.arange(1, z.shape[0] + 1)
-    ranks[~np.isfinite(z)] = 0
+    ranks[order] = np.arange(1, order.size + 1)
     return ranks
