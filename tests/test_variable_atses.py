@@ -113,8 +113,9 @@ def test_pp_errors_name_the_missing_field():
 
 
 def test_exact_excess_and_no_excess():
-    """Each cell's reads all on one junction, cells differing: maximal excess, z = +inf, selected first;
-    ATSEs no more variable than the typical one are never selected, even under a large n_top.
+    """Reads of a cell all on one junction, cells differing: z = +inf; no excess: never selected.
+
+    ATSEs no more variable than the typical one stay out even under a large ``n_top``.
     """
     rng = np.random.default_rng(4)
     n_cells, n_null = 400, 6
