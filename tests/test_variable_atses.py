@@ -133,3 +133,31 @@ def test_exact_excess_and_no_excess():
     assert selected[0]
     assert (table["hva_z"][selected] > 0).all() and selected.sum() < n_null + 1
     assert variation_ranks(table)[0] == 1
+
+
+def test_assemble_flag_writes_the_selection(tmp_path, capsys):
+    """``splicevi assemble --highly-variable-atses N`` marks N ATSEs in the written file."""
+    import mudata as md
+
+    from splicevi.cli.main import main
+
+    sim = tmp_path / "sim"
+    steps = [
+        ["simulate", "--out", str(sim), "--format", "starsolo", "--n-cells", "200", "--n-genes", "30", "--n-events", "40",
+         "--observed-fraction", "0.5", "--seed", "2", "--no-progress"],
+        ["ingest", "--junctions", str(sim), "--out-junctions", str(tmp_path / "j.h5ad"), "--no-progress"],
+        ["atse", "--junctions", str(tmp_path / "j.h5ad"), "--min-reads", "1", "--min-cells", "1",
+         "--min-site-usage", "0", "--out", str(tmp_path / "events.tsv")],
+        ["assemble", "--junctions", str(tmp_path / "j.h5ad"), "--events", str(tmp_path / "events.tsv"),
+         "--highly-variable-atses", "5", "--out", str(tmp_path / "data.h5mu")],
+    ]
+    for argv in steps:
+        assert main(argv) == 0, capsys.readouterr().err
+    var = md.read_h5mu(tmp_path / "data.h5mu")["splicing"].var
+    assert var.loc[var["highly_variable"].astype(bool), "event_id"].nunique() == 5
+    assert {"hva_rho", "hva_z", "hva_rank"} <= set(var.columns)
+    bad = steps[-1][:-2] + ["--out", str(tmp_path / "bad.h5mu")]
+    bad[bad.index("5")] = "0"
+    assert main(bad) == 2
+    assert "--highly-variable-atses" in capsys.readouterr().err
+    assert not (tmp_path / "bad.h5mu").exists()
