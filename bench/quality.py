@@ -434,8 +434,16 @@ def droplet_main(args) -> None:
                 fh.write(json.dumps(done[key], default=float) + "\n")
         regimes.append(done[key])
         print(json.dumps(done[key], default=float), flush=True)
+    tenx, tenx_cache = None, out.parent / (out.name + "_droplet.tenx.json")
+    if not args.no_real:
+        # Cached beside the regimes' cache, so parallel runs of the regimes can reuse it.
+        if tenx_cache.exists():
+            tenx = json.loads(tenx_cache.read_text())
+        else:
+            tenx = run_tenx()
+            tenx_cache.write_text(json.dumps(tenx, default=float) + "\n")
     results = {"command": "python " + " ".join(sys.argv), "epochs": args.epochs, "seed": args.seed,
-               "regimes": regimes, "tenx": None if args.no_real else run_tenx()}
+               "regimes": regimes, "tenx": tenx}
     tmp = out.parent / (out.name + "_droplet.json.tmp")
     tmp.write_text(json.dumps(results, indent=2, default=float) + "\n")
     tmp.replace(out.parent / (out.name + "_droplet.json"))
@@ -444,6 +452,7 @@ def droplet_main(args) -> None:
         # A filtered run keeps the cache so that runs of the other regimes (in parallel) and a
         # final unfiltered run, which writes the section of every regime, reuse it.
         partial.unlink(missing_ok=True)
+        tenx_cache.unlink(missing_ok=True)
     print(droplet_markdown(results))
 
 
