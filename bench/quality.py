@@ -20,9 +20,23 @@ It also runs the real SCASL Smart-seq2 cells of patient PT089 (Normal vs Tumor, 
 baseline (k-means with 2 clusters).
 
 Writes ``<out>.json`` and ``<out>.md`` (one table). Each regime's result is also cached in
-``<out>.partial.jsonl`` so an interrupted run resumes where it stopped.
+``<out>.partial.jsonl`` so an interrupted run resumes where it stopped. ``--where`` restricts the
+grid (e.g. ``--where observed_fraction=0.15 --where n_events=2500``).
 
-Run: ``python bench/quality.py [--quick] [--out bench/results/quality]``.
+``--droplet`` runs the droplet-coverage section instead (``<out>_droplet.json`` and a section of
+``<out>.md`` between ``<!-- droplet -->`` markers, kept when the grid rewrites the file): 3,000
+cells, 2,500 ATSEs, 10 % differential, 6 types of which two differ only in splicing, at 3 % and 1 %
+of (cell, ATSE) pairs observed, from :mod:`splicevi.data.simulate` and from the independent
+generator of ``bench/droplet.py``. Per regime: the joint SPLICEVI (defaults, and any
+``--variant`` of model keywords) with the within-pair ARI of its joint and splicing latents, beside
+the references on the pair's cells computed in the same run (two-component multinomial mixture on
+the 200 / 400 most variable ATSEs, SVD of centred PSI on all / the top 400 ATSEs, oracle
+likelihood ratio with the true PSIs), and how well the highly-variable-ATSE statistic ranks the
+planted differential ATSEs. Then the 10x droplet sample of ``../shared/data`` (no labels): what
+:func:`splicevi.pp.highly_variable_atses` selects.
+
+Run: ``python bench/quality.py [--quick] [--out bench/results/quality]``;
+``python bench/quality.py --droplet [--variant '{"splicing_encoder_atses": "all"}']``.
 """
 
 from __future__ import annotations
@@ -48,6 +62,8 @@ from sklearn.metrics import adjusted_rand_score
 
 REPO = Path(__file__).resolve().parents[1]
 SCASL = REPO.parent / "shared" / "data" / "scasl_tnbc_smartseq2"
+TENX = REPO.parent / "shared" / "data" / "splikit_10x_mouse"
+DROPLET_MARK = "<!-- droplet -->"
 
 GRID = {
     "n_events": (300, 2500),
@@ -95,13 +111,13 @@ def expression_pca(counts, seed: int = 0) -> np.ndarray:
     return PCA(N_COMPONENTS, random_state=seed).fit_transform(x.toarray())
 
 
-def train_splicevi(mdata, args, seed: int):
-    """SPLICEVI with the API defaults, trained for the bench's fixed number of epochs."""
+def train_splicevi(mdata, args, seed: int, **model_kwargs):
+    """SPLICEVI with the API defaults (or ``model_kwargs``), trained for the bench's fixed epochs."""
     from splicevi import SPLICEVI
 
     SPLICEVI.setup_mudata(mdata, batch_key="batch" if "batch" in mdata.obs else None)
     torch.manual_seed(seed)
-    model = SPLICEVI(mdata)
+    model = SPLICEVI(mdata, **model_kwargs)
     t0 = time.time()
     model.train(max_epochs=args.epochs, early_stopping=False, enable_progress_bar=False)
     return model, time.time() - t0
@@ -217,6 +233,229 @@ def run_real(args) -> dict | None:
     return result
 
 
+DROPLET_REGIMES = [
+    {"generator": "simulate", "observed_fraction": 0.03},
+    {"generator": "independent", "observed_fraction": 0.03},
+    {"generator": "simulate", "observed_fraction": 0.01},
+    {"generator": "independent", "observed_fraction": 0.01},
+]
+
+
+def droplet_data(regime: dict, seed: int):
+    """3,000 cells, 2,500 ATSEs, 10 % differential, 6 types (last two differ only in splicing)."""
+    from splicevi.data import simulate
+
+    if regime["generator"] == "simulate":
+        return simulate(n_cells=3000, n_genes=1000, n_events=2500, n_types=N_TYPES, n_batches=2,
+                        frac_ds_events=0.1, observed_fraction=regime["observed_fraction"],
+                        dm_concentration=20.0, seed=seed)
+    from droplet import generate
+
+    return generate(n_cells=3000, n_genes=1000, n_events=2500, frac_ds=0.1,
+                    observed_fraction=regime["observed_fraction"], n_types=N_TYPES, seed=seed)
+
+
+def run_droplet_regime(regime: dict, args, variants: list[dict]) -> dict:
+    """References and SPLICEVI (defaults and variants) on one droplet regime, within the pair."""
+    from sklearn.metrics import roc_auc_score
+
+    from droplet import pair_references
+    from splicevi.data.layers import event_codes, junction_to_event_matrix
+    from splicevi.data.variable_atses import atse_variation
+
+    t_start = time.time()
+    sim = droplet_data(regime, args.seed)
+    labels = sim.obs["cell_type"].astype(str).to_numpy()
+    types = list(sim.obs["cell_type"].cat.categories)
+    pair = np.isin(labels, types[-2:])
+    truth = (labels[pair] == types[-1]).astype(int)
+    codes, names = event_codes(sim.junctions["event_id"])
+    k = sp.csr_matrix(sim.junction_counts)
+    per_event = k @ junction_to_event_matrix(codes)
+    out: dict = {"regime": regime, "cells": int(k.shape[0]), "pair_cells": int(pair.sum()),
+                 "observed_fraction": round(per_event.nnz / (k.shape[0] * len(names)), 4),
+                 "mean_reads_observed": round(float(per_event.sum() / max(per_event.nnz, 1)), 2)}
+    # How well the statistic ranks the planted differential ATSEs (all cells, no labels used).
+    table = atse_variation(k, codes)
+    is_ds = sim.events.loc[names, "is_ds"].to_numpy(dtype=bool)
+    z = np.nan_to_num(table["hva_z"].to_numpy(), nan=-1e9, posinf=1e9, neginf=-1e9)
+    order = np.argsort(-z, kind="stable")
+    out["hva"] = {
+        "auc_ds": round(float(roc_auc_score(is_ds, z)), 3),
+        "precision_top400": round(float(is_ds[order[:400]].mean()), 3),
+        "ds_atses": int(is_ds.sum()),
+        "with_statistic": int(table["hva_z"].notna().sum()),
+    }
+    out["references"] = pair_references(k[pair], codes, truth, sim.type_psi[-1], sim.type_psi[-2], seed=args.seed)
+    out["models"] = {}
+    for variant in [{}] + variants:
+        name = json.dumps(variant, sort_keys=True) if variant else "defaults"
+        model, secs = train_splicevi(sim.to_mudata(), args, args.seed, **variant)
+        res = {"seconds": round(secs, 1)}
+        for modality in ("joint", "splicing"):
+            latent = model.get_latent_representation(modality=modality)
+            res[modality] = scores(latent, labels, pair)
+        out["models"][name] = res
+    out["seconds"] = round(time.time() - t_start, 1)
+    return out
+
+
+def run_tenx(n_top: int = 400) -> dict | None:
+    """The 10x droplet sample: what the highly-variable-ATSE statistic selects (no labels)."""
+    import mudata as md
+
+    from splicevi.data.layers import event_codes, junction_to_event_matrix
+    from splicevi.pp import highly_variable_atses
+
+    if not TENX.exists():
+        return None
+    cli = [sys.executable, "-m", "splicevi.cli.main"]
+    with tempfile.TemporaryDirectory() as tmp:
+        junctions, events, h5mu = Path(tmp) / "j.h5ad", Path(tmp) / "events.tsv", Path(tmp) / "d.h5mu"
+        for step in (
+            ["ingest", "--junctions", str(TENX / "Solo.out"), "--out-junctions", str(junctions), "--no-progress"],
+            # The sample has 1 ATSE under the default junction filters: keep every junction.
+            ["atse", "--junctions", str(junctions), "--out", str(events), "--min-reads", "1", "--min-cells", "1",
+             "--min-site-usage", "0", "--motif", "any"],
+            ["assemble", "--junctions", str(junctions), "--events", str(events), "--out", str(h5mu)],
+        ):
+            subprocess.run(cli + step, check=True, capture_output=True, text=True)
+        mdata = md.read_h5mu(h5mu)
+    spl = mdata["splicing"]
+    table = highly_variable_atses(mdata, n_top=n_top, inplace=False)
+    codes, _ = event_codes(spl.var["event_id"])
+    per_event = sp.csr_matrix(spl.layers["cell_by_junction_matrix"]) @ junction_to_event_matrix(codes)
+    cells_obs = np.asarray((per_event > 0).sum(axis=0)).ravel()
+    reads = np.asarray(per_event.sum(axis=0)).ravel()
+    sel = table["highly_variable"].to_numpy()
+    has = table["hva_z"].notna().to_numpy()
+
+    def coverage(mask):
+        if not mask.any():
+            return None
+        return {"atses": int(mask.sum()), "median_cells_observed": float(np.median(cells_obs[mask])),
+                "median_reads_per_observing_cell": round(float(np.median(reads[mask] / np.maximum(cells_obs[mask], 1))), 2),
+                "median_rho": round(float(np.nanmedian(table["hva_rho"].to_numpy()[mask])), 3)
+                if np.isfinite(table["hva_rho"].to_numpy()[mask]).any() else None}
+
+    return {
+        "cells": int(spl.n_obs), "junctions": int(spl.n_vars), "atses": int(len(table)),
+        "observed_fraction": round(per_event.nnz / (per_event.shape[0] * per_event.shape[1]), 4),
+        "all": coverage(np.ones(len(table), dtype=bool)), "with_statistic": coverage(has),
+        "selected": coverage(sel),
+        "selected_z_min": round(float(table["hva_z"][sel].min()), 2) if sel.any() else None,
+        "z_above_3": int((table["hva_z"] >= 3).sum()),
+    }
+
+
+def droplet_markdown(res: dict) -> str:
+    """The droplet section of ``quality.md``."""
+    lines = [
+        DROPLET_MARK,
+        "## Droplet coverage: the splice-only pair at 3 % and 1 % observed",
+        "",
+        f"Command: `{res['command']}`; {res['epochs']} epochs, torch 1 thread, seed {res['seed']}, on a shared "
+        "2-core CPU machine. 3,000 cells, 2,500 ATSEs, 10 % differential, 6 types (the last two share "
+        "expression and differ only in splicing), 2 batches. `simulate` is `splicevi.data.simulate` (DM "
+        "concentration 20); `independent` is `bench/droplet.py:generate` (per-ATSE concentration log-uniform "
+        "10-200, heavy-tailed depth, geometric reads), which the project never tuned on. Within-pair ARI "
+        "(k-means k=2 on the pair's cells); references on the pair's cells in the same run. HVA: AUC / "
+        "precision of the top 400 ATSEs of `hva_z` against the planted differential ATSEs (all cells).",
+        "",
+        "| data | observed | reads/obs. | HVA AUC / prec@400 | mixture top200 / top400 | SVD all / top400 | oracle LR |"
+        " model | joint pair | splicing pair | joint all types |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in res["regimes"]:
+        ref, hva = r["references"], r["hva"]
+        head = [r["regime"]["generator"], f"{r['observed_fraction']:.3f}", f"{r['mean_reads_observed']:.1f}",
+                f"{hva['auc_ds']:.2f} / {hva['precision_top400']:.2f}",
+                f"{ref['mixture_top200']:.2f} / {ref['mixture_top400']:.2f}",
+                f"{ref['svd_all']:.2f} / {ref['svd_top400']:.2f}", f"{ref['oracle_llr']:.2f}"]
+        for name, m in r["models"].items():
+            lines.append("| " + " | ".join(head + [name.replace("|", "/"), f"{m['joint']['ari_pair']:.2f}",
+                                                     f"{m['splicing']['ari_pair']:.2f}", f"{m['joint']['ari']:.2f}"]) + " |")
+            head = [""] * len(head)
+    tenx = res.get("tenx")
+    if tenx:
+        sel, allc = tenx["selected"], tenx["all"]
+        lines += [
+            "",
+            f"Real 10x sample (`splikit_10x_mouse`, no labels; `splicevi atse` with every junction filter off, "
+            f"since the default filters leave 1 ATSE): {tenx['cells']} cells, {tenx['junctions']} junctions, "
+            f"{tenx['atses']} ATSEs, {tenx['observed_fraction']:.1%} of (cell, ATSE) pairs observed. "
+            f"{tenx['with_statistic']['atses'] if tenx['with_statistic'] else 0} ATSEs have ≥ 10 cells with two reads "
+            f"(a statistic); `highly_variable_atses(n_top=400)` selects {sel['atses'] if sel else 0} "
+            f"(z ≥ {tenx['selected_z_min']}; {tenx['z_above_3']} ATSEs have z ≥ 3). Median cells observing an ATSE: "
+            f"all {allc['median_cells_observed']:.0f}, selected {sel['median_cells_observed'] if sel else 'n/a'}; median "
+            f"reads per observing cell: all {allc['median_reads_per_observing_cell']}, selected "
+            f"{sel['median_reads_per_observing_cell'] if sel else 'n/a'}; median ρ̂: all {allc['median_rho']}, selected "
+            f"{sel['median_rho'] if sel else 'n/a'}.",
+        ]
+    lines.append(DROPLET_MARK)
+    return "\n".join(lines) + "\n"
+
+
+def write_section(md_path: Path, section: str) -> None:
+    """Replace (or append) the droplet section of ``md_path``, atomically."""
+    text = md_path.read_text() if md_path.exists() else ""
+    if DROPLET_MARK in text:
+        before, _, rest = text.partition(DROPLET_MARK)
+        _, _, after = rest.partition(DROPLET_MARK)
+        text = before.rstrip("\n") + "\n\n" + section + after.lstrip("\n")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    tmp = md_path.with_suffix(".md.tmp")
+    tmp.write_text(text)
+    tmp.replace(md_path)
+
+
+def droplet_main(args) -> None:
+    """Run the droplet regimes (resumable per regime) and the 10x sample; write the section."""
+    variants = [json.loads(v) for v in args.variant]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.parent / (out.name + "_droplet.partial.jsonl")
+    done = {}
+    if partial.exists():
+        for line in partial.read_text().splitlines():
+            rec = json.loads(line)
+            done[json.dumps(rec["regime"], sort_keys=True)] = rec
+    regimes = []
+    for regime in DROPLET_REGIMES:
+        if args.droplet_observed and regime["observed_fraction"] not in args.droplet_observed:
+            continue
+        if args.droplet_generator and regime["generator"] not in args.droplet_generator:
+            continue
+        key = json.dumps(regime, sort_keys=True)
+        if key not in done:
+            done[key] = run_droplet_regime(regime, args, variants)
+            with partial.open("a") as fh:
+                fh.write(json.dumps(done[key], default=float) + "\n")
+        regimes.append(done[key])
+        print(json.dumps(done[key], default=float), flush=True)
+    tenx, tenx_cache = None, out.parent / (out.name + "_droplet.tenx.json")
+    if not args.no_real:
+        # Cached beside the regimes' cache, so parallel runs of the regimes can reuse it.
+        if tenx_cache.exists():
+            tenx = json.loads(tenx_cache.read_text())
+        else:
+            tenx = run_tenx()
+            tenx_cache.write_text(json.dumps(tenx, default=float) + "\n")
+    results = {"command": "python " + " ".join(sys.argv), "epochs": args.epochs, "seed": args.seed,
+               "regimes": regimes, "tenx": tenx}
+    tmp = out.parent / (out.name + "_droplet.json.tmp")
+    tmp.write_text(json.dumps(results, indent=2, default=float) + "\n")
+    tmp.replace(out.parent / (out.name + "_droplet.json"))
+    write_section(out.with_suffix(".md"), droplet_markdown(results))
+    if not (args.droplet_observed or args.droplet_generator):
+        # A filtered run keeps the cache so that runs of the other regimes (in parallel) and a
+        # final unfiltered run, which writes the section of every regime, reuse it.
+        partial.unlink(missing_ok=True)
+        tenx_cache.unlink(missing_ok=True)
+    print(droplet_markdown(results))
+
+
 LATENT_COLUMNS = [
     ("svd_centred_psi", "SVD(PSI)"),
     ("splicevi_splicing_only", "spl-only"),
@@ -275,8 +514,22 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="two regimes of the grid only")
-    parser.add_argument("--no-real", action="store_true", help="skip the real SCASL cells")
+    parser.add_argument("--no-real", action="store_true", help="skip the real cells (SCASL; 10x with --droplet)")
+    parser.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
+                        help="keep only the grid regimes with this value (repeatable)")
+    parser.add_argument("--shared-data", default=str(REPO.parent / "shared" / "data"),
+                        help="folder of the real data (default: ../shared/data beside the repository)")
+    parser.add_argument("--droplet", action="store_true", help="run the droplet-coverage section instead")
+    parser.add_argument("--droplet-observed", type=float, action="append", default=[],
+                        help="droplet regimes with this observed fraction only (repeatable)")
+    parser.add_argument("--droplet-generator", action="append", default=[], choices=["simulate", "independent"],
+                        help="droplet regimes of this generator only (repeatable)")
+    parser.add_argument("--variant", action="append", default=[],
+                        help="JSON of SPLICEVI keywords trained beside the defaults (droplet section)")
     args = parser.parse_args()
+    global SCASL, TENX
+    SCASL = Path(args.shared_data) / "scasl_tnbc_smartseq2"
+    TENX = Path(args.shared_data) / "splikit_10x_mouse"
     warnings.filterwarnings("ignore")
     for name in ("lightning.pytorch", "lightning.fabric", "scvi"):
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -284,7 +537,15 @@ def main() -> None:
     torch.set_num_threads(1)
     import scvi
 
+    if args.droplet:
+        droplet_main(args)
+        return
     grid = QUICK if args.quick else [dict(zip(GRID, v, strict=True)) for v in itertools.product(*GRID.values())]
+    for condition in args.where:
+        key, _, value = condition.partition("=")
+        if key not in GRID:
+            parser.error(f"--where {condition}: {key!r} is not a grid key ({', '.join(GRID)})")
+        grid = [g for g in grid if float(g[key]) == float(value)]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_suffix(".partial.jsonl")
@@ -316,7 +577,14 @@ def main() -> None:
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(results, indent=2, default=float) + "\n")
     tmp.replace(out.with_suffix(".json"))
-    out.with_suffix(".md").write_text(markdown(results))
+    # Keep the droplet section (written by --droplet) when the grid rewrites the file.
+    md_path = out.with_suffix(".md")
+    text = markdown(results)
+    old_text = md_path.read_text() if md_path.exists() else ""
+    if DROPLET_MARK in old_text:
+        section = DROPLET_MARK + old_text.split(DROPLET_MARK)[1] + DROPLET_MARK + "\n"
+        text = text.rstrip("\n") + "\n\n" + section
+    md_path.write_text(text)
     partial.unlink(missing_ok=True)
     print(markdown(results))
 

@@ -23,8 +23,9 @@ ALLOWED = {
     "module": {"_labels", "_constants", "distributions", "nn", "data"},
     "model": {"_labels", "_constants", "_io", "data", "stats", "distributions", "nn", "module"},
     "tl": {"_labels", "_constants", "_io", "data", "stats"},
+    "pp": {"_labels", "_constants", "_io", "data"},
     "pl": {"_labels", "_constants", "_io", "data", "stats", "tl"},
-    "cli": {"_labels", "_constants", "_io", "data", "stats", "distributions", "nn", "module", "model", "tl", "pl"},
+    "cli": {"_labels", "_constants", "_io", "data", "stats", "distributions", "nn", "module", "model", "tl", "pl", "pp"},
 }
 
 

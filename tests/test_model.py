@@ -42,6 +42,7 @@ OPTIONS = [
     {"fully_paired": True},
     {"use_batch_norm": "both", "use_layer_norm": "none", "n_layers_encoder": 1, "n_layers_decoder": 1},
     {"n_hidden": 32, "n_latent": 5, "dropout_rate": 0.0},
+    {"splicing_encoder_atses": "highly_variable", "splicing_encoder_weighting": "reads"},
 ]
 
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["SPLICEVAE", "SPLICEVI", "__version__", "data", "pl", "tl"]
+__all__ = ["SPLICEVAE", "SPLICEVI", "__version__", "data", "pl", "pp", "tl"]
 
 #: Submodules reachable as attributes (``splicevi.pl.arcs``, as ``sc.pl`` in scanpy), imported on first use.
-_SUBMODULES = ("data", "pl", "tl")
+_SUBMODULES = ("data", "pl", "pp", "tl")
 
 
 def __getattr__(name: str):

@@ -14,6 +14,7 @@ rule assemble:
     params:
         genes=opt("--genes", out("ingest", "genes.h5ad") if HAS_GENES else None),
         min_cell_reads=opt("--min-cell-reads", config["assemble"]["min_cell_reads"]),
+        highly_variable=opt("--highly-variable-atses", config["assemble"]["highly_variable_atses"]),
         transcript_lengths=opt("--transcript-lengths", config["input"]["transcript_lengths"]),
     resources:
         mem_mb=lambda wc, attempt: 8000 * attempt,
@@ -22,4 +23,5 @@ rule assemble:
         "../../envs/splicevi.yaml"
     shell:
         "splicevi assemble --junctions {input.junctions:q} --events {input.events:q} {params.genes:q}"
-        " {params.min_cell_reads:q} {params.transcript_lengths:q} --out {output.mdata:q} > {log:q} 2>&1"
+        " {params.min_cell_reads:q} {params.highly_variable:q} {params.transcript_lengths:q} --out {output.mdata:q}"
+        " > {log:q} 2>&1"

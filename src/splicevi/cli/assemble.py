@@ -13,6 +13,7 @@ import argparse
 import json
 import logging
 
+from ._errors import UsageError
 from ._summary import print_summary
 
 log = logging.getLogger("splicevi")
@@ -39,6 +40,10 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
                    help="warn when fewer cells than this remain (%(default)s)")
     p.add_argument("--warn-min-events", type=int, default=WARN_MIN_EVENTS,
                    help="warn when fewer ATSEs than this remain (%(default)s)")
+    p.add_argument("--highly-variable-atses", type=int, default=None, metavar="N",
+                   help="mark the N most variable ATSEs in the splicing var (highly_variable and the hva_* "
+                        "statistic of splicevi.pp.highly_variable_atses); a model with "
+                        "splicing_encoder_atses='highly_variable' reads them")
     p.add_argument("--out", required=True, help="output .h5mu")
     p.set_defaults(func=run)
     return p
@@ -58,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
 
     from .atse import summary_path
 
+    if args.highly_variable_atses is not None and args.highly_variable_atses < 1:
+        raise UsageError(f"--highly-variable-atses must be at least 1, got {args.highly_variable_atses}")
     events = read_events(require_file(args.events, "events table"))
     from splicevi.data.io import read_anndata
 
@@ -82,6 +89,10 @@ def run(args: argparse.Namespace) -> int:
     if warnings_:
         # Kept in the file, so that later stages and the report can say it too.
         mdata.uns["splicevi_warnings"] = list(warnings_)
+    if args.highly_variable_atses is not None:
+        from splicevi.pp import highly_variable_atses
+
+        highly_variable_atses(mdata, n_top=args.highly_variable_atses)
     with atomic_path(args.out) as tmp:
         write_x_as_layer(mdata, tmp, JUNCTION_COUNTS, modality="splicing")
     rows = [("cells in junctions file", report["n_cells_in"])]

@@ -32,7 +32,9 @@ from ..data.layers import (
     centred_psi,
     derivable_layers,
     junction_mean_psi,
+    splicing_layers,
 )
+from ..data.variable_atses import DEFAULT_N_TOP, atse_variation, select_variable_atses
 from ..module import SPLICEVAE
 from ._analysis import SplicingAnalysisMixin
 from ._model_file import read_model_file, serve_checked_model_file
@@ -113,6 +115,15 @@ class SPLICEVI(
         linear path, the untrained splicing latent is the SVD baseline and training improves on it.
     fully_paired
         Expose only the joint latent.
+    splicing_encoder_atses
+        ``all`` or ``highly_variable``: the partial encoder reads only the junctions of the highly
+        variable ATSEs (``var["highly_variable"]`` of the splicing modality when
+        :func:`splicevi.pp.highly_variable_atses` wrote it; otherwise the most variable ATSEs of
+        the training data by :func:`splicevi.data.variable_atses.atse_variation`). The decoder and
+        the likelihood still use every ATSE.
+    splicing_encoder_weighting
+        ``none`` or ``reads``: the partial encoder weighs each observed entry by the information
+        of its reads, ``n / (1 + (n - 1) ρ)`` (:func:`splicevi.module._splicevae.read_information`).
     **model_kwargs
         Passed to :class:`~splicevi.module.SPLICEVAE` (e.g. ``splicing_weight_prior_sd``, the prior
         standard deviation of the splicing decoder's junction weights, default 0.1).
@@ -165,6 +176,8 @@ class SPLICEVI(
         n_junctions: int | None = None,
         initialize_embeddings_from_pca: bool = True,
         fully_paired: bool = False,
+        splicing_encoder_atses: Literal["all", "highly_variable"] = "all",
+        splicing_encoder_weighting: Literal["none", "reads"] = "none",
         **model_kwargs,
     ):
         super().__init__(adata)
@@ -186,6 +199,10 @@ class SPLICEVI(
             if REGISTRY_KEYS.CAT_COVS_KEY in self.adata_manager.data_registry
             else []
         )
+        if splicing_encoder_atses not in ("all", "highly_variable"):
+            raise ValueError(
+                f"splicing_encoder_atses must be 'all' or 'highly_variable', got {splicing_encoder_atses!r}"
+            )
         self.module = self._module_cls(
             n_input_genes=n_genes,
             n_input_junctions=n_junctions,
@@ -222,6 +239,8 @@ class SPLICEVI(
             h_hidden_dim=h_hidden_dim,
             pool_mode=pool_mode,
             max_nobs=max_nobs,
+            splicing_encoder_weighting=splicing_encoder_weighting,
+            splicing_encoder_selection=splicing_encoder_atses == "highly_variable",
             **model_kwargs,
         )
         self.n_genes = n_genes
@@ -278,11 +297,42 @@ class SPLICEVI(
         codes = self.module.junc2atse.cpu().numpy()
         k = self._training_junction_counts()
         center = junction_mean_psi(k, codes)
+        junction_weight = self._encoder_junction_weight(k, codes) if self.module.splicing_encoder_selection else None
         if k.shape[0] > SVD_INIT_MAX_CELLS:
             rows = np.sort(np.random.default_rng(0).choice(k.shape[0], SVD_INIT_MAX_CELLS, replace=False))
             k = k[rows]
         centred = centred_psi(k, codes, center)
-        self.module.initialize_splicing_encoder(centred, center, pca_embeddings=pca_embeddings)
+        totals = None
+        if self.module.splicing_encoder_weighting == "reads":
+            # n of every stored entry of ``centred`` (splicing_layers and centred_psi share the pattern).
+            totals = splicing_layers(k, codes)[ATSE_COUNTS].data
+        self.module.initialize_splicing_encoder(
+            centred, center, pca_embeddings=pca_embeddings, junction_weight=junction_weight, entry_totals=totals
+        )
+
+    def _encoder_junction_weight(self, k: sp.csr_matrix, codes: np.ndarray) -> np.ndarray:
+        """1 for the junctions of the highly variable ATSEs the partial encoder reads, 0 otherwise.
+
+        Uses the splicing ``var["highly_variable"]`` written by
+        :func:`splicevi.pp.highly_variable_atses` when present; otherwise selects the
+        :data:`~splicevi.data.variable_atses.DEFAULT_N_TOP` most variable ATSEs of the training
+        data. An empty selection (too few cells with two reads in any ATSE) keeps every junction.
+        """
+        splicing_var, _ = self._splicing_var(self.adata, self.n_genes)
+        if "highly_variable" in splicing_var.columns:
+            selected = splicing_var["highly_variable"].to_numpy(dtype=bool)
+        else:
+            table = atse_variation(k, codes)
+            selected = select_variable_atses(table, n_top=DEFAULT_N_TOP)[codes]
+        if not selected.any():
+            warnings.warn(
+                "no highly variable ATSE found (too few cells with two reads in an ATSE); "
+                "the splicing encoder reads every ATSE",
+                UserWarning,
+                stacklevel=3,
+            )
+            selected = np.ones_like(selected)
+        return selected.astype(np.float32)
 
     # ------------------------------------------------------------------ training
     def train(

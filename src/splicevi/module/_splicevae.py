@@ -25,6 +25,8 @@ from ..nn import ModalityMixer, PartialEncoder, SplicingDecoder
 from ..nn._observed import ObservedEntries, observed_entries
 
 SPLICING_LOSSES = ("binomial", "beta_binomial", "dirichlet_multinomial")
+#: How the partial encoder weighs an observed entry: equally, or by the information of its reads.
+ENCODER_WEIGHTINGS = ("none", "reads")
 
 
 def _where(option: str, part: str) -> bool:
@@ -56,6 +58,13 @@ class SPLICEVAE(BaseModuleClass):
     splicing_weight_prior_sd
         Standard deviation of a Gaussian prior on the splicing decoder's junction weights (MAP;
         ``None``: no prior). Pass it to :class:`splicevi.SPLICEVI` as a keyword argument.
+    splicing_encoder_weighting
+        ``none`` or ``reads``: the partial encoder weighs each observed entry by the information
+        of its ATSE's reads (:func:`read_information`), so a PSI from one read counts less than
+        one from ten. Set by :class:`splicevi.SPLICEVI`.
+    splicing_encoder_selection
+        Whether the partial encoder reads only the junctions whose ``encoder_junction_weight`` is
+        non-zero (the highly variable ATSEs chosen by :class:`splicevi.SPLICEVI`).
 
     Other Parameters
     ----------------
@@ -101,8 +110,11 @@ class SPLICEVAE(BaseModuleClass):
         pool_mode: str = "mean",
         max_nobs: int = -1,
         splicing_weight_prior_sd: float | None = 0.1,
+        splicing_encoder_weighting: str = "none",
+        splicing_encoder_selection: bool = False,
     ):
         super().__init__()
+        _check_choice("splicing_encoder_weighting", splicing_encoder_weighting, ENCODER_WEIGHTINGS)
         _check_choice("splicing_loss_type", splicing_loss_type, SPLICING_LOSSES)
         _check_choice("dm_concentration", dm_concentration, ("atse", "scalar"))
         _check_choice("gene_likelihood", gene_likelihood, ("zinb", "nb", "poisson"))
@@ -152,6 +164,12 @@ class SPLICEVAE(BaseModuleClass):
         # PSI minus this centre, so an unobserved entry and one at its usual value both read as 0.
         # Set from the data by SPLICEVI (initialize_splicing_encoder) and saved with the module.
         self.register_buffer("psi_center", torch.full((n_input_junctions,), 0.5))
+        # Pooling weights of the partial encoder: per junction (1 for the junctions of the ATSEs the
+        # encoder reads, 0 for the others; all 1 without a selection) and, with ``reads``, the
+        # information of each entry's reads. Set by SPLICEVI (initialize_splicing_encoder).
+        self.splicing_encoder_weighting = splicing_encoder_weighting
+        self.splicing_encoder_selection = bool(splicing_encoder_selection)
+        self.register_buffer("encoder_junction_weight", torch.ones(n_input_junctions))
 
         cat_list = [n_batch] + list(n_cats_per_cov or [])
         encoder_cat_list = cat_list if encode_covariates else None
@@ -266,6 +284,8 @@ class SPLICEVAE(BaseModuleClass):
         old = prefix + "log_phi_j"
         if old in state_dict:
             state_dict[prefix + "log_concentration"] = state_dict.pop(old)
+        # Models saved before encoder weights existed read every junction with weight 1.
+        state_dict.setdefault(prefix + "encoder_junction_weight", torch.ones_like(self.encoder_junction_weight))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ------------------------------------------------------------------ inputs
@@ -348,7 +368,9 @@ class SPLICEVAE(BaseModuleClass):
         # Splicing posterior.
         centred = obs.psi - self.psi_center.index_select(0, obs.cols)
         if self.splicing_encoder_architecture == "partial":
-            qzm_spl, qzv_spl, z_spl = self.z_encoder_splicing(obs, centred, *enc_cats, cont=cont_in)
+            qzm_spl, qzv_spl, z_spl = self.z_encoder_splicing(
+                obs, centred, *enc_cats, cont=cont_in, weight=self.encoder_entry_weight(obs)
+            )
         else:
             dense = torch.zeros(n_cells, 2 * self.n_input_junctions, device=device)
             dense[obs.rows, obs.cols] = centred
@@ -402,8 +424,29 @@ class SPLICEVAE(BaseModuleClass):
         )
         return outputs
 
+    def encoder_entry_weight(self, obs: ObservedEntries) -> torch.Tensor | None:
+        """Pooling weight of each observed entry in the partial encoder (``None``: unweighted).
+
+        The weight is the entry's junction weight (its ATSE selected or not) times, with
+        ``splicing_encoder_weighting="reads"``, the information of its ATSE's ``n`` reads,
+        :func:`read_information`.
+        """
+        if not self.splicing_encoder_selection and self.splicing_encoder_weighting == "none":
+            return None
+        weight = self.encoder_junction_weight.index_select(0, obs.cols)
+        if self.splicing_encoder_weighting == "reads":
+            weight = weight * read_information(obs.n)
+        return weight
+
     @torch.no_grad()
-    def initialize_splicing_encoder(self, centred, center: np.ndarray, pca_embeddings: bool = True) -> None:
+    def initialize_splicing_encoder(
+        self,
+        centred,
+        center: np.ndarray,
+        pca_embeddings: bool = True,
+        junction_weight: np.ndarray | None = None,
+        entry_totals: np.ndarray | None = None,
+    ) -> None:
         """Set the PSI centre, start the decoder at it and (partial encoder) the embeddings at an SVD.
 
         The splicing decoder's per-junction bias starts at the centre (``log c_j`` for the
@@ -419,14 +462,35 @@ class SPLICEVAE(BaseModuleClass):
             Per-junction centre (mean observed PSI).
         pca_embeddings
             Initialise the partial encoder's embeddings at the top right singular vectors of
-            ``centred`` (otherwise they stay random).
+            ``centred`` (otherwise they stay random), weighted as the encoder pools.
+        junction_weight
+            Per-junction pooling weight of the partial encoder (1 for the junctions of the selected
+            ATSEs, 0 otherwise); ``None`` keeps every junction at 1.
+        entry_totals
+            ATSE reads ``n`` of each stored entry of ``centred`` (needed with
+            ``splicing_encoder_weighting="reads"``).
         """
         self.psi_center.copy_(torch.as_tensor(np.asarray(center), dtype=torch.float32, device=self.psi_center.device))
+        if junction_weight is not None:
+            self.encoder_junction_weight.copy_(torch.as_tensor(np.asarray(junction_weight), dtype=torch.float32))
+        row_weight = None
+        if self.splicing_encoder_selection or self.splicing_encoder_weighting != "none":
+            # The SVD sees what the encoder pools: weighted entries, mean over the cell's weight.
+            entry_weight = self.encoder_junction_weight.cpu().numpy()[centred.indices].astype(np.float64)
+            if self.splicing_encoder_weighting == "reads":
+                if entry_totals is None:
+                    raise ValueError("entry_totals are needed to weight the SVD by reads")
+                entry_weight = entry_weight * read_information(torch.as_tensor(entry_totals)).numpy()
+            centred = centred.copy()
+            centred.data = (centred.data * entry_weight).astype(np.float32)
+            rows = np.repeat(np.arange(centred.shape[0]), np.diff(centred.indptr))
+            row_weight = np.bincount(rows, weights=entry_weight, minlength=centred.shape[0])
+            centred.eliminate_zeros()
         p = self.psi_center.clamp(1e-3, 1.0 - 1e-3)
         bias = p.log() if self.splicing_loss_type == "dirichlet_multinomial" else torch.logit(p)
         self.z_decoder_splicing.bias.copy_(bias)
         if pca_embeddings and self.splicing_encoder_architecture == "partial":
-            self.z_encoder_splicing.initialize_embeddings(centred)
+            self.z_encoder_splicing.initialize_embeddings(centred, row_weight=row_weight)
 
     def z_transformation(self, z: torch.Tensor) -> torch.Tensor:
         """Identity (normal) or softmax (logistic normal) of a Gaussian sample."""
@@ -640,3 +704,19 @@ def _sparse_product(ratio: torch.Tensor, totals: torch.Tensor) -> torch.Tensor:
 def _check_choice(name: str, value, choices) -> None:
     if value not in choices:
         raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
+
+
+#: Intra-cell correlation of reads assumed by :func:`read_information` (a Dirichlet-multinomial
+#: concentration of 9): n reads of one cell's ATSE are worth at most 1/ρ independent reads.
+READ_CORRELATION = 0.1
+
+
+def read_information(n: torch.Tensor, rho: float = READ_CORRELATION) -> torch.Tensor:
+    """Effective number of independent reads among ``n`` overdispersed ones: ``n / (1 + (n - 1) ρ)``.
+
+    The variance of an observed PSI from ``n`` Dirichlet-multinomial reads is ``p(1-p)(1 + (n-1)ρ) / n``;
+    its inverse (up to ``p(1-p)``) weighs an entry in the partial encoder: one read counts 1, a
+    hundred count about ``1/ρ``.
+    """
+    n = n.to(torch.float32)
+    return n / (1.0 + (n - 1.0).clamp_min(0.0) * rho)

@@ -137,16 +137,22 @@ class PartialEncoder(nn.Module):
             self.skip.weight[:diagonal, :diagonal] = torch.eye(diagonal)
 
     @torch.no_grad()
-    def initialize_embeddings(self, centred: sp.csr_matrix, seed: int = 0) -> None:
+    def initialize_embeddings(
+        self, centred: sp.csr_matrix, seed: int = 0, row_weight: np.ndarray | None = None
+    ) -> None:
         """Start the embeddings at the top right singular vectors of centred PSI.
 
         Parameters
         ----------
         centred
             Cells × junctions CSR of PSI minus the junction centres on the observed entries
-            (:func:`splicevi.data.layers.centred_psi`).
+            (:func:`splicevi.data.layers.centred_psi`), already multiplied by the entries'
+            pooling weights when the encoder pools with weights.
         seed
             Seed of the randomized SVD.
+        row_weight
+            Each cell's total pooling weight (the mean pool's denominator when the encoder pools
+            with weights; ``None``: the number of stored entries of the row).
         """
         from sklearn.utils.extmath import randomized_svd, svd_flip
 
@@ -164,7 +170,8 @@ class PartialEncoder(nn.Module):
         vectors = components.T.astype(np.float32)
         pooled = centred @ vectors
         if self.pool_mode == "mean":
-            pooled = pooled / np.maximum(np.diff(centred.indptr), 1)[:, None]
+            denominator = np.diff(centred.indptr) if row_weight is None else np.asarray(row_weight)
+            pooled = pooled / np.maximum(denominator, 1)[:, None]
         spread = np.maximum(pooled.std(axis=0), 1e-6)
         emb[:, :n_comp] = vectors / spread[None, :]
         self.feature_embedding.copy_(torch.as_tensor(emb, device=self.feature_embedding.device))
@@ -177,12 +184,18 @@ class PartialEncoder(nn.Module):
         """Map a Gaussian sample to the latent space (identity or softmax for ``ln``)."""
         return torch.softmax(z, dim=-1) if self.distribution == "ln" else z
 
-    def pool(self, obs: ObservedEntries, centred: torch.Tensor) -> torch.Tensor:
+    def pool(self, obs: ObservedEntries, centred: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         """Pooled per-cell code and ``log1p`` of its number of entries (cells without entries: zeros).
 
-        ``centred`` is the centred PSI of each observed entry (aligned with ``obs.rows``).
+        ``centred`` is the centred PSI of each observed entry (aligned with ``obs.rows``). With
+        ``weight`` (one non-negative value per entry, e.g. its reads' information and whether its
+        ATSE is selected) each entry contributes ``weight × centred × e_j``, the mean divides by the
+        cell's total weight instead of its number of entries, and the evidence feature is
+        ``log1p`` of that total weight.
         """
         device = self.feature_embedding.device
+        if weight is not None:
+            centred = centred * weight
         layout = obs.layout()
         if layout is not None:
             # One sparse (cells x junctions) x (junctions x code_dim) product, forward and backward.
@@ -201,6 +214,8 @@ class PartialEncoder(nn.Module):
             counts = torch.zeros(obs.n_cells, device=device).index_add_(
                 0, obs.rows, torch.ones_like(obs.k, device=device)
             )
+        if weight is not None:
+            counts = torch.zeros(obs.n_cells, device=device, dtype=pooled.dtype).index_add_(0, obs.rows, weight)
         if self.pool_mode == "mean":
             pooled = pooled / counts.clamp_min(1.0)[:, None]
         return torch.cat([pooled, torch.log1p(counts)[:, None]], dim=-1)
@@ -211,9 +226,13 @@ class PartialEncoder(nn.Module):
         centred: torch.Tensor,
         *cat_list: torch.Tensor,
         cont: torch.Tensor | None = None,
+        weight: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Posterior mean, variance and a reparameterised sample from the entries' centred PSI."""
-        pooled = self.pool(obs, centred)
+        """Posterior mean, variance and a reparameterised sample from the entries' centred PSI.
+
+        ``weight``: optional per-entry weight of the pooling (see :meth:`pool`).
+        """
+        pooled = self.pool(obs, centred, weight)
         if pooled.shape[0] > 1 or not self.training:
             pooled = self.pool_norm(pooled)
         if cont is not None:
