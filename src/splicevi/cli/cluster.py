@@ -15,7 +15,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from splicevi._io import atomic_path
+from splicevi._io import atomic_path, write_x_as_layer
 
 from ._common import configure, read_mudata
 
@@ -220,8 +220,10 @@ def run(args: argparse.Namespace) -> int:
         for groupby in dict.fromkeys(c.groupby for c in resolve_contrasts(mdata, contrasts, default_groupby=args.key)):
             store_group_labels(mdata, groupby)
     cells = cell_table(mdata, cluster_key=args.key)
+    from splicevi.data.layers import JUNCTION_COUNTS
+
     with atomic_path(args.out) as tmp:
-        mdata.write(tmp)
+        write_x_as_layer(mdata, tmp, JUNCTION_COUNTS, modality="splicing")  # X stored once (a link)
     with atomic_path(args.out_cells) as tmp:
         cells.to_csv(tmp, sep="\t")
     sizes = clusters.value_counts().sort_index()
