@@ -27,7 +27,7 @@ def _dry_run(tmp_path: Path, **overrides) -> subprocess.CompletedProcess:
     cfg["outdir"] = str(tmp_path / "results")
     for key, value in overrides.items():
         section, _, sub = key.partition(".")
-        cfg[section][sub] = value
+        cfg.setdefault(section, {})[sub] = value  # the example config names only what it changes
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     env = dict(os.environ, PATH=f"{SNAKEMAKE.parent}{os.pathsep}{os.environ.get('PATH', '')}")
