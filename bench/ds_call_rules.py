@@ -18,7 +18,10 @@ Rules (target 0.05):
   (the package uses 10);
 * ``lfdr_var<x>``: the same with the likelihood variance multiplied by ``x``;
 * ``lfdr_nobs5``: ``lfdr`` calls restricted to junctions observed by ≥ 5 cells in each group;
-* ``lfdr_bh0.2``: ``lfdr`` calls that also have BH q ≤ 0.2 on ΔPSI = 0.
+* ``lfdr_bh0.2``: ``lfdr`` calls that also have BH q ≤ 0.2 on ΔPSI = 0;
+* ``bh_lfdr`` (the package's ``fdr_method="bh_lfdr"``, through its own ``call_rows``): the
+  default's calls plus the ``lfdr`` calls observed by at least ``LFDR_MIN_OBS_CELLS`` (6) cells in
+  each group; ``bh|lfdr_nobs<k>``: the same with another number of cells.
 
 Run: ``python bench/ds_call_rules.py [--quick] [--observed 0.03] [--work DIR]``; the trained
 tables are cached as pickles under ``--work`` (restartable; not committed).
@@ -39,6 +42,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ds_quality as dq  # noqa: E402
 from splicevi.stats.differential import (  # noqa: E402
+    call_rows,
     fit_scale_mixture,
     lfdr_qvalues,
     posterior_tails,
@@ -107,6 +111,10 @@ def rules(t) -> dict[str, np.ndarray]:
     out["lfdr_var1.5"] = refit_lfdr_qvalues(t, var_factor=1.5) <= TARGET
     out["lfdr_nobs5"] = lfdr & (nmin >= 5)
     out["lfdr_bh0.2"] = lfdr & (q <= 0.2)
+    for k in (4, 5, 7):
+        out[f"bh|lfdr_nobs{k}"] = out["bh_bound1.645"] | (lfdr & (nmin >= k))
+    out["bh_lfdr"] = call_rows(q, t["effect_size"].to_numpy(), TARGET, dq.DELTA, None, t["lfdr_qvalue"].to_numpy(),
+                               "bh_lfdr", se=t["effect_se"].to_numpy(), n_obs_min=nmin)
     return out
 
 
