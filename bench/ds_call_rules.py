@@ -23,8 +23,12 @@ Rules (target 0.05):
   default's calls plus the ``lfdr`` calls observed by at least ``LFDR_MIN_OBS_CELLS`` (6) cells in
   each group; ``bh|lfdr_nobs<k>``: the same with another number of cells.
 
-Run: ``python bench/ds_call_rules.py [--quick] [--observed 0.03] [--work DIR]``; the trained
-tables are cached as pickles under ``--work`` (restartable; not committed).
+``--real`` adds the real cells of ``bench/ds_quality.py`` (PT039 vs PT084, five training seeds):
+calls per seed and Jaccard between seeds of ``fdr_method`` ``bh``, ``lfdr`` and ``bh_lfdr`` on
+the same trainings, and their calls on ten random halves of PT039.
+
+Run: ``python bench/ds_call_rules.py [--quick] [--observed 0.03] [--work DIR] [--real]``; the
+trained tables are cached as pickles under ``--work`` (restartable; not committed).
 """
 
 from __future__ import annotations
@@ -147,6 +151,73 @@ def score(regimes: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def real_cells(shared_data: str) -> str:
+    """Patient vs patient (5 seeds) and random halves of PT039 under each ``fdr_method``."""
+    import itertools
+    import subprocess
+    import tempfile
+
+    import mudata as md
+    import pandas as pd
+    import scvi
+
+    from splicevi import SPLICEVI
+    from splicevi.data.layers import layer_or_derived
+
+    root = Path(shared_data) / "scasl_tnbc_smartseq2"
+    if not root.is_dir():
+        return f"real cells skipped: {root} is absent\n"
+    exe = Path(sys.executable).parent / "splicevi"
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for cmd in (
+            ["ingest", "--junctions", str(root / "sj_out_tab"), "--junction-format", "sj_out_tab",
+             "--out-junctions", str(tmp / "j.h5ad")],
+            ["atse", "--junctions", str(tmp / "j.h5ad"), "--min-reads", "20", "--min-cells", "10",
+             "--out", str(tmp / "events.tsv")],
+            ["assemble", "--junctions", str(tmp / "j.h5ad"), "--events", str(tmp / "events.tsv"),
+             "--out", str(tmp / "data.h5mu")],
+        ):
+            subprocess.run([str(exe), *cmd], check=True, capture_output=True)
+        mdata = md.read_h5mu(tmp / "data.h5mu")
+    labels = pd.read_csv(root / "labels_sj_out_tab.csv").set_index("Run")
+    mdata.obs["patient"] = labels["patient"].reindex(mdata.obs_names).to_numpy()
+    spl = mdata["splicing"]
+    k_obs, n_obs = layer_or_derived(spl, "cell_by_junction_matrix"), layer_or_derived(spl, "cell_by_cluster_matrix")
+    patient = mdata.obs["patient"].to_numpy()
+    c1, c2 = np.nonzero(patient == "PT039")[0], np.nonzero(patient == "PT084")[0]
+    welch = set(spl.var_names[welch_per_cell(k_obs, n_obs, c1, c2).qvalue <= TARGET])
+    SPLICEVI.setup_mudata(mdata)
+    methods = ("bh", "lfdr", "bh_lfdr")
+    sets = {m: [] for m in methods}
+    halves = {m: [] for m in methods}
+    rng = np.random.default_rng(0)
+    for seed in range(5):
+        scvi.settings.seed = seed
+        model = SPLICEVI(mdata, n_latent=8)
+        model.train(max_epochs=10, batch_size=64, lr=0.005, early_stopping=False, train_size=0.8,
+                    n_epochs_kl_warmup=2, enable_progress_bar=False)
+        for m in methods:
+            t = model.differential_splicing(groupby="patient", group1="PT039", group2="PT084",
+                                            sample_key="patient", silent=True, fdr_method=m)
+            sets[m].append(set(t.index[t["is_ds_fdr"].to_numpy(dtype=bool)]))
+        if seed == 0:  # as ds_quality: the halves on the first seed's model
+            for _ in range(10):
+                perm = rng.permutation(c1)
+                h = perm.size // 2
+                for m in methods:
+                    t = model.differential_splicing(idx1=perm[:h], idx2=perm[h:], silent=True, fdr_method=m)
+                    halves[m].append(int(t["is_ds_fdr"].sum()))
+    lines = [f"Real cells PT039 vs PT084 (Welch: {len(welch)} calls)", "",
+             "| fdr_method | calls per seed | shared with Welch | Jaccard min / median | random halves: calls per split |",
+             "|---|---|---|---|---|"]
+    for m in methods:
+        jac = [len(a & b) / max(len(a | b), 1) for a, b in itertools.combinations(sets[m], 2)]
+        lines.append(f"| {m} | {[len(x) for x in sets[m]]} | {[len(x & welch) for x in sets[m]]} | "
+                     f"{min(jac):.2f} / {np.median(jac):.2f} | {halves[m]} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     """Train the regimes (cached), score every rule, print and write the markdown."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -154,6 +225,8 @@ def main() -> None:
     parser.add_argument("--observed", default="0.03", help="comma-separated observed fractions of the grid")
     parser.add_argument("--out", default="bench/results/ds_call_rules.md")
     parser.add_argument("--quick", action="store_true", help="one tiny regime, to check the script runs")
+    parser.add_argument("--real", action="store_true", help="add the real cells (../shared/data)")
+    parser.add_argument("--shared-data", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
@@ -180,6 +253,8 @@ def main() -> None:
         with open(path, "rb") as fh:
             regimes[name] = pickle.load(fh)
     text = f"Command: `python {' '.join(sys.argv)}`\n\n" + score(regimes)
+    if args.real:
+        text += "\n" + real_cells(args.shared_data)
     Path(args.out).write_text(text)
     print(text)
 
