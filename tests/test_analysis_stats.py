@@ -227,3 +227,19 @@ def test_metrics():
     c = call_quality([True, False, True], [True, True, False])
     assert c["empirical_fdr"] == 0.5 and c["power"] == 0.5
     assert call_quality([True], [False])["empirical_fdr"] == 0.0
+
+
+def test_bh_lfdr_calls_add_only_well_observed_lfdr_calls():
+    """``fdr_method="bh_lfdr"``: the bh calls, plus lfdr calls only where both groups have enough cells."""
+    from splicevi.stats.differential import LFDR_MIN_OBS_CELLS, call_rows
+
+    q = np.array([0.01, 0.5, 0.5, 0.5])
+    effect = np.array([0.4, 0.3, 0.3, 0.3])
+    se = np.full(4, 0.05)
+    lfdr_q = np.array([0.5, 0.01, 0.01, 0.5])
+    n_min = np.array([2, LFDR_MIN_OBS_CELLS - 1, LFDR_MIN_OBS_CELLS, 50])
+    calls = call_rows(q, effect, 0.05, 0.1, None, lfdr_q, "bh_lfdr", se=se, n_obs_min=n_min)
+    # Row 0: a bh call (kept whatever its coverage); row 1: lfdr call on too few cells (dropped);
+    # row 2: lfdr call on enough cells (joins); row 3: neither.
+    assert calls.tolist() == [True, False, True, False]
+    assert call_rows(q, effect, 0.05, 0.1, None, lfdr_q, "bh", se=se, n_obs_min=n_min).tolist() == [True, False, False, False]

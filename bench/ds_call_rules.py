@@ -1,0 +1,263 @@
+"""Call rules of the labels design, scored on one training per regime (issue 18, point 1).
+
+For each regime of ``bench/ds_quality.py``'s grid the model is trained once (its
+:func:`ds_quality.run_regime`, so the same data, seeds and contrasts) and every contrast's junction
+table is kept; the candidate rules for ``is_ds_fdr`` are then applied to the same table, so the
+rules differ only in how they threshold, never in the training. Per rule and contrast kind: true
+junctions called (truth |true ΔPSI| > 0.1) as a ratio to a Welch t-test on observed per-cell PSI
+(BH at the same target 0.05), the worst empirical FDR over the regimes, and the calls on the null
+contrasts (every call false).
+
+Rules (target 0.05):
+
+* ``bh_bound1.645`` (the default): BH q ≤ target on ΔPSI = 0 and |ΔPSI| − 1.645·se ≥ delta;
+* ``bh_bound<z>``: the same with another bound level (z = 0: the bare estimate);
+* ``lfdr``: the posterior P(|ΔPSI| ≤ delta) of the fitted scale-mixture prior (the table's
+  ``lfdr``), calls where the mean lfdr of the called rows is ≤ target (``fdr_method="lfdr"``);
+* ``lfdr_nw<w>``: the same with the prior refitted with ``w`` pseudo-counts on "no change"
+  (the package uses 10);
+* ``lfdr_var<x>``: the same with the likelihood variance multiplied by ``x``;
+* ``lfdr_nobs5``: ``lfdr`` calls restricted to junctions observed by ≥ 5 cells in each group;
+* ``lfdr_bh0.2``: ``lfdr`` calls that also have BH q ≤ 0.2 on ΔPSI = 0;
+* ``bh_lfdr`` (the package's ``fdr_method="bh_lfdr"``, through its own ``call_rows``): the
+  default's calls plus the ``lfdr`` calls observed by at least ``LFDR_MIN_OBS_CELLS`` (6) cells in
+  each group; ``bh|lfdr_nobs<k>``: the same with another number of cells.
+
+``--real`` adds the real cells of ``bench/ds_quality.py`` (PT039 vs PT084, five training seeds):
+calls per seed and Jaccard between seeds of ``fdr_method`` ``bh``, ``lfdr`` and ``bh_lfdr`` on
+the same trainings, and their calls on ten random halves of PT039.
+
+Run: ``python bench/ds_call_rules.py [--quick] [--observed 0.03] [--work DIR] [--real]``; the
+trained tables are cached as pickles under ``--work`` (restartable; not committed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import pickle
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import ds_quality as dq  # noqa: E402
+from splicevi.stats.differential import (  # noqa: E402
+    call_rows,
+    fit_scale_mixture,
+    lfdr_qvalues,
+    posterior_tails,
+    welch_per_cell,
+)
+
+TARGET = 0.05
+COLS = ["qvalue", "pvalue", "effect_size", "effect_se", "lfdr", "lfdr_qvalue", "df", "n_obs_group1", "n_obs_group2"]
+
+
+def trained_tables(n_events, frac, obs, conc, args) -> dict:
+    """Train one regime as ``ds_quality`` does and keep every contrast's junction table."""
+    store = {"contrasts": [], "nulls": []}
+    labels_vs_welch, null_summary = dq.labels_vs_welch, dq.null_summary
+
+    def keep_contrast(table, k_obs, n_obs, c1, c2, true_dpsi, junctions):
+        t = table.loc[junctions]
+        store["contrasts"].append({
+            "table": t[COLS].copy(),
+            "truth": (true_dpsi.abs() > dq.DELTA).loc[junctions].to_numpy(),
+            "welch_q": welch_per_cell(k_obs, n_obs, c1, c2).qvalue,
+        })
+        return labels_vs_welch(table, k_obs, n_obs, c1, c2, true_dpsi, junctions)
+
+    def keep_null(tj, te):
+        store["nulls"].append(tj[COLS].copy())
+        return null_summary(tj, te)
+
+    dq.labels_vs_welch, dq.null_summary = keep_contrast, keep_null
+    try:
+        res = dq.run_regime(n_events, frac, obs, conc, args)
+    finally:
+        dq.labels_vs_welch, dq.null_summary = labels_vs_welch, null_summary
+    return {
+        "contrasts": dict(zip(res["contrasts"], store["contrasts"], strict=True)),
+        "nulls": dict(zip(res["nulls"], store["nulls"], strict=True)),
+    }
+
+
+def refit_lfdr_qvalues(t, null_weight: float = 10.0, var_factor: float = 1.0) -> np.ndarray:
+    """Bayesian q-values of P(|ΔPSI| ≤ delta) with the prior refitted (as ``difference_test``)."""
+    e, se, df = (t[c].to_numpy(dtype=np.float64) for c in ("effect_size", "effect_se", "df"))
+    ok = np.isfinite(se) & (se > 0) & np.isfinite(df) & (df > 0) & np.isfinite(e)
+    dfo = np.where(ok, df, 1.0)
+    heavy = np.where(dfo > 2.5, dfo / np.maximum(dfo - 2.0, 0.5), 5.0)
+    var = np.where(ok, var_factor * np.where(ok, se, 1.0) ** 2 * heavy, np.inf)
+    d = np.where(ok, e, 0.0)
+    prior = fit_scale_mixture(d[ok], var[ok], null_weight=null_weight)
+    _, log_in = posterior_tails(d, var, prior, dq.DELTA)
+    return lfdr_qvalues(np.exp(log_in))
+
+
+def rules(t) -> dict[str, np.ndarray]:
+    """Every candidate rule's calls on one junction table."""
+    q = t["qvalue"].to_numpy()
+    e = np.abs(np.nan_to_num(t["effect_size"].to_numpy()))
+    se = np.nan_to_num(t["effect_se"].to_numpy(), nan=np.inf)
+    lfdr = t["lfdr_qvalue"].to_numpy() <= TARGET
+    nmin = np.minimum(t["n_obs_group1"].to_numpy(), t["n_obs_group2"].to_numpy())
+    out = {}
+    with np.errstate(invalid="ignore"):
+        for z in (1.645, 1.28, 0.0):
+            out[f"bh_bound{z}"] = (q <= TARGET) & (e - z * se >= dq.DELTA - 1e-12)
+    out["lfdr"] = lfdr
+    out["lfdr_nw100"] = refit_lfdr_qvalues(t, null_weight=100.0) <= TARGET
+    out["lfdr_var1.5"] = refit_lfdr_qvalues(t, var_factor=1.5) <= TARGET
+    out["lfdr_nobs5"] = lfdr & (nmin >= 5)
+    out["lfdr_bh0.2"] = lfdr & (q <= 0.2)
+    for k in (4, 5, 7):
+        out[f"bh|lfdr_nobs{k}"] = out["bh_bound1.645"] | (lfdr & (nmin >= k))
+    out["bh_lfdr"] = call_rows(q, t["effect_size"].to_numpy(), TARGET, dq.DELTA, None, t["lfdr_qvalue"].to_numpy(),
+                               "bh_lfdr", se=t["effect_se"].to_numpy(), n_obs_min=nmin)
+    return out
+
+
+def score(regimes: dict[str, dict]) -> str:
+    """Markdown: per observed fraction, rule and contrast kind, ratio to Welch, worst FDR, null calls."""
+    rows = {}
+    for name, s in regimes.items():
+        obs = name.split("_obs")[1].split("_")[0]
+        for kind, c in s["contrasts"].items():
+            truth, welch = c["truth"], c["welch_q"] <= TARGET
+            w_true = int((welch & truth).sum())
+            for rule, calls in rules(c["table"]).items():
+                n, tp = int(calls.sum()), int((calls & truth).sum())
+                rows.setdefault((obs, rule, kind), []).append((tp, n - tp, w_true))
+        for kind, t in s["nulls"].items():
+            for rule, calls in rules(t).items():
+                rows.setdefault((obs, rule, kind), []).append((0, int(calls.sum()), 0))
+    lines = ["| observed | rule | contrast | regimes | ratio of true calls to Welch (min – max) | "
+             "worst empirical FDR | true / false calls per regime |", "|---|---|---|---|---|---|---|"]
+    for (obs, rule, kind), v in sorted(rows.items()):
+        ratios = [tp / w for tp, _, w in v if w]
+        fdr = max((f / (tp + f) if tp + f else 0.0) for tp, f, _ in v)
+        rng = f"{min(ratios):.2f} – {max(ratios):.2f}" if ratios else "–"
+        if kind.startswith("null"):
+            rng, fdr_s = "–", f"{sum(f for _, f, _ in v)} calls in all"
+        else:
+            fdr_s = f"{fdr:.3f}"
+        lines.append(f"| {obs} | {rule} | {kind} | {len(v)} | {rng} | {fdr_s} | "
+                     + " ".join(f"{tp}/{f}" for tp, f, _ in v) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def real_cells(shared_data: str) -> str:
+    """Patient vs patient (5 seeds) and random halves of PT039 under each ``fdr_method``."""
+    import itertools
+    import subprocess
+    import tempfile
+
+    import mudata as md
+    import pandas as pd
+    import scvi
+
+    from splicevi import SPLICEVI
+    from splicevi.data.layers import layer_or_derived
+
+    root = Path(shared_data) / "scasl_tnbc_smartseq2"
+    if not root.is_dir():
+        return f"real cells skipped: {root} is absent\n"
+    exe = Path(sys.executable).parent / "splicevi"
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for cmd in (
+            ["ingest", "--junctions", str(root / "sj_out_tab"), "--junction-format", "sj_out_tab",
+             "--out-junctions", str(tmp / "j.h5ad")],
+            ["atse", "--junctions", str(tmp / "j.h5ad"), "--min-reads", "20", "--min-cells", "10",
+             "--out", str(tmp / "events.tsv")],
+            ["assemble", "--junctions", str(tmp / "j.h5ad"), "--events", str(tmp / "events.tsv"),
+             "--out", str(tmp / "data.h5mu")],
+        ):
+            subprocess.run([str(exe), *cmd], check=True, capture_output=True)
+        mdata = md.read_h5mu(tmp / "data.h5mu")
+    labels = pd.read_csv(root / "labels_sj_out_tab.csv").set_index("Run")
+    mdata.obs["patient"] = labels["patient"].reindex(mdata.obs_names).to_numpy()
+    spl = mdata["splicing"]
+    k_obs, n_obs = layer_or_derived(spl, "cell_by_junction_matrix"), layer_or_derived(spl, "cell_by_cluster_matrix")
+    patient = mdata.obs["patient"].to_numpy()
+    c1, c2 = np.nonzero(patient == "PT039")[0], np.nonzero(patient == "PT084")[0]
+    welch = set(spl.var_names[welch_per_cell(k_obs, n_obs, c1, c2).qvalue <= TARGET])
+    SPLICEVI.setup_mudata(mdata)
+    methods = ("bh", "lfdr", "bh_lfdr")
+    sets = {m: [] for m in methods}
+    halves = {m: [] for m in methods}
+    rng = np.random.default_rng(0)
+    for seed in range(5):
+        scvi.settings.seed = seed
+        model = SPLICEVI(mdata, n_latent=8)
+        model.train(max_epochs=10, batch_size=64, lr=0.005, early_stopping=False, train_size=0.8,
+                    n_epochs_kl_warmup=2, enable_progress_bar=False)
+        for m in methods:
+            t = model.differential_splicing(groupby="patient", group1="PT039", group2="PT084",
+                                            sample_key="patient", silent=True, fdr_method=m)
+            sets[m].append(set(t.index[t["is_ds_fdr"].to_numpy(dtype=bool)]))
+        if seed == 0:  # as ds_quality: the halves on the first seed's model
+            for _ in range(10):
+                perm = rng.permutation(c1)
+                h = perm.size // 2
+                for m in methods:
+                    t = model.differential_splicing(idx1=perm[:h], idx2=perm[h:], silent=True, fdr_method=m)
+                    halves[m].append(int(t["is_ds_fdr"].sum()))
+    lines = [f"Real cells PT039 vs PT084 (Welch: {len(welch)} calls)", "",
+             "| fdr_method | calls per seed | shared with Welch | Jaccard min / median | random halves: calls per split |",
+             "|---|---|---|---|---|"]
+    for m in methods:
+        jac = [len(a & b) / max(len(a | b), 1) for a, b in itertools.combinations(sets[m], 2)]
+        lines.append(f"| {m} | {[len(x) for x in sets[m]]} | {[len(x & welch) for x in sets[m]]} | "
+                     f"{min(jac):.2f} / {np.median(jac):.2f} | {halves[m]} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    """Train the regimes (cached), score every rule, print and write the markdown."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work", default="bench/results/ds_call_rules_work")
+    parser.add_argument("--observed", default="0.03", help="comma-separated observed fractions of the grid")
+    parser.add_argument("--out", default="bench/results/ds_call_rules.md")
+    parser.add_argument("--quick", action="store_true", help="one tiny regime, to check the script runs")
+    parser.add_argument("--real", action="store_true", help="add the real cells (../shared/data)")
+    parser.add_argument("--shared-data", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    logging.getLogger("scvi").setLevel(logging.ERROR)
+    torch.set_num_threads(1)
+    args.n_cells, args.n_genes, args.epochs, args.seed = 1000, 300, 20, 0
+    observed = [float(x) for x in args.observed.split(",")]
+    grid = [(e, f, o, c) for e in (300, 2500) for f in (0.1, 0.3) for o in observed for c in (20.0, 100.0)]
+    if args.quick:
+        args.n_cells, args.n_genes, args.epochs = 400, 80, 3
+        grid = [(200, 0.3, 0.15, 20.0)]
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    regimes = {}
+    for n_events, frac, obs, conc in grid:
+        name = dq.regime_name(n_events, frac, obs, conc)
+        path = work / f"{'quick_' if args.quick else ''}{name}.pkl"
+        if not path.exists():
+            tmp = path.with_suffix(".tmp")
+            with open(tmp, "wb") as fh:
+                pickle.dump(trained_tables(n_events, frac, obs, conc, args), fh)
+            tmp.replace(path)
+            print(f"{name}: trained", flush=True)
+        with open(path, "rb") as fh:
+            regimes[name] = pickle.load(fh)
+    text = f"Command: `python {' '.join(sys.argv)}`\n\n" + score(regimes)
+    if args.real:
+        text += "\n" + real_cells(args.shared_data)
+    Path(args.out).write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
