@@ -500,8 +500,14 @@ class SplicingAnalysisMixin:
           reads the clustering did not see (:func:`splicevi.model._ds_clusters.heldout_ds`).
         - ``auto`` (default): ``samples`` when every sample (``sample_key``; default the registered
           batch key) of the compared cells lies inside one group and each group has at least two
-          samples; else ``clusters`` when the groups look like clusters of the model's latent; else
-          ``labels``. Decided per comparison.
+          samples; else ``clusters`` when ``groupby`` is recorded as a clustering (scanpy's
+          ``uns[groupby]["params"]`` of ``sc.tl.leiden`` / ``louvain``, or ``splicevi cluster``'s
+          provenance); else ``clusters`` when the model's latent separates the groups almost
+          perfectly **and** the data hold held-out reads (``split_reads``); such groups without
+          held-out reads (a well-separated cell type looks the same as a cluster) get ``labels``
+          with a double-dipping warning in the log and the reason; else ``labels``. Decided per
+          comparison. The clusters test uses the interval null (``fdr_method`` ``bh`` and
+          ``bh_lfdr`` mean ``interval`` there; see :func:`~splicevi.model._ds_clusters.heldout_ds`).
 
         **The labels test.** The quantity tested is the difference of the two groups' **mean PSI**,
         ΔPSI = PSI1 − PSI2, where each cell of a group counts once. A group's mean PSI per junction
@@ -704,8 +710,9 @@ class SplicingAnalysisMixin:
                 table = heldout_ds(
                     self, adata, c1, c2, delta=delta, fdr_target=fdr_target, level=level, mode=mode,
                     # The held-out reads of selected groups keep the interval test's level, not the
-                    # point null's (bench/results/ds_clusters.md): "bh" means the interval test here.
-                    fdr_method="interval" if fdr_method == "bh" else fdr_method,
+                    # point null's (bench/results/ds_clusters.md): "bh" and "bh_lfdr" mean the
+                    # interval test here.
+                    fdr_method="interval" if fdr_method in ("bh", "bh_lfdr") else fdr_method,
                     batch_size=batch_size, all_stats=all_stats,
                 )
             table = dsdesign.finish_table(table, choice)
