@@ -189,3 +189,23 @@ def test_cell_overdispersion_sees_bimodal_cells():
 
     rho = ds.between_cell_overdispersion(sp.csr_matrix(k), sp.csr_matrix(n), np.zeros(400, dtype=int))
     assert rho[0] > 0.6 and rho[1] < 0.05, rho
+
+
+def test_auto_rule_recorded_clusterings_and_latent_separated_groups():
+    latent_says_yes = lambda: (True, 0.97)  # noqa: E731
+    # A grouping that scanpy or `splicevi cluster` recorded as a clustering is a clusters design.
+    scanpy_uns = {"leiden_fine": {"params": {"resolution": 2.0, "random_state": 0}}}
+    why = dsdesign.recorded_clustering([{}, scanpy_uns], "leiden_fine")
+    assert why is not None and "leiden_fine" in why
+    provenance = {"splicevi_provenance": {"cluster": {"key": "leiden", "reads": "fit part"}}}
+    assert "splicevi cluster" in dsdesign.recorded_clustering([provenance], "leiden")
+    assert dsdesign.recorded_clustering([scanpy_uns, provenance], "cell_type") is None
+    choice = dsdesign.choose_design("auto", None, None, "batch", lambda: (False, 0.5), recorded_clustering=why)
+    assert choice.design == "clusters"
+    # The latent alone cannot tell a cluster from a well-separated cell type: held-out reads decide.
+    with_reads = dsdesign.choose_design("auto", None, None, "batch", latent_says_yes, has_heldout_reads=True)
+    assert with_reads.design == "clusters"
+    without = dsdesign.choose_design("auto", None, None, "batch", latent_says_yes, has_heldout_reads=False)
+    assert without.design == "labels" and "WARNING" in without.reason and "design='clusters'" in without.reason
+    # An explicit design is never overridden.
+    assert dsdesign.choose_design("labels", None, None, "batch", latent_says_yes, recorded_clustering=why).design == "labels"
