@@ -154,34 +154,15 @@ def score(regimes: dict[str, dict]) -> str:
 def real_cells(shared_data: str) -> str:
     """Patient vs patient (5 seeds) and random halves of PT039 under each ``fdr_method``."""
     import itertools
-    import subprocess
-    import tempfile
 
-    import mudata as md
-    import pandas as pd
     import scvi
 
     from splicevi import SPLICEVI
     from splicevi.data.layers import layer_or_derived
 
-    root = Path(shared_data) / "scasl_tnbc_smartseq2"
-    if not root.is_dir():
-        return f"real cells skipped: {root} is absent\n"
-    exe = Path(sys.executable).parent / "splicevi"
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        for cmd in (
-            ["ingest", "--junctions", str(root / "sj_out_tab"), "--junction-format", "sj_out_tab",
-             "--out-junctions", str(tmp / "j.h5ad")],
-            ["atse", "--junctions", str(tmp / "j.h5ad"), "--min-reads", "20", "--min-cells", "10",
-             "--out", str(tmp / "events.tsv")],
-            ["assemble", "--junctions", str(tmp / "j.h5ad"), "--events", str(tmp / "events.tsv"),
-             "--out", str(tmp / "data.h5mu")],
-        ):
-            subprocess.run([str(exe), *cmd], check=True, capture_output=True)
-        mdata = md.read_h5mu(tmp / "data.h5mu")
-    labels = pd.read_csv(root / "labels_sj_out_tab.csv").set_index("Run")
-    mdata.obs["patient"] = labels["patient"].reindex(mdata.obs_names).to_numpy()
+    mdata = dq.real_patients(shared_data)
+    if mdata is None:
+        return f"real cells skipped: {Path(shared_data) / 'scasl_tnbc_smartseq2'} is absent\n"
     spl = mdata["splicing"]
     k_obs, n_obs = layer_or_derived(spl, "cell_by_junction_matrix"), layer_or_derived(spl, "cell_by_cluster_matrix")
     patient = mdata.obs["patient"].to_numpy()

@@ -330,15 +330,15 @@ def labels_headline(summary: dict) -> list[str]:
     return [*lines, ""]
 
 
-def real_cells(args) -> dict | None:
-    """Patient vs patient on the real Smart-seq2 cells, five seeds, beside Welch; random halves."""
-    import itertools
+def real_patients(shared_data: str):
+    """The Smart-seq2 SJ.out.tab cells through ingest, atse and assemble, with ``obs["patient"]``.
 
+    ``None`` when ``shared_data`` has no ``scasl_tnbc_smartseq2`` folder.
+    """
     import mudata as md
 
-    root = Path(args.shared_data) / "scasl_tnbc_smartseq2"
+    root = Path(shared_data) / "scasl_tnbc_smartseq2"
     if not root.is_dir():
-        print(f"real cells skipped: {root} is absent", flush=True)
         return None
     exe = Path(sys.executable).parent / "splicevi"
     with tempfile.TemporaryDirectory() as tmp:
@@ -355,6 +355,18 @@ def real_cells(args) -> dict | None:
         mdata = md.read_h5mu(tmp / "data.h5mu")
     labels = pd.read_csv(root / "labels_sj_out_tab.csv").set_index("Run")
     mdata.obs["patient"] = labels["patient"].reindex(mdata.obs_names).to_numpy()
+    return mdata
+
+
+def real_cells(args) -> dict | None:
+    """Patient vs patient on the real Smart-seq2 cells, five seeds, beside Welch; random halves."""
+    import itertools
+
+
+    mdata = real_patients(args.shared_data)
+    if mdata is None:
+        print(f"real cells skipped: {Path(args.shared_data) / 'scasl_tnbc_smartseq2'} is absent", flush=True)
+        return None
     spl = mdata["splicing"]
     k_obs = layer_or_derived(spl, "cell_by_junction_matrix")
     n_obs = layer_or_derived(spl, "cell_by_cluster_matrix")
