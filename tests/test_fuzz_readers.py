@@ -193,20 +193,28 @@ def _consistent(fmt: str, adata, expected: int | None) -> bool:
     return adata.n_obs > 0 and adata.n_vars > 0 and total >= 0
 
 
+def _damaged_variant(folder: Path, fmt: str, rng):
+    """Write a valid ``fmt`` input into ``folder`` and damage it in place (gzipped when the damage says).
+
+    Returns the folder, the damaged file, the kind of damage, the damaged bytes and whether they are gzip.
+    """
+    folder.mkdir()
+    target = _valid(fmt, folder, rng)
+    kind, damaged, gz = _damage(target.read_bytes(), rng)
+    if gz and fmt != "starsolo":
+        target.unlink()
+        target = target.with_name(target.name + ".gz")
+    target.write_bytes(damaged)
+    return folder, target, kind, damaged, gz
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["sj_out_tab", "junc", "regtools", "table", "starsolo"])
 def test_damaged_inputs_fail_cleanly_or_read_correctly(tmp_path, fmt):
     rng = np.random.default_rng(["sj_out_tab", "junc", "regtools", "table", "starsolo"].index(fmt) + 100)
     outcomes: dict[str, int] = {}
     for v in range(N_VARIANTS):
-        folder = tmp_path / f"v{v}"
-        folder.mkdir()
-        target = _valid(fmt, folder, rng)
-        kind, damaged, gz = _damage(target.read_bytes(), rng)
-        if gz and fmt != "starsolo":
-            target.unlink()
-            target = target.with_name(target.name + ".gz")
-        target.write_bytes(damaged)
+        folder, target, kind, damaged, gz = _damaged_variant(tmp_path / f"v{v}", fmt, rng)
         source = folder if fmt == "starsolo" else target
         try:
             adata = read_junctions(source, fmt, progress=False)
@@ -245,14 +253,7 @@ def test_every_fuzzed_data_error_names_its_line(tmp_path, fmt):
     rng = np.random.default_rng(["sj_out_tab", "junc", "regtools", "table", "starsolo"].index(fmt) + 7)
     n_errors = 0
     for v in range(40):
-        folder = tmp_path / f"v{v}"
-        folder.mkdir()
-        target = _valid(fmt, folder, rng)
-        kind, damaged, gz = _damage(target.read_bytes(), rng)
-        if gz and fmt != "starsolo":
-            target.unlink()
-            target = target.with_name(target.name + ".gz")
-        target.write_bytes(damaged)
+        folder, target, kind, damaged, gz = _damaged_variant(tmp_path / f"v{v}", fmt, rng)
         try:
             read_junctions(folder if fmt == "starsolo" else target, fmt, progress=False)
         except InputError as err:
