@@ -289,18 +289,27 @@ class SplicingAnalysisMixin:
 
     # ------------------------------------------------------------------ observed data
     @torch.inference_mode()
-    def _observed_counts(self, adata, indices: np.ndarray, batch_size: int | None = None):
-        """Observed ``k`` and ``n`` (cells × junctions CSR) of the cells, as the model sees them."""
-        rows, cols, ks, ns = [], [], [], []
+    def _observed_minibatches(self, adata, indices: np.ndarray, batch_size: int | None = None):
+        """Yield ``(first row, rows, cols, k, n)`` of each minibatch's observed entries, as the model sees them.
+
+        ``rows`` are positions within the minibatch; ``first row`` is the minibatch's offset in
+        ``indices``. Only one minibatch is in memory at a time.
+        """
         start = 0
         for tensors in self._data_loader(adata, indices, batch_size):
             obs = self.module.observed(*(self.module._get_inference_input(tensors)[key] for key in (
                 "junction_counts", "atse_counts", "psi_mask", "junction_ratio")))
-            rows.append(obs.rows.cpu().numpy() + start)
-            cols.append(obs.cols.cpu().numpy())
-            ks.append(obs.k.cpu().numpy())
-            ns.append(obs.n.cpu().numpy())
+            yield start, obs.rows.cpu().numpy(), obs.cols.cpu().numpy(), obs.k.cpu().numpy(), obs.n.cpu().numpy()
             start += obs.n_cells
+
+    def _observed_counts(self, adata, indices: np.ndarray, batch_size: int | None = None):
+        """Observed ``k`` and ``n`` (cells × junctions CSR) of the cells, as the model sees them."""
+        rows, cols, ks, ns = [], [], [], []
+        for start, r, c, k, n in self._observed_minibatches(adata, indices, batch_size):
+            rows.append(r + start)
+            cols.append(c)
+            ks.append(k)
+            ns.append(n)
         shape = (len(indices), self.module.n_input_junctions)
         r, c = np.concatenate(rows), np.concatenate(cols)
         k = sp.csr_matrix((np.concatenate(ks), (r, c)), shape=shape)
@@ -446,17 +455,12 @@ class SplicingAnalysisMixin:
                 start += n_rows
         return mom
 
-    @torch.inference_mode()
     def _cell_overdispersion(self, adata, cells, stratum, n_strata, batch_size) -> np.ndarray:
         """:class:`~splicevi.stats.differential.CellOverdispersion` of the cells, one minibatch at a time."""
         acc = dstats.CellOverdispersion(n_strata, self.module.n_input_junctions)
-        start = 0
-        for tensors in self._data_loader(adata, cells, batch_size):
-            obs = self.module.observed(*(self.module._get_inference_input(tensors)[key] for key in (
-                "junction_counts", "atse_counts", "psi_mask", "junction_ratio")))
-            acc.add(stratum[start : start + obs.n_cells], obs.rows.cpu().numpy(), obs.cols.cpu().numpy(),
-                    obs.k.cpu().double().numpy(), obs.n.cpu().double().numpy())
-            start += obs.n_cells
+        for start, rows, cols, k, n in self._observed_minibatches(adata, cells, batch_size):
+            # ``rows`` are positions within the minibatch: the strata from its first row on line up.
+            acc.add(stratum[start:], rows, cols, k.astype(np.float64), n.astype(np.float64))
         return acc.rho()
 
     def differential_splicing(
