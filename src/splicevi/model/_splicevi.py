@@ -128,8 +128,9 @@ class SPLICEVI(
         Factor on the splicing reconstruction term of the training loss: ``1`` (the ELBO), a
         number, or ``"balanced"``: the median gene reads over the median junction reads per cell
         (at least 1), so that at droplet coverage the few junction reads of a cell are not
-        drowned by its thousands of gene reads (see :meth:`_balanced_splicing_weight`; measured
-        in ``bench/quality.py --droplet``).
+        drowned by its thousands of gene reads. At 3 % coverage it raises the separation of cell
+        states that differ only in splicing but lowers the imputation of hidden ATSEs, hence off
+        by default (``bench/results/quality.md``, section "Droplet coverage").
     **model_kwargs
         Passed to :class:`~splicevi.module.SPLICEVAE` (e.g. ``splicing_weight_prior_sd``, the prior
         standard deviation of the splicing decoder's junction weights, default 0.1).
