@@ -129,3 +129,20 @@ def test_dirichlet_multinomial_products_skip_lgamma(monkeypatch):
     # Counts that are not whole numbers take the lgamma form.
     dirichlet_multinomial_log_prob(k + 0.5, log_p, phi, group, n_groups, log_factorials=torch.zeros(n_groups))
     assert sizes
+
+
+def test_segment_log_softmax_common_shift_equals_per_group_maximum():
+    """One shift for all groups, and the per-group maximum where a group lies far below the others."""
+    group = torch.as_tensor(np.repeat(np.arange(300), rng.integers(1, 5, size=300)))
+    logits = torch.as_tensor(rng.normal(0, 3, size=group.shape[0]))
+    for offset in (0.0, -200.0):  # the second puts group 7 ~200 below the rest: underflow without care
+        x = logits.clone()
+        x[group == 7] += offset
+        x = x.float().requires_grad_()
+        got = segment_log_softmax(x, group, 300)
+        got[::3].sum().backward()
+        x64 = x.detach().double().requires_grad_()
+        want = torch.cat([torch.log_softmax(x64[group == g], 0) for g in range(300)])
+        want[::3].sum().backward()
+        torch.testing.assert_close(got.double(), want.detach(), rtol=1e-6, atol=2e-6)
+        torch.testing.assert_close(x.grad.double(), x64.grad, rtol=1e-6, atol=2e-6)

@@ -63,10 +63,22 @@ def segment_log_softmax(logits: torch.Tensor, group: torch.Tensor, n_groups: int
     n_groups
         Number of groups.
     """
-    group_max = torch.full((n_groups,), float("-inf"), dtype=logits.dtype, device=logits.device)
-    group_max = group_max.scatter_reduce(0, group, logits.detach(), reduce="amax", include_self=True)
-    shifted = logits - group_max.index_select(0, group)
+    if logits.numel() == 0:
+        return logits.clone()
+    # Shift by one number for all groups instead of each group's maximum (a scatter-max over the
+    # entries and a gather back): softmax does not depend on the shift, and the sum of a group's
+    # exp stays in float's normal range unless its logits lie ~80 below the overall maximum, which
+    # the check below catches (then the per-group maximum, as before).
+    shift = logits.detach().max()
+    shifted = logits - shift
     denom = torch.zeros(n_groups, dtype=logits.dtype, device=logits.device).index_add_(0, group, shifted.exp())
+    # sqrt of the smallest normal float (float32: 1e-19): the group's largest term is far from the
+    # subnormal range and keeps full relative precision.
+    if bool((denom < torch.finfo(logits.dtype).tiny ** 0.5).any()):
+        group_max = torch.full((n_groups,), float("-inf"), dtype=logits.dtype, device=logits.device)
+        group_max = group_max.scatter_reduce(0, group, logits.detach(), reduce="amax", include_self=True)
+        shifted = logits - group_max.index_select(0, group)
+        denom = torch.zeros(n_groups, dtype=logits.dtype, device=logits.device).index_add_(0, group, shifted.exp())
     return shifted - denom.log().index_select(0, group)
 
 
@@ -123,14 +135,17 @@ class CountOrder:
     above: tuple[int, ...]
 
 
-def count_order(counts: torch.Tensor, positions: torch.Tensor | None = None) -> CountOrder | None:
+def count_order(
+    counts: torch.Tensor, positions: torch.Tensor | None = None, whole: bool = False
+) -> CountOrder | None:
     """:class:`CountOrder` of ``counts`` (``None`` when they are not whole numbers ``≥ 0``).
 
     ``positions`` (optional, one per count) are what ``order`` lists instead of ``0 .. len - 1``
-    (e.g. the positions of the entries with reads among all entries).
+    (e.g. the positions of the entries with reads among all entries). ``whole=True``: the caller
+    knows the counts are whole numbers ``≥ 0`` (e.g. sums of such counts); they are not checked.
     """
     cap = RISING_TERMS_MAX + 2
-    if counts.numel() and (
+    if counts.numel() and not whole and (
         bool((counts < 0).any()) or not bool((counts == torch.floor(counts)).all())
     ):
         return None

@@ -85,7 +85,8 @@ class ObservedEntries:
     def groups_by_total(self) -> CountOrder | None:
         """The groups ordered by their total ``n``, largest first (``None``: not whole numbers)."""
         if self._totals_order is None:
-            self._totals_order = count_order(self.group_totals()) or False
+            # Sums of whole counts are whole: no need to check them again.
+            self._totals_order = count_order(self.group_totals(), whole=self.reads_by_count() is not None) or False
         return self._totals_order or None
 
     def layout(self) -> EntryLayout | None:
