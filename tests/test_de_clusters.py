@@ -179,3 +179,21 @@ def test_default_de_of_null_clusters_tests_held_out_counts_and_makes_no_calls(nu
             with_calls += bool(part["is_de_fdr"].any())
     assert contrasts >= 10
     assert with_calls <= contrasts // 10, (with_calls, contrasts)
+
+
+def test_readme_recipe_tests_ds_and_de_of_own_clusters_on_held_out_counts(null_expression_model):
+    """The README's recipe for clusters of your own runs as written, DS and DE included."""
+    import re
+    from pathlib import Path
+
+    mdata, model = null_expression_model
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if "fit_part_latent" in b)
+    assert "split_data" in block and "differential_expression" in block
+    namespace = {"mdata": mdata, "model": model}
+    exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102 - the point of the test
+    de, ds = namespace["de"], namespace["ds"]
+    assert de.attrs["splicevi_de"]["design"] == "clusters"
+    assert ds.attrs["splicevi_ds"]["design"] == "clusters"
+    with_calls = [bool(part["is_de_fdr"].any()) for _, part in de.groupby("comparison")]
+    assert len(with_calls) >= 2 and sum(with_calls) <= max(1, len(with_calls) // 10)
