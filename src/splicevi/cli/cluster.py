@@ -58,9 +58,9 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
         help="share of each cell's junction reads and gene counts held out to test the clusters (with --model)",
     )
     p.add_argument("--split-method", choices=["dm", "binomial"], default="dm",
-                   help="how the counts are split (with --model): dm (default; Dirichlet-multinomial thinning of the "
-                        "reads, negative-binomial thinning of the gene counts) or binomial (both; not valid for "
-                        "overdispersed counts)")
+                   help="how the counts are split (with --model): dm, Dirichlet-multinomial thinning of the "
+                        "reads and negative-binomial thinning of the gene counts, or binomial, both binomial (not "
+                        "valid for overdispersed counts)")
     p.add_argument(
         "--annotations",
         default=None,
