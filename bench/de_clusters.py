@@ -60,10 +60,10 @@ from splicevi.stats.heldout_de import heldout_de_test  # noqa: E402
 
 DELTA = 0.25
 FDR = 0.05
-MARK = "<!-- de_clusters -->"
+MARK = "<!-- de_clusters{} -->"
 
 
-def with_genes(n_cells: int, n_genes: int, n_events: int, n_types: int, seed: int):
+def with_genes(n_cells: int, n_genes: int, n_events: int, n_types: int, seed: int, library: float = 2000.0):
     """Junctions of the independent null plus NB gene counts; returns the MuData and true ρ (cells × genes)."""
     mdata = null_independent(n_cells, n_events, 0.15, 12.0, seed)
     rng = np.random.default_rng(seed + 7)
@@ -75,7 +75,7 @@ def with_genes(n_cells: int, n_genes: int, n_events: int, n_types: int, seed: in
         lfc[:] = 0.0
     rho = np.exp(base[None, :] + lfc[types])
     rho /= rho.sum(axis=1, keepdims=True)
-    depth = rng.lognormal(np.log(2000.0), 0.4, n_cells)
+    depth = rng.lognormal(np.log(library), 0.4, n_cells)
     mean = rho * depth[:, None]
     x = rng.poisson(rng.gamma(theta, mean / theta)).astype(np.float32)
     genes = pd.DataFrame({"gene_name": [f"G{g}" for g in range(n_genes)]},
@@ -200,9 +200,11 @@ def run(name, mdata, rho, args, power):
 def markdown(rows, args, seconds):
     """The section appended to bench/results/ds_clusters.md."""
     df = pd.DataFrame(rows)
-    lines = [MARK, "", "## Differential expression of the clusters (`bench/de_clusters.py`)", "",
+    title = "## Differential expression of the clusters (`bench/de_clusters.py`)" + (f", {args.tag}" if args.tag else "")
+    lines = [MARK.format(args.tag), "", title, "",
              f"Command: `{' '.join(['python', 'bench/de_clusters.py', *sys.argv[1:]])}`; torch threads 1, "
-             f"{seconds:.0f} s. Cells {args.n_cells}, genes {args.n_genes}, ATSEs {args.n_events}, {args.epochs} "
+             f"{seconds:.0f} s. Cells {args.n_cells}, genes {args.n_genes} (mean {args.library:g} counts a cell), "
+             f"ATSEs {args.n_events}, {args.epochs} "
              f"epochs; calls: BH q ≤ {FDR} and |log2 FC| ≥ {DELTA}. Every cluster vs the rest.", "",
              "### Null (one expression profile): contrasts with any call / contrasts (calls, all false)", ""]
     nul = df[df["dataset"] == "null"]
@@ -228,6 +230,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=25)
     parser.add_argument("--resolutions", type=float, nargs="+", default=[0.5, 1.0, 2.0])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--library", type=float, default=2000.0, help="mean gene counts per cell")
+    parser.add_argument("--null-only", action="store_true", help="skip the power dataset")
+    parser.add_argument("--tag", default="", help="label of this run's section (several runs append side by side)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "ds_clusters.md"))
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -237,16 +242,25 @@ def main() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
     t0 = time.time()
     rows = []
-    mdata, _ = with_genes(args.n_cells, args.n_genes, args.n_events, 1, args.seed)
+    mdata, _ = with_genes(args.n_cells, args.n_genes, args.n_events, 1, args.seed, args.library)
     rows += run("null", mdata, None, args, power=False)
-    mdata, rho = with_genes(args.n_cells, args.n_genes, args.n_events, 4, args.seed + 1)
-    rows += run("power", mdata, rho, args, power=True)
+    if not args.null_only:
+        mdata, rho = with_genes(args.n_cells, args.n_genes, args.n_events, 4, args.seed + 1, args.library)
+        rows += run("power", mdata, rho, args, power=True)
     text = markdown(rows, args, time.time() - t0)
     out = Path(args.out)
     old = out.read_text() if out.exists() else ""
-    old = old.split(MARK)[0].rstrip() + "\n\n" if MARK in old else old.rstrip() + "\n\n"
+    mark = MARK.format(args.tag)
+    if mark in old:  # replace this run's section, keep what follows it (another run's)
+        head, tail = old.split(mark, 1)
+        rest = tail.split("<!-- de_clusters", 1)
+        tail = "<!-- de_clusters" + rest[1] if len(rest) > 1 else ""
+        old = head.rstrip() + "\n\n" + (tail.rstrip() + "\n\n" if tail else "")
+    else:
+        old = old.rstrip() + "\n\n"
     out.write_text(old + text)
-    out.with_name("de_clusters.json").write_text(json.dumps(rows, default=str, indent=1))
+    name = f"de_clusters{'_' + args.tag if args.tag else ''}.json"
+    out.with_name(name).write_text(json.dumps(rows, default=str, indent=1))
     print(text)
 
 
