@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 import time
 import warnings
@@ -201,7 +202,7 @@ def markdown(rows, args, seconds):
     """The section appended to bench/results/ds_clusters.md."""
     df = pd.DataFrame(rows)
     title = "## Differential expression of the clusters (`bench/de_clusters.py`)" + (f", {args.tag}" if args.tag else "")
-    lines = [MARK.format(args.tag), "", title, "",
+    lines = [MARK.format(f": {args.tag}" if args.tag else ""), "", title, "",
              f"Command: `{' '.join(['python', 'bench/de_clusters.py', *sys.argv[1:]])}`; torch threads 1, "
              f"{seconds:.0f} s. Cells {args.n_cells}, genes {args.n_genes} (mean {args.library:g} counts a cell), "
              f"ATSEs {args.n_events}, {args.epochs} "
@@ -250,7 +251,7 @@ def main() -> None:
     text = markdown(rows, args, time.time() - t0)
     out = Path(args.out)
     old = out.read_text() if out.exists() else ""
-    mark = MARK.format(args.tag)
+    mark = MARK.format(f": {args.tag}" if args.tag else "")
     if mark in old:  # replace this run's section, keep what follows it (another run's)
         head, tail = old.split(mark, 1)
         rest = tail.split("<!-- de_clusters", 1)
@@ -259,7 +260,7 @@ def main() -> None:
     else:
         old = old.rstrip() + "\n\n"
     out.write_text(old + text)
-    name = f"de_clusters{'_' + args.tag if args.tag else ''}.json"
+    name = "de_clusters" + ("_" + re.sub(r"[^A-Za-z0-9]+", "_", args.tag) if args.tag else "") + ".json"
     out.with_name(name).write_text(json.dumps(rows, default=str, indent=1))
     print(text)
 
