@@ -1,9 +1,10 @@
-"""Differential expression of two groups of cells on held-out gene counts: a cell-level robust score test.
+"""Differential expression of two groups of cells on held-out gene counts: a cell-level negative-binomial score test.
 
 Clusters found on the gene counts are tested on counts the clustering never saw (the held-out part
 of :func:`splicevi.data.thinning.split_genes`). Given each cell's mean, the held-out counts of a gene
 that does not differ are independent of the clusters, so any calibrated two-group test of them
-keeps its level; this one is chosen for being calibrated without a model of the counts:
+keeps its level; this one is chosen for keeping it on small groups of sparse, overdispersed counts
+(random groups in ``bench/de_clusters.py``, method ``d0``):
 
 * each group's expression is the ratio ``r_k = Σ x / Σ s`` over its cells (``s`` the cell's
   held-out library size over the mean): the Poisson maximum-likelihood rate with a depth offset, so
