@@ -199,7 +199,9 @@ def test_readme_recipe_for_own_clusters_runs(null_model):
     block = next(b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if "fit_part_latent" in b)
     # The last line calls the design dispatcher of differential_splicing; its held-out path is run
     # directly below.
-    code = "\n".join(line for line in block.splitlines() if "differential_splicing" not in line)
+    # The data here are splicing-only: the whole block, DE included, runs in tests/test_de_clusters.py.
+    code = "\n".join(line for line in block.splitlines()
+                     if "differential_splicing" not in line and "differential_expression" not in line)
     assert "differential_splicing" in block and 'design="clusters"' in block
     namespace = {"mdata": mdata, "model": model}
     exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - the point of the test
@@ -238,6 +240,11 @@ def test_cluster_cli_clusters_the_fit_part_and_stores_heldout_reads(tmp_path):
     total = sp.csr_matrix(spl.layers["cell_by_junction_matrix"])
     assert (total - held).toarray().min() >= 0 and 0 < held.sum() < total.sum()
     assert result.uns["splicevi_provenance"]["cluster"]["reads"] == "fit part"
+    # The gene counts are split too (negative-binomial thinning), for `splicevi de`.
+    genes = sp.csr_matrix(result["rna"].X)
+    held_genes = sp.csr_matrix(result["rna"].layers["heldout_gene_counts"])
+    assert (genes - held_genes).toarray().min() >= 0 and 0 < held_genes.sum() < genes.sum()
+    assert result["rna"].uns["splicevi_split"]["method"] == "nb"
     assert "X_splicevi_fit" in result.obsm and "X_umap" in result.obsm
     # ds can test the written clusters on the held-out reads.
     mdata = read_mudata(out)
@@ -246,3 +253,9 @@ def test_cluster_cli_clusters_the_fit_part_and_stores_heldout_reads(tmp_path):
     c1 = np.nonzero(labels == labels[0])[0]
     table = heldout_ds(model, mdata, c1, np.setdiff1d(np.arange(mdata.n_obs), c1), delta=DELTA, fdr_target=0.05)
     assert len(table) == spl.n_vars
+    # de tests the same clusters on the held-out gene counts (the default design picks it) and logs why.
+    de_out = tmp_path / "de.tsv"
+    assert main(["de", "--mdata", str(out), "--model", str(model_dir), "--threads", "1", "--out", str(de_out)]) == 0
+    de = pd.read_csv(de_out, sep="\t")
+    assert set(de["design"]) == {"clusters"} and de["test"].str.contains("held-out gene counts").all()
+    assert {"lfc_mean", "pvalue", "qvalue", "is_de_fdr", "gene_name"} <= set(de.columns)

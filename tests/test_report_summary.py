@@ -119,3 +119,12 @@ def test_log_warnings_are_listed(tmp_path):
     (tmp_path / "atse.log").write_text("2026-01-01 INFO fine\n2026-01-01 WARNING 3 of 5 events have no gene <x>\n")
     page = render_summary(RUN, **_tables(), log_dir=tmp_path)
     assert "atse.log: 3 of 5 events have no gene &lt;x&gt;" in page
+
+
+def test_summary_names_the_de_test_of_each_contrast():
+    tables = _tables()
+    de = pd.DataFrame({"contrast": "B_vs_A", "gene_id": ["g1", "g2"], "is_de_fdr": [True, False],
+                       "design": "clusters", "test": "held-out gene counts (count splitting)"})
+    page = render_summary(RUN, de=de, **tables)
+    assert "<th>DE test</th>" in page and "held-out gene counts (count splitting)" in page
+    assert "1 / 2" in page

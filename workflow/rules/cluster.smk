@@ -1,9 +1,9 @@
 rule cluster:
     """Leiden clusters on the joint latent; writes the final MuData (latents, UMAP, clusters added).
 
-    With cluster.heldout_fraction > 0 (default) the junction reads are split first: the clusters are
-    found on the latent of the fit part and the held-out part is stored for the DS test of the
-    cluster contrasts (the UMAP stays that of all reads).
+    With cluster.heldout_fraction > 0 (default) the junction reads and gene counts are split first:
+    the clusters are found on the latent of the fit parts and the held-out parts are stored for the
+    DS and DE tests of the cluster contrasts (the UMAP stays that of all reads).
     """
     input:
         mdata=out("data", "data.h5mu"),

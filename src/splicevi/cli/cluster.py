@@ -1,9 +1,11 @@
 """``splicevi cluster``: Leiden clusters on the joint latent; writes the annotated final ``.h5mu``.
 
-With ``--model`` the clusters are found on part of the junction reads only: the reads are split
-(:func:`splicevi.data.thinning.split_reads`), the cells are encoded from the fit part, and the
-held-out part is written with the data so that ``splicevi ds`` tests the clusters on reads the
-clustering never saw. The UMAP and the kNN graph stored for display stay those of all reads.
+With ``--model`` the clusters are found on part of the data only: the junction reads and the gene
+counts are split (:func:`splicevi.data.thinning.split_data`: Dirichlet-multinomial and
+negative-binomial thinning), the cells are encoded from the fit parts, and the held-out parts are
+written with the data (layers of the splicing and expression modalities) so that ``splicevi ds`` and
+``splicevi de`` test the clusters on counts the clustering never saw. The UMAP and the kNN graph
+stored for display stay those of all counts.
 """
 
 from __future__ import annotations
@@ -45,16 +47,20 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     p.add_argument(
         "--model",
         default=None,
-        help="model directory from `splicevi train`: split the junction reads, cluster on the latent of the fit "
-        "part and store the held-out part for `splicevi ds` (without it: cluster on all reads, as the embedding)",
+        help="model directory from `splicevi train`: split the junction reads and gene counts, cluster on the latent "
+        "of the fit parts and store the held-out parts for `splicevi ds` / `de` (without it: cluster on all "
+        "counts, as the embedding)",
     )
     p.add_argument(
         "--heldout-fraction",
         type=float,
         default=0.5,
-        help="share of each cell's junction reads held out to test the clusters (with --model)",
+        help="share of each cell's junction reads and gene counts held out to test the clusters (with --model)",
     )
-    p.add_argument("--split-method", choices=["dm", "binomial"], default="dm", help="how the reads are split (with --model)")
+    p.add_argument("--split-method", choices=["dm", "binomial"], default="dm",
+                   help="how the counts are split (with --model): dm, Dirichlet-multinomial thinning of the "
+                        "reads and negative-binomial thinning of the gene counts, or binomial, both binomial (not "
+                        "valid for overdispersed counts)")
     p.add_argument(
         "--annotations",
         default=None,
@@ -144,14 +150,14 @@ def store_embedding(mdata, emb, obs_columns) -> None:
 
 
 def fit_part_graph(mdata, args, emb):
-    """Split the junction reads, encode the fit part and return its kNN graph and the split record.
+    """Split the junction reads and gene counts, encode the fit parts and return their kNN graph and the split record.
 
     The graph uses the embedding's number of neighbours; the fit-part latent is kept in
     ``obsm["X_splicevi_fit"]`` (the displayed UMAP and graph stay those of all reads).
     """
     import scanpy as sc
 
-    from splicevi.data.thinning import split_reads
+    from splicevi.data.thinning import split_data
     from splicevi.model._ds_clusters import fit_part_latent
 
     from ._common import load_model
@@ -159,18 +165,19 @@ def fit_part_graph(mdata, args, emb):
     if not 0 < args.heldout_fraction < 1:
         raise ValueError(f"--heldout-fraction must be in (0, 1), got {args.heldout_fraction}")
     model = load_model(args.model, mdata)
-    split_reads(mdata, fraction=args.heldout_fraction, method=args.split_method, seed=args.seed)
+    held = split_data(mdata, fraction=args.heldout_fraction, method=args.split_method, seed=args.seed)
     latent = fit_part_latent(model, mdata)
     params = dict(emb.uns.get("neighbors", {}).get("params", {}))
     fit = ad.AnnData(np.zeros((mdata.n_obs, 0), dtype=np.float32), obs=pd.DataFrame(index=mdata.obs_names))
     fit.obsm[FIT_LATENT_KEY] = latent
     sc.pp.neighbors(fit, n_neighbors=int(params.get("n_neighbors", 15)), use_rep=FIT_LATENT_KEY, random_state=args.seed)
     emb.obsm[FIT_LATENT_KEY] = latent
+    parts = "junction reads and gene counts" if "rna" in held else "junction reads"
     log.info(
-        "clusters found on the fit part of the junction reads (%s split, %.0f%% held out for `splicevi ds`)",
-        args.split_method, 100 * args.heldout_fraction,
+        "clusters found on the fit part of the %s (%s split, %.0f%% held out for `splicevi ds` / `de`)",
+        parts, args.split_method, 100 * args.heldout_fraction,
     )
-    record = {"fraction": args.heldout_fraction, "method": args.split_method, "seed": args.seed}
+    record = {"fraction": args.heldout_fraction, "method": args.split_method, "seed": args.seed, "parts": parts}
     return fit.obsp["connectivities"], record
 
 

@@ -2,8 +2,10 @@
 
 ``--design auto`` (default) tests a contrast whose groups are unions of samples (every sample of
 ``--sample-key``, by default the model's batch key, inside one group, at least two a group) by
-pseudobulk over samples (DESeq2), else by the model's cell-level test; the table's ``design`` and
-``test`` columns and the log say which ran.
+pseudobulk over samples (DESeq2); clusters found on the same data (the workflow's Leiden contrasts)
+on the gene counts held out before clustering (``splicevi cluster --model``); else by the model's
+cell-level test. The table's ``design`` and ``test`` columns and the log (with the reason) say which
+ran.
 """
 
 from __future__ import annotations
@@ -37,10 +39,12 @@ def add_design_arguments(p: argparse.ArgumentParser) -> None:
     """``--design`` and ``--sample-key`` (unless the shared contrast arguments already define them)."""
     have = {a.dest for a in p._actions}
     if "design" not in have:
-        p.add_argument("--design", default="auto", choices=("auto", "labels", "samples"),
+        p.add_argument("--design", default="auto", choices=("auto", "labels", "samples", "clusters"),
                        help="auto (default): samples when every sample lies inside one group and each group has "
-                            ">= 2 samples, else labels; samples: pseudobulk over samples (DESeq2), refused with "
-                            "fewer than 2 samples a group; labels: the model's cell-level test")
+                            ">= 2 samples, clusters for a clustering (e.g. the Leiden clusters of `splicevi cluster`), "
+                            "else labels; samples: pseudobulk over samples (DESeq2), refused with "
+                            "fewer than 2 samples a group; clusters: the gene counts held out by `splicevi cluster "
+                            "--model`, refused without them; labels: the model's cell-level test")
     if "sample_key" not in have:
         p.add_argument("--sample-key", default=None,
                        help="obs column of the samples (biological replicates) for the samples design "
@@ -69,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
         model.differential_expression,
         contrasts,
         "gene_id",
+        describe=True,
+        attrs_key="splicevi_de",
         delta=args.delta,
         fdr_target=args.fdr_target,
         batch_correction=args.batch_correction,
@@ -77,14 +83,12 @@ def run(args: argparse.Namespace) -> int:
         design=args.design,
         sample_key=args.sample_key,
     )
-    for name, part in table.groupby("contrast", sort=False):
-        log.info("contrast %s: design %s, test: %s", name, part["design"].iloc[0], part["test"].iloc[0])
-    # Within a contrast: the labels design ranks by its posterior probability, the samples design by
-    # its p-value (most significant first); a contrast has one design, so the scales never mix.
+    # Within a contrast: the labels design ranks by its posterior probability, the samples and clusters
+    # designs by their p-values (most significant first); a contrast has one design, so the scales never mix.
     score = "_evidence"
     table["_evidence"] = table["proba_de"] if "proba_de" in table.columns else 0.0
     if "log10_pvalue" in table.columns:
-        samples = (table["design"] == "samples").to_numpy()
+        samples = table["design"].isin(["samples", "clusters"]).to_numpy()
         table.loc[samples, "_evidence"] = -table.loc[samples, "log10_pvalue"].fillna(0.0)
     effect = next((c for c in ("lfc_mean", "lfc_median", "effect_size") if c in table.columns), None)
     table = rank_table(table, score, effect).drop(columns="_evidence", errors="ignore")

@@ -63,19 +63,21 @@ def contrasts_of(args: argparse.Namespace, mdata):
     return contrasts
 
 
-def run_contrasts(method, contrasts, id_col: str, describe: bool = False, **kwargs) -> pd.DataFrame:
+def run_contrasts(method, contrasts, id_col: str, describe: bool = False, attrs_key: str = "splicevi_ds",
+                  **kwargs) -> pd.DataFrame:
     """Call a differential method of the model once per contrast; stack the tables.
 
     The feature id (the tables' index) becomes column ``id_col`` unless the table already has it.
     A table that says it was skipped (``attrs["splicevi_ds"]["skipped"]``: too few cells) is left
-    out with a warning; with ``describe`` the design, test and reason of each contrast are logged.
+    out with a warning; with ``describe`` the design, test and reason of each contrast are logged
+    (from ``attrs[attrs_key]``).
     """
     tables = []
     skipped = []
     for c in contrasts:
         log.info("contrast %s: %s %s vs %s", c.name, c.groupby, c.group1, c.group2 or "rest")
         table = method(groupby=c.groupby, group1=c.group1, group2=c.group2, **kwargs)
-        info = table.attrs.get("splicevi_ds", {})
+        info = table.attrs.get(attrs_key, {})
         if info.get("skipped"):
             skipped.append(c.name)
             if describe:

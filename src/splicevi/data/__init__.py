@@ -18,11 +18,12 @@ from .readers_genes import GENE_FORMATS, read_genes
 from .readers_junctions import JUNCTION_FORMATS, read_junctions, read_sample_sheet
 from .simulate import SimulatedData, simulate, to_mudata
 from .simulate_files import write_simulation
-from .thinning import HELDOUT_LAYER, split_reads
+from .thinning import HELDOUT_GENE_LAYER, HELDOUT_LAYER, split_data, split_genes, split_reads
 
 __all__ = [
     "ATSE_COUNTS",
     "GENE_FORMATS",
+    "HELDOUT_GENE_LAYER",
     "HELDOUT_LAYER",
     "JUNCTION_COUNTS",
     "JUNCTION_FORMATS",
@@ -50,6 +51,8 @@ __all__ = [
     "simulate",
     "site_components",
     "splicing_layers",
+    "split_data",
+    "split_genes",
     "split_reads",
     "to_mudata",
     "write_simulation",

@@ -16,13 +16,26 @@ from scvi import REGISTRY_KEYS
 from scvi.utils import track
 
 from .._constants import ATSE_COUNTS_KEY, JUNCTION_COUNTS_KEY
+from ..data.thinning import has_heldout_genes
 from ..stats import design as dsdesign
 from ..stats import differential as dstats
 from ..stats.contrasts import group_labels
+from ..stats.heldout_de import TEST_NAME as HELDOUT_DE_TEST
+from ..stats.pseudobulk_de import TEST_NAME as PSEUDOBULK_DE_TEST
+from ._de_clusters import heldout_de
 from ._ds_clusters import groups_look_like_clusters, has_heldout_reads, heldout_ds
 from ._ds_samples import sample_level_ds, samples_nested_in_groups
 
 log = logging.getLogger(__name__)
+
+#: Values of ``differential_expression(design=...)``.
+DE_DESIGNS = ("auto", "labels", "samples", "clusters")
+#: Test of each design of differential expression (the table's ``test`` column).
+DE_TESTS = {
+    "labels": "scvi-tools change mode on decoded expression (cells as units)",
+    "samples": PSEUDOBULK_DE_TEST,
+    "clusters": HELDOUT_DE_TEST,
+}
 
 
 class SplicingAnalysisMixin:
@@ -823,15 +836,16 @@ class SplicingAnalysisMixin:
         batchid2=None,
         fdr_target: float = 0.05,
         silent: bool = False,
-        design: Literal["auto", "labels", "samples"] = "auto",
+        design: Literal["auto", "labels", "samples", "clusters"] = "auto",
         sample_key: str | None = None,
         covariates: pd.DataFrame | None = None,
         min_samples: int = 2,
         **kwargs,
     ) -> pd.DataFrame:
-        """Differential expression: pseudobulk over samples, or scvi-tools' change mode on the LFC.
+        """Differential expression: pseudobulk over samples, held-out counts for clusters, or scvi-tools' change mode.
 
-        Two designs (``design``; the table's ``design`` and ``test`` columns say which ran):
+        Three designs (``design``; the table's ``design`` and ``test`` columns and
+        ``table.attrs["splicevi_de"]`` (with the ``reason``) say which ran):
 
         - ``samples``: the groups are unions of samples (a condition across donors or channels).
           Each sample's gene counts are summed over its cells and the samples are tested by
@@ -839,11 +853,21 @@ class SplicingAnalysisMixin:
           cells of one sample are not independent replicates, and testing them as such reads
           donor-to-donor variation as a group effect. ``is_de_fdr``: Benjamini–Hochberg
           ``qvalue ≤ fdr_target`` and ``|lfc_mean| ≥ delta``.
+        - ``clusters``: the groups were found on the same data (clusters of the model's latent).
+          Tested on the **held-out gene counts** (``split_data`` / ``splicevi cluster --model``;
+          the clusters found on the fit parts) by a cell-level negative-binomial score test
+          (:func:`splicevi.stats.heldout_de.heldout_de_test`); ``ValueError`` (saying how to make
+          them) when the data hold no held-out gene counts. ``is_de_fdr``: BH ``qvalue ≤
+          fdr_target`` and ``|lfc_mean| ≥ delta``.
         - ``labels``: as MULTIVI's, scvi-tools' change mode on the model's decoded expression
           (cells as units; for groups of cells that share samples, e.g. cell types).
         - ``auto`` (default): ``samples`` when, in every comparison, every sample (``sample_key``,
           by default the registered batch key) lies inside one of the two groups and each group
-          has at least ``min_samples`` samples; else ``labels``.
+          has at least ``min_samples`` samples; else, per comparison, the rule of
+          :meth:`differential_splicing`: ``clusters`` when ``groupby`` is recorded as a clustering
+          (scanpy's ``uns[groupby]["params"]``, ``splicevi cluster``'s provenance) or when the
+          latent separates the groups almost perfectly and the data hold held-out gene counts;
+          else ``labels`` (with a double-dipping warning when the latent separates the groups).
 
         Parameters
         ----------
@@ -852,8 +876,9 @@ class SplicingAnalysisMixin:
         delta
             Threshold on the log2 fold change.
         design
-            ``auto``, ``labels`` or ``samples`` (see above); ``samples`` raises ``ValueError`` with
-            the number of samples of each group when a group has fewer than ``min_samples``.
+            ``auto``, ``labels``, ``samples`` or ``clusters`` (see above); ``samples`` raises
+            ``ValueError`` with the number of samples of each group when a group has fewer than
+            ``min_samples``.
         sample_key
             ``obs`` column of the samples (replicates); ``None``: the registered batch key.
         covariates
@@ -872,19 +897,28 @@ class SplicingAnalysisMixin:
             ``samples``: ``lfc_mean`` (log2), ``lfc_se``, ``base_mean``, ``stat``,
             ``pvalue``, ``qvalue``, ``proba_de`` (1 − q-value), ``log10_pvalue``, ``is_de_fdr``, ``cpm1``, ``cpm2``,
             ``n_samples_group1`` / ``2`` (see :func:`splicevi.stats.pseudobulk_de.deseq2_test`).
+            ``clusters``: ``lfc_mean``, ``lfc_se``, ``stat``, ``df``, ``pvalue``, ``qvalue``,
+            ``proba_de`` (1 − q-value), ``log10_pvalue``, ``is_de_fdr``, ``norm1`` / ``norm2``
+            (held-out counts per 10,000), ``n_expr_group*``, ``n_cells_group*``.
             Both carry ``design`` and ``test``; with ``group1=None`` one table per comparison is
             stacked with ``comparison``, ``group1``, ``group2``.
         """
+        from ._de_clusters import DE_ATTRS_KEY
         from ._ds_samples import check_samples, sample_labels, samples_nested_in_groups
 
         if self.module.n_input_genes == 0:
             raise ValueError("this model has no expression modality (splicing-only data)")
-        if design not in ("auto", "labels", "samples"):
-            raise ValueError(f"design must be 'auto', 'labels' or 'samples' for differential expression, got {design!r}")
+        if design not in DE_DESIGNS:
+            raise ValueError(f"design must be one of {DE_DESIGNS} for differential expression, got {design!r}")
         adata = self._validate_anndata(adata)
         col_names = self._feature_names(adata, "genes")
-        if design != "labels":
-            comparisons = self._group_indices(adata, groupby, group1, group2, idx1, idx2)
+        if design == "labels":
+            return self._labels_de_table(adata, col_names, groupby, group1, group2, idx1, idx2, mode, delta,
+                                         batch_size, all_stats, batch_correction, batchid1, batchid2, fdr_target,
+                                         silent, "design='labels' given explicitly", **kwargs)
+        comparisons = self._group_indices(adata, groupby, group1, group2, idx1, idx2)
+        samples = None
+        if design in ("auto", "samples"):
             samples = sample_labels(self, adata, sample_key)
             nested = samples is not None and all(
                 samples_nested_in_groups(samples, c1, c2, min_samples) for _, _, c1, c2 in comparisons)
@@ -896,10 +930,63 @@ class SplicingAnalysisMixin:
                     check_samples(samples, c1, c2, min_samples)
             if nested:
                 return self._pseudobulk_de(adata, comparisons, samples, col_names, covariates, delta, fdr_target)
+        # Clusters or labels, per comparison, by the rule of differential splicing (stats.design).
+        uns_all = [adata.uns] + ([m.uns for m in adata.mod.values()] if isinstance(adata, MuData) else [])
+        recorded = dsdesign.recorded_clustering(uns_all, groupby) if design == "auto" else None
+        held = has_heldout_genes(adata) if isinstance(adata, MuData) else False
+        choices = []
+        for name1, name2, c1, c2 in comparisons:
+            info = dsdesign.describe_samples(samples, c1, c2) if samples is not None else None
+            choice = dsdesign.choose_design(
+                design, False if info is not None else None, info, sample_key or "the batch key",
+                lambda c1=c1, c2=c2: groups_look_like_clusters(self, adata, c1, c2),
+                recorded_clustering=recorded, has_heldout_reads=held, tests=DE_TESTS, held_out="gene counts",
+            )
+            if "WARNING" in choice.reason and not silent:
+                log.warning("differential expression %s vs %s: %s", name1, name2, choice.reason)
+            choices.append(choice)
+        if all(c.design == "labels" for c in choices):
+            # One call of scvi-tools' DE serves every comparison (as before the clusters design).
+            reasons = {f"{n1} vs {n2}": c.reason for (n1, n2, _, _), c in zip(comparisons, choices, strict=True)}
+            reason = next(iter(reasons.values())) if len(reasons) == 1 else "; ".join(
+                f"{k}: {v}" for k, v in reasons.items())
+            return self._labels_de_table(adata, col_names, groupby, group1, group2, idx1, idx2, mode, delta,
+                                         batch_size, all_stats, batch_correction, batchid1, batchid2, fdr_target,
+                                         silent, reason, **kwargs)
+        tables, attrs = [], {}
+        for (name1, name2, c1, c2), choice in zip(comparisons, choices, strict=True):
+            if choice.design == "clusters":
+                table = heldout_de(self, adata, c1, c2, delta=delta, fdr_target=fdr_target, genes=col_names)
+                own = table.attrs[DE_ATTRS_KEY]
+                table.attrs[DE_ATTRS_KEY] = {**own, "reason": f"{choice.reason}; {own['reason']}"}
+            else:
+                table = self._labels_de_table(adata, col_names, None, None, None, c1, c2, mode, delta, batch_size,
+                                              all_stats, batch_correction, batchid1, batchid2, fdr_target, silent,
+                                              choice.reason, **kwargs)
+            if not silent:
+                log.info("differential expression %s vs %s: %s (%s): %s", name1, name2,
+                         table.attrs[DE_ATTRS_KEY]["test"], choice.design, table.attrs[DE_ATTRS_KEY]["reason"])
+            if len(comparisons) > 1:
+                table["comparison"] = f"{name1} vs {name2}"
+                table["group1"], table["group2"] = name1, name2
+            attrs[f"{name1} vs {name2}"] = table.attrs[DE_ATTRS_KEY]
+            tables.append(table)
+        if len(tables) == 1:
+            return tables[0]
+        result = pd.concat(tables)
+        result.attrs[DE_ATTRS_KEY] = dsdesign.combined_attrs(attrs)
+        return result
+
+    def _labels_de_table(self, adata, col_names, groupby, group1, group2, idx1, idx2, mode, delta, batch_size,
+                         all_stats, batch_correction, batchid1, batchid2, fdr_target, silent, reason, **kwargs):
+        """The labels design's table (scvi-tools' change mode) with ``design``, ``test`` and the attrs."""
+        from ._de_clusters import DE_ATTRS_KEY
+
         table = self._labels_de(adata, col_names, groupby, group1, group2, idx1, idx2, mode, delta, batch_size,
                                 all_stats, batch_correction, batchid1, batchid2, fdr_target, silent, **kwargs)
         table["design"] = "labels"
-        table["test"] = "scvi-tools change mode on decoded expression (cells as units)"
+        table["test"] = DE_TESTS["labels"]
+        table.attrs[DE_ATTRS_KEY] = {"design": "labels", "test": DE_TESTS["labels"], "reason": reason}
         return table
 
     def _pseudobulk_de(self, adata, comparisons, samples, col_names, covariates, delta, fdr_target):
@@ -919,6 +1006,11 @@ class SplicingAnalysisMixin:
             table = table.sort_values(["log10_pvalue"], kind="stable")
             table["design"] = "samples"
             table["test"] = TEST_NAME
+            table.attrs["splicevi_de"] = {
+                "design": "samples", "test": TEST_NAME,
+                "reason": f"every sample lies inside one group ({int(table['n_samples_group1'].iloc[0])} vs "
+                          f"{int(table['n_samples_group2'].iloc[0])} samples): samples are the units",
+            }
             if len(comparisons) > 1:
                 table["comparison"] = f"{name1} vs {name2}"
                 table["group1"], table["group2"] = name1, name2

@@ -21,7 +21,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..data.layers import ATSE_COUNTS, JUNCTION_COUNTS, JUNCTION_RATIO, PSI_MASK, splicing_layers
-from ..data.thinning import HELDOUT_LAYER, heldout_parts
+from ..data.thinning import HELDOUT_LAYER, has_heldout_genes, heldout_gene_parts, heldout_parts
 from ..stats import differential as dstats
 
 #: Neighbours of the kNN classifier of :func:`groups_look_like_clusters`.
@@ -64,33 +64,73 @@ def _splicing_anndata(model, adata):
     return mod[name]
 
 
+def _expression_anndata(model, adata):
+    """The expression AnnData of ``adata`` registered with the model, or ``None`` (no genes)."""
+    data = model.adata if adata is None else adata
+    mod = getattr(data, "mod", None)
+    name = model._modality_of("rna_layer")
+    if mod is None or name is None or name not in mod or model.module.n_input_genes == 0:
+        return None
+    return mod[name]
+
+
+@contextmanager
+def _fit_genes(model, adata):
+    """The data with the model's gene counts replaced by their fit part (where held out), restored after.
+
+    Without held-out gene counts (data split before gene thinning existed) nothing is swapped.
+    """
+    rna = _expression_anndata(model, adata)
+    if rna is None or not has_heldout_genes(rna):
+        yield
+        return
+    layer = model.adata_manager.registry.get("setup_args", {}).get("rna_layer")
+    fit, _, _ = heldout_gene_parts(rna, layer)
+    saved = rna.X if layer is None else rna.layers[layer]
+    try:
+        if layer is None:
+            rna.X = fit
+        else:
+            rna.layers[layer] = fit
+        yield
+    finally:
+        if layer is None:
+            rna.X = saved
+        else:
+            rna.layers[layer] = saved
+
+
 @contextmanager
 def _fit_reads(model, adata, fit: sp.csr_matrix):
     """The data with the model's splicing layers replaced by those of the fit reads, restored after.
 
     The layers are swapped in place (no copy of the data): the model's loaders read the registered
     layers by name when they are made, so every loader made inside the block sees the fit reads.
+    The gene counts are replaced by their fit part too where the data hold
+    held-out gene counts (:func:`splicevi.data.thinning.split_genes`), so that a latent computed
+    inside the block has seen neither held-out part.
     """
     spl = _splicing_anndata(model, adata)
     setup = model.adata_manager.registry.get("setup_args", {})
     codes = model.module.junc2atse.cpu().numpy()
     derived = None
     saved = {}
-    try:
-        for arg, kind in _LAYER_ARGS.items():
-            name = setup.get(arg)
-            if not name or name not in spl.layers:
-                continue
-            if derived is None:
-                derived = splicing_layers(fit, codes)
-            saved[name] = spl.layers[name]
-            spl.layers[name] = derived[kind]
-        if not saved:
-            raise ValueError("the model registered no junction count layer to replace with the fit reads")
-        yield
-    finally:
-        for name, value in saved.items():
-            spl.layers[name] = value
+    with _fit_genes(model, adata):
+        try:
+            for arg, kind in _LAYER_ARGS.items():
+                name = setup.get(arg)
+                if not name or name not in spl.layers:
+                    continue
+                if derived is None:
+                    derived = splicing_layers(fit, codes)
+                saved[name] = spl.layers[name]
+                spl.layers[name] = derived[kind]
+            if not saved:
+                raise ValueError("the model registered no junction count layer to replace with the fit reads")
+            yield
+        finally:
+            for name, value in saved.items():
+                spl.layers[name] = value
 
 
 def junction_concentration(model) -> np.ndarray:
@@ -105,10 +145,12 @@ def junction_concentration(model) -> np.ndarray:
 
 
 def fit_part_latent(model, adata=None, batch_size: int | None = None, indices: np.ndarray | None = None) -> np.ndarray:
-    """Latent of every cell computed from the fit part of its junction reads (for clustering).
+    """Latent of every cell computed from the fit part of its junction reads and gene counts (for clustering).
 
-    The reads must have been split by :func:`splicevi.data.thinning.split_reads`; the latent is the
-    model's joint posterior mean with the held-out reads removed, so clusters found on it (e.g.
+    The reads must have been split by :func:`splicevi.data.thinning.split_reads` (or
+    :func:`~splicevi.data.thinning.split_data`, which splits the gene counts too); the latent is the
+    model's joint posterior mean with the held-out reads (and held-out gene counts, where the data
+    hold them) removed, so clusters found on it (e.g.
     ``sc.pp.neighbors(mdata, use_rep=...)``, ``sc.tl.leiden``) can be tested on the held-out reads.
 
     Parameters

@@ -173,6 +173,8 @@ def contrast_calls(
         if de is not None:
             d = de[de["contrast"] == contrast]
             row["genes called / tested (DE)"] = _called(d, "is_de_fdr") if len(d) else ""
+            if "test" in d.columns and len(d):  # the DE design's test (clusters: held-out gene counts)
+                row["DE test"] = ", ".join(str(t) for t in pd.unique(d["test"].dropna()))
         rows.append(row)
     return pd.DataFrame(rows).set_index("contrast")
 

@@ -105,6 +105,8 @@ def choose_design(
     clusters: Callable[[], tuple[bool, float]],
     recorded_clustering: str | None = None,
     has_heldout_reads: bool = False,
+    tests: dict[str, str] | None = None,
+    held_out: str = "reads",
 ) -> DesignChoice:
     """The design of one comparison (``design`` ``auto``: the rule of :data:`DESIGNS`' docs).
 
@@ -127,7 +129,13 @@ def choose_design(
         Why the grouping is known to be a clustering (e.g. ``"scanpy's leiden parameters in
         uns['leiden']"``), or ``None``.
     has_heldout_reads
-        Whether the data hold held-out reads (:func:`splicevi.data.thinning.split_reads`).
+        Whether the data hold held-out reads (:func:`splicevi.data.thinning.split_reads`; for
+        differential expression: held-out gene counts).
+    tests
+        Name of each design's test (default :data:`TESTS`, those of differential splicing;
+        differential expression passes its own).
+    held_out
+        What is held out, in the reasons: ``reads`` (splicing) or ``gene counts``.
 
     Notes
     -----
@@ -139,12 +147,13 @@ def choose_design(
     """
     if design not in DESIGNS:
         raise ValueError(f"design must be one of {DESIGNS}, got {design!r}")
+    tests = TESTS if tests is None else tests
     if design != "auto":
-        return DesignChoice(design, TESTS[design], f"design={design!r} given explicitly")
+        return DesignChoice(design, tests[design], f"design={design!r} given explicitly")
     if nested:
         n1, n2, _ = sample_info
         return DesignChoice(
-            "samples", TESTS["samples"],
+            "samples", tests["samples"],
             f"every sample of {sample_key} lies inside one group ({n1} vs {n2} samples): samples are the units",
         )
     if sample_info is None:
@@ -157,8 +166,8 @@ def choose_design(
         )
     if recorded_clustering is not None:
         return DesignChoice(
-            "clusters", TESTS["clusters"],
-            f"{why_not}; the groups are a clustering ({recorded_clustering}): testing on reads the "
+            "clusters", tests["clusters"],
+            f"{why_not}; the groups are a clustering ({recorded_clustering}): testing on {held_out} the "
             "clustering did not see",
         )
     try:
@@ -169,18 +178,18 @@ def choose_design(
         cluster_note = f"groups do not look like clusters of the latent (score {score:.3g})"
         if looks and has_heldout_reads:
             return DesignChoice(
-                "clusters", TESTS["clusters"],
+                "clusters", tests["clusters"],
                 f"{why_not}; the model's latent separates the groups almost perfectly (score {score:.3g}) "
-                "and the data hold held-out reads: testing on reads the clustering did not see",
+                f"and the data hold held-out {held_out}: testing on {held_out} the clustering did not see",
             )
         if looks:
             cluster_note = (
                 f"WARNING: the model's latent separates the groups almost perfectly (score {score:.3g}); "
-                "if they are clusters found on these reads this test double-dips: split the reads before "
-                "clustering (README: 'Differential splicing of clusters you found yourself') and pass "
+                f"if they are clusters found on these {held_out} this test double-dips: split the {held_out} "
+                "before clustering (README: 'Differential splicing of clusters you found yourself') and pass "
                 "design='clusters'; for annotated cell types pass design='labels' to silence this"
             )
-    return DesignChoice("labels", TESTS["labels"], f"{why_not}; {cluster_note}: cells are the units")
+    return DesignChoice("labels", tests["labels"], f"{why_not}; {cluster_note}: cells are the units")
 
 
 def recorded_clustering(uns_mappings: list, groupby: str | None) -> str | None:
