@@ -5,37 +5,18 @@ import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
 # --- configuration ------------------------------------------------------------------------------
-# Validate first (unknown keys, wrong types, missing required keys): one short line per problem,
-# naming the key; then let Snakemake fill in the schema's defaults.
-def _config_errors(cfg, schema_path):
-    import jsonschema
-    import yaml
+# One validation pass (unknown keys, wrong types, missing required keys; the choices the package
+# defines, e.g. the registered likelihoods, come from the package): one short line per problem,
+# naming the key; then the schema's defaults are filled in.
+from splicevi.cli._workflow_config import check_config
 
-    with open(schema_path) as fh:
-        schema = yaml.safe_load(fh)
-    lines = []
-    for err in sorted(jsonschema.Draft202012Validator(schema).iter_errors(cfg), key=lambda e: list(e.path)):
-        key = ".".join(str(p) for p in err.path)
-        if err.validator == "additionalProperties":
-            extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
-            for name in extra:
-                lines.append(f"config key '{f'{key}.' if key else ''}{name}': unknown key")
-        elif err.validator == "required":
-            lines.append(f"config key '{key or '<top level>'}': {err.message}")
-        else:
-            lines.append(f"config key '{key}': {err.message}")
-    return lines
-
-
-_errors = _config_errors(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
+_errors = check_config(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
 if _errors:
     raise WorkflowError(
         "Invalid configuration (keys are documented in config/README.md):\n  " + "\n  ".join(_errors)
     )
-validate(config, schema="../schemas/config.schema.yaml")
 
 
 def _check_path(key, value, kind="path"):
@@ -48,7 +29,6 @@ def _check_path(key, value, kind="path"):
 
 
 # --- cohort (sample sheet) or single input ---------------------------------------------------------
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from splicevi.data.samples import SAMPLE_ID_PATTERN, SampleSheetError, annotation_columns, read_cohort_sheet
 
 SAMPLES = None

@@ -102,10 +102,9 @@ class SplicingAnalysisMixin:
         if what != "expression":
             jidx = None if feature_idx is None else torch.as_tensor(feature_idx, dtype=torch.long)
             if what == "dm":
-                try:
-                    conc = module.splicing_concentration_per_junction().detach()
-                except ValueError:
-                    conc = None  # binomial: infinite concentration, ψ* = p
+                # Without a concentration (binomial) the concentration is infinite: ψ* = p.
+                has_conc = module.likelihood.has_concentration
+                conc = module.splicing_concentration_per_junction().detach() if has_conc else None
                 if conc is not None and jidx is not None:
                     conc = conc[jidx.to(conc.device)]
                 n_sel = module.n_input_junctions if jidx is None else jidx.shape[0]
@@ -404,10 +403,9 @@ class SplicingAnalysisMixin:
         n_j = module.n_input_junctions
         rho = None
         if use_dm:
-            try:
+            # A likelihood without concentration (binomial) has no overdispersion.
+            if module.likelihood.has_concentration:
                 rho = 1.0 / (1.0 + module.splicing_concentration_per_junction().detach().cpu().double().numpy())
-            except ValueError:  # binomial likelihood: no overdispersion
-                rho = None
         if dstats.CELL_OVERDISPERSION_WEIGHTS:
             # The model's overdispersion is that of the reads around the cell's decoded PSI; where the
             # cells of a group differ far more than that (and the model does not follow them), the

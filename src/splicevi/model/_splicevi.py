@@ -101,7 +101,8 @@ class SPLICEVI(
     deeply_inject_covariates, encode_covariates
         Covariate injection, as in MULTIVI.
     splicing_loss_type
-        ``binomial``, ``beta_binomial`` or ``dirichlet_multinomial``.
+        A registered splicing likelihood (:data:`splicevi.distributions.SPLICING_LIKELIHOODS`):
+        ``binomial``, ``beta_binomial`` or ``dirichlet_multinomial`` unless more are registered.
     splicing_concentration
         Beta-binomial: a fixed concentration (learned per junction when ``None``). Dirichlet-
         multinomial: the initial concentration (default 10). Ignored for binomial.
@@ -164,7 +165,7 @@ class SPLICEVI(
         latent_distribution: Literal["normal", "ln"] = "normal",
         deeply_inject_covariates: bool = False,
         encode_covariates: bool = False,
-        splicing_loss_type: Literal["binomial", "beta_binomial", "dirichlet_multinomial"] = "dirichlet_multinomial",
+        splicing_loss_type: str = "dirichlet_multinomial",
         splicing_concentration: float | None = None,
         dm_concentration: Literal["atse", "scalar"] = "atse",
         encoder_hidden_dim: int = 128,
