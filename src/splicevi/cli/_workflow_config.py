@@ -15,9 +15,12 @@ from pathlib import Path
 
 def choices() -> dict[tuple[str, ...], tuple]:
     """Config key path → allowed values, for the options whose choices the package defines."""
+    from ..data.formats import format_choices
     from ..distributions.likelihoods import likelihood_names
 
     return {
+        ("input", "junction_format"): format_choices("junctions"),
+        ("input", "gene_format"): format_choices("genes"),
         ("model", "splicing_loss_type"): likelihood_names(),
     }
 

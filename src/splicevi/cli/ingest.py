@@ -21,17 +21,16 @@ log = logging.getLogger("splicevi")
 
 def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     """Register ``splicevi ingest`` and its arguments."""
-    from splicevi.data.readers_genes import GENE_FORMATS
-    from splicevi.data.readers_junctions import JUNCTION_FORMATS
+    from splicevi.data import format_choices
 
     p = subparsers.add_parser("ingest", help=help_text, description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--junctions", required=True, help="junction input (folder, table, per-cell file or sample sheet)")
-    p.add_argument("--junction-format", default="auto", choices=JUNCTION_FORMATS, help="format of --junctions")
+    p.add_argument("--junction-format", default="auto", choices=format_choices("junctions"), help="format of --junctions")
     p.add_argument("--sample-sheet", help="TSV/CSV: cell_id, path[, batch] of per-cell junction files")
     p.add_argument("--genes", help="gene counts (STARsolo Gene folder, 10x .h5, mtx folder, .h5ad, or a sample "
                                    "sheet of ReadsPerGene.out.tab files)")
-    p.add_argument("--gene-format", default="auto", choices=GENE_FORMATS, help="format of --genes")
+    p.add_argument("--gene-format", default="auto", choices=format_choices("genes"), help="format of --genes")
     p.add_argument("--gene-strandedness", default="unstranded", choices=("unstranded", "forward", "reverse"),
                    help="column of ReadsPerGene.out.tab to use (star_counts)")
     p.add_argument("--barcodes", help="keep only these barcodes (e.g. STARsolo Gene/filtered/barcodes.tsv)")

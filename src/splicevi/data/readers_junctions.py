@@ -49,6 +49,7 @@ from tqdm.auto import tqdm
 
 from splicevi._io import require_file
 
+from . import formats
 from ._mtx import read_mtx
 from ._tables import (
     MAX_COUNT,
@@ -65,8 +66,6 @@ from ._tables import (
     table_suffix,
 )
 
-JUNCTION_FORMATS = ("auto", "starsolo", "sj_out_tab", "junc", "regtools", "table")
-PER_CELL_FORMATS = ("sj_out_tab", "junc", "regtools")
 _STAR_STRAND = np.array([".", "+", "-"])
 _RECORD_COLUMNS = ["chrom", "start", "end", "strand", "motif", "annotated", "count"]
 
@@ -173,13 +172,6 @@ def _records(path, chrom, start, end, strand, motif, annotated, count, fix, firs
     )
 
 
-_PER_CELL_READERS = {
-    "sj_out_tab": read_sj_out_tab_records,
-    "junc": read_junc_records,
-    "regtools": read_regtools_records,
-}
-
-
 def read_sample_sheet(path: str | os.PathLike) -> pd.DataFrame:
     """Sample sheet of per-cell files: columns ``cell_id``, ``path`` (+ optional ``batch`` and others).
 
@@ -229,22 +221,19 @@ def read_sample_sheet(path: str | os.PathLike) -> pd.DataFrame:
     return sheet.set_index("cell_id")
 
 
-_CELL_SUFFIXES = {"sj_out_tab": (".out.tab",), "junc": (".junc",), "regtools": (".bed", ".junc", ".junctions.bed")}
-
-
 def sample_sheet_from_dir(directory: str | os.PathLike, fmt: str) -> pd.DataFrame:
     """Sample sheet of a directory where each file is one cell (cell id = name without suffixes)."""
     directory = Path(directory)
     rows = []
+    per_cell = {r.name: r.files_suffixes() for r in formats.JUNCTION_READERS.values() if r.per_cell}
     # Junction files of another format would be skipped without a word: refuse the mix instead.
-    others = sorted({s for f, suffixes in _CELL_SUFFIXES.items() if f != fmt for s in suffixes}
-                    - set(_CELL_SUFFIXES[fmt]))
+    others = sorted({s for f, suffixes in per_cell.items() if f != fmt for s in suffixes} - set(per_cell[fmt]))
     foreign = []
     for p in sorted(directory.iterdir()):
         name = p.name[:-3] if p.name.endswith(".gz") else p.name
         if fmt == "sj_out_tab" and name.endswith("ReadsPerGene.out.tab"):
             continue  # STAR's gene counts of the same cell, often in the same folder: not junctions
-        for suffix in sorted(_CELL_SUFFIXES[fmt], key=len, reverse=True):
+        for suffix in sorted(per_cell[fmt], key=len, reverse=True):
             if name.endswith(suffix) and p.is_file():
                 rows.append((name[: -len(suffix)], str(p.resolve())))
                 break
@@ -252,7 +241,7 @@ def sample_sheet_from_dir(directory: str | os.PathLike, fmt: str) -> pd.DataFram
             if p.is_file() and name.endswith(tuple(others)):
                 foreign.append(p.name)
     if not rows:
-        raise InputError(directory, f"no {fmt} files ({', '.join(_CELL_SUFFIXES[fmt])}) in this directory",
+        raise InputError(directory, f"no {fmt} files ({', '.join(per_cell[fmt])}) in this directory",
                          "point --junctions at the folder of per-cell files or pass --sample-sheet")
     if foreign:
         raise InputError(
@@ -269,11 +258,11 @@ def read_per_cell(sheet: pd.DataFrame, fmt: str, progress: bool = True, multimap
 
     ``multimappers`` adds STAR's multi-mapping reads (``sj_out_tab`` only).
     """
-    if fmt not in _PER_CELL_READERS:
-        raise ValueError(f"unknown per-cell junction format {fmt!r}; use one of {sorted(_PER_CELL_READERS)}")
-    reader = _PER_CELL_READERS[fmt]
-    if fmt == "sj_out_tab" and multimappers:
-        reader = partial(read_sj_out_tab_records, multimappers=True)
+    entry = formats.get_reader("junctions", fmt)
+    if not entry.per_cell:
+        per_cell = [r.name for r in formats.JUNCTION_READERS.values() if r.per_cell]
+        raise ValueError(f"{fmt!r} is not a per-cell junction format; use one of {per_cell}")
+    reader = partial(entry.read, multimappers=True) if multimappers and "multimappers" in entry.options else entry.read
     parts = []
     for code, path in enumerate(tqdm(sheet["path"].tolist(), desc=f"reading {fmt} files", unit="cell",
                                      disable=not progress)):
@@ -612,30 +601,23 @@ def junction_ids(var: pd.DataFrame) -> np.ndarray:
 # dispatch
 # --------------------------------------------------------------------------------------------
 def detect_junction_format(path: str | os.PathLike) -> str:
-    """Guess the junction format of a path (see module docstring)."""
+    """Guess the junction format of a path from the registered formats (see :mod:`splicevi.data.formats`).
+
+    A folder: a folder format (STARsolo), else the format of its per-cell files. A file: the format
+    its name ends with; else a sample sheet (``cell_id``, ``path``) takes the format of its first
+    file, and any other text table is a long ``table``.
+    """
     p = Path(require_file(path, "junction input"))
     if p.is_dir():
-        try:
-            find_starsolo_dir(p, "SJ", "raw")
-            return "starsolo"
-        except InputError:
-            pass
-        names = [q.name.removesuffix(".gz") for q in p.iterdir()]
-        for fmt, suffix in (("sj_out_tab", ".out.tab"), ("junc", ".junc"), ("regtools", ".bed")):
-            if any(n.endswith(suffix) for n in names):
-                return fmt
-        raise InputError(p, "cannot tell the junction format of this folder",
-                         "pass --junction-format (starsolo, sj_out_tab, junc, regtools)")
+        fmt = formats.format_of_folder("junctions", p)
+        if fmt is None:
+            per_cell = ", ".join(formats.format_choices("junctions")[1:])
+            raise InputError(p, "cannot tell the junction format of this folder", f"pass --junction-format ({per_cell})")
+        return fmt
+    fmt = formats.format_of_name("junctions", p.name)
+    if fmt is not None:
+        return fmt
     suffix = table_suffix(p)
-    if suffix in (".parquet", ".pq"):
-        return "table"
-    name = p.name.removesuffix(".gz")
-    if name.endswith(".out.tab"):
-        return "sj_out_tab"
-    if name.endswith(".junc"):
-        return "junc"
-    if name.endswith(".bed"):
-        return "regtools"
     try:
         header = pd.read_csv(p, sep="," if suffix == ".csv" else "\t", nrows=5, dtype=str)
     except (ValueError, EOFError, OSError, zlib.error) as err:  # pandas' parser errors are ValueErrors
@@ -663,7 +645,7 @@ def read_junctions(
     path
         STARsolo folder, long table, per-cell file, folder of per-cell files, or sample sheet.
     fmt
-        One of :data:`JUNCTION_FORMATS`.
+        ``auto`` or a registered junction format (:data:`splicevi.data.formats.JUNCTION_READERS`).
     sample_sheet
         Sample sheet for per-cell formats (``path`` is then ignored when it is the sheet itself).
     batch
@@ -673,15 +655,14 @@ def read_junctions(
     multimappers
         Count STAR's multi-mapping reads too (per-cell ``SJ.out.tab``).
     """
-    if fmt not in JUNCTION_FORMATS:
-        raise ValueError(f"unknown junction format {fmt!r}; use one of {', '.join(JUNCTION_FORMATS)}")
+    if fmt != formats.AUTO:
+        formats.get_reader("junctions", fmt)
     src = sample_sheet if sample_sheet is not None else path
-    if fmt == "auto":
+    if fmt == formats.AUTO:
         fmt = detect_junction_format(src)
-    if fmt == "starsolo":
-        adata = read_starsolo_sj(path)
-    elif fmt == "table":
-        adata = read_junction_table(path)
+    entry = formats.get_reader("junctions", fmt)
+    if not entry.per_cell:
+        adata = entry.read(path)
     else:
         p = Path(require_file(src, "junction input"))
         if p.is_dir():
@@ -692,7 +673,7 @@ def read_junctions(
             sheet = read_sample_sheet(p)
         else:  # a single per-cell file
             name = p.name.removesuffix(".gz")
-            for suffix in _CELL_SUFFIXES[fmt]:
+            for suffix in entry.files_suffixes():
                 name = name.removesuffix(suffix)
             sheet = pd.DataFrame({"path": [str(p.resolve())]}, index=pd.Index([name], name="cell_id"))
         adata = read_per_cell(sheet, fmt, progress=progress, multimappers=multimappers)
@@ -701,3 +682,28 @@ def read_junctions(
     adata.obs["batch"] = adata.obs["batch"].astype(str).astype("category")
     adata.uns["splicevi_ingest"] = {**adata.uns.get("splicevi_ingest", {}), "format": fmt, "input": str(src)}
     return adata
+
+
+# --------------------------------------------------------------------------------------------
+# the registry entries (detection tries them in this order)
+# --------------------------------------------------------------------------------------------
+def _is_starsolo(folder: Path) -> bool:
+    try:
+        find_starsolo_dir(folder, "SJ", "raw")
+    except InputError:
+        return False
+    return True
+
+
+formats.register_reader("junctions", formats.Reader(
+    "starsolo", read_starsolo_sj, is_folder=_is_starsolo, help="STARsolo SJ output folder"))
+formats.register_reader("junctions", formats.Reader(
+    "sj_out_tab", read_sj_out_tab_records, suffixes=(".out.tab",), per_cell=True, options=("multimappers",),
+    help="STAR SJ.out.tab per cell"))
+formats.register_reader("junctions", formats.Reader(
+    "junc", read_junc_records, suffixes=(".junc",), per_cell=True, help="LeafCutter .junc per cell"))
+formats.register_reader("junctions", formats.Reader(
+    "regtools", read_regtools_records, suffixes=(".bed",), per_cell=True,
+    cell_suffixes=(".bed", ".junc", ".junctions.bed"), help="regtools junctions extract BED12 per cell"))
+formats.register_reader("junctions", formats.Reader(
+    "table", read_junction_table, suffixes=(".parquet", ".pq"), help="long table cell, chrom, start, end, strand, count"))
