@@ -386,14 +386,3 @@ def test_splicing_weight_prior_is_in_the_loss(small_mdata):
     with pytest.raises(ValueError, match="splicing_weight_prior_sd"):
         SPLICEVI(small_mdata, splicing_weight_prior_sd=0.0)
 
-
-def test_state_dict_with_the_old_concentration_name_loads():
-    """Models saved before ``log_phi_j`` became ``log_concentration`` still load."""
-    from splicevi.module import SPLICEVAE
-
-    codes = np.array([0, 0, 1, 1])
-    saved = SPLICEVAE(n_input_genes=5, n_input_junctions=4, junction_event_codes=codes).state_dict()
-    saved["log_phi_j"] = saved.pop("log_concentration") + 1.0
-    module = SPLICEVAE(n_input_genes=5, n_input_junctions=4, junction_event_codes=codes)
-    module.load_state_dict(saved)
-    torch.testing.assert_close(module.log_concentration, saved["log_phi_j"])

@@ -182,3 +182,20 @@ def test_slurm_profile_plans_without_conda(tmp_path):
     assert proc.returncode == 0, out[-3000:]
     assert "conda" not in out.lower() or "--sdm conda" in out
     assert re.search(r"rule train:", out)
+
+
+def test_option_choices_come_from_the_package_once():
+    """Each option whose choices the package defines: the schema does not repeat them, the check uses them."""
+    from splicevi.cli._workflow_config import check_config, choices
+
+    path = REPO / "workflow" / "schemas" / "config.schema.yaml"
+    raw = yaml.safe_load(path.read_text())
+    for keys, values in choices().items():
+        node = raw
+        for key in keys:
+            node = node["properties"][key]
+        assert "enum" not in node, f"{'.'.join(keys)}: choices repeated in the schema"
+        for value in values:
+            assert check_config({keys[0]: {keys[1]: value}}, path) == [], (keys, value)
+        errors = check_config({keys[0]: {keys[1]: "no-such-choice"}}, path)
+        assert len(errors) == 1 and errors[0].startswith(f"config key '{'.'.join(keys)}'"), errors

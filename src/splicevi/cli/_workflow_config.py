@@ -17,11 +17,22 @@ def choices() -> dict[tuple[str, ...], tuple]:
     """Config key path → allowed values, for the options whose choices the package defines."""
     from ..data.formats import format_choices
     from ..distributions.likelihoods import likelihood_names
+    from ..module.choices import OPTION_CHOICES
+    from ..stats.choices import DS_DESIGNS
 
+    model = {
+        key: OPTION_CHOICES[key]
+        for key in (
+            "modality_weights", "modality_penalty", "gene_likelihood", "splicing_encoder_architecture",
+            "splicing_decoder_architecture", "expression_architecture", "splicing_encoder_weighting",
+        )
+    }
     return {
         ("input", "junction_format"): format_choices("junctions"),
         ("input", "gene_format"): format_choices("genes"),
         ("model", "splicing_loss_type"): likelihood_names(),
+        **{("model", key): values for key, values in model.items()},
+        ("ds", "design"): DS_DESIGNS,
     }
 
 

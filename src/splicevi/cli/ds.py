@@ -9,7 +9,8 @@ import logging
 import pandas as pd
 
 from splicevi._io import atomic_path
-from splicevi.stats.design import DESIGNS, MIN_CELLS
+from splicevi.stats.choices import DS_DESIGNS
+from splicevi.stats.design import MIN_CELLS
 
 from ._common import configure, load_model, read_mudata
 from ._errors import UsageError
@@ -112,7 +113,7 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     add_contrast_arguments(p, delta=0.1)
     p.add_argument(
         "--design",
-        choices=DESIGNS,
+        choices=DS_DESIGNS,
         default="auto",
         help="where the groups come from, which picks the test: labels (annotations independent of the reads: "
         "cells as units), samples (unions of samples: pseudobulk over samples), clusters (found on the same "

@@ -16,8 +16,10 @@ from scvi import REGISTRY_KEYS
 from scvi.utils import track
 
 from .._constants import ATSE_COUNTS_KEY, JUNCTION_COUNTS_KEY
+from ..stats import choices
 from ..stats import design as dsdesign
 from ..stats import differential as dstats
+from ..stats.choices import check_choice
 from ..stats.contrasts import group_labels
 from ._ds_clusters import groups_look_like_clusters, has_heldout_reads, heldout_ds
 from ._ds_samples import sample_level_ds, samples_nested_in_groups
@@ -585,13 +587,12 @@ class SplicingAnalysisMixin:
             How ``is_ds_fdr`` controls the FDR: ``bh`` (default; see *Calls* above),
             ``interval`` (Benjamini–Hochberg on the interval-null p-values: valid whatever the
             true changes, conservative), ``lfdr`` (mean local FDR of the calls under the fitted
-            prior, ``lfdr_qvalue ≤ fdr_target``: more power, but measured above the target on
+            prior, ``lfdr_qvalue ≤ fdr_target``: more power, but it can exceed the target on
             one-vs-rest, unbalanced and sparse contrasts; see ``bench/ds_quality.py``), ``bh_lfdr``
-            (the ``bh`` calls plus the ``lfdr`` calls observed by at least 6 cells in each group,
-            ``LFDR_MIN_OBS_CELLS``: measured 1.00–1.40× the true junctions of a Welch t-test at
-            3 % coverage with the default's calibration on every contrast kind; not the default
-            because it reaches the 1.2× target in only 1 of 8 regimes (1.11–1.17× in 5); ``bench/ds_call_rules.py``). The table
-            is sorted calls first, then by the evidence of the chosen method.
+            (the ``bh`` calls plus the ``lfdr`` calls observed by at least ``LFDR_MIN_OBS_CELLS``
+            cells in each group: more calls than ``bh``; how many more and at what FDR is measured
+            in ``bench/ds_call_rules.py``). The table is sorted calls first, then by the evidence
+            of the chosen method.
         design
             ``auto``, ``labels``, ``clusters`` or ``samples`` (see *Which test*); an explicit value
             overrides the automatic choice (``samples`` raises ``ValueError`` when a sample has
@@ -634,18 +635,14 @@ class SplicingAnalysisMixin:
         """
         if kwargs:
             raise TypeError(f"differential_splicing() got unexpected keyword argument(s): {', '.join(sorted(kwargs))}")
-        if norm_splicing_function not in ("dm_posterior_mean", "decoded"):
-            raise ValueError("norm_splicing_function must be 'dm_posterior_mean' or 'decoded'")
-        if level not in ("junction", "event"):
-            raise ValueError(f"level must be 'junction' or 'event', got {level!r}")
-        if mode not in ("change", "vanilla"):
-            raise ValueError(f"mode must be 'change' or 'vanilla', got {mode!r}")
-        if fdr_method not in dstats.FDR_METHODS:
-            raise ValueError(f"fdr_method must be one of {dstats.FDR_METHODS}, got {fdr_method!r}")
+        # The options checked at the entry point, before any work (the public stats functions check the ones they take).
+        check_choice("norm_splicing_function", norm_splicing_function, choices.NORM_SPLICING_FUNCTIONS)
+        check_choice("level", level, choices.LEVELS)
+        check_choice("mode", mode, choices.MODES)
+        check_choice("fdr_method", fdr_method, choices.FDR_METHODS)
         if fdr_method == "interval" and mode != "change":
             raise ValueError("fdr_method='interval' tests |ΔPSI| ≤ delta: use it with mode='change'")
-        if design not in dsdesign.DESIGNS:
-            raise ValueError(f"design must be one of {dsdesign.DESIGNS}, got {design!r}")
+        check_choice("design", design, choices.DS_DESIGNS)
         if int(min_cells) < 1:
             raise ValueError(f"min_cells must be >= 1, got {min_cells}")
         if n_samples < 1:
@@ -875,8 +872,7 @@ class SplicingAnalysisMixin:
 
         if self.module.n_input_genes == 0:
             raise ValueError("this model has no expression modality (splicing-only data)")
-        if design not in ("auto", "labels", "samples"):
-            raise ValueError(f"design must be 'auto', 'labels' or 'samples' for differential expression, got {design!r}")
+        check_choice("design of differential expression", design, choices.DE_DESIGNS)
         adata = self._validate_anndata(adata)
         col_names = self._feature_names(adata, "genes")
         if design != "labels":

@@ -15,12 +15,10 @@ from torch.distributions import Normal, Poisson
 from torch.distributions import kl_divergence as kld
 
 from .._constants import SPLICING_FIELD_NAMES
-from ..distributions.likelihoods import CONCENTRATION_SHARING, splicing_likelihood
+from ..distributions.likelihoods import splicing_likelihood
 from ..nn import ModalityMixer, PartialEncoder, SplicingDecoder
 from ..nn._observed import ObservedEntries, observed_entries
-
-#: How the partial encoder weighs an observed entry: equally, or by the information of its reads.
-ENCODER_WEIGHTINGS = ("none", "reads")
+from .choices import check_options
 
 
 def _where(option: str, part: str) -> bool:
@@ -100,7 +98,6 @@ class SPLICEVAE(BaseModuleClass):
         dm_concentration: str = "atse",
         encoder_hidden_dim: int = 128,
         code_dim: int = 16,
-        h_hidden_dim: int | None = None,
         pool_mode: str = "mean",
         max_nobs: int = -1,
         splicing_weight_prior_sd: float | None = 0.1,
@@ -108,17 +105,15 @@ class SPLICEVAE(BaseModuleClass):
         splicing_encoder_selection: bool = False,
     ):
         super().__init__()
-        _check_choice("splicing_encoder_weighting", splicing_encoder_weighting, ENCODER_WEIGHTINGS)
+        check_options(
+            splicing_encoder_weighting=splicing_encoder_weighting, dm_concentration=dm_concentration,
+            gene_likelihood=gene_likelihood, gene_dispersion=gene_dispersion, modality_penalty=modality_penalty,
+            modality_weights=modality_weights, splicing_encoder_architecture=splicing_encoder_architecture,
+            splicing_decoder_architecture=splicing_decoder_architecture,
+            expression_architecture=expression_architecture, latent_distribution=latent_distribution,
+            use_batch_norm=use_batch_norm, use_layer_norm=use_layer_norm,
+        )
         self.likelihood = splicing_likelihood(splicing_loss_type)
-        _check_choice("dm_concentration", dm_concentration, CONCENTRATION_SHARING)
-        _check_choice("gene_likelihood", gene_likelihood, ("zinb", "nb", "poisson"))
-        _check_choice("dispersion", gene_dispersion, ("gene", "gene-batch", "gene-label", "gene-cell"))
-        _check_choice("modality_penalty", modality_penalty, ("Jeffreys", "MMD", "None"))
-        _check_choice("splicing_encoder_architecture", splicing_encoder_architecture, ("vanilla", "partial"))
-        _check_choice("expression_architecture", expression_architecture, ("vanilla", "linear"))
-        _check_choice("latent_distribution", latent_distribution, ("normal", "ln"))
-        for name, value in (("use_batch_norm", use_batch_norm), ("use_layer_norm", use_layer_norm)):
-            _check_choice(name, value, ("encoder", "decoder", "none", "both"))
         codes = torch.as_tensor(np.asarray(junction_event_codes), dtype=torch.long)
         if codes.shape[0] != n_input_junctions:
             raise ValueError(
@@ -232,7 +227,6 @@ class SPLICEVAE(BaseModuleClass):
                 n_junctions=self.n_input_junctions,
                 n_output=self.n_latent,
                 code_dim=code_dim,
-                h_hidden_dim=h_hidden_dim,
                 encoder_hidden_dim=encoder_hidden_dim,
                 n_layers=n_layers_encoder,
                 n_cat_list=encoder_cat_list,
@@ -271,10 +265,6 @@ class SPLICEVAE(BaseModuleClass):
             self.register_buffer("log_concentration", initial[0])
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # Models saved before the rename hold the concentration as ``log_phi_j``.
-        old = prefix + "log_phi_j"
-        if old in state_dict:
-            state_dict[prefix + "log_concentration"] = state_dict.pop(old)
         # Models saved before encoder weights existed read every junction with weight 1.
         state_dict.setdefault(prefix + "encoder_junction_weight", torch.ones_like(self.encoder_junction_weight))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
@@ -671,11 +661,6 @@ def _sparse_product(ratio: torch.Tensor, totals: torch.Tensor) -> torch.Tensor:
     product = ratio.to_sparse_coo() * totals.to_sparse_coo()
     product = product.coalesce()
     return torch.sparse_coo_tensor(product.indices(), torch.round(product.values()), product.shape)
-
-
-def _check_choice(name: str, value, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
 
 
 #: Intra-cell correlation of reads assumed by :func:`read_information` (a Dirichlet-multinomial

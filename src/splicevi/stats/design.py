@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-#: Values of ``differential_splicing(design=...)``.
-DESIGNS = ("auto", "labels", "clusters", "samples")
+from .choices import DS_DESIGNS, check_choice
+
 #: Default of ``min_cells``: a group with fewer cells, or fewer cells with splicing reads, is not
 #: tested (a handful of cells gives no usable variance, and the model's term dominates).
 MIN_CELLS = 10
@@ -106,12 +106,12 @@ def choose_design(
     recorded_clustering: str | None = None,
     has_heldout_reads: bool = False,
 ) -> DesignChoice:
-    """The design of one comparison (``design`` ``auto``: the rule of :data:`DESIGNS`' docs).
+    """The design of one comparison (``design`` ``auto``: the rule of this module's docs).
 
     Parameters
     ----------
     design
-        The requested design (one of :data:`DESIGNS`).
+        The requested design (one of :data:`splicevi.stats.choices.DS_DESIGNS`).
     nested
         Whether every sample lies inside one group with at least two samples per group
         (``None``: no sample labels).
@@ -137,8 +137,7 @@ def choose_design(
     held-out reads where the data have them (valid either way), and otherwise with cells as units
     and a warning in the reason (pass ``design="clusters"`` or ``design="labels"`` to decide).
     """
-    if design not in DESIGNS:
-        raise ValueError(f"design must be one of {DESIGNS}, got {design!r}")
+    check_choice("design", design, DS_DESIGNS)
     if design != "auto":
         return DesignChoice(design, TESTS[design], f"design={design!r} given explicitly")
     if nested:
