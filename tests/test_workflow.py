@@ -328,6 +328,8 @@ def test_conda_env_pins_exactly_the_constraints():
     """envs/splicevi.yaml installs exactly the versions of constraints.txt (the lock CI tests)."""
     env = yaml.safe_load((REPO / "envs" / "splicevi.yaml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
+    assert pip[-1] == "-e .."  # the package itself, from this repository, after its pinned dependencies
+    pip = pip[:-1]
     lines = [line.split("#", 1)[0].strip() for line in (REPO / "constraints.txt").read_text().splitlines()]
     assert sorted(pip) == sorted(line for line in lines if line)
     assert all("==" in p for p in pip)

@@ -233,24 +233,6 @@ def strandedness():
     return None if not HAS_GENES or value == "unstranded" else value
 FMT = config["plots"]["format"]
 
-# Run `splicevi` from the Python environment that runs Snakemake (a virtualenv need not be activated).
-# Under --sdm conda the rule's environment (envs/splicevi.yaml: the dependencies) comes first on PATH
-# and workflow/scripts/splicevi runs the package from this repository's src/ with its Python.
-def _use_conda():
-    from snakemake.settings.types import DeploymentMethod
-
-    return DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
-
-
-_bin = Path(sys.executable).parent
-_scripts = Path(workflow.basedir) / "workflow" / "scripts"
-_path = [str(_scripts)] if _use_conda() or not (_bin / "splicevi").exists() else [str(_bin)]
-os.environ.update(
-    PATH=os.pathsep.join([*_path, os.environ.get("PATH", "")]),
-    PYTHONPATH=os.pathsep.join([str(Path(workflow.basedir) / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]),
-)
-
-
 # --- paths --------------------------------------------------------------------------------------
 def out(*parts):
     """A path under the configured output directory."""
