@@ -353,7 +353,7 @@ def _table(path: Path, rows: list[tuple]) -> Path:
     return path
 
 
-def test_merge_harmonises_chromosome_names_across_samples(tmp_path, capsys):
+def test_merge_harmonizes_chromosome_names_across_samples(tmp_path, capsys):
     """One sample spells chromosomes chr1, the other 1: the same introns must stay one junction each."""
     import anndata as ad
 
@@ -370,7 +370,7 @@ def test_merge_harmonises_chromosome_names_across_samples(tmp_path, capsys):
     assert main(["merge", "--sample-sheet", str(sheet), "--junctions", str(tmp_path / "a.h5ad"),
                  str(tmp_path / "b.h5ad"), "--out-junctions", str(out)]) == 0
     summary = capsys.readouterr().out
-    assert "NOTE chromosome names harmonised across samples" in summary and "1→chr1 in B (2 junctions)" in summary
+    assert "NOTE chromosome names harmonized across samples" in summary and "1→chr1 in B (2 junctions)" in summary
     merged = ad.read_h5ad(out)
     assert sorted(merged.var_names) == ["chr1:100-200:+", "chr1:300-400:+", "chr2:100-200:-"]
     assert int(merged.var.loc["chr1:100-200:+", "total_reads"]) == 8

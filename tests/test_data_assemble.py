@@ -128,7 +128,7 @@ def test_events_from_other_junctions_file_rejected(tiny_sim):
         assemble(jun, events, None, events_source="events.tsv")
 
 
-def test_reference_layout_is_harmonised(tiny_sim):
+def test_reference_layout_is_harmonized(tiny_sim):
     """Dense junc_ratio / psi_mask layers (the reference implementation's files) become CSR."""
     mdata = tiny_sim.to_mudata(with_expression=False)
     s = mdata["splicing"]

@@ -90,7 +90,7 @@ def test_truncated_mtx(tmp_path):
         read_junctions(tmp_path, "starsolo", progress=False)
 
 
-def test_sample_sheet_errors(tmp_path):
+def test_cell_sheet_errors(tmp_path):
     write_text(tmp_path / "a.junc", [junc_line("chr1", 10, 90)])
     sheet = write_text(tmp_path / "s.tsv", ["cell_id\tpath", "a\ta.junc", "a\ta.junc"])
     with pytest.raises(InputError, match="listed twice.*line 3|line 3.*listed twice"):
@@ -159,7 +159,7 @@ REAL_SJ = SHARED_DATA / "scasl_tnbc_smartseq2" / "sj_out_tab"
 
 
 @pytest.mark.skipif(not REAL_SJ.exists(), reason="real data ../shared/data/scasl_tnbc_smartseq2 not present")
-def test_mixed_chr_naming_is_harmonised_on_real_cells(tmp_path, capsys):
+def test_mixed_chr_naming_is_harmonized_on_real_cells(tmp_path, capsys):
     """Real cells, one of them rewritten with Ensembl names (1 instead of chr1): same junctions as before."""
     names = sorted(p.name for p in REAL_SJ.iterdir())[:3]
     for name in names:
@@ -175,7 +175,7 @@ def test_mixed_chr_naming_is_harmonised_on_real_cells(tmp_path, capsys):
     out = tmp_path / "j.h5ad"
     assert main(["ingest", "--junctions", str(tmp_path), "--junction-format", "sj_out_tab", "--out-junctions",
                  str(out), "--no-progress"]) == 0
-    assert "chromosome names harmonised" in capsys.readouterr().out
+    assert "chromosome names harmonized" in capsys.readouterr().out
 
 
 def test_duplicate_lines_are_summed_and_reported(tmp_path, capsys):
@@ -212,7 +212,7 @@ def test_folder_with_two_junction_formats_is_refused(tmp_path, fmt):
 
 
 @pytest.mark.parametrize(("row", "problem"), [("b\t", "has an empty path"), ("b\tsub", "is a folder")])
-def test_sample_sheet_row_without_a_file(tmp_path, row, problem):
+def test_cell_sheet_row_without_a_file(tmp_path, row, problem):
     write_text(tmp_path / "a.junc", [junc_line("chr1", 10, 90)])
     (tmp_path / "sub").mkdir()
     sheet = write_text(tmp_path / "s.tsv", ["cell_id\tpath", "a\ta.junc", row])

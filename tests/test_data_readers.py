@@ -98,7 +98,7 @@ def test_same_junction_same_id_all_formats(tmp_path):
         assert a.n_obs == 1
 
 
-def test_sample_sheet_gz_batch_and_strand_inference(tmp_path):
+def test_cell_sheet_gz_batch_and_strand_inference(tmp_path):
     # Cell 1: SJ.out.tab knows the motif; cell 2: .junc with unknown strand '.' for the same intron.
     write_text(tmp_path / "a.junc.gz", [junc_line("chr1", 101, 500, 3, "+"), junc_line("chr1", 101, 800, 2, "+")],
                gz=True)
@@ -112,8 +112,8 @@ def test_sample_sheet_gz_batch_and_strand_inference(tmp_path):
     assert "chr1:101-500:+" in a.var_names and "chr1:101-500:." not in a.var_names
     assert a["cB", "chr1:101-500:+"].X.toarray()[0, 0] == 4
     assert "chr9:10-100:." in a.var_names
-    # The same via --sample-sheet with --junctions pointing at the sheet itself.
-    b = read_junctions(sheet, "junc", sample_sheet=sheet, progress=False)
+    # The same via --cell-sheet with --junctions pointing at the sheet itself.
+    b = read_junctions(sheet, "junc", cell_sheet=sheet, progress=False)
     assert (b.var_names == a.var_names).all()
 
 

@@ -87,7 +87,7 @@ def _hostile_workdir(work: Path, sim: Path, with_sheet: bool) -> dict:
     }
     if with_sheet:
         (work / f"{payload('sheet')}.tsv").write_text("cell_id\tpath\n")
-        cfg["input"]["sample_sheet"] = f"{payload('sheet')}.tsv"
+        cfg["input"]["cell_sheet"] = f"{payload('sheet')}.tsv"
         cfg["batch_key"] = payload("batch_key")
     cfg["atse"]["gtf"] = f"{payload('gtf')}.gtf"
     cfg["contrasts"] = [
@@ -150,7 +150,7 @@ def test_dry_run_commands_pass_hostile_values_verbatim(tmp_path, sim):
     assert _value(ingest, "--junctions") == cfg["input"]["junctions"]
     assert _value(ingest, "--genes") == cfg["input"]["genes"]
     assert _value(ingest, "--barcodes") == cfg["input"]["barcodes"]
-    assert _value(ingest, "--sample-sheet") == cfg["input"]["sample_sheet"]
+    assert _value(ingest, "--cell-sheet") == cfg["input"]["cell_sheet"]
     assert _value(ingest, "--batch") == payload("batch")
     assert _value(ingest, "--out-junctions") == f"{payload('outdir')}/ingest/junctions.h5ad"
     assert _value(by_name["atse"][0], "--gtf") == cfg["atse"]["gtf"]

@@ -199,3 +199,13 @@ def test_option_choices_come_from_the_package_once():
             assert check_config({keys[0]: {keys[1]: value}}, path) == [], (keys, value)
         errors = check_config({keys[0]: {keys[1]: "no-such-choice"}}, path)
         assert len(errors) == 1 and errors[0].startswith(f"config key '{'.'.join(keys)}'"), errors
+
+
+def test_a_renamed_key_still_reads_with_a_note(capsys):
+    """`input.sample_sheet` (the per-cell table's old name) is read as `input.cell_sheet`, with a note."""
+    from splicevi.cli._workflow_config import check_config
+
+    config = {"input": {"junctions": "x", "sample_sheet": "cells.tsv"}}
+    assert check_config(config, REPO / "workflow" / "schemas" / "config.schema.yaml") == []
+    assert config["input"]["cell_sheet"] == "cells.tsv" and "sample_sheet" not in config["input"]
+    assert "'input.sample_sheet' is now 'input.cell_sheet'" in capsys.readouterr().err

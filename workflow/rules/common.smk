@@ -35,7 +35,7 @@ SAMPLES = None
 if config["samples"] is not None:
     # A cohort's inputs are columns of the sample sheet: single-input keys that are set are ignored, and
     # the note names each of them (and the GTF, which every sample shares), so nothing applies unseen.
-    _ignored = [k for k in ("junctions", "sample_sheet", "genes", "barcodes", "batch") if config["input"].get(k)]
+    _ignored = [k for k in ("junctions", "cell_sheet", "genes", "barcodes", "batch") if config["input"].get(k)]
     _ignored += [k for k in ("junction_format", "gene_format") if config["input"].get(k, "auto") != "auto"]
     if _ignored:
         print(
@@ -76,7 +76,7 @@ elif not config["input"].get("junctions"):
     )
 else:
     _check_path("input.junctions", config["input"]["junctions"])
-_check_path("input.sample_sheet", config["input"]["sample_sheet"], "sample sheet")
+_check_path("input.cell_sheet", config["input"]["cell_sheet"], "cell sheet")
 _check_path("input.genes", config["input"]["genes"])
 _check_path("input.cell_annotations", config["input"]["cell_annotations"], "cell annotation table")
 _check_path("input.barcodes", config["input"]["barcodes"], "barcode file")

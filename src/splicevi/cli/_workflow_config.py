@@ -10,7 +10,29 @@ reader is accepted by the workflow without touching the schema.
 from __future__ import annotations
 
 import copy
+import sys
 from pathlib import Path
+
+#: Config keys renamed since a release: old key path → new key path (an old config still runs, with a note).
+RENAMED_KEYS = {
+    # "sample sheet" means a cohort's table (config key `samples`); the per-cell file table is the cell sheet.
+    ("input", "sample_sheet"): ("input", "cell_sheet"),
+}
+
+
+def rename_old_keys(config: dict) -> list[str]:
+    """Move the values of renamed keys (:data:`RENAMED_KEYS`) to their new names; one note per move."""
+    notes = []
+    for old, new in RENAMED_KEYS.items():
+        parent = config.get(old[0]) if len(old) == 2 else config
+        if not isinstance(parent, dict) or old[-1] not in parent:
+            continue
+        target = config.setdefault(new[0], {}) if len(new) == 2 else config
+        if new[-1] in target:
+            continue  # both given: the new key wins and the check reports the old one as unknown
+        target[new[-1]] = parent.pop(old[-1])
+        notes.append(f"config key '{'.'.join(old)}' is now '{'.'.join(new)}' (read as such; rename it in your config)")
+    return notes
 
 
 def choices() -> dict[tuple[str, ...], tuple]:
@@ -91,6 +113,8 @@ def check_config(config: dict, schema_path: str | Path) -> list[str]:
     The problems, one line each (empty when the config is valid).
     """
     schema = load_schema(schema_path)
+    for note in rename_old_keys(config):
+        print(note, file=sys.stderr)
     errors = config_errors(config, schema)
     if not errors:
         fill_defaults(config, schema)

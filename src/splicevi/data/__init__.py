@@ -16,7 +16,7 @@ from .layers import (
     splicing_layers,
 )
 from .readers_genes import read_genes
-from .readers_junctions import read_junctions, read_sample_sheet
+from .readers_junctions import read_cell_sheet, read_junctions
 from .simulate import SimulatedData, simulate, to_mudata
 from .simulate_files import write_simulation
 from .thinning import HELDOUT_LAYER, split_reads
@@ -44,11 +44,11 @@ __all__ = [
     "group_atse",
     "harmonize_splicing",
     "match_cells",
+    "read_cell_sheet",
     "read_events",
     "read_genes",
     "read_gtf",
     "read_junctions",
-    "read_sample_sheet",
     "read_transcript_lengths",
     "register_reader",
     "simulate",

@@ -12,7 +12,7 @@ Supported inputs
 ``h5ad``
     An AnnData whose ``X`` (or ``layers["counts"]``, or ``raw.X``) holds integer counts.
 ``star_counts``
-    One STAR ``ReadsPerGene.out.tab`` per cell listed in a sample sheet (``cell_id``, ``path``);
+    One STAR ``ReadsPerGene.out.tab`` per cell listed in a cell sheet (``cell_id``, ``path``);
     the unstranded column is used unless ``strandedness`` says otherwise.
 
 The formats are entries of :data:`splicevi.data.formats.GENE_READERS` (registered at the end of this
@@ -50,7 +50,7 @@ from ._tables import (
     read_delimited,
     read_typed,
 )
-from .readers_junctions import read_barcodes, read_sample_sheet
+from .readers_junctions import read_barcodes, read_cell_sheet
 
 _STRANDED_COLUMN = {"unstranded": 1, "forward": 2, "reverse": 3}
 
@@ -152,7 +152,7 @@ def read_h5ad_counts(path: str | os.PathLike) -> ad.AnnData:
 
 
 def read_star_counts(sheet: pd.DataFrame, strandedness: str = "unstranded", progress: bool = True) -> ad.AnnData:
-    """Read STAR ``ReadsPerGene.out.tab`` files (sample sheet ``cell_id``, ``path``) into cells × genes."""
+    """Read STAR ``ReadsPerGene.out.tab`` files (cell sheet ``cell_id``, ``path``) into cells × genes."""
     col = _STRANDED_COLUMN[strandedness]
     fix = "pass STAR's ReadsPerGene.out.tab unchanged (4 tab-separated columns, 4 N_ summary lines)"
     genes = None
@@ -178,8 +178,8 @@ def read_star_counts(sheet: pd.DataFrame, strandedness: str = "unstranded", prog
 
 
 def read_star_counts_sheet(path: str | os.PathLike, strandedness: str = "unstranded", progress: bool = True) -> ad.AnnData:
-    """Read the ``ReadsPerGene.out.tab`` files listed in a sample sheet (``cell_id``, ``path``)."""
-    return read_star_counts(read_sample_sheet(path), strandedness=strandedness, progress=progress)
+    """Read the ``ReadsPerGene.out.tab`` files listed in a cell sheet (``cell_id``, ``path``)."""
+    return read_star_counts(read_cell_sheet(path), strandedness=strandedness, progress=progress)
 
 
 def detect_gene_format(path: str | os.PathLike) -> str:
@@ -220,4 +220,4 @@ formats.register_reader("genes", formats.Reader("h5ad", read_h5ad_counts, suffix
                                                 help="AnnData with integer counts"))
 formats.register_reader("genes", formats.Reader(
     "star_counts", read_star_counts_sheet, suffixes=(".tsv", ".csv", ".txt"), per_cell=True,
-    options=("strandedness", "progress"), help="sample sheet of STAR ReadsPerGene.out.tab files"))
+    options=("strandedness", "progress"), help="cell sheet of STAR ReadsPerGene.out.tab files"))

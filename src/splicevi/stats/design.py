@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .._constants import EVENT_ID_COLUMN
 from .choices import DS_DESIGNS, check_choice
 
 #: Default of ``min_cells``: a group with fewer cells, or fewer cells with splicing reads, is not
@@ -38,10 +39,10 @@ ATTRS_KEY = "splicevi_ds"
 JUNCTION_COLUMNS = (
     "proba_ds", "bayes_factor", "lfdr", "lfdr_qvalue", "pvalue", "qvalue", "is_ds_fdr", "effect_size",
     "effect_se", "df", "log10_pvalue", "log10_lfdr", "est_psi1", "est_psi2", "emp_psi1", "emp_psi2",
-    "emp_effect", "n_obs_group1", "n_obs_group2", "junction_id", "event_id", "gene_name",
+    "emp_effect", "n_obs_group1", "n_obs_group2", "junction_id", EVENT_ID_COLUMN, "gene_name",
 )
 EVENT_COLUMNS = (
-    "event_id", "gene_name", "best_junction", "effect_size", "max_abs_dpsi", "proba_ds", "bayes_factor", "lfdr",
+    EVENT_ID_COLUMN, "gene_name", "best_junction", "effect_size", "max_abs_dpsi", "proba_ds", "bayes_factor", "lfdr",
     "lfdr_qvalue", "log10_lfdr", "pvalue", "qvalue", "log10_pvalue", "is_ds_fdr", "n_junctions",
     "emp_max_abs_dpsi", "n_obs_group1", "n_obs_group2",
 )
@@ -212,7 +213,7 @@ def recorded_clustering(uns_mappings: list, groupby: str | None) -> str | None:
 def empty_table(level: str) -> pd.DataFrame:
     """A table with the standard columns of ``level`` and no rows (a skipped comparison)."""
     cols = JUNCTION_COLUMNS if level == "junction" else EVENT_COLUMNS
-    index = pd.Index([], name="junction_id" if level == "junction" else "event_id")
+    index = pd.Index([], name="junction_id" if level == "junction" else EVENT_ID_COLUMN)
     return pd.DataFrame({c: pd.Series([], dtype=bool if c == "is_ds_fdr" else object) for c in cols}, index=index)
 
 
