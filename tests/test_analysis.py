@@ -37,7 +37,7 @@ def trained():
     mdata = sim.to_mudata()
     SPLICEVI.setup_mudata(mdata, batch_key="batch")
     torch.manual_seed(0)
-    model = SPLICEVI(mdata, n_latent=8, n_hidden=32, encoder_hidden_dim=32, h_hidden_dim=16, code_dim=8)
+    model = SPLICEVI(mdata, n_latent=8, n_hidden=32, encoder_hidden_dim=32, code_dim=8)
     model.train(
         max_epochs=25, lr=1e-2, batch_size=128, early_stopping=False, n_epochs_kl_warmup=10,
         enable_progress_bar=False,

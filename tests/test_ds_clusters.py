@@ -98,7 +98,7 @@ def null_model():
     # does not depend on which tests ran before.
     scvi.settings.seed = 0
     torch.manual_seed(0)
-    model = SPLICEVI(mdata, n_latent=6, n_hidden=32, encoder_hidden_dim=32, h_hidden_dim=16, code_dim=8)
+    model = SPLICEVI(mdata, n_latent=6, n_hidden=32, encoder_hidden_dim=32, code_dim=8)
     model.train(max_epochs=25, lr=1e-2, batch_size=128, early_stopping=False, n_epochs_kl_warmup=10,
                 enable_progress_bar=False)
     return mdata, model
@@ -173,7 +173,7 @@ def test_heldout_ds_finds_real_differences():
     mdata.obs["batch"] = "b0"
     SPLICEVI.setup_mudata(mdata, batch_key="batch")
     torch.manual_seed(0)
-    model = SPLICEVI(mdata, n_latent=4, n_hidden=32, encoder_hidden_dim=32, h_hidden_dim=16, code_dim=8)
+    model = SPLICEVI(mdata, n_latent=4, n_hidden=32, encoder_hidden_dim=32, code_dim=8)
     model.train(max_epochs=25, lr=1e-2, batch_size=128, early_stopping=False, n_epochs_kl_warmup=10,
                 enable_progress_bar=False)
     split_reads(mdata, seed=0)

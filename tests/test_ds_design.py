@@ -38,7 +38,7 @@ def sparse_pair():
     mdata.obs["donor"] = [f"{b}_d{rng.integers(2)}" for b in mdata.obs["batch"].astype(str)]
     SPLICEVI.setup_mudata(mdata, batch_key="batch")
     torch.manual_seed(0)
-    model = SPLICEVI(mdata, n_latent=8, n_hidden=32, encoder_hidden_dim=32, h_hidden_dim=16, code_dim=8)
+    model = SPLICEVI(mdata, n_latent=8, n_hidden=32, encoder_hidden_dim=32, code_dim=8)
     model.train(max_epochs=15, lr=1e-2, batch_size=128, early_stopping=False, n_epochs_kl_warmup=5,
                 enable_progress_bar=False)
     return sim, mdata, model

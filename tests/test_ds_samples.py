@@ -116,7 +116,7 @@ def cohort_model():
     mdata = sim.to_mudata()
     SPLICEVI.setup_mudata(mdata, batch_key="sample")
     torch.manual_seed(0)
-    model = SPLICEVI(mdata, n_latent=4, n_hidden=16, encoder_hidden_dim=16, h_hidden_dim=8, code_dim=4)
+    model = SPLICEVI(mdata, n_latent=4, n_hidden=16, encoder_hidden_dim=16, code_dim=4)
     model.train(max_epochs=2, batch_size=128, early_stopping=False, enable_progress_bar=False)
     return sim, mdata, model
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+from pathlib import Path
 
 import anndata as ad
 import mudata as md
@@ -109,7 +110,7 @@ def test_leafcutter_per_cell(results, mdata, tmp_path):
 def parse_bed12(path) -> list[dict]:
     """A strict BED12 reader (UCSC format definition): every rule checked, records returned as dicts."""
     records = []
-    for lineno, line in enumerate(open(path).read().splitlines(), start=1):
+    for lineno, line in enumerate(Path(path).read_text().splitlines(), start=1):
         fields = line.split("\t")
         assert len(fields) == 12, f"line {lineno}: {len(fields)} fields"
         chrom, start, end, name, score, strand, thick_start, thick_end, rgb, count, sizes, starts = fields

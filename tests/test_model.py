@@ -379,10 +379,21 @@ def test_splicing_weight_prior_is_in_the_loss(small_mdata):
         model.module.eval()
         torch.manual_seed(1)
         _, _, out = model.module(tensors)
-        losses.append(float(out.loss))
+        losses.append(float(out.loss.detach()))
     weight = with_prior.module.z_decoder_splicing.weight.detach()
     expected = float(weight.pow(2).sum()) / (2 * 0.5**2 * small_mdata.n_obs)
     assert losses[0] - losses[1] == pytest.approx(expected, rel=1e-4)
     with pytest.raises(ValueError, match="splicing_weight_prior_sd"):
         SPLICEVI(small_mdata, splicing_weight_prior_sd=0.0)
 
+
+
+def test_h_hidden_dim_of_the_reference_api_is_accepted_with_a_warning(small_mdata):
+    """The reference's per-junction network width does not exist here: accepted, said, and ignored."""
+    SPLICEVI.setup_mudata(small_mdata, batch_key="batch")
+    with pytest.warns(UserWarning, match="h_hidden_dim has no effect"):
+        with_width = SPLICEVI(small_mdata, h_hidden_dim=64)
+    torch.manual_seed(0)
+    assert {k: tuple(v.shape) for k, v in with_width.module.state_dict().items()} == {
+        k: tuple(v.shape) for k, v in SPLICEVI(small_mdata).module.state_dict().items()
+    }
