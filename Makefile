@@ -46,4 +46,4 @@ demo: install
 # Only the workflow tests (lint, dry run, config errors, runs on simulated and real data).
 workflow-test: install
 	mkdir -p $(NUMBA_CACHE_DIR)
-	$(VENV)/bin/pytest -q tests/test_workflow.py
+	$(VENV)/bin/pytest -q tests/workflow/test_workflow.py

@@ -10,40 +10,11 @@ import pytest
 import scipy.sparse as sp
 import torch
 
+from model_fixtures import OPTIONS
 from splicevi import SPLICEVI
 from splicevi.data import simulate
 
 from conftest import QUIET
-
-OPTIONS = [
-    {},
-    {"modality_weights": "universal"},
-    {"modality_weights": "cell"},
-    {"modality_weights": "concatenate"},
-    {"modality_weights": "per_dimension_weighted_average"},
-    {"modality_penalty": "MMD"},
-    {"modality_penalty": "None"},
-    {"gene_likelihood": "nb"},
-    {"gene_likelihood": "poisson"},
-    {"dispersion": "gene-batch"},
-    {"dispersion": "gene-label"},
-    {"dispersion": "gene-cell", "expression_architecture": "vanilla"},
-    {"splicing_encoder_architecture": "vanilla"},
-    {"splicing_decoder_architecture": "vanilla", "expression_architecture": "vanilla"},
-    {"latent_distribution": "ln"},
-    {"deeply_inject_covariates": True, "encode_covariates": True, "splicing_decoder_architecture": "vanilla"},
-    {"splicing_loss_type": "binomial"},
-    {"splicing_loss_type": "beta_binomial"},
-    {"splicing_loss_type": "beta_binomial", "splicing_concentration": 20.0},
-    {"dm_concentration": "scalar"},
-    {"pool_mode": "sum", "max_nobs": 50},
-    {"initialize_embeddings_from_pca": False, "code_dim": 8, "encoder_hidden_dim": 32},
-    {"modality_weights": "precision"},
-    {"fully_paired": True},
-    {"use_batch_norm": "both", "use_layer_norm": "none", "n_layers_encoder": 1, "n_layers_decoder": 1},
-    {"n_hidden": 32, "n_latent": 5, "dropout_rate": 0.0},
-    {"splicing_encoder_atses": "highly_variable", "splicing_encoder_weighting": "reads"},
-]
 
 
 def _setup(mdata, **kwargs):

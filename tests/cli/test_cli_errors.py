@@ -20,7 +20,7 @@ import pytest
 
 from splicevi.cli.main import main
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _mdata(path: Path, n_cells: int, n_batches: int = 1) -> Path:

@@ -14,7 +14,7 @@ import scipy.sparse as sp
 from splicevi.data import formats, read_genes, read_junctions
 from splicevi.data.readers_junctions import detect_junction_format
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _read_toy_junctions(path) -> pd.DataFrame:

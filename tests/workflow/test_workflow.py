@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SNAKEFILE = REPO / "Snakefile"
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 REAL = REPO.parent / "shared" / "data" / "scasl_tnbc_smartseq2"

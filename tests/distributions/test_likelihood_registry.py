@@ -102,7 +102,7 @@ def test_workflow_config_accepts_the_registered_likelihoods(toy_likelihood):
     """The workflow's one config check reads the choices from the registry, not from a copy in the schema."""
     from splicevi.cli._workflow_config import check_config
 
-    schema = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+    schema = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
     config = {"model": {"splicing_loss_type": "half_logit_binomial"}}
     assert check_config(config, schema) == []
     assert config["train"]["max_epochs"] == 500 and config["model"]["n_latent"] is None  # defaults filled in

@@ -126,7 +126,7 @@ def test_merge_cli_wrong_number_of_files_is_a_usage_error(channels, capsys):
     assert not (work / "bad.h5ad").exists()
 
 
-SAMPLES_SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "samples.schema.yaml"
+SAMPLES_SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "samples.schema.yaml"
 
 
 @pytest.mark.parametrize(

@@ -251,7 +251,7 @@ def _cli(*args: str) -> tuple[int, str]:
     import subprocess
     import sys
 
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(repo / "src"), os.environ.get("PYTHONPATH")])))
     proc = subprocess.run([sys.executable, "-m", "splicevi.cli.main", *args], capture_output=True, text=True,
                           env=env, timeout=600)

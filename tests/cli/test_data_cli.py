@@ -77,7 +77,7 @@ def test_embedded_example_is_the_simulators_output(tmp_path, capsys):
     """resources/example is exactly what its README's `splicevi simulate` command writes."""
     from pathlib import Path
 
-    example = Path(__file__).resolve().parents[1] / "resources" / "example"
+    example = Path(__file__).resolve().parents[2] / "resources" / "example"
     if not (example / "sim_SJ.out.tab").exists():
         pytest.skip("embedded example not present")
     _run(["simulate", "--out", str(tmp_path / "ex"), "--format", "starsolo", "--n-cells", "400", "--n-genes", "150",

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from data_fixtures import SCASL, needs_shared
+from model_fixtures import make_results
 from splicevi.cli.main import main
-from test_h5mu import make_results
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def mdata(results):
 
 @pytest.fixture(scope="module")
 def ds_tables(results):
-    """The DS tables written beside the results (two contrasts, see test_h5mu.write_ds_tables)."""
+    """The DS tables written beside the results (two contrasts, see model_fixtures.write_ds_tables)."""
     return results.parent / "ds" / "ds_junctions.tsv", results.parent / "ds" / "ds_events.tsv"
 
 

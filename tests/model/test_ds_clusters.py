@@ -195,7 +195,7 @@ def test_readme_recipe_for_own_clusters_runs(null_model):
     from pathlib import Path
 
     mdata, model = null_model
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     block = next(b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if "fit_part_latent" in b)
     # The last line calls the design dispatcher of differential_splicing; its held-out path is run
     # directly below.

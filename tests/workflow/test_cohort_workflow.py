@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not SNAKEMAKE.exists(), reason="snakemake is not installed")]

@@ -9,13 +9,13 @@ import torch
 from torch.distributions import Normal
 from torch.distributions import kl_divergence as kld
 
+from model_fixtures import OPTIONS
 from splicevi import SPLICEVI
-from test_model import OPTIONS
 
 #: Model-level options that leave the module alone (tested in test_model.py).
 MODEL_ONLY = ("fully_paired",)
 _DEFAULTS = {k: p.default for k, p in inspect.signature(SPLICEVI.__init__).parameters.items()}
-#: Options of test_model.OPTIONS that differ from the defaults and reach the module.
+#: Options of model_fixtures.OPTIONS that differ from the defaults and reach the module.
 MODULE_OPTIONS = [
     o for o in OPTIONS
     if any(_DEFAULTS.get(k) != v for k, v in o.items()) and not set(o) & set(MODEL_ONLY)
