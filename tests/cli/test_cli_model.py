@@ -1,6 +1,6 @@
 """Model-stage CLI helpers (splicevi.tl embedding, qc, ranking and contrasts; cli train/ds argument handling): fast unit tests.
 
-The subcommands themselves run end to end in tests/test_workflow.py.
+The subcommands themselves run end to end in tests/workflow/test_workflow.py.
 """
 
 from __future__ import annotations

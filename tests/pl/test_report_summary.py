@@ -3,7 +3,7 @@
 Rendered here the way Snakemake renders a report's front page (Jinja, then docutils, then JSON inside
 a ``<script>`` element), so a user string that could break out of the script or run as a template
 fails here, without a workflow run. The page inside a real report is checked by
-tests/test_report_browser.py (slow).
+tests/report_browser.py (slow).
 """
 
 from __future__ import annotations

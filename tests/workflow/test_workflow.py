@@ -26,7 +26,7 @@ REAL = REPO.parent / "shared" / "data" / "scasl_tnbc_smartseq2"
 
 pytestmark = pytest.mark.skipif(not SNAKEMAKE.exists(), reason="snakemake is not installed")
 #: A cell annotation file name holding markup (no "/": it is a file name; no braces: Snakemake reads those
-#: as wildcards in a path. Braces in group names are checked by tests/test_report_summary.py).
+#: as wildcards in a path. Braces in group names are checked by tests/pl/test_report_summary.py).
 HOSTILE_NAME = "<b class=splicevi-injected>'cells'&.tsv"
 
 
