@@ -83,7 +83,7 @@ def test_reference_and_lean_give_identical_minibatches_and_loss(small_mdata):
         model.module.train()
         torch.manual_seed(1)
         _, _, loss = model.module(tensors)
-        losses.append(float(loss.loss))
+        losses.append(float(loss.loss.detach()))
     assert losses[0] == losses[1]
 
 

@@ -59,7 +59,7 @@ def _as_snakemake_report(rst: str) -> str:
     from jinja2 import Environment
 
     rendered = Environment(trim_blocks=True, lstrip_blocks=True).from_string(rst).render(snakemake=None)
-    body = publish_parts(rendered, writer_name="html")["html_body"]
+    body = publish_parts(rendered, writer="html")["html_body"]
     return json.dumps(body)
 
 
