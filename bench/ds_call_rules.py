@@ -10,18 +10,18 @@ contrasts (every call false).
 
 Rules (target 0.05):
 
-* ``bh_bound1.645`` (the default): BH q ≤ target on ΔPSI = 0 and |ΔPSI| − 1.645·se ≥ delta;
+* ``bh_bound1.645`` (``fdr_method="bh"``): BH q ≤ target on ΔPSI = 0 and |ΔPSI| − 1.645·se ≥ delta;
 * ``bh_bound<z>``: the same with another bound level (z = 0: the bare estimate);
-* ``lfdr``: the posterior P(|ΔPSI| ≤ delta) of the fitted scale-mixture prior (the table's
-  ``lfdr``), calls where the mean lfdr of the called rows is ≤ target (``fdr_method="lfdr"``);
-* ``lfdr_nw<w>``: the same with the prior refitted with ``w`` pseudo-counts on "no change"
-  (the package uses 10);
-* ``lfdr_var<x>``: the same with the likelihood variance multiplied by ``x``;
-* ``lfdr_nobs5``: ``lfdr`` calls restricted to junctions observed by ≥ 5 cells in each group;
-* ``lfdr_bh0.2``: ``lfdr`` calls that also have BH q ≤ 0.2 on ΔPSI = 0;
-* ``bh_lfdr`` (the package's ``fdr_method="bh_lfdr"``, through its own ``call_rows``): the
-  default's calls plus the ``lfdr`` calls observed by at least ``LFDR_MIN_OBS_CELLS`` (6) cells in
-  each group; ``bh|lfdr_nobs<k>``: the same with another number of cells.
+* ``lfdr`` (``fdr_method="lfdr"``): the posterior P(|ΔPSI| ≤ delta) of the fitted scale-mixture
+  prior with the t-statistic's Student-t likelihood, calls where the mean lfdr of the called rows
+  is ≤ target;
+* ``lfdr_normal``: the same with the posterior used before (a normal likelihood with the t's
+  variance); ``lfdr_normal_nw100``: its prior refitted with 100 (not 10) pseudo-counts on "no
+  change"; ``lfdr_normal_var1.5``: its variance × 1.5; ``lfdr_normal_nobs5``: its calls observed
+  by ≥ 5 cells in each group; ``bh|lfdr_normal_nobs<k>``: the ``bh`` calls plus those with ≥ k cells
+  (k = 6 was the earlier ``bh_lfdr``);
+* ``bh_lfdr`` (the default, through the package's own ``call_rows``): the ``bh`` calls and the
+  ``lfdr`` calls together.
 
 ``--real`` adds the real cells of ``bench/ds_quality.py`` (PT039 vs PT084, five training seeds):
 calls per seed and Jaccard between seeds of ``fdr_method`` ``bh``, ``lfdr`` and ``bh_lfdr`` on
@@ -86,16 +86,22 @@ def trained_tables(n_events, frac, obs, conc, args) -> dict:
     }
 
 
-def refit_lfdr_qvalues(t, null_weight: float = 10.0, var_factor: float = 1.0) -> np.ndarray:
-    """Bayesian q-values of P(|ΔPSI| ≤ delta) with the prior refitted (as ``difference_test``)."""
+def refit_lfdr_qvalues(t, null_weight: float = 10.0, var_factor: float = 1.0, likelihood: str = "t") -> np.ndarray:
+    """Bayesian q-values of P(|ΔPSI| ≤ delta) with the prior refitted from the table's columns.
+
+    ``likelihood="t"`` is the package's posterior (Student-t likelihood with the table's ``df``,
+    as ``difference_test``); ``"normal"`` is the one used before issue 18's follow-up: a normal
+    likelihood with the t's variance ``se² · df / (df − 2)``.
+    """
     e, se, df = (t[c].to_numpy(dtype=np.float64) for c in ("effect_size", "effect_se", "df"))
     ok = np.isfinite(se) & (se > 0) & np.isfinite(df) & (df > 0) & np.isfinite(e)
     dfo = np.where(ok, df, 1.0)
-    heavy = np.where(dfo > 2.5, dfo / np.maximum(dfo - 2.0, 0.5), 5.0)
+    heavy = np.where(dfo > 2.5, dfo / np.maximum(dfo - 2.0, 0.5), 5.0) if likelihood == "normal" else 1.0
     var = np.where(ok, var_factor * np.where(ok, se, 1.0) ** 2 * heavy, np.inf)
     d = np.where(ok, e, 0.0)
-    prior = fit_scale_mixture(d[ok], var[ok], null_weight=null_weight)
-    _, log_in = posterior_tails(d, var, prior, dq.DELTA)
+    df_lik = None if likelihood == "normal" else dfo
+    prior = fit_scale_mixture(d[ok], var[ok], null_weight=null_weight, df=None if df_lik is None else df_lik[ok])
+    _, log_in = posterior_tails(d, var, prior, dq.DELTA, df=df_lik)
     return lfdr_qvalues(np.exp(log_in))
 
 
@@ -104,21 +110,25 @@ def rules(t) -> dict[str, np.ndarray]:
     q = t["qvalue"].to_numpy()
     e = np.abs(np.nan_to_num(t["effect_size"].to_numpy()))
     se = np.nan_to_num(t["effect_se"].to_numpy(), nan=np.inf)
-    lfdr = t["lfdr_qvalue"].to_numpy() <= TARGET
+    # Recomputed from effect, se and df, so that tables cached before the posterior's change are
+    # scored with the package's current posterior.
+    lfdr_q = refit_lfdr_qvalues(t)
+    lfdr = lfdr_q <= TARGET
+    normal = refit_lfdr_qvalues(t, likelihood="normal") <= TARGET
     nmin = np.minimum(t["n_obs_group1"].to_numpy(), t["n_obs_group2"].to_numpy())
     out = {}
     with np.errstate(invalid="ignore"):
         for z in (1.645, 1.28, 0.0):
             out[f"bh_bound{z}"] = (q <= TARGET) & (e - z * se >= dq.DELTA - 1e-12)
     out["lfdr"] = lfdr
-    out["lfdr_nw100"] = refit_lfdr_qvalues(t, null_weight=100.0) <= TARGET
-    out["lfdr_var1.5"] = refit_lfdr_qvalues(t, var_factor=1.5) <= TARGET
-    out["lfdr_nobs5"] = lfdr & (nmin >= 5)
-    out["lfdr_bh0.2"] = lfdr & (q <= 0.2)
-    for k in (4, 5, 7):
-        out[f"bh|lfdr_nobs{k}"] = out["bh_bound1.645"] | (lfdr & (nmin >= k))
-    out["bh_lfdr"] = call_rows(q, t["effect_size"].to_numpy(), TARGET, dq.DELTA, None, t["lfdr_qvalue"].to_numpy(),
-                               "bh_lfdr", se=t["effect_se"].to_numpy(), n_obs_min=nmin)
+    out["lfdr_normal"] = normal
+    out["lfdr_normal_nw100"] = refit_lfdr_qvalues(t, null_weight=100.0, likelihood="normal") <= TARGET
+    out["lfdr_normal_var1.5"] = refit_lfdr_qvalues(t, var_factor=1.5, likelihood="normal") <= TARGET
+    out["lfdr_normal_nobs5"] = normal & (nmin >= 5)
+    for k in (4, 6):
+        out[f"bh|lfdr_normal_nobs{k}"] = out["bh_bound1.645"] | (normal & (nmin >= k))
+    out["bh_lfdr"] = call_rows(q, t["effect_size"].to_numpy(), TARGET, dq.DELTA, None, lfdr_q, "bh_lfdr",
+                               se=t["effect_se"].to_numpy())
     return out
 
 

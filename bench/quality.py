@@ -255,8 +255,12 @@ def droplet_data(regime: dict, seed: int):
                     observed_fraction=regime["observed_fraction"], n_types=N_TYPES, seed=seed)
 
 
-def run_droplet_regime(regime: dict, args, variants: list[dict]) -> dict:
-    """References and SPLICEVI (defaults and variants) on one droplet regime, within the pair."""
+def run_droplet_regime(regime: dict, args, variants: list[dict], previous: dict | None = None) -> dict:
+    """References and SPLICEVI (defaults and variants) on one droplet regime, within the pair.
+
+    ``previous``: the models of an earlier run of this regime (same data and seed); the models it
+    has are kept, not trained again (``--keep-models``).
+    """
     from sklearn.metrics import roc_auc_score
 
     from droplet import pair_references
@@ -287,9 +291,11 @@ def run_droplet_regime(regime: dict, args, variants: list[dict]) -> dict:
         "with_statistic": int(table["hva_z"].notna().sum()),
     }
     out["references"] = pair_references(k[pair], codes, truth, sim.type_psi[-1], sim.type_psi[-2], seed=args.seed)
-    out["models"] = {}
+    out["models"] = dict(previous or {})
     for variant in [{}] + variants:
         name = json.dumps(variant, sort_keys=True) if variant else "defaults"
+        if name in out["models"]:
+            continue
         model, secs = train_splicevi(sim.to_mudata(), args, args.seed, **variant)
         res = {"seconds": round(secs, 1)}
         for modality in ("joint", "splicing"):
@@ -421,6 +427,11 @@ def droplet_main(args) -> None:
         for line in partial.read_text().splitlines():
             rec = json.loads(line)
             done[json.dumps(rec["regime"], sort_keys=True)] = rec
+    kept = {}
+    previous_json = out.parent / (out.name + "_droplet.json")
+    if args.keep_models and previous_json.exists():
+        for rec in json.loads(previous_json.read_text())["regimes"]:
+            kept[json.dumps(rec["regime"], sort_keys=True)] = rec["models"]
     regimes = []
     for regime in DROPLET_REGIMES:
         if args.droplet_observed and regime["observed_fraction"] not in args.droplet_observed:
@@ -429,7 +440,7 @@ def droplet_main(args) -> None:
             continue
         key = json.dumps(regime, sort_keys=True)
         if key not in done:
-            done[key] = run_droplet_regime(regime, args, variants)
+            done[key] = run_droplet_regime(regime, args, variants, previous=kept.get(key))
             with partial.open("a") as fh:
                 fh.write(json.dumps(done[key], default=float) + "\n")
         regimes.append(done[key])
@@ -524,6 +535,9 @@ def main() -> None:
                         help="droplet regimes with this observed fraction only (repeatable)")
     parser.add_argument("--droplet-generator", action="append", default=[], choices=["simulate", "independent"],
                         help="droplet regimes of this generator only (repeatable)")
+    parser.add_argument("--keep-models", action="store_true",
+                        help="droplet: keep the models of <out>_droplet.json (same data and seed) and train only "
+                             "the variants it lacks")
     parser.add_argument("--variant", action="append", default=[],
                         help="JSON of SPLICEVI keywords trained beside the defaults (droplet section)")
     args = parser.parse_args()

@@ -229,17 +229,48 @@ def test_metrics():
     assert call_quality([True], [False])["empirical_fdr"] == 0.0
 
 
-def test_bh_lfdr_calls_add_only_well_observed_lfdr_calls():
-    """``fdr_method="bh_lfdr"``: the bh calls, plus lfdr calls only where both groups have enough cells."""
-    from splicevi.stats.differential import LFDR_MIN_OBS_CELLS, call_rows
+def test_bh_lfdr_calls_are_the_union_of_both_rules():
+    """``fdr_method="bh_lfdr"`` (the default): the bh calls and the lfdr calls together."""
+    from splicevi.stats.differential import call_rows
 
-    q = np.array([0.01, 0.5, 0.5, 0.5])
-    effect = np.array([0.4, 0.3, 0.3, 0.3])
+    q = np.array([0.01, 0.5, 0.01, 0.5])
+    effect = np.array([0.4, 0.3, 0.12, 0.3])
     se = np.full(4, 0.05)
-    lfdr_q = np.array([0.5, 0.01, 0.01, 0.5])
-    n_min = np.array([2, LFDR_MIN_OBS_CELLS - 1, LFDR_MIN_OBS_CELLS, 50])
-    calls = call_rows(q, effect, 0.05, 0.1, None, lfdr_q, "bh_lfdr", se=se, n_obs_min=n_min)
-    # Row 0: a bh call (kept whatever its coverage); row 1: lfdr call on too few cells (dropped);
-    # row 2: lfdr call on enough cells (joins); row 3: neither.
-    assert calls.tolist() == [True, False, True, False]
-    assert call_rows(q, effect, 0.05, 0.1, None, lfdr_q, "bh", se=se, n_obs_min=n_min).tolist() == [True, False, False, False]
+    lfdr_q = np.array([0.5, 0.01, 0.5, 0.5])
+    calls = call_rows(q, effect, 0.05, 0.1, None, lfdr_q, "bh_lfdr", se=se)
+    # Row 0: a bh call; row 1: an lfdr call; row 2: bh q passes but the confident change
+    # (0.12 − 1.645·0.05) is below delta; row 3: neither.
+    assert calls.tolist() == [True, True, False, False]
+    assert call_rows(q, effect, 0.05, 0.1, None, lfdr_q, "bh", se=se).tolist() == [True, False, False, False]
+    assert call_rows(q, effect, 0.05, 0.1, None, lfdr_q, "lfdr", se=se).tolist() == [False, True, False, False]
+
+
+def test_t_likelihood_nodes_reproduce_student_t():
+    """The normal mixture over the precision's quantiles is the Student-t density (heavy tails kept)."""
+    from scipy import stats
+
+    from splicevi.stats.differential import t_likelihood_variances
+
+    x = np.array([0.0, 1.0, 2.0, 3.0, 4.0])
+    for df in (3.0, 8.0, 30.0):
+        v = t_likelihood_variances(np.ones(1), np.array([df]))[0]
+        mix = np.mean(np.exp(-0.5 * x[:, None] ** 2 / v[None, :]) / np.sqrt(2 * np.pi * v[None, :]), axis=1)
+        np.testing.assert_allclose(mix, stats.t.pdf(x, df), rtol=0.15)
+    # No degrees of freedom: the normal itself.
+    assert t_likelihood_variances(np.array([0.04]), None).shape == (1, 1)
+
+
+def test_posterior_on_few_cells_is_not_overconfident():
+    """A change whose variance rests on a few cells' degrees of freedom keeps a sizeable lfdr.
+
+    Among junctions with a fifth truly changed by ±0.5, an estimate of 0.6 ± 0.15 is a confident
+    change when its variance is known (many degrees of freedom), and not with 3.
+    """
+    rng = np.random.default_rng(0)
+    effect = np.r_[rng.normal(0, 0.05, 400), rng.choice([-0.5, 0.5], 100) + rng.normal(0, 0.05, 100), 0.6]
+    se = np.r_[np.full(500, 0.05), 0.15]
+    for df_last, (lo, hi) in ((1e6, (0.0, 0.02)), (3.0, (0.15, 0.6))):
+        df = np.r_[np.full(500, 30.0), df_last]
+        prior = ds.fit_scale_mixture(effect, se**2, df=df)
+        _, log_in = ds.posterior_tails(effect, se**2, prior, 0.1, df=df)
+        assert lo <= float(np.exp(log_in[-1])) <= hi, (df_last, float(np.exp(log_in[-1])))

@@ -89,7 +89,7 @@ def merge_junctions(parts: list[tuple[str, ad.AnnData]], sheet: pd.DataFrame) ->
     parts
         ``(sample id, cells × junctions AnnData)`` from ``splicevi ingest``, one per sample.
     sheet
-        The sample sheet (:func:`~splicevi.data.samples.read_sample_sheet`), for the annotations.
+        The sample sheet (:func:`~splicevi.data.samples.read_cohort_sheet`), for the annotations.
 
     Returns
     -------

@@ -193,6 +193,7 @@ class DirichletMultinomial(SplicingLikelihood):
         index = obs.group_event if phi.numel() > 1 else torch.zeros_like(obs.group_event)
         ll = dirichlet_multinomial_log_prob(
             obs.k, log_p, phi, obs.group, obs.n_groups, concentration_index=index,
-            group_totals=obs.group_totals(), nonzero=obs.nonzero(),
+            group_totals=obs.group_totals(), nonzero=obs.reads_by_count() or obs.nonzero(),
+            totals_order=obs.groups_by_total(),
         )
         return per_cell.index_add(0, obs.group_row, ll)

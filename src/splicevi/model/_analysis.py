@@ -484,7 +484,7 @@ class SplicingAnalysisMixin:
         level: Literal["junction", "event"] = "junction",
         n_samples: int = 1,
         seed: int = 0,
-        fdr_method: Literal["bh", "interval", "lfdr", "bh_lfdr"] = "bh",
+        fdr_method: Literal["bh", "interval", "lfdr", "bh_lfdr"] = "bh_lfdr",
         design: Literal["auto", "labels", "clusters", "samples"] = "auto",
         sample_key: str | None = None,
         min_cells: int = dsdesign.MIN_CELLS,
@@ -532,11 +532,18 @@ class SplicingAnalysisMixin:
         model (measured on real cells in ``bench/ds_quality.py``: five seeds, Jaccard index of
         the call sets).
 
-        **Calls** (``is_ds_fdr``, default ``fdr_method="bh"``): Benjamini–Hochberg on the p-values
-        of ΔPSI = 0 at ``fdr_target``, and, in ``change`` mode, an estimated |ΔPSI| of at least
-        ``delta`` (``delta`` is an effect-size filter on the estimate, as rMATS/MAJIQ users filter
-        |ΔPSI|). ``fdr_method="interval"`` instead tests the interval null |ΔPSI| ≤ ``delta``
-        (guarantees the true change exceeds ``delta``; far less power).
+        **Calls** (``is_ds_fdr``, default ``fdr_method="bh_lfdr"``): a junction is called when
+        either of two FDR-controlling rules calls it at ``fdr_target``: (1) Benjamini–Hochberg on
+        the p-values of ΔPSI = 0 with a confident change of at least ``delta``
+        (|ΔPSI| − 1.645·se ≥ ``delta``, the effect filter rMATS/MAJIQ users apply by hand), or (2)
+        the empirical-Bayes posterior: the mean local FDR P(|ΔPSI| ≤ ``delta`` | data) of the
+        calls is at most ``fdr_target`` (``lfdr_qvalue``). The posterior's prior is fitted to all
+        junctions of the comparison and its likelihood is the t-statistic's own Student-t, so a
+        change measured on a handful of observing cells is not taken as a sure one. The union
+        adds the posterior's power (it borrows the spread of true changes across junctions) to
+        the point-null test, and each part is calibrated on its own (measured per contrast kind
+        in ``bench/ds_quality.py``). ``fdr_method="interval"`` instead tests the interval null
+        |ΔPSI| ≤ ``delta`` (guarantees the true change exceeds ``delta``; far less power).
 
         With ``groupby`` and ``group2=None`` the second group is **the rest as the cells present**:
         the cell-count-weighted mean of the other groups' mean PSI, each group estimated on its own
@@ -584,15 +591,11 @@ class SplicingAnalysisMixin:
         seed
             Seed of the latent samples (``n_samples > 1``).
         fdr_method
-            How ``is_ds_fdr`` controls the FDR: ``bh`` (default; see *Calls* above),
-            ``interval`` (Benjamini–Hochberg on the interval-null p-values: valid whatever the
-            true changes, conservative), ``lfdr`` (mean local FDR of the calls under the fitted
-            prior, ``lfdr_qvalue ≤ fdr_target``: more power, but it can exceed the target on
-            one-vs-rest, unbalanced and sparse contrasts; see ``bench/ds_quality.py``), ``bh_lfdr``
-            (the ``bh`` calls plus the ``lfdr`` calls observed by at least ``LFDR_MIN_OBS_CELLS``
-            cells in each group: more calls than ``bh``; how many more and at what FDR is measured
-            in ``bench/ds_call_rules.py``). The table is sorted calls first, then by the evidence
-            of the chosen method.
+            How ``is_ds_fdr`` controls the FDR: ``bh_lfdr`` (default; see *Calls* above), ``bh``
+            (its point-null part alone), ``lfdr`` (its posterior part alone, ``lfdr_qvalue ≤
+            fdr_target``) or ``interval`` (Benjamini–Hochberg on the interval-null p-values: valid
+            whatever the true changes, conservative). The table is sorted calls first, then by the
+            evidence of the chosen method.
         design
             ``auto``, ``labels``, ``clusters`` or ``samples`` (see *Which test*); an explicit value
             overrides the automatic choice (``samples`` raises ``ValueError`` when a sample has

@@ -128,6 +128,13 @@ class SPLICEVI(
     splicing_encoder_weighting
         ``none`` or ``reads``: the partial encoder weighs each observed entry by the information
         of its reads, ``n / (1 + (n - 1) ρ)`` (:func:`splicevi.module._splicevae.read_information`).
+    splicing_reconstruction_weight
+        Factor on the splicing reconstruction term of the training loss: ``1`` (the ELBO), a
+        number, or ``"balanced"``: the median gene reads over the median junction reads per cell
+        (at least 1), so that at droplet coverage the few junction reads of a cell are not
+        drowned by its thousands of gene reads. At 3 % coverage it raises the separation of cell
+        states that differ only in splicing but lowers the imputation of hidden ATSEs, hence off
+        by default (``bench/results/quality.md``, section "Droplet coverage").
     **model_kwargs
         Passed to :class:`~splicevi.module.SPLICEVAE` (e.g. ``splicing_weight_prior_sd``, the prior
         standard deviation of the splicing decoder's junction weights, default 0.1).
@@ -182,6 +189,7 @@ class SPLICEVI(
         fully_paired: bool = False,
         splicing_encoder_atses: Literal["all", "highly_variable"] = "all",
         splicing_encoder_weighting: Literal["none", "reads"] = "none",
+        splicing_reconstruction_weight: float | Literal["balanced"] = 1.0,
         **model_kwargs,
     ):
         super().__init__(adata)
@@ -213,6 +221,12 @@ class SPLICEVI(
         if splicing_encoder_atses not in ("all", "highly_variable"):
             raise ValueError(
                 f"splicing_encoder_atses must be 'all' or 'highly_variable', got {splicing_encoder_atses!r}"
+            )
+        balanced = splicing_reconstruction_weight == "balanced"
+        if not balanced and not isinstance(splicing_reconstruction_weight, int | float):
+            raise ValueError(
+                "splicing_reconstruction_weight must be a positive number or 'balanced', "
+                f"got {splicing_reconstruction_weight!r}"
             )
         self.module = self._module_cls(
             n_input_genes=n_genes,
@@ -251,15 +265,19 @@ class SPLICEVI(
             max_nobs=max_nobs,
             splicing_encoder_weighting=splicing_encoder_weighting,
             splicing_encoder_selection=splicing_encoder_atses == "highly_variable",
+            splicing_reconstruction_weight=1.0 if balanced else splicing_reconstruction_weight,
             **model_kwargs,
         )
         self.n_genes = n_genes
         self.n_junctions = n_junctions
         self.fully_paired = fully_paired
+        if balanced:
+            self.module.splicing_reconstruction_weight.fill_(self._balanced_splicing_weight())
         self._model_summary_string = (
             f"SpliceVI model: genes {n_genes}, junctions {n_junctions}, ATSEs {self.module.n_events}, "
             f"latent {self.module.n_joint_latent}, hidden {self.module.n_hidden}, splicing loss {splicing_loss_type}, "
-            f"encoder {splicing_encoder_architecture}, modality weights {modality_weights}, penalty {modality_penalty}"
+            f"encoder {splicing_encoder_architecture}, modality weights {modality_weights}, penalty {modality_penalty}, "
+            f"splicing reconstruction weight {float(self.module.splicing_reconstruction_weight):.3g}"
         )
         self.init_params_ = self._get_init_params(locals())
         # Saved with the model (scvi-tools saves attributes ending in "_") so a load can say which
@@ -296,6 +314,26 @@ class SPLICEVI(
         k = ratio.multiply(totals).tocsr()
         k.data = np.round(k.data)
         return k
+
+    def _balanced_splicing_weight(self) -> float:
+        """Median gene reads over median junction reads per cell, at least 1 (``"balanced"``).
+
+        Each modality's log-likelihood grows with its reads, so at droplet coverage (thousands of
+        gene reads, a few hundred junction reads per cell) the expression term decides the latent
+        and a cell state that only splicing tells apart is not encoded. Weighing the splicing term
+        by the ratio of reads gives both modalities a comparable say; where junction reads are
+        as many as gene reads (deep full-length data) the weight stays 1. Medians over the cells
+        with reads of each modality; no gene reads (splicing-only model): 1.
+        """
+        if self.n_genes == 0 or REGISTRY_KEYS.X_KEY not in self.adata_manager.data_registry:
+            return 1.0
+        genes = sp.csr_matrix(self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY))[:, : self.n_genes]
+        gene_reads = np.asarray(genes.sum(axis=1)).ravel()
+        junction_reads = np.asarray(self._training_junction_counts().sum(axis=1)).ravel()
+        gene_reads, junction_reads = gene_reads[gene_reads > 0], junction_reads[junction_reads > 0]
+        if gene_reads.size == 0 or junction_reads.size == 0:
+            return 1.0
+        return float(max(1.0, np.median(gene_reads) / np.median(junction_reads)))
 
     def _initialize_splicing_encoder(self, pca_embeddings: bool) -> None:
         """PSI centre of every junction and (optionally) SVD-initialised junction embeddings.

@@ -57,6 +57,11 @@ class SPLICEVAE(BaseModuleClass):
     splicing_encoder_selection
         Whether the partial encoder reads only the junctions whose ``encoder_junction_weight`` is
         non-zero (the highly variable ATSEs chosen by :class:`splicevi.SPLICEVI`).
+    splicing_reconstruction_weight
+        Factor on the splicing reconstruction term of the training loss (1: the ELBO). Above 1 it
+        balances a splicing likelihood of a few hundred reads per cell against an expression
+        likelihood of thousands, which otherwise decides the latent alone. Set by
+        :class:`splicevi.SPLICEVI` (a number, or resolved from the data with ``"balanced"``).
 
     Other Parameters
     ----------------
@@ -103,6 +108,7 @@ class SPLICEVAE(BaseModuleClass):
         splicing_weight_prior_sd: float | None = 0.1,
         splicing_encoder_weighting: str = "none",
         splicing_encoder_selection: bool = False,
+        splicing_reconstruction_weight: float = 1.0,
     ):
         super().__init__()
         check_options(
@@ -139,6 +145,10 @@ class SPLICEVAE(BaseModuleClass):
         if splicing_weight_prior_sd is not None and splicing_weight_prior_sd <= 0:
             raise ValueError(f"splicing_weight_prior_sd must be positive or None, got {splicing_weight_prior_sd}")
         self.splicing_weight_prior_sd = splicing_weight_prior_sd
+        if not splicing_reconstruction_weight > 0:
+            raise ValueError(f"splicing_reconstruction_weight must be positive, got {splicing_reconstruction_weight}")
+        # A buffer: SPLICEVI may resolve it from the data ("balanced"), and a saved module keeps it.
+        self.register_buffer("splicing_reconstruction_weight", torch.tensor(float(splicing_reconstruction_weight)))
         self.n_obs = max(int(n_obs), 1)
 
         # Junction -> ATSE map and its CSR inverse (ATSE -> junctions), saved with the module.
@@ -267,6 +277,8 @@ class SPLICEVAE(BaseModuleClass):
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # Models saved before encoder weights existed read every junction with weight 1.
         state_dict.setdefault(prefix + "encoder_junction_weight", torch.ones_like(self.encoder_junction_weight))
+        # Models saved before the splicing reconstruction weight existed weigh it 1.
+        state_dict.setdefault(prefix + "splicing_reconstruction_weight", torch.ones(()))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ------------------------------------------------------------------ inputs
@@ -591,7 +603,8 @@ class SPLICEVAE(BaseModuleClass):
         rl_spl = -self.splicing_log_likelihood(obs, generative_outputs["splicing_logits"])
         mask_spl = inference_outputs["mask_spl"]
         recon = {"reconstruction_loss_splicing": rl_spl}
-        total_recon = rl_spl
+        # The weight scales only the training objective; the reported reconstruction stays the likelihood.
+        total_recon = self.splicing_reconstruction_weight * rl_spl
         if self.n_input_genes > 0:
             mask_expr = inference_outputs["mask_expr"]
             rl_expr = -self.expression_log_likelihood(inference_outputs["x"], generative_outputs) * mask_expr

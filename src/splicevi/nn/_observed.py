@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..distributions import CountOrder, count_order
 from ._entry_ops import EntryLayout
 
 
@@ -51,6 +52,10 @@ class ObservedEntries:
     #: (:func:`observed_entries` without stored totals): the CSR row pointers then follow from the
     #: groups, without a pass over the entries.
     _group_sizes: torch.Tensor | None = field(default=None, repr=False)
+    #: The entries with reads ordered by ``k`` and the groups ordered by ``n`` (``False``: counts
+    #: that are not whole numbers), built on first use.
+    _reads_order: CountOrder | bool | None = field(default=None, repr=False)
+    _totals_order: CountOrder | bool | None = field(default=None, repr=False)
 
     def group_totals(self) -> torch.Tensor:
         """ATSE total ``n`` of each observed (cell, ATSE) group (the sum of its entries' ``k``)."""
@@ -65,6 +70,24 @@ class ObservedEntries:
         if self._nonzero is None:
             self._nonzero = (self.k > 0).nonzero().view(-1)
         return self._nonzero
+
+    def reads_by_count(self) -> CountOrder | None:
+        """The entries with ``k > 0`` ordered by ``k``, largest first (``None``: ``k`` not whole numbers).
+
+        A data constant of the minibatch: the Dirichlet-multinomial evaluates its gamma-function
+        ratios as products over these prefixes (:func:`splicevi.distributions._splicing.count_order`).
+        """
+        if self._reads_order is None:
+            nonzero = self.nonzero()
+            self._reads_order = count_order(self.k.index_select(0, nonzero), nonzero) or False
+        return self._reads_order or None
+
+    def groups_by_total(self) -> CountOrder | None:
+        """The groups ordered by their total ``n``, largest first (``None``: not whole numbers)."""
+        if self._totals_order is None:
+            # Sums of whole counts are whole: no need to check them again.
+            self._totals_order = count_order(self.group_totals(), whole=self.reads_by_count() is not None) or False
+        return self._totals_order or None
 
     def layout(self) -> EntryLayout | None:
         """CSR structure of the entries for the sparse kernels (``None``: use gather/scatter).

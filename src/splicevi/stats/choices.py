@@ -17,10 +17,10 @@ DE_DESIGNS = ("auto", "labels", "samples")
 #: ``change`` (an effect of at least ``delta``) or ``vanilla`` (any effect) tests.
 MODES = ("change", "vanilla")
 #: How ``is_ds_fdr`` is decided: ``bh`` (Benjamini–Hochberg q-values of the point-null p-values,
-#: and in ``change`` mode an estimated |ΔPSI| of at least ``delta``), ``interval`` (Benjamini–Hochberg
+#: and in ``change`` mode a confident |ΔPSI| of at least ``delta``), ``interval`` (Benjamini–Hochberg
 #: q-values of the interval-null p-values), ``lfdr`` (mean local FDR of the calls under the fitted
-#: prior) or ``bh_lfdr`` (the ``bh`` calls plus the ``lfdr`` calls observed by at least
-#: :data:`splicevi.stats.differential.LFDR_MIN_OBS_CELLS` cells in each group).
+#: prior, with the t-statistic's own likelihood) or ``bh_lfdr`` (the ``bh`` calls and the ``lfdr``
+#: calls together).
 FDR_METHODS = ("bh", "interval", "lfdr", "bh_lfdr")
 #: Levels of a DS table: one row per junction or per event (ATSE).
 LEVELS = ("junction", "event")

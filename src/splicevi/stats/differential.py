@@ -457,12 +457,16 @@ def difference_test(
 
     log_p = log_p_of(0.0)
     log_p_interval = log_p_of(delta) if mode == "change" else None
-    # The posterior uses a normal likelihood with the t's variance (heavier for few cells).
-    var_eff = np.where(ok, var * np.where(df_ok > 2.5, df_ok / np.maximum(df_ok - 2.0, 0.5), 5.0), np.inf)
+    # The posterior uses the t-statistic's own likelihood (a Student-t with its degrees of
+    # freedom), not a normal: where a group's variance rests on a handful of observing cells the
+    # tails are heavy, so a large estimated change there is not taken as a sure one. Measured in
+    # issue 18 (bench/ds_call_rules.py): a normal likelihood with the t's variance made 1–4 false
+    # calls per contrast where one group had 2–5 observing cells (empirical FDR up to 0.50 at 0.05).
+    var_ok = np.where(ok, var, np.inf)
     d = np.where(ok, effect, 0.0)
     if prior is None:
-        prior = fit_scale_mixture(d[ok], var_eff[ok])
-    log_yes, log_no = posterior_tails(d, var_eff, prior, delta if mode == "change" else 0.0)
+        prior = fit_scale_mixture(d[ok], var_ok[ok], df=df_ok[ok])
+    log_yes, log_no = posterior_tails(d, var_ok, prior, delta if mode == "change" else 0.0, df=df_ok)
     if mode == "change":
         proba, log_lfdr = np.exp(log_yes), log_no
     else:
@@ -483,6 +487,39 @@ def _log_norm_pdf(x: np.ndarray, var: np.ndarray) -> np.ndarray:
     return -0.5 * (np.log(2 * np.pi * var) + x * x / var)
 
 
+#: Nodes of the quadrature that writes a Student-t likelihood as a mixture of normals: the
+#: estimate's precision is Gamma(df / 2, df / 2)-distributed around 1 / se², and the likelihood is
+#: the average of the normals at these quantiles of it (midpoints of equal-probability bins).
+T_LIKELIHOOD_NODES = 32
+#: Junctions per block of the posterior's (junctions × components × nodes) arrays: bounds memory.
+_POSTERIOR_BLOCK = 2048
+
+
+def t_likelihood_variances(var: np.ndarray, df: np.ndarray | None, nodes: int = T_LIKELIHOOD_NODES) -> np.ndarray:
+    """Variances (features × nodes) whose equal-weight normal mixture is the estimate's likelihood.
+
+    A t-statistic's likelihood is a scale mixture of normals: given the true variance the estimate
+    is normal, and the estimated variance ``var`` (with ``df`` degrees of freedom) leaves the true
+    precision Gamma(df / 2, rate df / 2)-distributed around ``1 / var``. The mixture over the
+    precision's quantiles keeps the t's heavy tails, so a junction whose variance rests on a handful
+    of cells is not taken as precisely measured. ``df`` None (or infinite): one node, the normal.
+    """
+    var = np.asarray(var, dtype=np.float64)
+    if df is None:
+        return var[:, None]
+    df = np.asarray(df, dtype=np.float64)
+    probs = (np.arange(nodes) + 0.5) / nodes
+    shape = np.where(np.isfinite(df) & (df > 0), np.minimum(df, 1e8), 1e8)[:, None] / 2.0
+    precision = stats.gamma.ppf(probs[None, :], shape, scale=1.0 / shape)
+    return var[:, None] / precision
+
+
+def _component_loglik(effect: np.ndarray, var_nodes: np.ndarray, s2: np.ndarray) -> np.ndarray:
+    """log p(effect | component) (features × components): the mean over the likelihood's nodes."""
+    ll = _log_norm_pdf(effect[:, None, None], s2[None, :, None] + var_nodes[:, None, :])
+    return special.logsumexp(ll, axis=2) - np.log(var_nodes.shape[1])
+
+
 def fit_scale_mixture(
     effect: np.ndarray,
     var: np.ndarray,
@@ -490,11 +527,14 @@ def fit_scale_mixture(
     null_weight: float = 10.0,
     n_iter: int = 300,
     max_features: int = 5000,
+    df: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Weights of a zero-centred normal scale mixture fitted to the estimates by EM (as ashr).
 
-    ``effect_j ~ Σ_k π_k N(0, σ_k² + var_j)``; ``null_weight`` pseudo-counts on the point mass at
-    zero make the fit lean to "no change" when the data cannot tell (conservative local FDR).
+    ``effect_j ~ Σ_k π_k (N(0, σ_k²) * L_j)`` where ``L_j`` is the estimate's likelihood: normal of
+    variance ``var_j``, or Student-t of scale ``sqrt(var_j)`` and ``df_j`` degrees of freedom when
+    ``df`` is given (:func:`t_likelihood_variances`). ``null_weight`` pseudo-counts on the point
+    mass at zero make the fit lean to "no change" when the data cannot tell (conservative local FDR).
     """
     sigmas = np.asarray(sigmas, dtype=np.float64)
     weights = np.full(sigmas.size, 1.0 / sigmas.size)
@@ -505,7 +545,8 @@ def fit_scale_mixture(
         # random subset (same answer on every call) to keep the cost flat at atlas size.
         pick = np.random.default_rng(0).choice(effect.size, max_features, replace=False)
         effect, var = effect[pick], var[pick]
-    loglik = _log_norm_pdf(effect[:, None], sigmas[None, :] ** 2 + var[:, None])
+        df = None if df is None else np.asarray(df)[pick]
+    loglik = _component_loglik(effect, t_likelihood_variances(var, df), sigmas**2)
     # Likelihoods scaled per junction (its best component = 1): the EM then needs no logs.
     lik = np.exp(loglik - loglik.max(axis=1, keepdims=True))
     prior_counts = np.zeros(sigmas.size)
@@ -523,26 +564,46 @@ def fit_scale_mixture(
 
 
 def posterior_tails(
-    effect: np.ndarray, var: np.ndarray, prior: tuple[np.ndarray, np.ndarray], delta: float
+    effect: np.ndarray,
+    var: np.ndarray,
+    prior: tuple[np.ndarray, np.ndarray],
+    delta: float,
+    df: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """log P(|ΔPSI| > delta | data) and log P(|ΔPSI| ≤ delta | data) (``delta`` 0: of ΔPSI > 0, < 0).
 
-    Posterior of the scale mixture: each component is conjugate (normal likelihood of variance
-    ``var``; ``var`` infinite: the prior itself). Everything is in logs, so the evidence keeps its
-    resolution however strong it is.
+    Posterior of the scale mixture: every (prior component, likelihood node) pair is conjugate
+    (normal likelihood; ``var`` infinite: the prior itself). With ``df`` the likelihood is the
+    Student-t of :func:`t_likelihood_variances`, without it the normal of variance ``var``.
+    Everything is in logs, so the evidence keeps its resolution however strong it is.
     """
+    effect = np.asarray(effect, dtype=np.float64)
+    var = np.asarray(var, dtype=np.float64)
+    out_yes, out_no = np.empty(effect.size), np.empty(effect.size)
+    for start in range(0, effect.size, _POSTERIOR_BLOCK):
+        block = slice(start, start + _POSTERIOR_BLOCK)
+        out_yes[block], out_no[block] = _posterior_tails_block(
+            effect[block], var[block], prior, delta, None if df is None else np.asarray(df)[block]
+        )
+    return out_yes, out_no
+
+
+def _posterior_tails_block(effect, var, prior, delta, df):
+    """:func:`posterior_tails` on one block of features (arrays features × components × nodes)."""
     sigmas, weights = prior
-    s2 = sigmas[None, :] ** 2
-    v = var[:, None]
-    finite = np.isfinite(v)
-    v_safe = np.where(finite, v, 1.0)
+    finite = np.isfinite(var)
+    v_nodes = t_likelihood_variances(np.where(finite, var, 1.0), df)
+    s2 = (sigmas**2)[None, :, None]
+    v = v_nodes[:, None, :]
+    fin = finite[:, None, None]
     with np.errstate(divide="ignore"):
-        log_w = np.log(weights)[None, :]
-    log_r = np.where(finite, _log_norm_pdf(effect[:, None], s2 + v_safe) + log_w, log_w)
-    log_r -= special.logsumexp(log_r, axis=1, keepdims=True)
-    shrink = np.where(finite, s2 / (s2 + v_safe), 1.0)
-    mean = np.where(finite, shrink * effect[:, None], 0.0)
-    sd = np.sqrt(np.where(finite, shrink * v_safe, s2))
+        log_w = np.log(weights)[None, :, None]
+    # A node's weight is 1 / nodes for every component, so it drops out of the normalisation.
+    log_r = np.where(fin, _log_norm_pdf(effect[:, None, None], s2 + v) + log_w, log_w)
+    log_r = log_r - special.logsumexp(log_r, axis=(1, 2), keepdims=True)
+    shrink = np.where(fin, s2 / (s2 + v), 1.0)
+    mean = np.where(fin, shrink * effect[:, None, None], 0.0)
+    sd = np.sqrt(np.where(fin, shrink * v, s2))
     point = sd == 0  # the point mass at no change
     sd_safe = np.where(point, 1.0, sd)
     if delta > 0:
@@ -561,8 +622,8 @@ def posterior_tails(
         log_in = np.where(point, np.log(0.5), stats.norm.logcdf(-z))  # P(ΔPSI < 0)
     # Rounding in the sums can leave a log probability a hair above 0.
     return (
-        np.minimum(special.logsumexp(log_r + log_out, axis=1), 0.0),
-        np.minimum(special.logsumexp(log_r + log_in, axis=1), 0.0),
+        np.minimum(special.logsumexp(log_r + log_out, axis=(1, 2)), 0.0),
+        np.minimum(special.logsumexp(log_r + log_in, axis=(1, 2)), 0.0),
     )
 
 
@@ -598,14 +659,6 @@ def lfdr_qvalues(lfdr: np.ndarray) -> np.ndarray:
 
 # How ``is_ds_fdr`` is decided: :data:`splicevi.stats.choices.FDR_METHODS` (imported above).
 
-#: Fewest observing cells per group for an ``lfdr`` call to join the ``bh`` calls under
-#: ``fdr_method="bh_lfdr"``. Below it the posterior is over-confident: measured in issue 18
-#: (``bench/ds_call_rules.py``), the lfdr path's false calls are junctions with no true change,
-#: an estimated |ΔPSI| of 0.5–0.7 and 2–5 observing cells in one group, where the model's part of
-#: the estimate cannot be checked against the reads. 6 is the smallest value that kept every
-#: contrast kind of the quality grid at or under the default's worst FDR (chosen on that grid).
-LFDR_MIN_OBS_CELLS = 6
-
 
 #: z of the confidence bound of the ``bh`` calls' effect filter: ``|ΔPSI| − z·se ≥ delta`` (the
 #: one-sided 95 % bound). A filter on the bare estimate (z = 0) lets through many junctions whose
@@ -625,7 +678,6 @@ def call_rows(
     lfdr_qvalue: np.ndarray | None = None,
     fdr_method: str = "bh",
     se: np.ndarray | None = None,
-    n_obs_min: np.ndarray | None = None,
 ) -> np.ndarray:
     """The calls ``is_ds_fdr`` of a table's columns under ``fdr_method`` (see :data:`FDR_METHODS`).
 
@@ -633,8 +685,7 @@ def call_rows(
     change is at least ``delta`` with confidence, ``|effect| − EFFECT_BOUND_Z · se ≥ delta``
     (``delta`` 0: no effect filter; ``se`` None: on the bare estimate); ``interval``:
     ``interval_qvalue ≤ fdr_target``; ``lfdr``: ``lfdr_qvalue ≤ fdr_target``; ``bh_lfdr``: the
-    ``bh`` calls and the ``lfdr`` calls whose ``n_obs_min`` (fewest observing cells of the two
-    groups; None: no ``lfdr`` call joins) is at least :data:`LFDR_MIN_OBS_CELLS`.
+    ``bh`` calls and the ``lfdr`` calls (``lfdr_qvalue`` None: the ``bh`` calls only).
     """
     if fdr_method == "interval":
         return fdr_calls(qvalue if interval_qvalue is None else interval_qvalue, fdr_target)
@@ -644,9 +695,8 @@ def call_rows(
     if se is not None and delta > 0:
         size = size - EFFECT_BOUND_Z * np.nan_to_num(np.asarray(se, dtype=np.float64), nan=np.inf)
     calls = fdr_calls(qvalue, fdr_target) & (size >= delta - 1e-12)
-    if fdr_method == "bh_lfdr" and n_obs_min is not None:
-        covered = np.nan_to_num(np.asarray(n_obs_min, dtype=np.float64), nan=0.0) >= LFDR_MIN_OBS_CELLS
-        calls = calls | (fdr_calls(lfdr_qvalue, fdr_target) & covered)
+    if fdr_method == "bh_lfdr" and lfdr_qvalue is not None:
+        calls = calls | fdr_calls(lfdr_qvalue, fdr_target)
     return calls
 
 
@@ -673,8 +723,7 @@ def junction_table(
     extra = {}
     if has_interval:
         extra = {"interval_pvalue": np.exp(test.log_pvalue_interval), "interval_qvalue": q_int}
-    n_min = np.minimum(g1.n_obs, g2.n_obs)
-    calls = call_rows(q_bh, test.effect, fdr_target, delta, q_int, q_lfdr, fdr_method, se=test.se, n_obs_min=n_min)
+    calls = call_rows(q_bh, test.effect, fdr_target, delta, q_int, q_lfdr, fdr_method, se=test.se)
     return pd.DataFrame(
         {
             "proba_ds": test.proba,
@@ -842,9 +891,6 @@ def event_level(
     lfdr = 10.0 ** junctions["log10_lfdr"].to_numpy(dtype=np.float64)[strongest]
     q_lfdr = lfdr_qvalues(lfdr)
     ids = junctions["event_id"].to_numpy()[best]
-    n_min = None
-    if "n_obs_group1" in junctions and "n_obs_group2" in junctions:
-        n_min = np.minimum(junctions["n_obs_group1"].to_numpy(), junctions["n_obs_group2"].to_numpy())[strongest]
     out = pd.DataFrame(
         {
             "event_id": ids,
@@ -860,7 +906,7 @@ def event_level(
             "pvalue": np.exp(log_event),
             "qvalue": q,
             "log10_pvalue": log_event / np.log(10.0),
-            "is_ds_fdr": call_rows(q, conf_max, fdr_target, delta, q_int, q_lfdr, fdr_method, n_obs_min=n_min),
+            "is_ds_fdr": call_rows(q, conf_max, fdr_target, delta, q_int, q_lfdr, fdr_method),
             "n_junctions": np.diff(np.r_[starts, order.shape[0]]),
         },
         index=pd.Index(ids, name="event_id"),
