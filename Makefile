@@ -36,8 +36,8 @@ clean:
 demo: install
 	mkdir -p $(NUMBA_CACHE_DIR)
 	test -d resources/example/Solo.out || { echo "resources/example is missing (see resources/example/README.md)"; exit 1; }
-	$(VENV)/bin/snakemake --cores 2 --configfile config/example.yaml
-	$(VENV)/bin/snakemake --cores 2 --configfile config/example.yaml --report results/report.html
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/snakemake --cores 2 --configfile config/example.yaml
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/snakemake --cores 2 --configfile config/example.yaml --report results/report.html
 	@echo
 	@echo "Done. Report:  results/report.html   (open it in a browser)"
 	@echo "Tables:        results/ds/ds_junctions.tsv, results/ds/ds_events.tsv, results/de/de_genes.tsv"
@@ -46,4 +46,4 @@ demo: install
 # Only the workflow tests (lint, dry run, config errors, runs on simulated and real data).
 workflow-test: install
 	mkdir -p $(NUMBA_CACHE_DIR)
-	$(VENV)/bin/pytest -q tests/test_workflow.py
+	$(VENV)/bin/pytest -q tests/workflow/test_workflow.py

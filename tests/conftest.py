@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from pathlib import Path
 
 import pytest
@@ -26,11 +25,11 @@ QUIET = {"enable_progress_bar": False, "enable_model_summary": False}
 
 @pytest.fixture(autouse=True)
 def _quiet_logs():
+    # Lightning's info lines (GPU available, trainer set-up) on every fit; warnings are filtered by
+    # name in pyproject.toml ([tool.pytest.ini_options] filterwarnings), not here.
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     logging.getLogger("lightning").setLevel(logging.ERROR)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield
+    yield
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ It loads the report as a user's browser does (the report's JavaScript renders th
 rendered page back (``--dump-dom``), checks that the first page says what the run found (the
 summary's sections, no docutils error messages, no script injected by a user string), and writes a
 screenshot to look at. Exit status 0 when every check holds, 1 otherwise (the problems are printed),
-2 when Chromium is not installed. ``tests/test_workflow.py::test_report_first_page_in_a_browser``
+2 when Chromium is not installed. ``tests/workflow/test_workflow.py::test_report_first_page_in_a_browser``
 runs it on the test workflow's report (slow; skipped only when Chromium is absent).
 """
 

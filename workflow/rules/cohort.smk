@@ -23,7 +23,7 @@ rule ingest:
         out("benchmarks", "ingest", "{sample}.tsv")
     params:
         junction_format=lambda wc: sample_value(wc, "junction_format", "auto"),
-        cell_sheet=lambda wc: opt("--sample-sheet", sample_value(wc, "cell_sheet")),
+        cell_sheet=lambda wc: opt("--cell-sheet", sample_value(wc, "cell_sheet")),
         genes=lambda wc: opt("--genes", sample_value(wc, "genes")),
         gene_format=lambda wc: opt("--gene-format", sample_value(wc, "gene_format", "auto") if HAS_GENES else None),
         strandedness=opt("--gene-strandedness", strandedness()),

@@ -5,37 +5,18 @@ import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
 # --- configuration ------------------------------------------------------------------------------
-# Validate first (unknown keys, wrong types, missing required keys): one short line per problem,
-# naming the key; then let Snakemake fill in the schema's defaults.
-def _config_errors(cfg, schema_path):
-    import jsonschema
-    import yaml
+# One validation pass (unknown keys, wrong types, missing required keys; the choices the package
+# defines, e.g. the registered likelihoods, come from the package): one short line per problem,
+# naming the key; then the schema's defaults are filled in.
+from splicevi.cli._workflow_config import check_config
 
-    with open(schema_path) as fh:
-        schema = yaml.safe_load(fh)
-    lines = []
-    for err in sorted(jsonschema.Draft202012Validator(schema).iter_errors(cfg), key=lambda e: list(e.path)):
-        key = ".".join(str(p) for p in err.path)
-        if err.validator == "additionalProperties":
-            extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
-            for name in extra:
-                lines.append(f"config key '{f'{key}.' if key else ''}{name}': unknown key")
-        elif err.validator == "required":
-            lines.append(f"config key '{key or '<top level>'}': {err.message}")
-        else:
-            lines.append(f"config key '{key}': {err.message}")
-    return lines
-
-
-_errors = _config_errors(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
+_errors = check_config(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
 if _errors:
     raise WorkflowError(
         "Invalid configuration (keys are documented in config/README.md):\n  " + "\n  ".join(_errors)
     )
-validate(config, schema="../schemas/config.schema.yaml")
 
 
 def _check_path(key, value, kind="path"):
@@ -48,14 +29,13 @@ def _check_path(key, value, kind="path"):
 
 
 # --- cohort (sample sheet) or single input ---------------------------------------------------------
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from splicevi.data.samples import SAMPLE_ID_PATTERN, SampleSheetError, annotation_columns, read_cohort_sheet
 
 SAMPLES = None
 if config["samples"] is not None:
     # A cohort's inputs are columns of the sample sheet: single-input keys that are set are ignored, and
     # the note names each of them (and the GTF, which every sample shares), so nothing applies unseen.
-    _ignored = [k for k in ("junctions", "sample_sheet", "genes", "barcodes", "batch") if config["input"].get(k)]
+    _ignored = [k for k in ("junctions", "cell_sheet", "genes", "barcodes", "batch") if config["input"].get(k)]
     _ignored += [k for k in ("junction_format", "gene_format") if config["input"].get(k, "auto") != "auto"]
     if _ignored:
         print(
@@ -96,7 +76,7 @@ elif not config["input"].get("junctions"):
     )
 else:
     _check_path("input.junctions", config["input"]["junctions"])
-_check_path("input.sample_sheet", config["input"]["sample_sheet"], "sample sheet")
+_check_path("input.cell_sheet", config["input"]["cell_sheet"], "cell sheet")
 _check_path("input.genes", config["input"]["genes"])
 _check_path("input.cell_annotations", config["input"]["cell_annotations"], "cell annotation table")
 _check_path("input.barcodes", config["input"]["barcodes"], "barcode file")
@@ -252,24 +232,6 @@ def strandedness():
     value = config["input"]["gene_strandedness"]
     return None if not HAS_GENES or value == "unstranded" else value
 FMT = config["plots"]["format"]
-
-# Run `splicevi` from the Python environment that runs Snakemake (a virtualenv need not be activated).
-# Under --sdm conda the rule's environment (envs/splicevi.yaml: the dependencies) comes first on PATH
-# and workflow/scripts/splicevi runs the package from this repository's src/ with its Python.
-def _use_conda():
-    from snakemake.settings.types import DeploymentMethod
-
-    return DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
-
-
-_bin = Path(sys.executable).parent
-_scripts = Path(workflow.basedir) / "workflow" / "scripts"
-_path = [str(_scripts)] if _use_conda() or not (_bin / "splicevi").exists() else [str(_bin)]
-os.environ.update(
-    PATH=os.pathsep.join([*_path, os.environ.get("PATH", "")]),
-    PYTHONPATH=os.pathsep.join([str(Path(workflow.basedir) / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]),
-)
-
 
 # --- paths --------------------------------------------------------------------------------------
 def out(*parts):

@@ -28,10 +28,11 @@ rule differential_splicing:
         delta=config["ds"]["delta"],
         fdr=config["ds"]["fdr_target"],
         batch_correction="--batch-correction" if config["ds"]["batch_correction"] else "",
-        design=config["ds"]["design"],
-        sample_key=opt("--sample-key", config["ds"]["sample_key"]),
-        min_cells=config["ds"]["min_cells"],
         seed=config["train"]["seed"],
+        command="ds",
+        options=["--design", config["ds"]["design"], *opt("--sample-key", config["ds"]["sample_key"]),
+                 "--min-cells", config["ds"]["min_cells"]],
+        outputs=lambda wc, output: ["--out-junctions", output.junctions, "--out-events", output.events],
     resources:
         gpu=0,
         mem_mb=lambda wc, attempt: 16000 * attempt,
@@ -39,17 +40,14 @@ rule differential_splicing:
     conda:
         "../../envs/splicevi.yaml"
     shell:
-        "splicevi ds --mdata {input.mdata:q} --model {input.model:q} --contrasts {params.contrasts:q}"
+        "splicevi {params.command:q} --mdata {input.mdata:q} --model {input.model:q} --contrasts {params.contrasts:q}"
         " --delta {params.delta:q} --fdr-target {params.fdr:q} {params.batch_correction:q} --seed {params.seed:q}"
-        " --design {params.design:q} {params.sample_key:q} --min-cells {params.min_cells:q}"
-        " --threads {threads} --out-junctions {output.junctions:q} --out-events {output.events:q} > {log:q} 2>&1"
+        " {params.options:q} --threads {threads} {params.outputs:q} > {log:q} 2>&1"
 
 
-rule differential_expression:
-    """Differential expression per gene for every contrast (needs gene counts)."""
-    input:
-        mdata=out("splicevi.h5mu"),
-        model=out("model"),
+# Differential expression per gene for every contrast (needs gene counts): the same command with the
+# DE settings.
+use rule differential_splicing as differential_expression with:
     output:
         genes=report(
             out("de", "de_genes.tsv"),
@@ -61,22 +59,10 @@ rule differential_expression:
         logs("differential_expression"),
     benchmark:
         bench("differential_expression")
-    # torch CPU threads: one is fastest for models this small on shared CPUs; raise it for large data
-    # (e.g. --set-threads train=8, or in a profile's set-threads).
-    threads: 1
     params:
-        contrasts=contrasts_json(),
         delta=config["de"]["delta"],
         fdr=config["de"]["fdr_target"],
         batch_correction="--batch-correction" if config["de"]["batch_correction"] else "",
-        seed=config["train"]["seed"],
-    resources:
-        gpu=0,
-        mem_mb=lambda wc, attempt: 16000 * attempt,
-        runtime=lambda wc, attempt: 120 * attempt,
-    conda:
-        "../../envs/splicevi.yaml"
-    shell:
-        "splicevi de --mdata {input.mdata:q} --model {input.model:q} --contrasts {params.contrasts:q}"
-        " --delta {params.delta:q} --fdr-target {params.fdr:q} {params.batch_correction:q} --seed {params.seed:q}"
-        " --threads {threads} --out {output.genes:q} > {log:q} 2>&1"
+        command="de",
+        options=[],
+        outputs=lambda wc, output: ["--out", output.genes],

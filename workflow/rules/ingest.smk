@@ -2,7 +2,7 @@ rule ingest:
     """Read junction counts (and gene counts when configured) into AnnData files."""
     input:
         junctions=config["input"]["junctions"],
-        sample_sheet=config["input"]["sample_sheet"] or [],
+        cell_sheet=config["input"]["cell_sheet"] or [],
         genes=config["input"]["genes"] or [],
         barcodes=config["input"]["barcodes"] or [],
     output:
@@ -14,7 +14,7 @@ rule ingest:
         bench("ingest")
     params:
         junction_format=config["input"]["junction_format"],
-        sample_sheet=opt("--sample-sheet", config["input"]["sample_sheet"]),
+        cell_sheet=opt("--cell-sheet", config["input"]["cell_sheet"]),
         genes=opt("--genes", config["input"]["genes"]),
         gene_format=opt("--gene-format", config["input"]["gene_format"] if HAS_GENES else None),
         out_genes=opt("--out-genes", out("ingest", "genes.h5ad") if HAS_GENES else None),
@@ -29,6 +29,6 @@ rule ingest:
         "../../envs/splicevi.yaml"
     shell:
         "splicevi ingest --junctions {input.junctions:q} --junction-format {params.junction_format:q}"
-        " {params.sample_sheet:q} {params.genes:q} {params.gene_format:q} {params.barcodes:q} {params.batch:q}"
+        " {params.cell_sheet:q} {params.genes:q} {params.gene_format:q} {params.barcodes:q} {params.batch:q}"
         " {params.strandedness:q} {params.multimappers:q}"
         " --out-junctions {output.junctions:q} {params.out_genes:q} > {log:q} 2>&1"

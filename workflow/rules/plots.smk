@@ -19,8 +19,12 @@ rule plot_training:
         "splicevi plot training --history {input.history:q} --out {output:q} > {log:q} 2>&1"
 
 
+# Rule families: one rule spells out the command, the others of its kind are `use rule ... with:`
+# (their output, log, benchmark and the parameters that differ).
+
+
 rule plot_umap_clusters:
-    """UMAP of the joint latent coloured by Leiden cluster."""
+    """UMAP of the joint latent coloured by Leiden cluster (the UMAP family: --color differs)."""
     input:
         cells=out("cluster", "cells.tsv"),
     output:
@@ -34,16 +38,16 @@ rule plot_umap_clusters:
         logs("plot_umap_clusters"),
     benchmark:
         bench("plot_umap_clusters")
+    params:
+        color=["leiden"],  # a list: each name is quoted on its own by {params.color:q}
     conda:
         "../../envs/splicevi.yaml"
     shell:
-        "splicevi plot umap --cells {input.cells:q} --color leiden --out {output:q} > {log:q} 2>&1"
+        "splicevi plot umap --cells {input.cells:q} --color {params.color:q} --out {output:q} > {log:q} 2>&1"
 
 
-rule plot_umap_covariates:
-    """UMAP of the joint latent coloured by batch and the annotations used in contrasts."""
-    input:
-        cells=out("cluster", "cells.tsv"),
+# UMAP of the joint latent coloured by batch and the annotations used in contrasts.
+use rule plot_umap_clusters as plot_umap_covariates with:
     output:
         report(
             fig("umap_covariates"),
@@ -56,17 +60,11 @@ rule plot_umap_covariates:
     benchmark:
         bench("plot_umap_covariates")
     params:
-        color=batch_colors(),  # a list: each name is quoted on its own by {params.color:q}
-    conda:
-        "../../envs/splicevi.yaml"
-    shell:
-        "splicevi plot umap --cells {input.cells:q} --color {params.color:q} --out {output:q} > {log:q} 2>&1"
+        color=batch_colors(),
 
 
-rule plot_umap_qc:
-    """UMAP of the joint latent coloured by per-cell QC metrics (reads, observed events)."""
-    input:
-        cells=out("cluster", "cells.tsv"),
+# UMAP of the joint latent coloured by per-cell QC metrics (reads, observed events).
+use rule plot_umap_clusters as plot_umap_qc with:
     output:
         report(
             fig("umap_qc"),
@@ -78,10 +76,8 @@ rule plot_umap_qc:
         logs("plot_umap_qc"),
     benchmark:
         bench("plot_umap_qc")
-    conda:
-        "../../envs/splicevi.yaml"
-    shell:
-        "splicevi plot umap --cells {input.cells:q} --color qc --out {output:q} > {log:q} 2>&1"
+    params:
+        color=["qc"],
 
 
 rule plot_volcano_ds:
@@ -99,14 +95,16 @@ rule plot_volcano_ds:
         logs("plot_volcano_ds"),
     benchmark:
         bench("plot_volcano_ds")
+    params:
+        kind="ds",
     conda:
         "../../envs/splicevi.yaml"
     shell:
-        "splicevi plot volcano --table {input.table:q} --kind ds --out {output:q} > {log:q} 2>&1"
+        "splicevi plot volcano --table {input.table:q} --kind {params.kind:q} --out {output:q} > {log:q} 2>&1"
 
 
-rule plot_volcano_de:
-    """Volcano plots of differential expression, one panel per contrast."""
+# Volcano plots of differential expression, one panel per contrast.
+use rule plot_volcano_ds as plot_volcano_de with:
     input:
         table=out("de", "de_genes.tsv"),
     output:
@@ -120,14 +118,12 @@ rule plot_volcano_de:
         logs("plot_volcano_de"),
     benchmark:
         bench("plot_volcano_de")
-    conda:
-        "../../envs/splicevi.yaml"
-    shell:
-        "splicevi plot volcano --table {input.table:q} --kind de --out {output:q} > {log:q} 2>&1"
+    params:
+        kind="de",
 
 
 rule plot_top_events_psi:
-    """Observed PSI of the top differential junctions in each cluster."""
+    """Observed PSI of the top differential junctions in each cluster (the top-events family)."""
     input:
         mdata=out("splicevi.h5mu"),
         table=out("ds", "ds_junctions.tsv"),
@@ -143,6 +139,8 @@ rule plot_top_events_psi:
     benchmark:
         bench("plot_top_events_psi")
     params:
+        figure="psi",
+        options=["--groupby", "leiden"],
         n_top=config["plots"]["n_top"],
         min_cells=config["plots"]["min_cells_observed"],
     resources:
@@ -150,12 +148,12 @@ rule plot_top_events_psi:
     conda:
         "../../envs/splicevi.yaml"
     shell:
-        "splicevi plot psi --mdata {input.mdata:q} --table {input.table:q} --groupby leiden"
+        "splicevi plot {params.figure:q} --mdata {input.mdata:q} --table {input.table:q} {params.options:q}"
         " --n-top {params.n_top:q} --min-cells {params.min_cells:q} --out {output:q} > {log:q} 2>&1"
 
 
-rule plot_event_coverage:
-    """Coverage (reads of the ATSE per cell) of the top differential events, by cluster."""
+# Coverage (reads of the ATSE per cell) of the top differential events, by cluster.
+use rule plot_top_events_psi as plot_event_coverage with:
     input:
         mdata=out("splicevi.h5mu"),
         table=out("ds", "ds_events.tsv"),
@@ -171,19 +169,11 @@ rule plot_event_coverage:
     benchmark:
         bench("plot_event_coverage")
     params:
-        n_top=config["plots"]["n_top"],
-        min_cells=config["plots"]["min_cells_observed"],
-    resources:
-        mem_mb=lambda wc, attempt: 8000 * attempt,
-    conda:
-        "../../envs/splicevi.yaml"
-    shell:
-        "splicevi plot coverage --mdata {input.mdata:q} --table {input.table:q} --groupby leiden"
-        " --n-top {params.n_top:q} --min-cells {params.min_cells:q} --out {output:q} > {log:q} 2>&1"
+        figure="coverage",
 
 
-rule plot_event_arcs:
-    """Arc (sashimi-style) plots of the top differential ATSEs: pooled junction reads and PSI per group."""
+# Arc (sashimi-style) plots of the top differential ATSEs: pooled junction reads and PSI per group.
+use rule plot_top_events_psi as plot_event_arcs with:
     input:
         mdata=out("splicevi.h5mu"),
         table=out("ds", "ds_events.tsv"),
@@ -200,23 +190,13 @@ rule plot_event_arcs:
     benchmark:
         bench("plot_event_arcs")
     params:
+        figure="arcs",
+        options=opt("--gtf", config["atse"]["gtf"]),
         n_top=config["plots"]["n_arcs"],
-        min_cells=config["plots"]["min_cells_observed"],
-        gtf=opt("--gtf", config["atse"]["gtf"]),
-    resources:
-        mem_mb=lambda wc, attempt: 8000 * attempt,
-    conda:
-        "../../envs/splicevi.yaml"
-    shell:
-        "splicevi plot arcs --mdata {input.mdata:q} --table {input.table:q} {params.gtf:q}"
-        " --n-top {params.n_top:q} --min-cells {params.min_cells:q} --out {output:q} > {log:q} 2>&1"
 
 
-rule plot_umap_psi:
-    """UMAP coloured by the observed PSI of the top differential junction of each contrast."""
-    input:
-        mdata=out("splicevi.h5mu"),
-        table=out("ds", "ds_junctions.tsv"),
+# UMAP coloured by the observed PSI of the top differential junction of each contrast.
+use rule plot_top_events_psi as plot_umap_psi with:
     output:
         report(
             fig("umap_psi"),
@@ -229,14 +209,9 @@ rule plot_umap_psi:
     benchmark:
         bench("plot_umap_psi")
     params:
-        min_cells=config["plots"]["min_cells_observed"],
-    resources:
-        mem_mb=lambda wc, attempt: 8000 * attempt,
-    conda:
-        "../../envs/splicevi.yaml"
-    shell:
-        "splicevi plot psi-umap --mdata {input.mdata:q} --table {input.table:q}"
-        " --n-top 1 --min-cells {params.min_cells:q} --out {output:q} > {log:q} 2>&1"
+        figure="psi-umap",
+        options=[],
+        n_top=1,
 
 
 rule export:

@@ -20,6 +20,7 @@ import json
 import logging
 from pathlib import Path
 
+from .._constants import EVENT_ID_COLUMN
 from ._summary import print_summary
 
 log = logging.getLogger("splicevi")
@@ -88,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         report["frac_chrom_in_gtf"] = frac_chrom
         report["n_strand_from_gtf"] = n_strand_from_gtf
         events = annotate_events(events, assign_genes(events, ann))
-        per_event = events.drop_duplicates("event_id")
+        per_event = events.drop_duplicates(EVENT_ID_COLUMN)
         report["n_events_with_gene"] = int(per_event["gene_id"].notna().sum())
         # A GTF of some chromosomes only (a test annotation, one contig set): say how much it covers.
         gtf_chroms = set(ann.genes["chrom"].astype(str))
@@ -114,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     with atomic_path(args.out) as tmp, atomic_path(summary_path(args.out)) as tmp_json:
         events.to_csv(tmp, sep="\t", index=False)
         tmp_json.write_text(json.dumps(report, indent=1))
-    sizes = events.groupby("event_id").size()
+    sizes = events.groupby(EVENT_ID_COLUMN).size()
     rows = [("junctions in", report["n_junctions_in"])]
     rows += [(f"removed: {k}", v) for k, v in report["removed"].items()]
     rows += [("junctions kept", report["n_junctions_kept"]), ("events", report["n_events"]),

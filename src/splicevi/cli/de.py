@@ -14,6 +14,7 @@ import argparse
 import logging
 
 from splicevi._io import atomic_path
+from splicevi.stats.choices import DE_DESIGNS
 
 from ._common import configure, load_model, read_mudata
 from .ds import add_contrast_arguments, contrasts_of, parse_contrasts, run_contrasts
@@ -39,7 +40,7 @@ def add_design_arguments(p: argparse.ArgumentParser) -> None:
     """``--design`` and ``--sample-key`` (unless the shared contrast arguments already define them)."""
     have = {a.dest for a in p._actions}
     if "design" not in have:
-        p.add_argument("--design", default="auto", choices=("auto", "labels", "samples", "clusters"),
+        p.add_argument("--design", default="auto", choices=DE_DESIGNS,
                        help="auto (default): samples when every sample lies inside one group and each group has "
                             ">= 2 samples, clusters for a clustering (e.g. the Leiden clusters of `splicevi cluster`), "
                             "else labels; samples: pseudobulk over samples (DESeq2), refused with "

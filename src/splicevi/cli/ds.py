@@ -9,8 +9,10 @@ import logging
 import pandas as pd
 
 from splicevi._io import atomic_path
-from splicevi.stats.design import DESIGNS, MIN_CELLS
+from splicevi.stats.choices import DS_DESIGNS
+from splicevi.stats.design import MIN_CELLS
 
+from .._constants import EVENT_ID_COLUMN
 from ._common import configure, load_model, read_mudata
 from ._errors import UsageError
 
@@ -114,7 +116,7 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     add_contrast_arguments(p, delta=0.1)
     p.add_argument(
         "--design",
-        choices=DESIGNS,
+        choices=DS_DESIGNS,
         default="auto",
         help="where the groups come from, which picks the test: labels (annotations independent of the reads: "
         "cells as units), samples (unions of samples: pseudobulk over samples), clusters (found on the same "
@@ -152,7 +154,7 @@ def annotate_ds_tables(mdata, junctions: pd.DataFrame, events: pd.DataFrame) -> 
 
     var = mdata["splicing"].var
     junctions = annotate_table(rename_call_columns(junctions, "ds"), junction_coordinates(var), "junction_id")
-    events = annotate_table(rename_call_columns(events, "ds"), event_coordinates(var), "event_id")
+    events = annotate_table(rename_call_columns(events, "ds"), event_coordinates(var), EVENT_ID_COLUMN)
     return junctions, events
 
 
@@ -191,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
         min_cells=args.min_cells,
     )
     junctions = run_contrasts(model.differential_splicing, contrasts, "junction_id", describe=True, **kwargs)
-    events = run_contrasts(model.differential_splicing, contrasts, "event_id", level="event", **kwargs)
+    events = run_contrasts(model.differential_splicing, contrasts, EVENT_ID_COLUMN, level="event", **kwargs)
     if junctions.empty:
         # Every contrast was skipped (too few cells): header-only tables, so the workflow goes on.
         log.warning("every contrast was skipped (see --min-cells); writing empty tables")

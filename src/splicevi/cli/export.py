@@ -11,6 +11,7 @@ import pandas as pd
 from splicevi._io import atomic_path, require_file, write_x_as_layer
 from splicevi.data.layers import JUNCTION_COUNTS
 
+from .._constants import EVENT_ID_COLUMN
 from ._common import read_mudata
 from ._errors import UsageError
 
@@ -74,7 +75,7 @@ def run_bed(args: argparse.Namespace) -> int:
     from splicevi.tl.export import events_bed, junctions_bed, select_contrast, write_bed
 
     path = require_file(args.table, "DS table")
-    table = pd.read_csv(path, sep="\t", dtype={"contrast": str, "junction_id": str, "event_id": str})
+    table = pd.read_csv(path, sep="\t", dtype={"contrast": str, "junction_id": str, EVENT_ID_COLUMN: str})
     try:
         table = select_contrast(table, args.contrast)
     except ValueError as err:  # a missing or wrong --contrast is a usage error, not bad data
@@ -82,7 +83,7 @@ def run_bed(args: argparse.Namespace) -> int:
     mdata = read_mudata(args.mdata)
     if "junction_id" in table.columns:
         bed = junctions_bed(mdata, table)
-    elif "event_id" in table.columns:
+    elif EVENT_ID_COLUMN in table.columns:
         bed = events_bed(mdata, table)
     else:
         raise ValueError(f"{path}: no 'junction_id' or 'event_id' column; use a table from `splicevi ds`")

@@ -1,9 +1,10 @@
 """``splicevi ingest``: junction tables (+ gene counts) → ``junctions.h5ad`` (+ ``genes.h5ad``).
 
 ``--junctions`` is a STARsolo run / ``Solo.out`` folder, a long table, a folder of per-cell files,
-a single per-cell file, or a sample sheet (``cell_id``, ``path``, optional ``batch``) of per-cell
-files; ``--sample-sheet`` may name the sheet instead (then ``--junctions`` is ignored for reading).
-``--genes`` for ``star_counts`` is a sample sheet of ``ReadsPerGene.out.tab`` files.
+a single per-cell file, or a cell sheet (``cell_id``, ``path``, optional ``batch``) of per-cell
+files; ``--cell-sheet`` may name the sheet instead (then ``--junctions`` is ignored for reading).
+``--genes`` for ``star_counts`` is a cell sheet of ``ReadsPerGene.out.tab`` files. (A *sample* sheet
+is a cohort's table, one row per sample, read by ``splicevi merge`` and the workflow.)
 """
 
 from __future__ import annotations
@@ -21,21 +22,22 @@ log = logging.getLogger("splicevi")
 
 def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     """Register ``splicevi ingest`` and its arguments."""
-    from splicevi.data.readers_genes import GENE_FORMATS
-    from splicevi.data.readers_junctions import JUNCTION_FORMATS
+    from splicevi.data import format_choices
 
     p = subparsers.add_parser("ingest", help=help_text, description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--junctions", required=True, help="junction input (folder, table, per-cell file or sample sheet)")
-    p.add_argument("--junction-format", default="auto", choices=JUNCTION_FORMATS, help="format of --junctions")
-    p.add_argument("--sample-sheet", help="TSV/CSV: cell_id, path[, batch] of per-cell junction files")
-    p.add_argument("--genes", help="gene counts (STARsolo Gene folder, 10x .h5, mtx folder, .h5ad, or a sample "
+    p.add_argument("--junctions", required=True, help="junction input (folder, table, per-cell file or cell sheet)")
+    p.add_argument("--junction-format", default="auto", choices=format_choices("junctions"), help="format of --junctions")
+    # --sample-sheet: this option's name before "sample sheet" came to mean a cohort's table only.
+    p.add_argument("--cell-sheet", "--sample-sheet", dest="cell_sheet",
+                   help="TSV/CSV: cell_id, path[, batch] of per-cell junction files (the cell sheet)")
+    p.add_argument("--genes", help="gene counts (STARsolo Gene folder, 10x .h5, mtx folder, .h5ad, or a cell "
                                    "sheet of ReadsPerGene.out.tab files)")
-    p.add_argument("--gene-format", default="auto", choices=GENE_FORMATS, help="format of --genes")
+    p.add_argument("--gene-format", default="auto", choices=format_choices("genes"), help="format of --genes")
     p.add_argument("--gene-strandedness", default="unstranded", choices=("unstranded", "forward", "reverse"),
                    help="column of ReadsPerGene.out.tab to use (star_counts)")
     p.add_argument("--barcodes", help="keep only these barcodes (e.g. STARsolo Gene/filtered/barcodes.tsv)")
-    p.add_argument("--batch", help="batch label of all cells (a 'batch' column of the sample sheet wins)")
+    p.add_argument("--batch", help="batch label of all cells (a 'batch' column of the cell sheet wins)")
     p.add_argument("--sj-multimappers", action="store_true",
                    help="count multi-mapping reads of SJ.out.tab (column 8) as well as unique ones")
     p.add_argument("--out-junctions", required=True, help="output cells × junctions .h5ad")
@@ -50,7 +52,7 @@ def _input_notes(info: dict) -> list[tuple[str, object]]:
     rows: list[tuple[str, object]] = []
     if info.get("chrom_renamed"):
         names = ", ".join(f"{a}→{b}" for a, b in info["chrom_renamed"].items())
-        rows.append(("NOTE chromosome names harmonised", f"{names} ({info['chrom_renamed_records']:,} records)"))
+        rows.append(("NOTE chromosome names harmonized", f"{names} ({info['chrom_renamed_records']:,} records)"))
     if info.get("duplicate_records"):
         rows.append(("NOTE duplicate junction lines summed",
                      f"{info['duplicate_records']:,} in {info['cells_with_duplicates']:,} cell(s), "
@@ -71,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out_genes and not args.genes:
         raise UsageError("--out-genes needs --genes (the gene counts to read)")
     progress = not args.no_progress
-    jun = read_junctions(args.junctions, args.junction_format, sample_sheet=args.sample_sheet, batch=args.batch,
+    jun = read_junctions(args.junctions, args.junction_format, cell_sheet=args.cell_sheet, batch=args.batch,
                          progress=progress, multimappers=args.sj_multimappers)
     rows: list[tuple[str, object]] = [("junction input", f"{args.junctions} ({jun.uns['splicevi_ingest']['format']})"),
                                       ("barcodes read", jun.n_obs)]

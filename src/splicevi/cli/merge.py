@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     if prov.get("chrom_renamed"):
         names = ", ".join(f"{a}→{b}" for a, b in prov["chrom_renamed"].items())
         where = ", ".join(f"{s} ({n:,} junctions)" for s, n in prov["chrom_renamed_samples"].items())
-        rows.append(("NOTE chromosome names harmonised across samples", f"{names} in {where}"))
+        rows.append(("NOTE chromosome names harmonized across samples", f"{names} in {where}"))
     del parts
     genes = None
     if args.genes:

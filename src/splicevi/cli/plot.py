@@ -8,6 +8,8 @@ import pandas as pd
 
 from splicevi._io import require_file
 
+from .._constants import EVENT_ID_COLUMN
+
 
 def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     """Register ``splicevi plot`` and its figure kinds."""
@@ -70,7 +72,7 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
 
 
 #: Columns read as text (cluster names such as "1" must not become numbers).
-_TABLE_DTYPES = {"contrast": str, "groupby": str, "group1": str, "group2": str, "junction_id": str, "event_id": str}
+_TABLE_DTYPES = {"contrast": str, "groupby": str, "group1": str, "group2": str, "junction_id": str, EVENT_ID_COLUMN: str}
 
 
 def _read_table(path: str, **kwargs) -> pd.DataFrame:

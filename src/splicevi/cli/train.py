@@ -89,7 +89,7 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=128, help="minibatch size (cells)")
     p.add_argument("--lr", type=float, default=3e-3, help="learning rate")
     p.add_argument("--early-stopping", action=argparse.BooleanOptionalAction, default=True,
-                   help="stop when the validation ELBO stops improving")
+                   help="stop when the validation reconstruction loss stops improving")
     p.add_argument("--early-stopping-patience", type=int, default=50, help="epochs without improvement before stopping")
     p.add_argument("--train-size", type=float, default=0.9, help="fraction of cells for training (rest: validation)")
     p.add_argument("--n-epochs-kl-warmup", type=int, default=50, help="epochs over which the KL term is warmed up")

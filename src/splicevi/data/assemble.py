@@ -22,6 +22,7 @@ import scipy.sparse as sp
 
 from splicevi import __version__
 
+from .._constants import EVENT_ID_COLUMN
 from ._tables import InputError, count_totals
 from .barcodes import match_cells
 from .layers import (
@@ -35,20 +36,20 @@ from .layers import (
     splicing_layers,
 )
 
-SPLICING_VAR_COLUMNS = ["chrom", "start", "end", "strand", "motif", "annotated", "event_id", "gene_id", "gene_name"]
+SPLICING_VAR_COLUMNS = ["chrom", "start", "end", "strand", "motif", "annotated", EVENT_ID_COLUMN, "gene_id", "gene_name"]
 
 
 def read_events(path: str | os.PathLike) -> pd.DataFrame:
     """Read an ``events.tsv`` written by ``splicevi atse``, checking its columns."""
     fix = "pass the events.tsv written by `splicevi atse`"
     try:
-        ev = pd.read_csv(path, sep="\t", dtype={"junction_id": str, "event_id": str, "chrom": str, "strand": str,
+        ev = pd.read_csv(path, sep="\t", dtype={"junction_id": str, EVENT_ID_COLUMN: str, "chrom": str, "strand": str,
                                                   "gene_id": str, "gene_name": str})
     except pd.errors.EmptyDataError:
         raise InputError(path, "the events table is empty", fix, line=1) from None
     except pd.errors.ParserError as err:
         raise InputError(path, f"malformed events table ({err})", fix) from None
-    missing = {"junction_id", "event_id"} - set(ev.columns)
+    missing = {"junction_id", EVENT_ID_COLUMN} - set(ev.columns)
     if missing:
         raise InputError(path, f"missing column(s) {sorted(missing)}", fix, line=1)
     if ev.empty:
@@ -158,7 +159,7 @@ def assemble(
                          "lower --min-cell-reads or relax the `splicevi atse` filters")
     jun = jun[keep].copy()
     k = k[keep]
-    codes, _ = event_codes(events["event_id"])
+    codes, _ = event_codes(events[EVENT_ID_COLUMN])
     k.eliminate_zeros()
     totals = atse_totals(k, codes)  # n: for the observed-entry statistics (and the published layout)
 
@@ -263,7 +264,7 @@ def clean_uns(value):
     return str(value)
 
 
-def harmonize_splicing(adata: ad.AnnData, event_key: str = "event_id") -> ad.AnnData:
+def harmonize_splicing(adata: ad.AnnData, event_key: str = EVENT_ID_COLUMN) -> ad.AnnData:
     """Bring a splicing AnnData into the contract layout, in place, and return it.
 
     Every layer becomes float32 CSR (the reference implementation's files store them dense). A file

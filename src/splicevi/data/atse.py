@@ -36,6 +36,7 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
+from .._constants import EVENT_ID_COLUMN
 from .readers_junctions import strand_from_motif
 
 FILTER_ORDER = ("min_reads", "min_cells", "intron_length", "motif", "site_usage", "event_size")
@@ -185,12 +186,12 @@ def group_atse(junctions: pd.DataFrame, params: AtseParams | None = None) -> tup
             events[col] = j[col].to_numpy()[keep]
     span = events.groupby("_label").agg(ev_chrom=("chrom", "first"), ev_start=("start", "min"),
                                         ev_end=("end", "max"), ev_strand=("strand", "first"))
-    span["event_id"] = ("ATSE_" + span["ev_chrom"] + ":" + span["ev_start"].astype(str) + "-"
+    span[EVENT_ID_COLUMN] = ("ATSE_" + span["ev_chrom"] + ":" + span["ev_start"].astype(str) + "-"
                         + span["ev_end"].astype(str) + ":" + span["ev_strand"])
-    events["event_id"] = span["event_id"].reindex(events["_label"]).to_numpy()
+    events[EVENT_ID_COLUMN] = span[EVENT_ID_COLUMN].reindex(events["_label"]).to_numpy()
     events = events.merge(span[["ev_start"]], left_on="_label", right_index=True)
-    events = events.sort_values(["chrom", "ev_start", "event_id", "start", "end"]).drop(columns=["_label", "ev_start"])
-    cols = ["junction_id", "event_id"] + [c for c in events.columns if c not in ("junction_id", "event_id")]
+    events = events.sort_values(["chrom", "ev_start", EVENT_ID_COLUMN, "start", "end"]).drop(columns=["_label", "ev_start"])
+    cols = ["junction_id", EVENT_ID_COLUMN] + [c for c in events.columns if c not in ("junction_id", EVENT_ID_COLUMN)]
     events = events[cols].reset_index(drop=True)
 
     removed = {name: int((reason == name).sum()) for name in FILTER_ORDER}
@@ -199,7 +200,7 @@ def group_atse(junctions: pd.DataFrame, params: AtseParams | None = None) -> tup
         "n_junctions_in": int(len(j)),
         "removed": removed,
         "n_junctions_kept": int(keep.sum()),
-        "n_events": int(events["event_id"].nunique()),
+        "n_events": int(events[EVENT_ID_COLUMN].nunique()),
     }
     return events, report
 
@@ -213,11 +214,11 @@ def annotate_events(events: pd.DataFrame, assigned: pd.DataFrame) -> pd.DataFram
     ev["_gene"] = assigned["gene_id"].to_numpy()
     ev["_name"] = assigned["gene_name"].to_numpy()
     known = ev.dropna(subset=["_gene"])
-    mode = (known.groupby(["event_id", "_gene", "_name"], sort=False).size().reset_index(name="n")
-            .sort_values(["event_id", "n"], ascending=[True, False]).drop_duplicates("event_id")
-            .set_index("event_id"))
-    ev["gene_id"] = mode["_gene"].reindex(ev["event_id"]).to_numpy()
-    ev["gene_name"] = mode["_name"].reindex(ev["event_id"]).to_numpy()
+    mode = (known.groupby([EVENT_ID_COLUMN, "_gene", "_name"], sort=False).size().reset_index(name="n")
+            .sort_values([EVENT_ID_COLUMN, "n"], ascending=[True, False]).drop_duplicates(EVENT_ID_COLUMN)
+            .set_index(EVENT_ID_COLUMN))
+    ev["gene_id"] = mode["_gene"].reindex(ev[EVENT_ID_COLUMN]).to_numpy()
+    ev["gene_name"] = mode["_name"].reindex(ev[EVENT_ID_COLUMN]).to_numpy()
     if "annotated" in ev:
         gtf_ann = assigned["annotated_gtf"].to_numpy()
         ev["annotated"] = np.where(ev["annotated"].to_numpy() < 0, gtf_ann, ev["annotated"].to_numpy())

@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from .._constants import EVENT_ID_COLUMN
+
 #: Layer names of the data contract (the reference implementation's names).
 JUNCTION_COUNTS = "cell_by_junction_matrix"
 ATSE_COUNTS = "cell_by_cluster_matrix"
@@ -234,7 +236,7 @@ def centred_psi(
     return sp.csr_matrix((data, indices, indptr), shape=k.shape, copy=False)
 
 
-def layer_or_derived(adata, name: str, event_key: str = "event_id") -> sp.csr_matrix:
+def layer_or_derived(adata, name: str, event_key: str = EVENT_ID_COLUMN) -> sp.csr_matrix:
     """A splicing layer of ``adata``, derived from the junction counts when the file lacks it.
 
     The lean layout (``splicevi assemble`` by default) stores only ``cell_by_junction_matrix`` (k)

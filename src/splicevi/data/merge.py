@@ -16,7 +16,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ._tables import count_totals
-from .readers_junctions import harmonise_chromosome_names, junction_ids
+from .readers_junctions import harmonize_chromosome_names, junction_ids
 from .samples import SEPARATOR, annotation_columns, cell_ids
 
 #: Junction annotation columns recomputed after the merge (they are sums over cells).
@@ -34,7 +34,7 @@ def _prefixed_obs(adata: ad.AnnData, sample: str, row: pd.Series, free: list[str
     return obs
 
 
-def harmonise_samples(parts: list[tuple[str, ad.AnnData]]) -> tuple[list[tuple[str, ad.AnnData]], dict]:
+def harmonize_samples(parts: list[tuple[str, ad.AnnData]]) -> tuple[list[tuple[str, ad.AnnData]], dict]:
     """One spelling per chromosome across samples (``chr1`` in one, ``1`` in another), as ingest does in one.
 
     Without it the same intron would be two junctions of the cohort. The spelling of more junctions
@@ -50,7 +50,7 @@ def harmonise_samples(parts: list[tuple[str, ad.AnnData]]) -> tuple[list[tuple[s
     chroms = pd.concat([p.var["chrom"].astype(str) for _, p in parts if "chrom" in p.var], ignore_index=True)
     if chroms.empty:
         return parts, {}
-    _, renamed = harmonise_chromosome_names(chroms)
+    _, renamed = harmonize_chromosome_names(chroms)
     if not renamed:
         return parts, {}
     out, per_sample = [], {}
@@ -89,7 +89,7 @@ def merge_junctions(parts: list[tuple[str, ad.AnnData]], sheet: pd.DataFrame) ->
     parts
         ``(sample id, cells × junctions AnnData)`` from ``splicevi ingest``, one per sample.
     sheet
-        The sample sheet (:func:`~splicevi.data.samples.read_sample_sheet`), for the annotations.
+        The sample sheet (:func:`~splicevi.data.samples.read_cohort_sheet`), for the annotations.
 
     Returns
     -------
@@ -98,7 +98,7 @@ def merge_junctions(parts: list[tuple[str, ad.AnnData]], sheet: pd.DataFrame) ->
     """
     free = annotation_columns(sheet)
     has_batch = "batch" in free
-    parts, chrom_note = harmonise_samples(parts)
+    parts, chrom_note = harmonize_samples(parts)
     union = pd.Index(pd.unique(np.concatenate([p.var_names.to_numpy() for _, p in parts])))
     var_parts = [p.var.drop(columns=[c for c in _SUM_COLUMNS if c in p.var]) for _, p in parts]
     var = pd.concat(var_parts)

@@ -12,6 +12,8 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
+from .._constants import EVENT_ID_COLUMN
+
 #: Sample name of a single-input run (its cells carry no ``sample`` annotation).
 SINGLE = "input"
 
@@ -56,7 +58,7 @@ def qc_tables(splicing: ad.AnnData, ingested: dict[str, int], atse_summary: dict
     import scipy.sparse as sp
 
     k = sp.csr_matrix(splicing.layers["cell_by_junction_matrix"])
-    codes = pd.factorize(splicing.var["event_id"])[0]
+    codes = pd.factorize(splicing.var[EVENT_ID_COLUMN])[0]
     samples = (splicing.obs["sample"].astype(str).to_numpy() if "sample" in splicing.obs
                else np.full(splicing.n_obs, SINGLE))
     rows = []

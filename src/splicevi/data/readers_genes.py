@@ -12,8 +12,18 @@ Supported inputs
 ``h5ad``
     An AnnData whose ``X`` (or ``layers["counts"]``, or ``raw.X``) holds integer counts.
 ``star_counts``
-    One STAR ``ReadsPerGene.out.tab`` per cell listed in a sample sheet (``cell_id``, ``path``);
+    One STAR ``ReadsPerGene.out.tab`` per cell listed in a cell sheet (``cell_id``, ``path``);
     the unstranded column is used unless ``strandedness`` says otherwise.
+
+The formats are entries of :data:`splicevi.data.formats.GENE_READERS` (registered at the end of this
+module), from which detection, dispatch and the CLI's choices are read.
+
+Why not scanpy's readers: ``sc.read_10x_h5`` and ``sc.read_10x_mtx`` convert the counts to float32
+before a caller can see them, so a count above 2^24 (not exact in float32) or a non-integer count
+would pass unnoticed, and their errors name neither the file's line nor the fix; STARsolo's
+``raw``/``filtered`` and run-folder layouts are not searched either. These readers check the raw
+values first (:func:`splicevi.data._tables.check_count_values`) and then build the same AnnData
+(cells × genes, ``var`` index gene id with ``gene_name``).
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ from tqdm.auto import tqdm
 
 from splicevi._io import require_file
 
+from . import formats
 from ._mtx import read_mtx
 from ._tables import (
     MAX_COUNT,
@@ -38,11 +49,9 @@ from ._tables import (
     count_totals,
     read_delimited,
     read_typed,
-    table_suffix,
 )
-from .readers_junctions import read_barcodes, read_sample_sheet
+from .readers_junctions import read_barcodes, read_cell_sheet
 
-GENE_FORMATS = ("auto", "starsolo", "10x_h5", "mtx", "h5ad", "star_counts")
 _STRANDED_COLUMN = {"unstranded": 1, "forward": 2, "reverse": 3}
 
 
@@ -143,7 +152,7 @@ def read_h5ad_counts(path: str | os.PathLike) -> ad.AnnData:
 
 
 def read_star_counts(sheet: pd.DataFrame, strandedness: str = "unstranded", progress: bool = True) -> ad.AnnData:
-    """Read STAR ``ReadsPerGene.out.tab`` files (sample sheet ``cell_id``, ``path``) into cells × genes."""
+    """Read STAR ``ReadsPerGene.out.tab`` files (cell sheet ``cell_id``, ``path``) into cells × genes."""
     col = _STRANDED_COLUMN[strandedness]
     fix = "pass STAR's ReadsPerGene.out.tab unchanged (4 tab-separated columns, 4 N_ summary lines)"
     genes = None
@@ -168,35 +177,30 @@ def read_star_counts(sheet: pd.DataFrame, strandedness: str = "unstranded", prog
     return ad.AnnData(X=x, obs=obs, var=pd.DataFrame({"gene_name": genes}, index=pd.Index(genes, name="gene_id")))
 
 
+def read_star_counts_sheet(path: str | os.PathLike, strandedness: str = "unstranded", progress: bool = True) -> ad.AnnData:
+    """Read the ``ReadsPerGene.out.tab`` files listed in a cell sheet (``cell_id``, ``path``)."""
+    return read_star_counts(read_cell_sheet(path), strandedness=strandedness, progress=progress)
+
+
 def detect_gene_format(path: str | os.PathLike) -> str:
-    """Guess the gene-count format of a path."""
+    """Guess the gene-count format of a path from the registered formats (a folder: the first folder format)."""
     p = Path(require_file(path, "gene counts"))
-    if p.is_dir():
-        return "starsolo"
-    if p.suffix == ".h5":
-        return "10x_h5"
-    if p.suffix == ".h5ad":
-        return "h5ad"
-    if table_suffix(p) in (".tsv", ".csv", ".txt"):
-        return "star_counts"
-    raise InputError(p, "cannot tell the gene-count format", "pass --gene-format")
+    fmt = formats.format_of_folder("genes", p) if p.is_dir() else formats.format_of_name("genes", p.name)
+    if fmt is None:
+        raise InputError(p, "cannot tell the gene-count format", "pass --gene-format")
+    return fmt
 
 
 def read_genes(path: str | os.PathLike, fmt: str = "auto", strandedness: str = "unstranded",
                progress: bool = True) -> ad.AnnData:
-    """Read gene counts of any supported format (see module docstring) into cells × genes CSR."""
-    if fmt not in GENE_FORMATS:
-        raise ValueError(f"unknown gene format {fmt!r}; use one of {', '.join(GENE_FORMATS)}")
-    if fmt == "auto":
+    """Read gene counts of any registered format (see module docstring) into cells × genes CSR."""
+    if fmt != formats.AUTO:
+        formats.get_reader("genes", fmt)
+    if fmt == formats.AUTO:
         fmt = detect_gene_format(path)
-    if fmt in ("starsolo", "mtx"):
-        adata = read_mtx_dir(path)
-    elif fmt == "10x_h5":
-        adata = read_10x_h5(path)
-    elif fmt == "h5ad":
-        adata = read_h5ad_counts(path)
-    else:
-        adata = read_star_counts(read_sample_sheet(path), strandedness=strandedness, progress=progress)
+    entry = formats.get_reader("genes", fmt)
+    given = {"strandedness": strandedness, "progress": progress}
+    adata = entry.read(path, **{k: v for k, v in given.items() if k in entry.options})
     adata.obs.index = adata.obs.index.astype(str)
     adata.obs.index.name = "cell_id"
     adata.X = sp.csr_matrix(adata.X, dtype=np.float32)
@@ -204,3 +208,16 @@ def read_genes(path: str | os.PathLike, fmt: str = "auto", strandedness: str = "
     adata.obs["n_genes"] = np.diff(adata.X.indptr)
     adata.uns["splicevi_ingest"] = {**adata.uns.get("splicevi_ingest", {}), "gene_format": fmt, "genes": str(path)}
     return adata
+
+
+# the registry entries (detection tries them in this order)
+formats.register_reader("genes", formats.Reader(
+    "starsolo", read_mtx_dir, is_folder=Path.is_dir, help="STARsolo Gene folder (matrix.mtx, features, barcodes)"))
+formats.register_reader("genes", formats.Reader("10x_h5", read_10x_h5, suffixes=(".h5",), help="Cell Ranger v3 .h5"))
+formats.register_reader("genes", formats.Reader(
+    "mtx", read_mtx_dir, help="matrix.mtx folder (Cell Ranger filtered_feature_bc_matrix)"))
+formats.register_reader("genes", formats.Reader("h5ad", read_h5ad_counts, suffixes=(".h5ad",),
+                                                help="AnnData with integer counts"))
+formats.register_reader("genes", formats.Reader(
+    "star_counts", read_star_counts_sheet, suffixes=(".tsv", ".csv", ".txt"), per_cell=True,
+    options=("strandedness", "progress"), help="cell sheet of STAR ReadsPerGene.out.tab files"))

@@ -19,7 +19,7 @@ Supported inputs
     A long table (TSV / CSV / Parquet) with columns ``cell, chrom, start, end, strand, count``
     (1-based intron start and end, as in ``SJ.out.tab``); optional ``motif``, ``annotated``.
 
-Per-cell formats take a sample sheet (TSV/CSV with header ``cell_id, path`` and optional ``batch``
+Per-cell formats take a cell sheet (TSV/CSV with header ``cell_id, path`` and optional ``batch``
 and any other per-cell columns; relative paths are relative to the sheet) or a directory whose files
 are the cells (cell id = file name without ``.junc`` / ``.out.tab`` / ``.bed`` and compression).
 
@@ -49,6 +49,7 @@ from tqdm.auto import tqdm
 
 from splicevi._io import require_file
 
+from . import formats
 from ._mtx import read_mtx
 from ._tables import (
     MAX_COUNT,
@@ -65,8 +66,6 @@ from ._tables import (
     table_suffix,
 )
 
-JUNCTION_FORMATS = ("auto", "starsolo", "sj_out_tab", "junc", "regtools", "table")
-PER_CELL_FORMATS = ("sj_out_tab", "junc", "regtools")
 _STAR_STRAND = np.array([".", "+", "-"])
 _RECORD_COLUMNS = ["chrom", "start", "end", "strand", "motif", "annotated", "count"]
 
@@ -173,27 +172,20 @@ def _records(path, chrom, start, end, strand, motif, annotated, count, fix, firs
     )
 
 
-_PER_CELL_READERS = {
-    "sj_out_tab": read_sj_out_tab_records,
-    "junc": read_junc_records,
-    "regtools": read_regtools_records,
-}
-
-
-def read_sample_sheet(path: str | os.PathLike) -> pd.DataFrame:
-    """Sample sheet of per-cell files: columns ``cell_id``, ``path`` (+ optional ``batch`` and others).
+def read_cell_sheet(path: str | os.PathLike) -> pd.DataFrame:
+    """Cell sheet of per-cell files: columns ``cell_id``, ``path`` (+ optional ``batch`` and others).
 
     Returns the sheet indexed by ``cell_id`` with absolute paths; checks duplicates and missing files.
     """
-    path = require_file(path, "sample sheet")
+    path = require_file(path, "cell sheet")
     sep = "," if table_suffix(path) == ".csv" else "\t"
     fix = "write a TSV/CSV with a header line 'cell_id<TAB>path' (optional 'batch') and one row per cell"
     try:
         sheet = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
     except pd.errors.EmptyDataError:
-        raise InputError(path, "the sample sheet is empty", fix, line=1) from None
+        raise InputError(path, "the cell sheet is empty", fix, line=1) from None
     except pd.errors.ParserError as err:
-        raise InputError(path, f"malformed sample sheet ({str(err).strip()})", fix, line=parser_error_line(err)) from None
+        raise InputError(path, f"malformed cell sheet ({str(err).strip()})", fix, line=parser_error_line(err)) from None
     except (UnicodeDecodeError, EOFError, OSError, zlib.error) as err:
         raise InputError(path, f"the file is truncated or not UTF-8 text ({type(err).__name__}: {err})", fix,
                          line=first_bad_line(path)) from None
@@ -201,7 +193,7 @@ def read_sample_sheet(path: str | os.PathLike) -> pd.DataFrame:
     if missing:
         raise InputError(path, f"missing column(s) {sorted(missing)}; header is {list(sheet.columns)}", fix, line=1)
     if len(sheet) == 0:
-        raise InputError(path, "the sample sheet lists no cells", fix, line=2)
+        raise InputError(path, "the cell sheet lists no cells", fix, line=2)
     dup = sheet["cell_id"].duplicated().to_numpy()
     if dup.any():
         i = int(np.nonzero(dup)[0][0])
@@ -211,7 +203,7 @@ def read_sample_sheet(path: str | os.PathLike) -> pd.DataFrame:
     if blank.any():
         i = int(np.nonzero(blank)[0][0])
         raise InputError(path, f"cell {sheet['cell_id'].iloc[i]!r} has an empty path",
-                         "give the junction file of every cell (relative paths are relative to the sample sheet)",
+                         "give the junction file of every cell (relative paths are relative to the cell sheet)",
                          line=i + 2)
     base = Path(path).resolve().parent
     paths = [p if os.path.isabs(p) else str(base / p) for p in sheet["path"]]
@@ -224,27 +216,24 @@ def read_sample_sheet(path: str | os.PathLike) -> pd.DataFrame:
     if not exists.all():
         i = int(np.nonzero(~exists)[0][0])
         raise InputError(path, f"file of cell {sheet['cell_id'].iloc[i]!r} not found: {paths[i]}",
-                         "fix the path (relative paths are relative to the sample sheet)", line=i + 2)
+                         "fix the path (relative paths are relative to the cell sheet)", line=i + 2)
     sheet["path"] = paths
     return sheet.set_index("cell_id")
 
 
-_CELL_SUFFIXES = {"sj_out_tab": (".out.tab",), "junc": (".junc",), "regtools": (".bed", ".junc", ".junctions.bed")}
-
-
-def sample_sheet_from_dir(directory: str | os.PathLike, fmt: str) -> pd.DataFrame:
-    """Sample sheet of a directory where each file is one cell (cell id = name without suffixes)."""
+def cell_sheet_from_dir(directory: str | os.PathLike, fmt: str) -> pd.DataFrame:
+    """Cell sheet of a directory where each file is one cell (cell id = name without suffixes)."""
     directory = Path(directory)
     rows = []
+    per_cell = {r.name: r.files_suffixes() for r in formats.JUNCTION_READERS.values() if r.per_cell}
     # Junction files of another format would be skipped without a word: refuse the mix instead.
-    others = sorted({s for f, suffixes in _CELL_SUFFIXES.items() if f != fmt for s in suffixes}
-                    - set(_CELL_SUFFIXES[fmt]))
+    others = sorted({s for f, suffixes in per_cell.items() if f != fmt for s in suffixes} - set(per_cell[fmt]))
     foreign = []
     for p in sorted(directory.iterdir()):
         name = p.name[:-3] if p.name.endswith(".gz") else p.name
         if fmt == "sj_out_tab" and name.endswith("ReadsPerGene.out.tab"):
             continue  # STAR's gene counts of the same cell, often in the same folder: not junctions
-        for suffix in sorted(_CELL_SUFFIXES[fmt], key=len, reverse=True):
+        for suffix in sorted(per_cell[fmt], key=len, reverse=True):
             if name.endswith(suffix) and p.is_file():
                 rows.append((name[: -len(suffix)], str(p.resolve())))
                 break
@@ -252,28 +241,28 @@ def sample_sheet_from_dir(directory: str | os.PathLike, fmt: str) -> pd.DataFram
             if p.is_file() and name.endswith(tuple(others)):
                 foreign.append(p.name)
     if not rows:
-        raise InputError(directory, f"no {fmt} files ({', '.join(_CELL_SUFFIXES[fmt])}) in this directory",
-                         "point --junctions at the folder of per-cell files or pass --sample-sheet")
+        raise InputError(directory, f"no {fmt} files ({', '.join(per_cell[fmt])}) in this directory",
+                         "point --junctions at the folder of per-cell files or pass --cell-sheet")
     if foreign:
         raise InputError(
             directory,
             f"{len(rows)} {fmt} file(s) and {len(foreign)} junction file(s) of another format (e.g. {foreign[0]}), "
             f"which a {fmt} read would skip",
-            "keep one format per folder, pass the matching --junction-format, or list the cells in a --sample-sheet",
+            "keep one format per folder, pass the matching --junction-format, or list the cells in a --cell-sheet",
         )
     return pd.DataFrame(rows, columns=["cell_id", "path"]).set_index("cell_id")
 
 
 def read_per_cell(sheet: pd.DataFrame, fmt: str, progress: bool = True, multimappers: bool = False) -> ad.AnnData:
-    """Read per-cell junction files listed in a sample sheet into one AnnData.
+    """Read per-cell junction files listed in a cell sheet into one AnnData.
 
     ``multimappers`` adds STAR's multi-mapping reads (``sj_out_tab`` only).
     """
-    if fmt not in _PER_CELL_READERS:
-        raise ValueError(f"unknown per-cell junction format {fmt!r}; use one of {sorted(_PER_CELL_READERS)}")
-    reader = _PER_CELL_READERS[fmt]
-    if fmt == "sj_out_tab" and multimappers:
-        reader = partial(read_sj_out_tab_records, multimappers=True)
+    entry = formats.get_reader("junctions", fmt)
+    if not entry.per_cell:
+        per_cell = [r.name for r in formats.JUNCTION_READERS.values() if r.per_cell]
+        raise ValueError(f"{fmt!r} is not a per-cell junction format; use one of {per_cell}")
+    reader = partial(entry.read, multimappers=True) if multimappers and "multimappers" in entry.options else entry.read
     parts = []
     for code, path in enumerate(tqdm(sheet["path"].tolist(), desc=f"reading {fmt} files", unit="cell",
                                      disable=not progress)):
@@ -356,7 +345,7 @@ def read_starsolo_sj(path: str | os.PathLike) -> ad.AnnData:
     junctions = _records(feat_path, feat[0], feat[1], feat[2], _STAR_STRAND[feat[3].to_numpy()], feat[4], feat[5],
                          np.zeros(len(feat), dtype=np.int64), fix, first_line=1)
     # Junction identity is per feature row: merge the rows (empty ones stay), then map matrix rows.
-    junctions, note = _harmonised(junctions)
+    junctions, note = _harmonized(junctions)
     var, jkey = merge_records(junctions)
     obs = pd.DataFrame(index=pd.Index(barcodes, name="cell_id"))
     adata = _build_anndata(mat.col, jkey[mat.row], mat.data, obs, var)
@@ -495,7 +484,7 @@ def merge_records(records: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     return var, jkey
 
 
-def harmonise_chromosome_names(chrom: pd.Series) -> tuple[pd.Series, dict[str, str]]:
+def harmonize_chromosome_names(chrom: pd.Series) -> tuple[pd.Series, dict[str, str]]:
     """Give each chromosome one name when the input spells it both with and without ``chr``.
 
     Files of one run made with different references (``chr1`` in some cells, ``1`` in others) would
@@ -522,9 +511,9 @@ def harmonise_chromosome_names(chrom: pd.Series) -> tuple[pd.Series, dict[str, s
     return chrom, renamed
 
 
-def _harmonised(records: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+def _harmonized(records: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     """``records`` with one spelling per chromosome, and the note for the ingest summary."""
-    chrom, renamed = harmonise_chromosome_names(records["chrom"])
+    chrom, renamed = harmonize_chromosome_names(records["chrom"])
     if not renamed:
         return records, {}
     n_records = int(records["chrom"].isin(list(renamed)).sum())
@@ -546,7 +535,7 @@ def records_to_anndata(records: pd.DataFrame, obs: pd.DataFrame) -> ad.AnnData:
     obs
         One row per cell code, index = cell ids.
     """
-    records, note = _harmonised(records)
+    records, note = _harmonized(records)
     var, jkey = merge_records(records)
     adata = _build_anndata(records["cell"].to_numpy(), jkey, records["count"].to_numpy(), obs, var)
     adata.uns["splicevi_ingest"] = {**adata.uns.get("splicevi_ingest", {}), **note}
@@ -612,30 +601,23 @@ def junction_ids(var: pd.DataFrame) -> np.ndarray:
 # dispatch
 # --------------------------------------------------------------------------------------------
 def detect_junction_format(path: str | os.PathLike) -> str:
-    """Guess the junction format of a path (see module docstring)."""
+    """Guess the junction format of a path from the registered formats (see :mod:`splicevi.data.formats`).
+
+    A folder: a folder format (STARsolo), else the format of its per-cell files. A file: the format
+    its name ends with; else a cell sheet (``cell_id``, ``path``) takes the format of its first
+    file, and any other text table is a long ``table``.
+    """
     p = Path(require_file(path, "junction input"))
     if p.is_dir():
-        try:
-            find_starsolo_dir(p, "SJ", "raw")
-            return "starsolo"
-        except InputError:
-            pass
-        names = [q.name.removesuffix(".gz") for q in p.iterdir()]
-        for fmt, suffix in (("sj_out_tab", ".out.tab"), ("junc", ".junc"), ("regtools", ".bed")):
-            if any(n.endswith(suffix) for n in names):
-                return fmt
-        raise InputError(p, "cannot tell the junction format of this folder",
-                         "pass --junction-format (starsolo, sj_out_tab, junc, regtools)")
+        fmt = formats.format_of_folder("junctions", p)
+        if fmt is None:
+            per_cell = ", ".join(formats.format_choices("junctions")[1:])
+            raise InputError(p, "cannot tell the junction format of this folder", f"pass --junction-format ({per_cell})")
+        return fmt
+    fmt = formats.format_of_name("junctions", p.name)
+    if fmt is not None:
+        return fmt
     suffix = table_suffix(p)
-    if suffix in (".parquet", ".pq"):
-        return "table"
-    name = p.name.removesuffix(".gz")
-    if name.endswith(".out.tab"):
-        return "sj_out_tab"
-    if name.endswith(".junc"):
-        return "junc"
-    if name.endswith(".bed"):
-        return "regtools"
     try:
         header = pd.read_csv(p, sep="," if suffix == ".csv" else "\t", nrows=5, dtype=str)
     except (ValueError, EOFError, OSError, zlib.error) as err:  # pandas' parser errors are ValueErrors
@@ -651,7 +633,7 @@ def detect_junction_format(path: str | os.PathLike) -> str:
 def read_junctions(
     path: str | os.PathLike,
     fmt: str = "auto",
-    sample_sheet: str | os.PathLike | None = None,
+    cell_sheet: str | os.PathLike | None = None,
     batch: str | None = None,
     progress: bool = True,
     multimappers: bool = False,
@@ -661,38 +643,37 @@ def read_junctions(
     Parameters
     ----------
     path
-        STARsolo folder, long table, per-cell file, folder of per-cell files, or sample sheet.
+        STARsolo folder, long table, per-cell file, folder of per-cell files, or cell sheet.
     fmt
-        One of :data:`JUNCTION_FORMATS`.
-    sample_sheet
-        Sample sheet for per-cell formats (``path`` is then ignored when it is the sheet itself).
+        ``auto`` or a registered junction format (:data:`splicevi.data.formats.JUNCTION_READERS`).
+    cell_sheet
+        Cell sheet (``cell_id``, ``path``) for per-cell formats (``path`` is then ignored when it is the sheet itself).
     batch
-        Batch label for all cells (a ``batch`` column of the sample sheet wins).
+        Batch label for all cells (a ``batch`` column of the cell sheet wins).
     progress
         Show a progress bar over per-cell files.
     multimappers
         Count STAR's multi-mapping reads too (per-cell ``SJ.out.tab``).
     """
-    if fmt not in JUNCTION_FORMATS:
-        raise ValueError(f"unknown junction format {fmt!r}; use one of {', '.join(JUNCTION_FORMATS)}")
-    src = sample_sheet if sample_sheet is not None else path
-    if fmt == "auto":
+    if fmt != formats.AUTO:
+        formats.get_reader("junctions", fmt)
+    src = cell_sheet if cell_sheet is not None else path
+    if fmt == formats.AUTO:
         fmt = detect_junction_format(src)
-    if fmt == "starsolo":
-        adata = read_starsolo_sj(path)
-    elif fmt == "table":
-        adata = read_junction_table(path)
+    entry = formats.get_reader("junctions", fmt)
+    if not entry.per_cell:
+        adata = entry.read(path)
     else:
         p = Path(require_file(src, "junction input"))
         if p.is_dir():
-            sheet = sample_sheet_from_dir(p, fmt)
-        elif sample_sheet is not None or table_suffix(p) in (".tsv", ".csv", ".txt") and not p.name.endswith(
+            sheet = cell_sheet_from_dir(p, fmt)
+        elif cell_sheet is not None or table_suffix(p) in (".tsv", ".csv", ".txt") and not p.name.endswith(
             (".out.tab", ".out.tab.gz")
         ):
-            sheet = read_sample_sheet(p)
+            sheet = read_cell_sheet(p)
         else:  # a single per-cell file
             name = p.name.removesuffix(".gz")
-            for suffix in _CELL_SUFFIXES[fmt]:
+            for suffix in entry.files_suffixes():
                 name = name.removesuffix(suffix)
             sheet = pd.DataFrame({"path": [str(p.resolve())]}, index=pd.Index([name], name="cell_id"))
         adata = read_per_cell(sheet, fmt, progress=progress, multimappers=multimappers)
@@ -701,3 +682,28 @@ def read_junctions(
     adata.obs["batch"] = adata.obs["batch"].astype(str).astype("category")
     adata.uns["splicevi_ingest"] = {**adata.uns.get("splicevi_ingest", {}), "format": fmt, "input": str(src)}
     return adata
+
+
+# --------------------------------------------------------------------------------------------
+# the registry entries (detection tries them in this order)
+# --------------------------------------------------------------------------------------------
+def _is_starsolo(folder: Path) -> bool:
+    try:
+        find_starsolo_dir(folder, "SJ", "raw")
+    except InputError:
+        return False
+    return True
+
+
+formats.register_reader("junctions", formats.Reader(
+    "starsolo", read_starsolo_sj, is_folder=_is_starsolo, help="STARsolo SJ output folder"))
+formats.register_reader("junctions", formats.Reader(
+    "sj_out_tab", read_sj_out_tab_records, suffixes=(".out.tab",), per_cell=True, options=("multimappers",),
+    help="STAR SJ.out.tab per cell"))
+formats.register_reader("junctions", formats.Reader(
+    "junc", read_junc_records, suffixes=(".junc",), per_cell=True, help="LeafCutter .junc per cell"))
+formats.register_reader("junctions", formats.Reader(
+    "regtools", read_regtools_records, suffixes=(".bed",), per_cell=True,
+    cell_suffixes=(".bed", ".junc", ".junctions.bed"), help="regtools junctions extract BED12 per cell"))
+formats.register_reader("junctions", formats.Reader(
+    "table", read_junction_table, suffixes=(".parquet", ".pq"), help="long table cell, chrom, start, end, strand, count"))

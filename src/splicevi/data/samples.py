@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .formats import format_choices
+
 #: Allowed sample ids (also the Snakemake wildcard constraint).
 SAMPLE_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9.-]*"
 #: Columns that name inputs of ``splicevi ingest``; the rest are cell annotations.
@@ -95,6 +97,10 @@ def read_cohort_sheet(
 
         with open(schema) as fh:
             row_schema = yaml.safe_load(fh)
+        # The format choices are the registered readers', not a copy in the schema.
+        for column, kind in (("junction_format", "junctions"), ("gene_format", "genes")):
+            if column in row_schema.get("properties", {}):
+                row_schema["properties"][column]["enum"] = list(format_choices(kind))
     seen: dict[str, int] = {}
     for i in range(2, len(sheet) + 2):  # file line; line 1 is the header
         sample = sheet.iloc[i - 2]["sample"]

@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from .._constants import EVENT_ID_COLUMN
 from .layers import event_codes, splicing_layers
 
 
@@ -229,7 +230,7 @@ def simulate(
     junctions["annotated"] = (rng.random(n_junctions) < 0.8).astype(int)
     gene_ids = np.array([f"SIMG{g:05d}" for g in range(n_genes)])
     gene_names = np.array([f"Gene{g}" for g in range(n_genes)])
-    junctions["event_id"] = [f"E{e:05d}" for e in junctions["event"]]
+    junctions[EVENT_ID_COLUMN] = [f"E{e:05d}" for e in junctions["event"]]
     junctions["gene_id"] = gene_ids[junctions["gene"].to_numpy()]
     junctions["gene_name"] = gene_names[junctions["gene"].to_numpy()]
     junctions.index = pd.Index(
@@ -282,7 +283,7 @@ def simulate(
                 [np.ptp(type_psi[:, starts[e] : starts[e] + n_junc[e]], axis=0).max() for e in range(n_events)]
             ),
         },
-        index=pd.Index([f"E{e:05d}" for e in range(n_events)], name="event_id"),
+        index=pd.Index([f"E{e:05d}" for e in range(n_events)], name=EVENT_ID_COLUMN),
     )
     if n_samples:
         events["is_condition_ds"] = is_cond
@@ -448,7 +449,7 @@ def _multinomial_rows(n: np.ndarray, p: np.ndarray, rng: np.random.Generator) ->
 
 def to_mudata(sim: SimulatedData, with_expression: bool = True) -> md.MuData:
     """MuData in the project's data contract from a :class:`SimulatedData`."""
-    codes, _ = event_codes(sim.junctions["event_id"])
+    codes, _ = event_codes(sim.junctions[EVENT_ID_COLUMN])
     layers = splicing_layers(sim.junction_counts, codes)
     var = sim.junctions.copy()
     var["n_cells_observed"] = np.asarray((layers["psi_mask"] > 0).sum(axis=0)).ravel()

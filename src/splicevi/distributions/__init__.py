@@ -9,9 +9,14 @@ from ._splicing import (
     log_rising_factorial,
     segment_log_softmax,
 )
+from .likelihoods import SPLICING_LIKELIHOODS, SplicingLikelihood, register_likelihood, splicing_likelihood
 
 __all__ = [
     "CountOrder",
+    "SPLICING_LIKELIHOODS",
+    "SplicingLikelihood",
+    "register_likelihood",
+    "splicing_likelihood",
     "beta_binomial_log_prob",
     "binomial_log_prob",
     "count_order",

@@ -17,8 +17,10 @@ from scvi.utils import track
 
 from .._constants import ATSE_COUNTS_KEY, JUNCTION_COUNTS_KEY
 from ..data.thinning import has_heldout_genes
+from ..stats import choices
 from ..stats import design as dsdesign
 from ..stats import differential as dstats
+from ..stats.choices import check_choice
 from ..stats.contrasts import group_labels
 from ..stats.heldout_de import TEST_NAME as HELDOUT_DE_TEST
 from ..stats.pseudobulk_de import TEST_NAME as PSEUDOBULK_DE_TEST
@@ -28,8 +30,6 @@ from ._ds_samples import sample_level_ds, samples_nested_in_groups
 
 log = logging.getLogger(__name__)
 
-#: Values of ``differential_expression(design=...)``.
-DE_DESIGNS = ("auto", "labels", "samples", "clusters")
 #: Test of each design of differential expression (the table's ``test`` column).
 DE_TESTS = {
     "labels": "scvi-tools change mode on decoded expression (cells as units)",
@@ -115,10 +115,9 @@ class SplicingAnalysisMixin:
         if what != "expression":
             jidx = None if feature_idx is None else torch.as_tensor(feature_idx, dtype=torch.long)
             if what == "dm":
-                try:
-                    conc = module.splicing_concentration_per_junction().detach()
-                except ValueError:
-                    conc = None  # binomial: infinite concentration, ψ* = p
+                # Without a concentration (binomial) the concentration is infinite: ψ* = p.
+                has_conc = module.likelihood.has_concentration
+                conc = module.splicing_concentration_per_junction().detach() if has_conc else None
                 if conc is not None and jidx is not None:
                     conc = conc[jidx.to(conc.device)]
                 n_sel = module.n_input_junctions if jidx is None else jidx.shape[0]
@@ -417,10 +416,9 @@ class SplicingAnalysisMixin:
         n_j = module.n_input_junctions
         rho = None
         if use_dm:
-            try:
+            # A likelihood without concentration (binomial) has no overdispersion.
+            if module.likelihood.has_concentration:
                 rho = 1.0 / (1.0 + module.splicing_concentration_per_junction().detach().cpu().double().numpy())
-            except ValueError:  # binomial likelihood: no overdispersion
-                rho = None
         if dstats.CELL_OVERDISPERSION_WEIGHTS:
             # The model's overdispersion is that of the reads around the cell's decoded PSI; where the
             # cells of a group differ far more than that (and the model does not follow them), the
@@ -651,18 +649,14 @@ class SplicingAnalysisMixin:
         """
         if kwargs:
             raise TypeError(f"differential_splicing() got unexpected keyword argument(s): {', '.join(sorted(kwargs))}")
-        if norm_splicing_function not in ("dm_posterior_mean", "decoded"):
-            raise ValueError("norm_splicing_function must be 'dm_posterior_mean' or 'decoded'")
-        if level not in ("junction", "event"):
-            raise ValueError(f"level must be 'junction' or 'event', got {level!r}")
-        if mode not in ("change", "vanilla"):
-            raise ValueError(f"mode must be 'change' or 'vanilla', got {mode!r}")
-        if fdr_method not in dstats.FDR_METHODS:
-            raise ValueError(f"fdr_method must be one of {dstats.FDR_METHODS}, got {fdr_method!r}")
+        # The options checked at the entry point, before any work (the public stats functions check the ones they take).
+        check_choice("norm_splicing_function", norm_splicing_function, choices.NORM_SPLICING_FUNCTIONS)
+        check_choice("level", level, choices.LEVELS)
+        check_choice("mode", mode, choices.MODES)
+        check_choice("fdr_method", fdr_method, choices.FDR_METHODS)
         if fdr_method == "interval" and mode != "change":
             raise ValueError("fdr_method='interval' tests |ΔPSI| ≤ delta: use it with mode='change'")
-        if design not in dsdesign.DESIGNS:
-            raise ValueError(f"design must be one of {dsdesign.DESIGNS}, got {design!r}")
+        check_choice("design", design, choices.DS_DESIGNS)
         if int(min_cells) < 1:
             raise ValueError(f"min_cells must be >= 1, got {min_cells}")
         if n_samples < 1:
@@ -908,8 +902,7 @@ class SplicingAnalysisMixin:
 
         if self.module.n_input_genes == 0:
             raise ValueError("this model has no expression modality (splicing-only data)")
-        if design not in DE_DESIGNS:
-            raise ValueError(f"design must be one of {DE_DESIGNS} for differential expression, got {design!r}")
+        check_choice("design of differential expression", design, choices.DE_DESIGNS)
         adata = self._validate_anndata(adata)
         col_names = self._feature_names(adata, "genes")
         if design == "labels":
@@ -934,7 +927,7 @@ class SplicingAnalysisMixin:
         uns_all = [adata.uns] + ([m.uns for m in adata.mod.values()] if isinstance(adata, MuData) else [])
         recorded = dsdesign.recorded_clustering(uns_all, groupby) if design == "auto" else None
         held = has_heldout_genes(adata) if isinstance(adata, MuData) else False
-        choices = []
+        picked = []
         for name1, name2, c1, c2 in comparisons:
             info = dsdesign.describe_samples(samples, c1, c2) if samples is not None else None
             choice = dsdesign.choose_design(
@@ -944,17 +937,17 @@ class SplicingAnalysisMixin:
             )
             if "WARNING" in choice.reason and not silent:
                 log.warning("differential expression %s vs %s: %s", name1, name2, choice.reason)
-            choices.append(choice)
-        if all(c.design == "labels" for c in choices):
+            picked.append(choice)
+        if all(c.design == "labels" for c in picked):
             # One call of scvi-tools' DE serves every comparison (as before the clusters design).
-            reasons = {f"{n1} vs {n2}": c.reason for (n1, n2, _, _), c in zip(comparisons, choices, strict=True)}
+            reasons = {f"{n1} vs {n2}": c.reason for (n1, n2, _, _), c in zip(comparisons, picked, strict=True)}
             reason = next(iter(reasons.values())) if len(reasons) == 1 else "; ".join(
                 f"{k}: {v}" for k, v in reasons.items())
             return self._labels_de_table(adata, col_names, groupby, group1, group2, idx1, idx2, mode, delta,
                                          batch_size, all_stats, batch_correction, batchid1, batchid2, fdr_target,
                                          silent, reason, **kwargs)
         tables, attrs = [], {}
-        for (name1, name2, c1, c2), choice in zip(comparisons, choices, strict=True):
+        for (name1, name2, c1, c2), choice in zip(comparisons, picked, strict=True):
             if choice.design == "clusters":
                 table = heldout_de(self, adata, c1, c2, delta=delta, fdr_target=fdr_target, genes=col_names)
                 own = table.attrs[DE_ATTRS_KEY]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .._constants import EVENT_ID_COLUMN
 from ..stats import differential as dstats
 from ..stats import pseudobulk as pb
 
@@ -193,7 +194,7 @@ def sample_level_ds(model, adata, cells1: np.ndarray, cells2: np.ndarray, sample
         index=pd.Index(var.index, name="junction_id"),
     )
     table["junction_id"] = var.index.to_numpy()
-    table["event_id"] = var["event_id"].to_numpy()
+    table[EVENT_ID_COLUMN] = var[EVENT_ID_COLUMN].to_numpy()
     table["gene_name"] = var["gene_name"].to_numpy() if "gene_name" in var else None
     if level == "event":
         table = _event_table(table, codes, q_atse, dm, delta, fdr_target)
@@ -221,10 +222,10 @@ def _event_table(junctions: pd.DataFrame, codes: np.ndarray, q_atse: np.ndarray,
     emp = np.abs(junctions["emp_effect"].to_numpy(dtype=float))[order]
     emp_max = np.maximum.reduceat(np.where(np.isfinite(emp), emp, -np.inf), starts)
     q = q_atse[row]
-    ids = junctions["event_id"].to_numpy()[best]
+    ids = junctions[EVENT_ID_COLUMN].to_numpy()[best]
     out = pd.DataFrame(
         {
-            "event_id": ids,
+            EVENT_ID_COLUMN: ids,
             "gene_name": junctions["gene_name"].to_numpy()[best],
             "best_junction": junctions["junction_id"].to_numpy()[best],
             "effect_size": junctions["effect_size"].to_numpy()[best],
@@ -241,7 +242,7 @@ def _event_table(junctions: pd.DataFrame, codes: np.ndarray, q_atse: np.ndarray,
             "dm_concentration": dm.concentration[row],
             "ql_dispersion": dm.dispersion[row],
         },
-        index=pd.Index(ids, name="event_id"),
+        index=pd.Index(ids, name=EVENT_ID_COLUMN),
     )
     for col in ("est_psi1", "est_psi2", "emp_psi1", "emp_psi2"):
         out[col] = junctions[col].to_numpy()[best]

@@ -101,14 +101,18 @@ class SPLICEVI(
     deeply_inject_covariates, encode_covariates
         Covariate injection, as in MULTIVI.
     splicing_loss_type
-        ``binomial``, ``beta_binomial`` or ``dirichlet_multinomial``.
+        A registered splicing likelihood (:data:`splicevi.distributions.SPLICING_LIKELIHOODS`):
+        ``binomial``, ``beta_binomial`` or ``dirichlet_multinomial`` unless more are registered.
     splicing_concentration
         Beta-binomial: a fixed concentration (learned per junction when ``None``). Dirichlet-
         multinomial: the initial concentration (default 10). Ignored for binomial.
     dm_concentration
         Dirichlet-multinomial concentration per ATSE (``atse``) or one ``scalar``.
-    encoder_hidden_dim, code_dim, h_hidden_dim, pool_mode, max_nobs
+    encoder_hidden_dim, code_dim, pool_mode, max_nobs
         Partial encoder options (see :class:`~splicevi.nn.PartialEncoder`).
+    h_hidden_dim
+        The reference API's width of a per-junction network, which this encoder does not have (its
+        per-entry map is linear): accepted for that API's calls and ignored with a warning.
     initialize_embeddings_from_pca
         Start the partial encoder's junction embeddings at the leading right singular vectors of
         centred PSI (default ``True``): with the zero-initialised decoder weights and the encoder's
@@ -171,7 +175,7 @@ class SPLICEVI(
         latent_distribution: Literal["normal", "ln"] = "normal",
         deeply_inject_covariates: bool = False,
         encode_covariates: bool = False,
-        splicing_loss_type: Literal["binomial", "beta_binomial", "dirichlet_multinomial"] = "dirichlet_multinomial",
+        splicing_loss_type: str = "dirichlet_multinomial",
         splicing_concentration: float | None = None,
         dm_concentration: Literal["atse", "scalar"] = "atse",
         encoder_hidden_dim: int = 128,
@@ -207,6 +211,13 @@ class SPLICEVI(
             if REGISTRY_KEYS.CAT_COVS_KEY in self.adata_manager.data_registry
             else []
         )
+        if h_hidden_dim is not None:
+            warnings.warn(
+                "h_hidden_dim has no effect: the partial encoder's per-entry map is linear "
+                "(centred PSI times the junction embedding); see splicevi.nn.PartialEncoder",
+                UserWarning,
+                stacklevel=2,
+            )
         if splicing_encoder_atses not in ("all", "highly_variable"):
             raise ValueError(
                 f"splicing_encoder_atses must be 'all' or 'highly_variable', got {splicing_encoder_atses!r}"
@@ -250,7 +261,6 @@ class SPLICEVI(
             dm_concentration=dm_concentration,
             encoder_hidden_dim=encoder_hidden_dim,
             code_dim=code_dim,
-            h_hidden_dim=h_hidden_dim,
             pool_mode=pool_mode,
             max_nobs=max_nobs,
             splicing_encoder_weighting=splicing_encoder_weighting,

@@ -15,18 +15,10 @@ from torch.distributions import Normal, Poisson
 from torch.distributions import kl_divergence as kld
 
 from .._constants import SPLICING_FIELD_NAMES
-from ..distributions import (
-    beta_binomial_log_prob,
-    binomial_log_prob,
-    dirichlet_multinomial_log_prob,
-    segment_log_softmax,
-)
+from ..distributions.likelihoods import splicing_likelihood
 from ..nn import ModalityMixer, PartialEncoder, SplicingDecoder
 from ..nn._observed import ObservedEntries, observed_entries
-
-SPLICING_LOSSES = ("binomial", "beta_binomial", "dirichlet_multinomial")
-#: How the partial encoder weighs an observed entry: equally, or by the information of its reads.
-ENCODER_WEIGHTINGS = ("none", "reads")
+from .choices import check_options
 
 
 def _where(option: str, part: str) -> bool:
@@ -111,7 +103,6 @@ class SPLICEVAE(BaseModuleClass):
         dm_concentration: str = "atse",
         encoder_hidden_dim: int = 128,
         code_dim: int = 16,
-        h_hidden_dim: int | None = None,
         pool_mode: str = "mean",
         max_nobs: int = -1,
         splicing_weight_prior_sd: float | None = 0.1,
@@ -120,17 +111,15 @@ class SPLICEVAE(BaseModuleClass):
         splicing_reconstruction_weight: float = 1.0,
     ):
         super().__init__()
-        _check_choice("splicing_encoder_weighting", splicing_encoder_weighting, ENCODER_WEIGHTINGS)
-        _check_choice("splicing_loss_type", splicing_loss_type, SPLICING_LOSSES)
-        _check_choice("dm_concentration", dm_concentration, ("atse", "scalar"))
-        _check_choice("gene_likelihood", gene_likelihood, ("zinb", "nb", "poisson"))
-        _check_choice("dispersion", gene_dispersion, ("gene", "gene-batch", "gene-label", "gene-cell"))
-        _check_choice("modality_penalty", modality_penalty, ("Jeffreys", "MMD", "None"))
-        _check_choice("splicing_encoder_architecture", splicing_encoder_architecture, ("vanilla", "partial"))
-        _check_choice("expression_architecture", expression_architecture, ("vanilla", "linear"))
-        _check_choice("latent_distribution", latent_distribution, ("normal", "ln"))
-        for name, value in (("use_batch_norm", use_batch_norm), ("use_layer_norm", use_layer_norm)):
-            _check_choice(name, value, ("encoder", "decoder", "none", "both"))
+        check_options(
+            splicing_encoder_weighting=splicing_encoder_weighting, dm_concentration=dm_concentration,
+            gene_likelihood=gene_likelihood, gene_dispersion=gene_dispersion, modality_penalty=modality_penalty,
+            modality_weights=modality_weights, splicing_encoder_architecture=splicing_encoder_architecture,
+            splicing_decoder_architecture=splicing_decoder_architecture,
+            expression_architecture=expression_architecture, latent_distribution=latent_distribution,
+            use_batch_norm=use_batch_norm, use_layer_norm=use_layer_norm,
+        )
+        self.likelihood = splicing_likelihood(splicing_loss_type)
         codes = torch.as_tensor(np.asarray(junction_event_codes), dtype=torch.long)
         if codes.shape[0] != n_input_junctions:
             raise ValueError(
@@ -248,7 +237,6 @@ class SPLICEVAE(BaseModuleClass):
                 n_junctions=self.n_input_junctions,
                 n_output=self.n_latent,
                 code_dim=code_dim,
-                h_hidden_dim=h_hidden_dim,
                 encoder_hidden_dim=encoder_hidden_dim,
                 n_layers=n_layers_encoder,
                 n_cat_list=encoder_cat_list,
@@ -275,25 +263,18 @@ class SPLICEVAE(BaseModuleClass):
             use_layer_norm=ln_dec,
             inject_covariates=deeply_inject_covariates,
         )
-        # log φ: one per ATSE or one scalar (DM), one per junction (beta-binomial; fixed when given).
-        init_phi = float(splicing_concentration) if splicing_concentration else 10.0
-        if splicing_loss_type == "dirichlet_multinomial":
-            size = n_events if dm_concentration == "atse" else 1
-            self.log_concentration = torch.nn.Parameter(torch.full((size,), float(np.log(init_phi))))
-        elif splicing_loss_type == "beta_binomial":
-            values = torch.full((self.n_input_junctions,), float(np.log(init_phi)))
-            if splicing_concentration is not None:
-                self.register_buffer("log_concentration", values)
-            else:
-                self.log_concentration = torch.nn.Parameter(values)
-        else:
+        # log φ as the likelihood sets it up: learned (a parameter), fixed (a buffer) or none.
+        initial = self.likelihood.initial_log_concentration(
+            self.n_input_junctions, n_events, splicing_concentration, dm_concentration
+        )
+        if initial is None:
             self.log_concentration = None
+        elif initial[1]:
+            self.log_concentration = torch.nn.Parameter(initial[0])
+        else:
+            self.register_buffer("log_concentration", initial[0])
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # Models saved before the rename hold the concentration as ``log_phi_j``.
-        old = prefix + "log_phi_j"
-        if old in state_dict:
-            state_dict[prefix + "log_concentration"] = state_dict.pop(old)
         # Models saved before encoder weights existed read every junction with weight 1.
         state_dict.setdefault(prefix + "encoder_junction_weight", torch.ones_like(self.encoder_junction_weight))
         # Models saved before the splicing reconstruction weight existed weigh it 1.
@@ -499,8 +480,7 @@ class SPLICEVAE(BaseModuleClass):
             row_weight = np.bincount(rows, weights=entry_weight, minlength=centred.shape[0])
             centred.eliminate_zeros()
         p = self.psi_center.clamp(1e-3, 1.0 - 1e-3)
-        bias = p.log() if self.splicing_loss_type == "dirichlet_multinomial" else torch.logit(p)
-        self.z_decoder_splicing.bias.copy_(bias)
+        self.z_decoder_splicing.bias.copy_(self.likelihood.decoder_bias(p))
         if pca_embeddings and self.splicing_encoder_architecture == "partial":
             self.z_encoder_splicing.initialize_embeddings(centred, row_weight=row_weight)
 
@@ -554,13 +534,16 @@ class SPLICEVAE(BaseModuleClass):
         return outputs
 
     def splicing_concentration_per_junction(self) -> torch.Tensor:
-        """Concentration φ of each junction (its ATSE's for DM; its own for beta-binomial)."""
+        """Concentration φ of each junction (its ATSE's for DM; its own for beta-binomial).
+
+        Raises
+        ------
+        ValueError
+            For a likelihood without concentration (``self.likelihood.has_concentration`` is false).
+        """
         if self.log_concentration is None:
-            raise ValueError("the binomial splicing likelihood has no concentration")
-        phi = self.log_concentration.exp()
-        if self.splicing_loss_type == "dirichlet_multinomial":
-            return phi[self.junc2atse] if phi.numel() > 1 else phi.expand(self.n_input_junctions)
-        return phi
+            raise ValueError(f"the {self.splicing_loss_type} splicing likelihood has no concentration")
+        return self.likelihood.concentration_per_junction(self.log_concentration.exp(), self.junc2atse)
 
     @torch.inference_mode()
     def decode_psi(
@@ -573,14 +556,14 @@ class SPLICEVAE(BaseModuleClass):
     ) -> torch.Tensor:
         """Decoded PSI ``p`` of the cells in ``z`` (2-D or samples × cells × latent).
 
-        For the Dirichlet-multinomial the logits are soft-maxed within each ATSE (over all its
-        junctions, also when only some are requested); otherwise ``p = σ(logit)``.
+        The likelihood's link makes PSI of the logits; a link within the ATSE (Dirichlet-
+        multinomial: softmax) decodes all junctions of each requested junction's ATSE.
         """
         categorical_input = torch.split(cat_covs, 1, dim=1) if cat_covs is not None else ()
         decoder_input = self._decoder_input(z, cont_covs)
-        if self.splicing_loss_type != "dirichlet_multinomial":
+        if not self.likelihood.within_atse:
             logits = self.z_decoder_splicing.dense_logits(decoder_input, batch_index, *categorical_input, cols=junction_idx)
-            return torch.sigmoid(logits)
+            return self.likelihood.psi(logits, None, self.n_events)
         if junction_idx is None:
             cols = torch.arange(self.n_input_junctions, device=z.device)
         else:
@@ -588,13 +571,7 @@ class SPLICEVAE(BaseModuleClass):
             events = torch.unique(self.junc2atse[junction_idx])
             cols = torch.nonzero(torch.isin(self.junc2atse, events)).view(-1)
         logits = self.z_decoder_splicing.dense_logits(decoder_input, batch_index, *categorical_input, cols=cols)
-        groups = self.junc2atse[cols]
-        flat = logits.reshape(-1, cols.shape[0])
-        group_max = torch.full((flat.shape[0], self.n_events), float("-inf"), device=z.device)
-        group_max = group_max.scatter_reduce(1, groups.expand_as(flat), flat, reduce="amax", include_self=True)
-        e = (flat - group_max.gather(1, groups.expand_as(flat))).exp()
-        denom = torch.zeros(flat.shape[0], self.n_events, device=z.device).scatter_add(1, groups.expand_as(flat), e)
-        psi = (e / denom.gather(1, groups.expand_as(flat))).reshape(logits.shape)
+        psi = self.likelihood.psi(logits, self.junc2atse[cols], self.n_events)
         if junction_idx is None:
             return psi
         position = torch.searchsorted(cols, junction_idx)
@@ -603,25 +580,9 @@ class SPLICEVAE(BaseModuleClass):
     # ------------------------------------------------------------------ loss
     def splicing_log_likelihood(self, obs: ObservedEntries, logits: torch.Tensor) -> torch.Tensor:
         """Splicing log-likelihood per cell, summed over its observed entries / ATSEs."""
-        per_cell = torch.zeros(obs.n_cells, device=logits.device)
         if obs.rows.numel() == 0:
-            return per_cell
-        if self.splicing_loss_type == "dirichlet_multinomial":
-            log_p = segment_log_softmax(logits, obs.group, obs.n_groups)
-            phi = self.log_concentration.exp()
-            # One φ per ATSE (or one scalar): lgamma(φ) once per ATSE, gathered to the groups.
-            index = obs.group_event if phi.numel() > 1 else torch.zeros_like(obs.group_event)
-            ll = dirichlet_multinomial_log_prob(
-                obs.k, log_p, phi, obs.group, obs.n_groups, concentration_index=index,
-                group_totals=obs.group_totals(), nonzero=obs.reads_by_count() or obs.nonzero(),
-                totals_order=obs.groups_by_total(),
-            )
-            return per_cell.index_add(0, obs.group_row, ll)
-        if self.splicing_loss_type == "beta_binomial":
-            ll = beta_binomial_log_prob(obs.k, obs.n, logits, self.log_concentration.exp()[obs.cols])
-        else:
-            ll = binomial_log_prob(obs.k, obs.n, logits)
-        return per_cell.index_add(0, obs.rows, ll)
+            return torch.zeros(obs.n_cells, device=logits.device)
+        return self.likelihood.log_likelihood(obs, logits, self.log_concentration)
 
     def expression_log_likelihood(self, x: torch.Tensor, generative_outputs: dict) -> torch.Tensor:
         """Expression log-likelihood per cell."""
@@ -713,11 +674,6 @@ def _sparse_product(ratio: torch.Tensor, totals: torch.Tensor) -> torch.Tensor:
     product = ratio.to_sparse_coo() * totals.to_sparse_coo()
     product = product.coalesce()
     return torch.sparse_coo_tensor(product.indices(), torch.round(product.values()), product.shape)
-
-
-def _check_choice(name: str, value, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
 
 
 #: Intra-cell correlation of reads assumed by :func:`read_information` (a Dirichlet-multinomial

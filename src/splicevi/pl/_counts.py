@@ -14,6 +14,8 @@ import scipy.sparse as sp
 
 from splicevi._labels import cell_labels
 
+from .._constants import EVENT_ID_COLUMN
+
 
 def junction_and_event_counts(mdata, junctions: Sequence[str]) -> tuple[sp.csc_matrix, sp.csc_matrix]:
     """Cells × ``junctions`` matrices of junction reads ``k`` and ATSE reads ``n`` (CSC)."""
@@ -30,7 +32,7 @@ def junction_and_event_counts(mdata, junctions: Sequence[str]) -> tuple[sp.csc_m
         n = sp.csc_matrix(spl.layers[ATSE_COUNTS])[:, cols]
     else:
         # n of a junction = sum of k over its ATSE: only the ATSEs of the chosen junctions are needed.
-        codes, _ = event_codes(spl.var["event_id"])
+        codes, _ = event_codes(spl.var[EVENT_ID_COLUMN])
         m = junction_to_event_matrix(codes)
         n = sp.csc_matrix((k_all @ m) @ m[cols].T)
     return k_all[:, cols], n
@@ -39,7 +41,7 @@ def junction_and_event_counts(mdata, junctions: Sequence[str]) -> tuple[sp.csc_m
 def event_junctions(mdata, event_id: str) -> list[str]:
     """Junction ids of one ATSE, ordered by start then end."""
     var = mdata["splicing"].var
-    members = var.index[var["event_id"].astype(str).to_numpy() == str(event_id)]
+    members = var.index[var[EVENT_ID_COLUMN].astype(str).to_numpy() == str(event_id)]
     if len(members) == 0:
         raise ValueError(f"event '{event_id}' not in the data")
     from splicevi.tl.annotate import junction_coordinates
@@ -53,8 +55,8 @@ def observed_matrix(mdata) -> tuple[sp.csr_matrix, pd.Index]:
     from splicevi.data.layers import JUNCTION_COUNTS, event_codes, observed_atses
 
     spl = mdata["splicing"]
-    codes, categories = event_codes(spl.var["event_id"].astype(str))
-    return observed_atses(spl.layers[JUNCTION_COUNTS], codes), pd.Index(categories.astype(str), name="event_id")
+    codes, categories = event_codes(spl.var[EVENT_ID_COLUMN].astype(str))
+    return observed_atses(spl.layers[JUNCTION_COUNTS], codes), pd.Index(categories.astype(str), name=EVENT_ID_COLUMN)
 
 
 def observing_cells(mdata, masks: dict[str, np.ndarray], observed=None) -> pd.DataFrame:
@@ -79,7 +81,7 @@ def contrast_masks(labels: pd.Series, group1: str, group2: str | None) -> tuple[
     return g1, g2
 
 
-def well_observed(mdata, table: pd.DataFrame, min_cells: int, id_col: str = "event_id") -> pd.DataFrame:
+def well_observed(mdata, table: pd.DataFrame, min_cells: int, id_col: str = EVENT_ID_COLUMN) -> pd.DataFrame:
     """Rows of a DS table whose ATSE is observed in at least ``min_cells`` cells on both sides of its contrast.
 
     A "top" event seen in a handful of cells is a claim about those cells only; the figures show
@@ -88,11 +90,11 @@ def well_observed(mdata, table: pd.DataFrame, min_cells: int, id_col: str = "eve
     """
     if min_cells <= 0 or table.empty:
         return table
-    event_col = "event_id" if "event_id" in table.columns else None
+    event_col = EVENT_ID_COLUMN if EVENT_ID_COLUMN in table.columns else None
     if event_col is None:
         if id_col != "junction_id" or "junction_id" not in table.columns:
             raise ValueError("table has no 'event_id' column")
-        ev = mdata["splicing"].var["event_id"].astype(str)
+        ev = mdata["splicing"].var[EVENT_ID_COLUMN].astype(str)
         events = ev.reindex(table["junction_id"].astype(str)).to_numpy()
     else:
         events = table[event_col].astype(str).to_numpy()

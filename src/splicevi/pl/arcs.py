@@ -9,6 +9,7 @@ import pandas as pd
 
 from splicevi._labels import cell_labels, natural_sort
 
+from .._constants import EVENT_ID_COLUMN
 from ._counts import contrast_masks, event_junctions, pooled_counts, well_observed
 from ._utils import empty_figure, plt, top_per_contrast
 
@@ -69,7 +70,7 @@ def top_event_arcs(mdata, table: pd.DataFrame, n_top: int = 2, min_cells: int = 
     gtf
         Optional GTF: exons in each ATSE's region are drawn as a track under its arcs.
     """
-    needed = {"contrast", "groupby", "group1", "group2", "event_id"}
+    needed = {"contrast", "groupby", "group1", "group2", EVENT_ID_COLUMN}
     missing = needed - set(table.columns)
     if missing:
         raise ValueError(f"DS table lacks columns {sorted(missing)} (use a `splicevi ds` table)")
@@ -80,7 +81,7 @@ def top_event_arcs(mdata, table: pd.DataFrame, n_top: int = 2, min_cells: int = 
         return empty_figure(f"no differential ATSE observed in ≥ {min_cells} cells per group")
     rows = []
     for contrast, t in table.groupby("contrast", sort=False):
-        for e in top_per_contrast(t, "event_id", n_top):
+        for e in top_per_contrast(t, EVENT_ID_COLUMN, n_top):
             rows.append((contrast, t.iloc[0], e))
     rows = rows[:max_rows]
     exons = _exons(mdata, [e for _, _, e in rows], gtf)

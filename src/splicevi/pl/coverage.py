@@ -8,6 +8,7 @@ import scipy.sparse as sp
 
 from splicevi._labels import natural_sort
 
+from .._constants import EVENT_ID_COLUMN
 from ._counts import well_observed
 from ._utils import empty_figure, grid, top_per_contrast
 from .psi import _labels
@@ -18,7 +19,7 @@ def event_reads(mdata, events) -> pd.DataFrame:
     from splicevi.data.layers import JUNCTION_COUNTS
 
     spl = mdata["splicing"]
-    event_of = spl.var["event_id"].astype(str).to_numpy()
+    event_of = spl.var[EVENT_ID_COLUMN].astype(str).to_numpy()
     k = sp.csc_matrix(spl.layers[JUNCTION_COUNTS])
     out = {}
     for e in events:
@@ -50,11 +51,11 @@ def event_coverage(mdata, table: pd.DataFrame, groupby: str = "leiden", n_top: i
     table = well_observed(mdata, table, min_cells)
     if table.empty:
         return empty_figure(f"no differential ATSE observed in ≥ {min_cells} cells per group")
-    events = top_per_contrast(table, "event_id", n_top)[:24]
+    events = top_per_contrast(table, EVENT_ID_COLUMN, n_top)[:24]
     reads = event_reads(mdata, events)
     labels = _labels(mdata, reads.index, groupby)
     groups = natural_sort(labels.dropna())
-    genes = table.drop_duplicates("event_id").set_index("event_id")
+    genes = table.drop_duplicates(EVENT_ID_COLUMN).set_index(EVENT_ID_COLUMN)
     fig, axes = grid(len(events), ncols=4, size=(3.6, 2.8))
     for ax, e in zip(axes, events, strict=True):
         data, fracs = [], []

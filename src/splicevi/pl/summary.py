@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .._constants import EVENT_ID_COLUMN
+
 #: Fewer cells kept than this (or under :data:`MIN_CELL_FRACTION` of the ingested ones) is warned about.
 MIN_CELLS = 100
 MIN_CELL_FRACTION = 0.1
@@ -189,7 +191,7 @@ def _called(table: pd.DataFrame, col: str) -> str:
 def top_events(ds_events: pd.DataFrame, n_top: int = N_TOP) -> pd.DataFrame:
     """The ``n_top`` best-ranked ATSEs of each contrast, with gene, place, ΔPSI and the evidence."""
     table = ds_events.sort_values(["contrast", "rank"]) if "rank" in ds_events.columns else ds_events
-    cols = [c for c in ("contrast", "event_id", "gene_name", "chrom", "start", "end", "strand", "effect_size",
+    cols = [c for c in ("contrast", EVENT_ID_COLUMN, "gene_name", "chrom", "start", "end", "strand", "effect_size",
                         "max_abs_dpsi", "qvalue", "proba_ds", "is_ds_fdr") if c in table.columns]
     top = table.groupby("contrast", sort=False).head(n_top)[cols]
     rename = {"effect_size": "ΔPSI (best junction)", "max_abs_dpsi": "max |ΔPSI|", "is_ds_fdr": "called"}

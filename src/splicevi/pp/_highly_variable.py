@@ -7,6 +7,7 @@ import pandas as pd
 from anndata import AnnData
 from mudata import MuData
 
+from .._constants import EVENT_ID_COLUMN
 from ..data.layers import JUNCTION_COUNTS, event_codes
 from ..data.variable_atses import DEFAULT_N_TOP, atse_variation, select_variable_atses, variation_ranks
 
@@ -18,7 +19,7 @@ def highly_variable_atses(
     min_cells: int = 10,
     modality: str = "splicing",
     layer: str = JUNCTION_COUNTS,
-    event_key: str = "event_id",
+    event_key: str = EVENT_ID_COLUMN,
     inplace: bool = True,
 ) -> pd.DataFrame | None:
     """Mark the ATSEs whose junction usage varies across cells more than their reads explain.

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-#: Values of ``differential_splicing(design=...)``.
-DESIGNS = ("auto", "labels", "clusters", "samples")
+from .._constants import EVENT_ID_COLUMN
+from .choices import DS_DESIGNS, check_choice
+
 #: Default of ``min_cells``: a group with fewer cells, or fewer cells with splicing reads, is not
 #: tested (a handful of cells gives no usable variance, and the model's term dominates).
 MIN_CELLS = 10
@@ -38,10 +39,10 @@ ATTRS_KEY = "splicevi_ds"
 JUNCTION_COLUMNS = (
     "proba_ds", "bayes_factor", "lfdr", "lfdr_qvalue", "pvalue", "qvalue", "is_ds_fdr", "effect_size",
     "effect_se", "df", "log10_pvalue", "log10_lfdr", "est_psi1", "est_psi2", "emp_psi1", "emp_psi2",
-    "emp_effect", "n_obs_group1", "n_obs_group2", "junction_id", "event_id", "gene_name",
+    "emp_effect", "n_obs_group1", "n_obs_group2", "junction_id", EVENT_ID_COLUMN, "gene_name",
 )
 EVENT_COLUMNS = (
-    "event_id", "gene_name", "best_junction", "effect_size", "max_abs_dpsi", "proba_ds", "bayes_factor", "lfdr",
+    EVENT_ID_COLUMN, "gene_name", "best_junction", "effect_size", "max_abs_dpsi", "proba_ds", "bayes_factor", "lfdr",
     "lfdr_qvalue", "log10_lfdr", "pvalue", "qvalue", "log10_pvalue", "is_ds_fdr", "n_junctions",
     "emp_max_abs_dpsi", "n_obs_group1", "n_obs_group2",
 )
@@ -108,12 +109,12 @@ def choose_design(
     tests: dict[str, str] | None = None,
     held_out: str = "reads",
 ) -> DesignChoice:
-    """The design of one comparison (``design`` ``auto``: the rule of :data:`DESIGNS`' docs).
+    """The design of one comparison (``design`` ``auto``: the rule of this module's docs).
 
     Parameters
     ----------
     design
-        The requested design (one of :data:`DESIGNS`).
+        The requested design (one of :data:`splicevi.stats.choices.DS_DESIGNS`).
     nested
         Whether every sample lies inside one group with at least two samples per group
         (``None``: no sample labels).
@@ -145,8 +146,7 @@ def choose_design(
     held-out reads where the data have them (valid either way), and otherwise with cells as units
     and a warning in the reason (pass ``design="clusters"`` or ``design="labels"`` to decide).
     """
-    if design not in DESIGNS:
-        raise ValueError(f"design must be one of {DESIGNS}, got {design!r}")
+    check_choice("design", design, DS_DESIGNS)
     tests = TESTS if tests is None else tests
     if design != "auto":
         return DesignChoice(design, tests[design], f"design={design!r} given explicitly")
@@ -222,7 +222,7 @@ def recorded_clustering(uns_mappings: list, groupby: str | None) -> str | None:
 def empty_table(level: str) -> pd.DataFrame:
     """A table with the standard columns of ``level`` and no rows (a skipped comparison)."""
     cols = JUNCTION_COLUMNS if level == "junction" else EVENT_COLUMNS
-    index = pd.Index([], name="junction_id" if level == "junction" else "event_id")
+    index = pd.Index([], name="junction_id" if level == "junction" else EVENT_ID_COLUMN)
     return pd.DataFrame({c: pd.Series([], dtype=bool if c == "is_ds_fdr" else object) for c in cols}, index=index)
 
 

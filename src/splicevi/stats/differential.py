@@ -41,6 +41,8 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy import special, stats
 
+from .choices import FDR_METHODS, MODES, check_choice
+
 _EPS = 1e-12
 #: Below this many observing cells a stratum's residuals are not used on their own (see
 #: :func:`group_estimate`).
@@ -437,8 +439,7 @@ def difference_test(
         ``log_pvalue_interval``. Untestable junctions (no observing cell in a group) have NaN
         ``se``, p-values 1 and the prior's ``proba`` and ``log_odds``.
     """
-    if mode not in ("change", "vanilla"):
-        raise ValueError(f"mode must be 'change' or 'vanilla', got {mode!r}")
+    check_choice("mode", mode, MODES)
     # Rounding of the decoder's float32 PSI can leave a mean a hair outside [0, 1].
     effect = np.clip(g1.mean - g2.mean, -1.0, 1.0)
     var = g1.var + g2.var
@@ -656,18 +657,7 @@ def lfdr_qvalues(lfdr: np.ndarray) -> np.ndarray:
     return q
 
 
-def logit(p: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    """Log odds, clipped to ``[eps, 1 - eps]``."""
-    p = np.clip(np.asarray(p, dtype=np.float64), eps, 1.0 - eps)
-    return special.logit(p)
-
-
-#: How ``is_ds_fdr`` is decided: ``bh`` (Benjamini–Hochberg q-values of the point-null p-values,
-#: and in ``change`` mode a confident |ΔPSI| of at least ``delta``), ``interval`` (Benjamini–Hochberg
-#: q-values of the interval-null p-values), ``lfdr`` (mean local FDR of the calls under the fitted
-#: prior, with the t-statistic's own likelihood) or ``bh_lfdr`` (the ``bh`` calls and the ``lfdr``
-#: calls together).
-FDR_METHODS = ("bh", "interval", "lfdr", "bh_lfdr")
+# How ``is_ds_fdr`` is decided: :data:`splicevi.stats.choices.FDR_METHODS` (imported above).
 
 
 #: z of the confidence bound of the ``bh`` calls' effect filter: ``|ΔPSI| − z·se ≥ delta`` (the
@@ -724,8 +714,7 @@ def junction_table(
     interval-null test (``change`` mode) the table also has ``interval_pvalue`` and
     ``interval_qvalue``.
     """
-    if fdr_method not in FDR_METHODS:
-        raise ValueError(f"fdr_method must be one of {FDR_METHODS}, got {fdr_method!r}")
+    check_choice("fdr_method", fdr_method, FDR_METHODS)
     q_bh = bh_qvalues(test.log_pvalue)
     lfdr = np.exp(test.log_lfdr)
     q_lfdr = lfdr_qvalues(lfdr)

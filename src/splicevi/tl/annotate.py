@@ -13,6 +13,8 @@ import re
 import numpy as np
 import pandas as pd
 
+from .._constants import EVENT_ID_COLUMN
+
 #: Columns added to every per-junction DS table, in this order (after the id).
 JUNCTION_COLUMNS = ("chrom", "start", "end", "strand", "gene_id", "gene_name", "annotated")
 #: Columns added to every per-ATSE DS table (``start``/``end``: span of the ATSE's introns).
@@ -62,11 +64,11 @@ def event_coordinates(var: pd.DataFrame) -> pd.DataFrame:
     novel; empty when the status is unknown); ``n_annotated`` counts the annotated junctions. Gene
     ids and names of an ATSE that overlaps several genes are joined with ``,``.
     """
-    if "event_id" not in var.columns:
+    if EVENT_ID_COLUMN not in var.columns:
         raise ValueError("splicing var has no 'event_id' column (run `splicevi atse` / `assemble`)")
     coords = junction_coordinates(var)
-    coords["event_id"] = var["event_id"].astype(str).to_numpy()
-    grouped = coords.groupby("event_id", sort=False)
+    coords[EVENT_ID_COLUMN] = var[EVENT_ID_COLUMN].astype(str).to_numpy()
+    grouped = coords.groupby(EVENT_ID_COLUMN, sort=False)
     known = coords["annotated"].notna()
     out = pd.DataFrame(
         {
@@ -78,12 +80,12 @@ def event_coordinates(var: pd.DataFrame) -> pd.DataFrame:
             "gene_name": grouped["gene_name"].agg(_join_unique),
         }
     )
-    n_annotated = coords.assign(a=coords["annotated"].fillna(False).astype(bool)).groupby("event_id", sort=False)["a"].sum()
-    all_known = known.groupby(coords["event_id"], sort=False).all()
+    n_annotated = coords.assign(a=coords["annotated"].fillna(False).astype(bool)).groupby(EVENT_ID_COLUMN, sort=False)["a"].sum()
+    all_known = known.groupby(coords[EVENT_ID_COLUMN], sort=False).all()
     size = grouped.size()
     out["annotated"] = pd.array(np.where(all_known, n_annotated == size, pd.NA), dtype="boolean")
     out["n_annotated"] = pd.array(np.where(all_known, n_annotated, pd.NA), dtype="Int64")
-    out.index.name = "event_id"
+    out.index.name = EVENT_ID_COLUMN
     return out
 
 
@@ -112,8 +114,8 @@ def annotate_table(table: pd.DataFrame, annotations: pd.DataFrame, id_col: str) 
     for col in annotations.columns:
         table[col] = joined[col].to_numpy()
     lead = [c for c in CONTRAST_COLUMNS if c in table.columns] + [id_col, *annotations.columns]
-    if id_col != "event_id" and "event_id" in table.columns:
-        lead.append("event_id")
+    if id_col != EVENT_ID_COLUMN and EVENT_ID_COLUMN in table.columns:
+        lead.append(EVENT_ID_COLUMN)
     return table[lead + [c for c in table.columns if c not in lead]]
 
 
@@ -175,7 +177,7 @@ def annotate_ds(mdata, table: pd.DataFrame, level: str | None = None) -> pd.Data
     var = mdata["splicing"].var
     names = set(table.columns) | {table.index.name}
     if level is None:
-        level = "event" if "event_id" in names and "junction_id" not in names else "junction"
+        level = "event" if EVENT_ID_COLUMN in names and "junction_id" not in names else "junction"
     if level not in ("junction", "event"):
         raise ValueError(f"level must be 'junction' or 'event', got {level!r}")
     id_col = f"{level}_id"

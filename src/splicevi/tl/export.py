@@ -24,6 +24,8 @@ import scipy.sparse as sp
 
 from splicevi._io import atomic_path
 
+from .._constants import EVENT_ID_COLUMN
+
 #: itemRgb of BED records: called with ΔPSI > 0, called with ΔPSI < 0, not called.
 RGB_UP, RGB_DOWN, RGB_NONE = "215,48,39", "69,117,180", "150,150,150"
 
@@ -97,7 +99,7 @@ def leafcutter_counts(mdata, groupby: str | None = "leiden", replicates: str | N
     from splicevi.tl.annotate import junction_coordinates
 
     spl = mdata["splicing"]
-    codes, _ = event_codes(spl.var["event_id"].astype(str))
+    codes, _ = event_codes(spl.var[EVENT_ID_COLUMN].astype(str))
     k = sp.csr_matrix(spl.layers[JUNCTION_COUNTS], dtype=np.float64)
     m = junction_to_event_matrix(codes)
     if groupby is None:
@@ -227,18 +229,18 @@ def events_bed(mdata, table: pd.DataFrame, contrast: str | None = None) -> pd.Da
     t = select_contrast(table, contrast)
     var = mdata["splicing"].var
     coords = junction_coordinates(var)
-    coords["event_id"] = var["event_id"].astype(str).to_numpy()
+    coords[EVENT_ID_COLUMN] = var[EVENT_ID_COLUMN].astype(str).to_numpy()
     flanks = pd.concat([
-        pd.DataFrame({"event_id": coords["event_id"], "pos": coords["start"] - 2}),  # 0-based, before the intron
-        pd.DataFrame({"event_id": coords["event_id"], "pos": coords["end"]}),  # 0-based, after the intron
+        pd.DataFrame({EVENT_ID_COLUMN: coords[EVENT_ID_COLUMN], "pos": coords["start"] - 2}),  # 0-based, before the intron
+        pd.DataFrame({EVENT_ID_COLUMN: coords[EVENT_ID_COLUMN], "pos": coords["end"]}),  # 0-based, after the intron
     ])
-    sites = flanks.drop_duplicates().sort_values(["event_id", "pos"]).groupby("event_id")["pos"].agg(list)
-    first = coords.groupby("event_id")[["chrom", "strand"]].first()
-    ids = t["event_id"].astype(str)
+    sites = flanks.drop_duplicates().sort_values([EVENT_ID_COLUMN, "pos"]).groupby(EVENT_ID_COLUMN)["pos"].agg(list)
+    first = coords.groupby(EVENT_ID_COLUMN)[["chrom", "strand"]].first()
+    ids = t[EVENT_ID_COLUMN].astype(str)
     missing = ~ids.isin(sites.index)
     if missing.any():
         raise ValueError(f"event '{ids[missing].iloc[0]}' of the table is not in the data")
-    score, name, rgb = _score_name_rgb(t, "event_id")
+    score, name, rgb = _score_name_rgb(t, EVENT_ID_COLUMN)
     rows = []
     for i, e in enumerate(ids):
         pos = np.asarray(sites[e], dtype=np.int64)

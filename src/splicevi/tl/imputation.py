@@ -14,6 +14,7 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy.stats import pearsonr, spearmanr
 
+from .._constants import EVENT_ID_COLUMN
 from ..data.layers import JUNCTION_COUNTS, splicing_layers
 
 
@@ -98,7 +99,7 @@ def hide_events_mudata(
     spl = mdata.mod[modality]
     from ..data.layers import event_codes
 
-    codes, _ = event_codes(spl.var["event_id"])
+    codes, _ = event_codes(spl.var[EVENT_ID_COLUMN])
     masked_k, hidden = hide_events(spl.layers[JUNCTION_COUNTS], codes, fraction, seed)
     out = mdata.copy()
     new = out.mod[modality]

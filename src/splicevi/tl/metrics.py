@@ -57,35 +57,3 @@ def call_quality(truth: Sequence[bool], calls: Sequence[bool]) -> dict[str, floa
         "power": float((calls & truth).sum() / truth.sum()) if truth.any() else float("nan"),
     }
 
-
-def leiden_agreement(
-    latent: np.ndarray,
-    truth: Sequence,
-    resolutions: Sequence[float] = (0.2, 0.4, 0.6, 0.8, 1.0, 1.5),
-    n_neighbors: int = 15,
-    seed: int = 0,
-) -> dict:
-    """Leiden clusters of a latent space scored against the truth over a resolution grid.
-
-    Reports the best ARI over the grid (with its NMI and resolution) and the scores at the
-    resolution whose number of clusters is closest to the true number of labels, so every method
-    gets the same, fair choice of resolution.
-    """
-    import anndata as ad
-    import scanpy as sc
-
-    adata = ad.AnnData(np.zeros((latent.shape[0], 1), dtype=np.float32))
-    adata.obsm["X_latent"] = np.asarray(latent, dtype=np.float32)
-    sc.pp.neighbors(adata, use_rep="X_latent", n_neighbors=n_neighbors, random_state=seed)
-    n_true = int(np.unique(np.asarray(truth).astype(str)).size)
-    grid = []
-    for res in resolutions:
-        sc.tl.leiden(
-            adata, resolution=res, key_added="leiden", random_state=seed, flavor="igraph", n_iterations=2,
-            directed=False,
-        )
-        scores = clustering_agreement(truth, adata.obs["leiden"].to_numpy())
-        grid.append({"resolution": float(res), **scores})
-    best = max(grid, key=lambda g: g["ari"])
-    matched = min(grid, key=lambda g: (abs(g["n_clusters"] - n_true), -g["ari"]))
-    return {"best_of_grid": best, "matched_n_clusters": matched, "grid": grid}

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from .._constants import EVENT_ID_COLUMN
 from ..stats.contrasts import CLUSTER_KEY
 from .embedding import UMAP_KEY
 
@@ -37,8 +38,8 @@ def qc_metrics(mdata) -> pd.DataFrame:
         spl = mdata["splicing"]
         k = sp.csr_matrix(spl.layers[JUNCTION_COUNTS] if JUNCTION_COUNTS in spl.layers else spl.X)
         qc.loc[spl.obs_names, "n_junction_reads"] = _counts_qc(k, spl.obs_names)["total_counts"].to_numpy()
-        if "event_id" in spl.var:
-            codes, _ = event_codes(spl.var["event_id"])
+        if EVENT_ID_COLUMN in spl.var:
+            codes, _ = event_codes(spl.var[EVENT_ID_COLUMN])
             qc.loc[spl.obs_names, "n_atse_observed"] = np.diff(observed_atses(k, codes).indptr)
     if "rna" in mdata.mod:
         rna = mdata["rna"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .._constants import EVENT_ID_COLUMN
+
 
 def rank_table(table: pd.DataFrame, score: str, effect: str | None = None) -> pd.DataFrame:
     """Sort a differential table by decreasing ``score`` (then |``effect``|) within each contrast.
@@ -37,11 +39,11 @@ def events_from_junctions(table: pd.DataFrame) -> pd.DataFrame:
     junction (``proba_ds``, ``bayes_factor``), the largest |ΔPSI| (``effect_size`` with its sign)
     and whether any junction is called (``is_ds_fdr``).
     """
-    required = {"event_id", "proba_ds", "effect_size"}
+    required = {EVENT_ID_COLUMN, "proba_ds", "effect_size"}
     missing = required - set(table.columns)
     if missing:
         raise ValueError(f"differential splicing table lacks columns {sorted(missing)}")
-    keys = ["contrast", "event_id"] if "contrast" in table.columns else ["event_id"]
+    keys = ["contrast", EVENT_ID_COLUMN] if "contrast" in table.columns else [EVENT_ID_COLUMN]
     t = table.assign(_abs=table["effect_size"].abs())
     best = t.sort_values("_abs", ascending=False, kind="stable").groupby(keys, sort=False).head(1)
     best = best.set_index(keys)
