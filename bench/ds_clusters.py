@@ -189,12 +189,13 @@ def default_calls(model, mdata, labels):
     return out
 
 
-def heldout_calls(model, mdata, labels, estimator="cells"):
-    """Calls of :func:`heldout_ds` per cluster against the rest."""
+def heldout_calls(model, mdata, labels, estimator="cells", fdr_method="interval"):
+    """Calls of :func:`heldout_ds` per cluster against the rest (``fdr_method``: its call rule)."""
     names = mdata["splicing"].var_names
 
     def run(c1, c2):
-        t = heldout_ds(model, mdata, c1, c2, delta=DELTA, fdr_target=FDR, estimator=estimator)
+        t = heldout_ds(model, mdata, c1, c2, delta=DELTA, fdr_target=FDR, estimator=estimator,
+                       fdr_method=fdr_method)
         return t["is_ds_fdr"].reindex(names).to_numpy(dtype=bool)
 
     return contrast_calls(run, labels)
@@ -237,6 +238,7 @@ def run_dataset(name: str, mdata, args, sim=None) -> dict:
             "(a) default, same reads": default_calls(model, mdata, same),
             "(b) heldout, cell-level (DM split; default)": heldout_calls(model, mdata, fitc),
             "(b) heldout, model-assisted (DM split)": heldout_calls(model, mdata, fitc, "model"),
+            "(b) heldout, cell-level, bh_lfdr calls (DM split)": heldout_calls(model, mdata, fitc, fdr_method="bh_lfdr"),
             "(c) Welch, same reads": contrast_calls(lambda a, b: welch_calls(k_all, codes, a, b), same),
             "(d) Welch, held-out part": contrast_calls(lambda a, b: welch_calls(held, codes, a, b), fitc),
             # Welch's own false-call rate without any selection: the same group sizes, random cells.
