@@ -168,7 +168,7 @@ class _LogRisingSorted(torch.autograd.Function):
     derivative is ``Σ_{i<k} 1 / (x + i)``. Elements with ``k > RISING_TERMS_MAX`` (the first
     ``above[-1]``) use ``lgamma`` and ``digamma``. About ten times cheaper than the two ``lgamma``
     (and, backward, two ``digamma``) it replaces at the counts of single cells; equal to them up to
-    float rounding (tests/test_likelihoods.py).
+    float rounding (tests/distributions/test_likelihoods.py).
     """
 
     @staticmethod

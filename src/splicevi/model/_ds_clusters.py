@@ -286,7 +286,7 @@ def heldout_ds(
         labels design's default (``bh``: point null with a confident-effect filter) is not used
         here: on null data its calls on held-out reads of selected groups exceed the target (at
         strong overdispersion the split leaves the parts slightly dependent), while the interval
-        test keeps every contrast free of calls (``tests/test_ds_clusters.py``).
+        test keeps every contrast free of calls (``tests/model/test_ds_clusters.py``).
     estimator
         ``cells`` (default): cell-level test on the held-out reads (each group's mean of the cells'
         held-out PSI, weighted by their effective reads, cells as units; no decoding, so it costs

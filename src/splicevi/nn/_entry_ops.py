@@ -10,7 +10,7 @@ Written with a gather (``E[cols]``, ``W[cols]``) and a scatter (``index_add``) t
 training time on CPU. Here both directions are CSR kernels (``torch.sparse.mm``,
 ``torch.sparse.sampled_addmm``) on the minibatch's CSR structure and on its transpose (computed
 once per minibatch, :class:`EntryLayout`), so nothing of size ``entries × width`` is materialised.
-The results equal the gather/scatter formulation up to float rounding (tests/test_entry_ops.py).
+The results equal the gather/scatter formulation up to float rounding (tests/nn/test_entry_ops.py).
 """
 
 from __future__ import annotations

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -71,9 +70,6 @@ class PartialEncoder(nn.Module):
         ``"normal"`` or ``"ln"`` (logistic normal: softmax of the Gaussian sample).
     var_eps
         Added to the variance for numerical stability.
-    h_hidden_dim
-        Width of a per-entry hidden layer in the reference implementation. The per-entry map here
-        is linear by design (see above), so the value has no effect; passing one warns.
     """
 
     def __init__(
@@ -92,18 +88,10 @@ class PartialEncoder(nn.Module):
         max_nobs: int = -1,
         distribution: str = "normal",
         var_eps: float = 1e-4,
-        h_hidden_dim: int | None = None,
     ):
         super().__init__()
         if pool_mode not in ("mean", "sum"):
             raise ValueError(f"pool_mode must be 'mean' or 'sum', got {pool_mode!r}")
-        if h_hidden_dim is not None:
-            warnings.warn(
-                "h_hidden_dim has no effect: the partial encoder's per-entry map is linear "
-                "(centred PSI times the junction embedding); see splicevi.nn.PartialEncoder",
-                UserWarning,
-                stacklevel=3,
-            )
         self.pool_mode = pool_mode
         self.max_nobs = int(max_nobs)
         self.code_dim = code_dim

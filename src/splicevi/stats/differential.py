@@ -663,7 +663,7 @@ def lfdr_qvalues(lfdr: np.ndarray) -> np.ndarray:
 #: z of the confidence bound of the ``bh`` calls' effect filter: ``|ΔPSI| − z·se ≥ delta`` (the
 #: one-sided 95 % bound). A filter on the bare estimate (z = 0) lets through many junctions whose
 #: true change sits just below ``delta`` (measured: empirical FDR 0.20 at target 0.05 on
-#: ``tests/test_analysis_stats.py``'s one-vs-rest case); z = 1.28 is borderline (0.076). On the
+#: ``tests/stats/test_analysis_stats.py``'s one-vs-rest case); z = 1.28 is borderline (0.076). On the
 #: quality grid at 3 % coverage the bound is not where power is lost: z = 0 instead of 1.645 adds
 #: at most one true junction per regime (``bench/ds_call_rules.py``); the point-null BH step is.
 EFFECT_BOUND_Z = 1.645
