@@ -187,7 +187,7 @@ def test_readme_recipe_tests_ds_and_de_of_own_clusters_on_held_out_counts(null_e
     from pathlib import Path
 
     mdata, model = null_expression_model
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     block = next(b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if "fit_part_latent" in b)
     assert "split_data" in block and "differential_expression" in block
     namespace = {"mdata": mdata, "model": model}

@@ -479,20 +479,7 @@ def heldout_gene_parts(data, layer: str | None = None) -> tuple[sp.csr_matrix, s
     total = rna.X if name in (None, "X") else rna.layers.get(name)
     if total is None:
         raise ValueError(f"the held-out gene counts were split from {name!r}, which the data no longer have")
-    total = sp.csr_matrix(total, dtype=np.float32)
-    held = sp.csr_matrix(rna.layers[HELDOUT_GENE_LAYER], dtype=np.float32)
-    if held.shape != total.shape:
-        raise ValueError(
-            f"layer {HELDOUT_GENE_LAYER!r} has shape {held.shape} but the gene counts {total.shape}; "
-            "rerun splicevi.data.split_data on these data"
-        )
-    fit = (total - held).tocsr()
-    fit.eliminate_zeros()
-    if fit.nnz and fit.data.min() < 0:
-        raise ValueError(
-            f"layer {HELDOUT_GENE_LAYER!r} holds more counts than the gene counts somewhere; "
-            "rerun splicevi.data.split_data on these data"
-        )
+    fit, held = _fit_part(total, rna.layers[HELDOUT_GENE_LAYER], HELDOUT_GENE_LAYER, "gene counts", "split_data")
     return fit, held, record
 
 
@@ -521,21 +508,32 @@ def heldout_parts(data, layer: str = JUNCTION_COUNTS) -> tuple[sp.csr_matrix, sp
     layer = record.get("layer", layer)
     if layer not in spl.layers:
         raise ValueError(f"the held-out reads were split from layer {layer!r}, which the data no longer have")
-    total = sp.csr_matrix(spl.layers[layer], dtype=np.float32)
-    held = sp.csr_matrix(spl.layers[HELDOUT_LAYER], dtype=np.float32)
+    fit, held = _fit_part(spl.layers[layer], spl.layers[HELDOUT_LAYER], HELDOUT_LAYER, "junction counts", "split_reads")
+    return fit, held, record
+
+
+def _fit_part(total, held, held_layer: str, what: str, splitter: str) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """The fit part ``total − held`` and the held-out part, checked to belong to these counts.
+
+    ``what`` names the counts and ``splitter`` the function that rewrites the split, in the errors
+    (a held-out layer of another shape, or one holding more than the counts, comes from a split of
+    other data, e.g. cells subset after splitting).
+    """
+    total = sp.csr_matrix(total, dtype=np.float32)
+    held = sp.csr_matrix(held, dtype=np.float32)
     if held.shape != total.shape:
         raise ValueError(
-            f"layer {HELDOUT_LAYER!r} has shape {held.shape} but the junction counts {total.shape}; "
-            "rerun splicevi.data.split_reads on these data"
+            f"layer {held_layer!r} has shape {held.shape} but the {what} {total.shape}; "
+            f"rerun splicevi.data.{splitter} on these data"
         )
     fit = (total - held).tocsr()
     fit.eliminate_zeros()
     if fit.nnz and fit.data.min() < 0:
         raise ValueError(
-            f"layer {HELDOUT_LAYER!r} holds more reads than the junction counts somewhere; "
-            "rerun splicevi.data.split_reads on these data"
+            f"layer {held_layer!r} holds more counts than the {what} somewhere; "
+            f"rerun splicevi.data.{splitter} on these data"
         )
-    return fit, held, record
+    return fit, held
 
 
 def split_summary(held: sp.spmatrix, total: sp.spmatrix) -> pd.Series:

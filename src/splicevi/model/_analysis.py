@@ -738,7 +738,10 @@ class SplicingAnalysisMixin:
             out.append((f"{name1} vs {name2}", table))
         if len(out) == 1:
             return out[0][1]
-        result = pd.concat([t for _, t in out])
+        # Skipped comparisons give empty tables; concatenating them is deprecated in pandas (their
+        # all-NA columns would decide dtypes), and they add no rows.
+        frames = [t for _, t in out if len(t)] or [out[0][1]]
+        result = pd.concat(frames)
         result.attrs["splicevi_ds"] = dsdesign.combined_attrs({name: t.attrs["splicevi_ds"] for name, t in out})
         return result
 
