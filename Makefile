@@ -19,6 +19,7 @@ install: $(VENV)/.installed
 
 lint: install
 	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
 
 test: lint
 	mkdir -p $(NUMBA_CACHE_DIR)

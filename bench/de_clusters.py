@@ -79,8 +79,10 @@ def with_genes(n_cells: int, n_genes: int, n_events: int, n_types: int, seed: in
     depth = rng.lognormal(np.log(library), 0.4, n_cells)
     mean = rho * depth[:, None]
     x = rng.poisson(rng.gamma(theta, mean / theta)).astype(np.float32)
-    genes = pd.DataFrame({"gene_name": [f"G{g}" for g in range(n_genes)]},
-                         index=pd.Index([f"ENSG{g:05d}" for g in range(n_genes)], name="gene_id"))
+    genes = pd.DataFrame(
+        {"gene_name": [f"G{g}" for g in range(n_genes)]},
+        index=pd.Index([f"ENSG{g:05d}" for g in range(n_genes)], name="gene_id"),
+    )
     rna = ad.AnnData(X=sp.csr_matrix(x), obs=pd.DataFrame(index=mdata.obs_names), var=genes)
     out = md.MuData({"rna": rna, "splicing": mdata["splicing"]})
     out.obs["batch"] = "b0"
@@ -93,8 +95,13 @@ def train(mdata, args):
     SPLICEVI.setup_mudata(mdata, batch_key="batch")
     torch.manual_seed(args.seed)
     model = SPLICEVI(mdata, n_latent=10)
-    model.train(max_epochs=args.epochs, batch_size=256, early_stopping=False, enable_progress_bar=False,
-                n_epochs_kl_warmup=max(1, args.epochs // 3))
+    model.train(
+        max_epochs=args.epochs,
+        batch_size=256,
+        early_stopping=False,
+        enable_progress_bar=False,
+        n_epochs_kl_warmup=max(1, args.epochs // 3),
+    )
     return model
 
 
@@ -114,8 +121,9 @@ def model_calls(model, mdata, labels, design):
     genes = mdata["rna"].var_names
     out = []
     for g, _, _ in groups(labels):
-        t = model.differential_expression(mdata, groupby="_bench", group1=g, delta=DELTA, fdr_target=FDR,
-                                          silent=True, design=design)
+        t = model.differential_expression(
+            mdata, groupby="_bench", group1=g, delta=DELTA, fdr_target=FDR, silent=True, design=design
+        )
         col = "is_de_fdr" if "is_de_fdr" in t else f"is_de_fdr_{FDR}"
         out.append(t[col].reindex(genes).fillna(False).to_numpy(dtype=bool))
     return out
@@ -129,7 +137,9 @@ def score_calls(counts, labels, rng=None):
         if rng is not None:
             perm = rng.permutation(len(labels))
             c1, c2 = perm[: c1.size], perm[c1.size :]
-        out.append(heldout_de_test(counts, c1, c2, genes, fdr_target=FDR, delta=DELTA)["is_de_fdr"].to_numpy())
+        out.append(
+            heldout_de_test(counts, c1, c2, genes, fdr_target=FDR, delta=DELTA)["is_de_fdr"].to_numpy()
+        )
     return out
 
 
@@ -184,7 +194,10 @@ def run(name, mdata, rho, args, power):
         fitc = clusters_of(latent_fit, res, args.seed)
         binc = clusters_of(latent_binom, res, args.seed)
         methods = {
-            "(a) old default (labels: scvi change mode), same counts": (model_calls(model, mdata, same, "labels"), same),
+            "(a) old default (labels: scvi change mode), same counts": (
+                model_calls(model, mdata, same, "labels"),
+                same,
+            ),
             "(b) held-out, NB split (new default)": (model_calls(model, mdata, fitc, "auto"), fitc),
             "(b) held-out, binomial split": (score_calls(held_binom, binc), binc),
             "(c) NB score test, same counts": (score_calls(x_all, same), same),
@@ -193,7 +206,9 @@ def run(name, mdata, rho, args, power):
         }
         for method, (calls, labels) in methods.items():
             truth = rho if power and not method.startswith("(d0)") else None
-            rows.append({"dataset": name, "resolution": res, "method": method, **summarise(calls, labels, truth)})
+            rows.append(
+                {"dataset": name, "resolution": res, "method": method, **summarise(calls, labels, truth)}
+            )
     logging.info("%s done in %.0f s", name, time.time() - t0)
     return rows
 
@@ -201,24 +216,49 @@ def run(name, mdata, rho, args, power):
 def markdown(rows, args, seconds):
     """The section appended to bench/results/ds_clusters.md."""
     df = pd.DataFrame(rows)
-    title = "## Differential expression of the clusters (`bench/de_clusters.py`)" + (f", {args.tag}" if args.tag else "")
-    lines = [MARK.format(f": {args.tag}" if args.tag else ""), "", title, "",
-             f"Command: `{' '.join(['python', 'bench/de_clusters.py', *sys.argv[1:]])}`; torch threads 1, "
-             f"{seconds:.0f} s. Cells {args.n_cells}, genes {args.n_genes} (mean {args.library:g} counts a cell), "
-             f"ATSEs {args.n_events}, {args.epochs} "
-             f"epochs; calls: BH q ≤ {FDR} and |log2 FC| ≥ {DELTA}. Every cluster vs the rest.", "",
-             "### Null (one expression profile): contrasts with any call / contrasts (calls, all false)", ""]
+    title = "## Differential expression of the clusters (`bench/de_clusters.py`)" + (
+        f", {args.tag}" if args.tag else ""
+    )
+    lines = [
+        MARK.format(f": {args.tag}" if args.tag else ""),
+        "",
+        title,
+        "",
+        f"Command: `{' '.join(['python', 'bench/de_clusters.py', *sys.argv[1:]])}`; torch threads 1, "
+        f"{seconds:.0f} s. Cells {args.n_cells}, genes {args.n_genes} (mean {args.library:g} counts a cell), "
+        f"ATSEs {args.n_events}, {args.epochs} "
+        f"epochs; calls: BH q ≤ {FDR} and |log2 FC| ≥ {DELTA}. Every cluster vs the rest.",
+        "",
+        "### Null (one expression profile): contrasts with any call / contrasts (calls, all false)",
+        "",
+    ]
     nul = df[df["dataset"] == "null"]
-    nul = nul.assign(cell=nul["with_calls"].astype(str) + "/" + nul["contrasts"].astype(str)
-                     + " (" + nul["calls"].astype(str) + ")")
+    nul = nul.assign(
+        cell=nul["with_calls"].astype(str)
+        + "/"
+        + nul["contrasts"].astype(str)
+        + " ("
+        + nul["calls"].astype(str)
+        + ")"
+    )
     lines += [nul.pivot(index="method", columns="resolution", values="cell").to_markdown(), ""]
     pw = df[(df["dataset"] == "power") & ~df["method"].str.startswith("(d0)")]
     if len(pw):
-        pw = pw.assign(cell=pw["true_called"].astype(int).astype(str) + "/" + pw["true"].astype(int).astype(str)
-                       + " (false " + pw["false_called"].astype(int).astype(str) + ")")
-        lines += ["### Power (4 types, 15% DE genes): true DE genes called / true (calls on genes with "
-                  "|true log2 FC| < 0.1)", "", pw.pivot(index="method", columns="resolution", values="cell").to_markdown(),
-                  ""]
+        pw = pw.assign(
+            cell=pw["true_called"].astype(int).astype(str)
+            + "/"
+            + pw["true"].astype(int).astype(str)
+            + " (false "
+            + pw["false_called"].astype(int).astype(str)
+            + ")"
+        )
+        lines += [
+            "### Power (4 types, 15% DE genes): true DE genes called / true (calls on genes with "
+            "|true log2 FC| < 0.1)",
+            "",
+            pw.pivot(index="method", columns="resolution", values="cell").to_markdown(),
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -233,7 +273,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--library", type=float, default=2000.0, help="mean gene counts per cell")
     parser.add_argument("--null-only", action="store_true", help="skip the power dataset")
-    parser.add_argument("--tag", default="", help="label of this run's section (several runs append side by side)")
+    parser.add_argument(
+        "--tag", default="", help="label of this run's section (several runs append side by side)"
+    )
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "ds_clusters.md"))
     args = parser.parse_args()
     torch.set_num_threads(1)

@@ -31,7 +31,9 @@ from splicevi.data.simulate import SimulatedData
 from splicevi.data.variable_atses import atse_variation, select_variable_atses
 
 
-def mixture_em(k: sp.csr_matrix, codes: np.ndarray, n_restarts: int = 10, n_iter: int = 200, seed: int = 0) -> np.ndarray:
+def mixture_em(
+    k: sp.csr_matrix, codes: np.ndarray, n_restarts: int = 10, n_iter: int = 200, seed: int = 0
+) -> np.ndarray:
     """Cluster labels of a 2-component multinomial mixture on junction counts (best of restarts).
 
     Component ``t`` has a PSI ``θ_t`` per junction (summing to 1 within each ATSE); a cell's
@@ -84,7 +86,9 @@ def ari_k2(x: np.ndarray, truth: np.ndarray, seed: int = 0) -> float:
     return float(adjusted_rand_score(truth, labels))
 
 
-def pair_references(k: sp.csr_matrix, codes: np.ndarray, truth: np.ndarray, psi_a, psi_b, seed: int = 0) -> dict:
+def pair_references(
+    k: sp.csr_matrix, codes: np.ndarray, truth: np.ndarray, psi_a, psi_b, seed: int = 0
+) -> dict:
     """Within-pair ARIs of the references, on the pair's cells (``k``: their junction counts)."""
     k = sp.csr_matrix(k)
     table = atse_variation(k, codes)
@@ -120,7 +124,9 @@ def generate(
     program = np.minimum(np.arange(n_types), n_types - 2)
     base = rng.gamma(0.6, 1.0, size=n_genes) + 0.02
     lfc = np.where(rng.random((n_types - 1, n_genes)) < 0.15, rng.normal(0, 1.2, (n_types - 1, n_genes)), 0.0)
-    mu = base[None, :] * np.exp(lfc[program[cell_type]] + rng.normal(0, 0.2, n_genes)[None, :] * batch[:, None])
+    mu = base[None, :] * np.exp(
+        lfc[program[cell_type]] + rng.normal(0, 0.2, n_genes)[None, :] * batch[:, None]
+    )
     size = rng.lognormal(np.log(3000), 0.5, size=n_cells)
     mu = mu / mu.sum(axis=1, keepdims=True) * size[:, None]
     genes = rng.negative_binomial(2.0, 2.0 / (2.0 + mu)).astype(np.float32)
@@ -190,24 +196,43 @@ def generate(
     event_ids = np.array([f"G{e:05d}" for e in range(n_events)])
     gene_of_event = rng.integers(0, n_genes, size=n_events)
     junctions = pd.DataFrame(
-        {"event_id": event_ids[codes], "gene_id": [f"GG{g:05d}" for g in gene_of_event[codes]],
-         "is_ds": is_ds[codes] & (np.ptp(type_psi, axis=0) > 1e-9)},
+        {
+            "event_id": event_ids[codes],
+            "gene_id": [f"GG{g:05d}" for g in gene_of_event[codes]],
+            "is_ds": is_ds[codes] & (np.ptp(type_psi, axis=0) > 1e-9),
+        },
         index=pd.Index([f"J{j:06d}" for j in range(codes.size)], name="junction_id"),
     )
     for t, name in enumerate(types):
         junctions[f"true_psi_{name}"] = type_psi[t]
-    events = pd.DataFrame({"is_ds": is_ds, "ds_types": ds_types, "concentration": conc},
-                          index=pd.Index(event_ids, name="event_id"))
+    events = pd.DataFrame(
+        {"is_ds": is_ds, "ds_types": ds_types, "concentration": conc},
+        index=pd.Index(event_ids, name="event_id"),
+    )
     obs = pd.DataFrame(
-        {"cell_type": pd.Categorical([types[t] for t in cell_type], categories=types),
-         "batch": pd.Categorical([f"b{b}" for b in batch])},
+        {
+            "cell_type": pd.Categorical([types[t] for t in cell_type], categories=types),
+            "batch": pd.Categorical([f"b{b}" for b in batch]),
+        },
         index=pd.Index([f"cell{c:05d}" for c in range(n_cells)], name="cell_id"),
     )
-    gene_table = pd.DataFrame({"gene_name": [f"GG{g}" for g in range(n_genes)]},
-                              index=pd.Index([f"GG{g:05d}" for g in range(n_genes)], name="gene_id"))
+    gene_table = pd.DataFrame(
+        {"gene_name": [f"GG{g}" for g in range(n_genes)]},
+        index=pd.Index([f"GG{g:05d}" for g in range(n_genes)], name="gene_id"),
+    )
     return SimulatedData(
-        gene_counts=sp.csr_matrix(genes), junction_counts=k, obs=obs, genes=gene_table, junctions=junctions,
-        events=events, type_psi=type_psi,
-        params={"generator": "bench/droplet.py", "n_cells": n_cells, "n_events": n_events,
-                "observed_fraction": observed_fraction, "seed": seed},
+        gene_counts=sp.csr_matrix(genes),
+        junction_counts=k,
+        obs=obs,
+        genes=gene_table,
+        junctions=junctions,
+        events=events,
+        type_psi=type_psi,
+        params={
+            "generator": "bench/droplet.py",
+            "n_cells": n_cells,
+            "n_events": n_events,
+            "observed_fraction": observed_fraction,
+            "seed": seed,
+        },
     )

@@ -54,7 +54,17 @@ from splicevi.stats.differential import (  # noqa: E402
 )
 
 TARGET = 0.05
-COLS = ["qvalue", "pvalue", "effect_size", "effect_se", "lfdr", "lfdr_qvalue", "df", "n_obs_group1", "n_obs_group2"]
+COLS = [
+    "qvalue",
+    "pvalue",
+    "effect_size",
+    "effect_se",
+    "lfdr",
+    "lfdr_qvalue",
+    "df",
+    "n_obs_group1",
+    "n_obs_group2",
+]
 
 
 def trained_tables(n_events, frac, obs, conc, args) -> dict:
@@ -64,11 +74,13 @@ def trained_tables(n_events, frac, obs, conc, args) -> dict:
 
     def keep_contrast(table, k_obs, n_obs, c1, c2, true_dpsi, junctions):
         t = table.loc[junctions]
-        store["contrasts"].append({
-            "table": t[COLS].copy(),
-            "truth": (true_dpsi.abs() > dq.DELTA).loc[junctions].to_numpy(),
-            "welch_q": welch_per_cell(k_obs, n_obs, c1, c2).qvalue,
-        })
+        store["contrasts"].append(
+            {
+                "table": t[COLS].copy(),
+                "truth": (true_dpsi.abs() > dq.DELTA).loc[junctions].to_numpy(),
+                "welch_q": welch_per_cell(k_obs, n_obs, c1, c2).qvalue,
+            }
+        )
         return labels_vs_welch(table, k_obs, n_obs, c1, c2, true_dpsi, junctions)
 
     def keep_null(tj, te):
@@ -86,7 +98,9 @@ def trained_tables(n_events, frac, obs, conc, args) -> dict:
     }
 
 
-def refit_lfdr_qvalues(t, null_weight: float = 10.0, var_factor: float = 1.0, likelihood: str = "t") -> np.ndarray:
+def refit_lfdr_qvalues(
+    t, null_weight: float = 10.0, var_factor: float = 1.0, likelihood: str = "t"
+) -> np.ndarray:
     """Bayesian q-values of P(|ΔPSI| ≤ delta) with the prior refitted from the table's columns.
 
     ``likelihood="t"`` is the package's posterior (Student-t likelihood with the table's ``df``,
@@ -100,7 +114,9 @@ def refit_lfdr_qvalues(t, null_weight: float = 10.0, var_factor: float = 1.0, li
     var = np.where(ok, var_factor * np.where(ok, se, 1.0) ** 2 * heavy, np.inf)
     d = np.where(ok, e, 0.0)
     df_lik = None if likelihood == "normal" else dfo
-    prior = fit_scale_mixture(d[ok], var[ok], null_weight=null_weight, df=None if df_lik is None else df_lik[ok])
+    prior = fit_scale_mixture(
+        d[ok], var[ok], null_weight=null_weight, df=None if df_lik is None else df_lik[ok]
+    )
     _, log_in = posterior_tails(d, var, prior, dq.DELTA, df=df_lik)
     return lfdr_qvalues(np.exp(log_in))
 
@@ -127,8 +143,16 @@ def rules(t) -> dict[str, np.ndarray]:
     out["lfdr_normal_nobs5"] = normal & (nmin >= 5)
     for k in (4, 6):
         out[f"bh|lfdr_normal_nobs{k}"] = out["bh_bound1.645"] | (normal & (nmin >= k))
-    out["bh_lfdr"] = call_rows(q, t["effect_size"].to_numpy(), TARGET, dq.DELTA, None, lfdr_q, "bh_lfdr",
-                               se=t["effect_se"].to_numpy())
+    out["bh_lfdr"] = call_rows(
+        q,
+        t["effect_size"].to_numpy(),
+        TARGET,
+        dq.DELTA,
+        None,
+        lfdr_q,
+        "bh_lfdr",
+        se=t["effect_se"].to_numpy(),
+    )
     return out
 
 
@@ -146,8 +170,11 @@ def score(regimes: dict[str, dict]) -> str:
         for kind, t in s["nulls"].items():
             for rule, calls in rules(t).items():
                 rows.setdefault((obs, rule, kind), []).append((0, int(calls.sum()), 0))
-    lines = ["| observed | rule | contrast | regimes | ratio of true calls to Welch (min – max) | "
-             "worst empirical FDR | true / false calls per regime |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| observed | rule | contrast | regimes | ratio of true calls to Welch (min – max) | "
+        "worst empirical FDR | true / false calls per regime |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for (obs, rule, kind), v in sorted(rows.items()):
         ratios = [tp / w for tp, _, w in v if w]
         fdr = max((f / (tp + f) if tp + f else 0.0) for tp, f, _ in v)
@@ -156,8 +183,11 @@ def score(regimes: dict[str, dict]) -> str:
             rng, fdr_s = "–", f"{sum(f for _, f, _ in v)} calls in all"
         else:
             fdr_s = f"{fdr:.3f}"
-        lines.append(f"| {obs} | {rule} | {kind} | {len(v)} | {rng} | {fdr_s} | "
-                     + " ".join(f"{tp}/{f}" for tp, f, _ in v) + " |")
+        lines.append(
+            f"| {obs} | {rule} | {kind} | {len(v)} | {rng} | {fdr_s} | "
+            + " ".join(f"{tp}/{f}" for tp, f, _ in v)
+            + " |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -174,7 +204,10 @@ def real_cells(shared_data: str) -> str:
     if mdata is None:
         return f"real cells skipped: {Path(shared_data) / 'scasl_tnbc_smartseq2'} is absent\n"
     spl = mdata["splicing"]
-    k_obs, n_obs = layer_or_derived(spl, "cell_by_junction_matrix"), layer_or_derived(spl, "cell_by_cluster_matrix")
+    k_obs, n_obs = (
+        layer_or_derived(spl, "cell_by_junction_matrix"),
+        layer_or_derived(spl, "cell_by_cluster_matrix"),
+    )
     patient = mdata.obs["patient"].to_numpy()
     c1, c2 = np.nonzero(patient == "PT039")[0], np.nonzero(patient == "PT084")[0]
     welch = set(spl.var_names[welch_per_cell(k_obs, n_obs, c1, c2).qvalue <= TARGET])
@@ -186,11 +219,24 @@ def real_cells(shared_data: str) -> str:
     for seed in range(5):
         scvi.settings.seed = seed
         model = SPLICEVI(mdata, n_latent=8)
-        model.train(max_epochs=10, batch_size=64, lr=0.005, early_stopping=False, train_size=0.8,
-                    n_epochs_kl_warmup=2, enable_progress_bar=False)
+        model.train(
+            max_epochs=10,
+            batch_size=64,
+            lr=0.005,
+            early_stopping=False,
+            train_size=0.8,
+            n_epochs_kl_warmup=2,
+            enable_progress_bar=False,
+        )
         for m in methods:
-            t = model.differential_splicing(groupby="patient", group1="PT039", group2="PT084",
-                                            sample_key="patient", silent=True, fdr_method=m)
+            t = model.differential_splicing(
+                groupby="patient",
+                group1="PT039",
+                group2="PT084",
+                sample_key="patient",
+                silent=True,
+                fdr_method=m,
+            )
             sets[m].append(set(t.index[t["is_ds_fdr"].to_numpy(dtype=bool)]))
         if seed == 0:  # as ds_quality: the halves on the first seed's model
             for _ in range(10):
@@ -199,13 +245,18 @@ def real_cells(shared_data: str) -> str:
                 for m in methods:
                     t = model.differential_splicing(idx1=perm[:h], idx2=perm[h:], silent=True, fdr_method=m)
                     halves[m].append(int(t["is_ds_fdr"].sum()))
-    lines = [f"Real cells PT039 vs PT084 (Welch: {len(welch)} calls)", "",
-             "| fdr_method | calls per seed | shared with Welch | Jaccard min / median | random halves: calls per split |",
-             "|---|---|---|---|---|"]
+    lines = [
+        f"Real cells PT039 vs PT084 (Welch: {len(welch)} calls)",
+        "",
+        "| fdr_method | calls per seed | shared with Welch | Jaccard min / median | random halves: calls per split |",
+        "|---|---|---|---|---|",
+    ]
     for m in methods:
         jac = [len(a & b) / max(len(a | b), 1) for a, b in itertools.combinations(sets[m], 2)]
-        lines.append(f"| {m} | {[len(x) for x in sets[m]]} | {[len(x & welch) for x in sets[m]]} | "
-                     f"{min(jac):.2f} / {np.median(jac):.2f} | {halves[m]} |")
+        lines.append(
+            f"| {m} | {[len(x) for x in sets[m]]} | {[len(x & welch) for x in sets[m]]} | "
+            f"{min(jac):.2f} / {np.median(jac):.2f} | {halves[m]} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -217,7 +268,9 @@ def main() -> None:
     parser.add_argument("--out", default="bench/results/ds_call_rules.md")
     parser.add_argument("--quick", action="store_true", help="one tiny regime, to check the script runs")
     parser.add_argument("--real", action="store_true", help="add the real cells (../shared/data)")
-    parser.add_argument("--shared-data", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+    parser.add_argument(
+        "--shared-data", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data")
+    )
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)

@@ -85,7 +85,9 @@ def null_independent(n_cells: int, n_events: int, observed: float, mean_reads: f
         cells = np.nonzero(seen[:, e])[0]
         n = 1 + rng.negative_binomial(2.0, 2.0 / (2.0 + mean_reads - 1.0), size=cells.size)
         usage = rng.dirichlet(conc[e] * psi, size=cells.size)
-        k = np.array([rng.multinomial(nc, u) for nc, u in zip(n, usage, strict=True)]).reshape(cells.size, sizes[e])
+        k = np.array([rng.multinomial(nc, u) for nc, u in zip(n, usage, strict=True)]).reshape(
+            cells.size, sizes[e]
+        )
         for j in range(sizes[e]):
             nz = k[:, j] > 0
             rows.append(cells[nz])
@@ -93,17 +95,31 @@ def null_independent(n_cells: int, n_events: int, observed: float, mean_reads: f
             vals.append(k[nz, j])
             start = 10_000 * e + 100
             var_rows.append(
-                {"junction_id": f"chr1:{start}-{start + 200 + 50 * j}:+", "event_id": f"E{e}", "gene_name": f"G{e}"}
+                {
+                    "junction_id": f"chr1:{start}-{start + 200 + 50 * j}:+",
+                    "event_id": f"E{e}",
+                    "gene_name": f"G{e}",
+                }
             )
         j0 += sizes[e]
-    k = sp.csr_matrix((np.concatenate(vals).astype(np.float32), (np.concatenate(rows), np.concatenate(cols))),
-                      shape=(n_cells, j0))
+    k = sp.csr_matrix(
+        (np.concatenate(vals).astype(np.float32), (np.concatenate(rows), np.concatenate(cols))),
+        shape=(n_cells, j0),
+    )
     var = pd.DataFrame(var_rows).set_index("junction_id")
     obs = pd.DataFrame({"batch": "b0"}, index=pd.Index([f"cell{i}" for i in range(n_cells)], name="cell_id"))
     codes, _ = event_codes(var["event_id"])
     layers = splicing_layers(k, codes)
-    mdata = md.MuData({"splicing": ad.AnnData(X=layers[JUNCTION_COUNTS].copy(), obs=obs, var=var,
-                                              layers={JUNCTION_COUNTS: layers[JUNCTION_COUNTS]})})
+    mdata = md.MuData(
+        {
+            "splicing": ad.AnnData(
+                X=layers[JUNCTION_COUNTS].copy(),
+                obs=obs,
+                var=var,
+                layers={JUNCTION_COUNTS: layers[JUNCTION_COUNTS]},
+            )
+        }
+    )
     mdata.obs["batch"] = "b0"
     return mdata
 
@@ -111,8 +127,13 @@ def null_independent(n_cells: int, n_events: int, observed: float, mean_reads: f
 def from_simulate(args, frac_ds: float, n_types: int):
     """Splicing-only data from ``splicevi.data.simulate`` (one batch)."""
     sim = simulate(
-        n_cells=args.n_cells, n_genes=50, n_events=args.n_events, n_types=n_types, frac_ds_events=frac_ds,
-        observed_fraction=args.observed, seed=args.seed,
+        n_cells=args.n_cells,
+        n_genes=50,
+        n_events=args.n_events,
+        n_types=n_types,
+        frac_ds_events=frac_ds,
+        observed_fraction=args.observed,
+        seed=args.seed,
     )
     mdata = sim.to_mudata(with_expression=False)
     mdata.obs["batch"] = "b0"
@@ -124,8 +145,13 @@ def train(mdata, args, layer: str = JUNCTION_COUNTS):
     SPLICEVI.setup_mudata(mdata, junc_counts_layer=layer, batch_key="batch")
     torch.manual_seed(args.seed)
     model = SPLICEVI(mdata, n_latent=10)
-    model.train(max_epochs=args.epochs, batch_size=256, early_stopping=False, enable_progress_bar=False,
-                n_epochs_kl_warmup=max(1, args.epochs // 3))
+    model.train(
+        max_epochs=args.epochs,
+        batch_size=256,
+        early_stopping=False,
+        enable_progress_bar=False,
+        n_epochs_kl_warmup=max(1, args.epochs // 3),
+    )
     return model
 
 
@@ -160,7 +186,9 @@ def welch_calls(k: sp.csr_matrix, codes: np.ndarray, cells1: np.ndarray, cells2:
     with np.errstate(divide="ignore", invalid="ignore"):
         t = (mu1 - mu2) / np.sqrt(se2)
         df = se2**2 / ((v1 / m1) ** 2 / (m1 - 1) + (v2 / m2) ** 2 / (m2 - 1))
-    log_p = np.where(ok, np.log(2) + stats.t.logsf(np.abs(np.where(ok, t, 0)), np.where(ok & (df > 0), df, 1)), 0.0)
+    log_p = np.where(
+        ok, np.log(2) + stats.t.logsf(np.abs(np.where(ok, t, 0)), np.where(ok & (df > 0), df, 1)), 0.0
+    )
     return bh_qvalues(log_p) <= FDR
 
 
@@ -178,7 +206,9 @@ def contrast_calls(run_test, labels: np.ndarray) -> list[np.ndarray]:
 def default_calls(model, mdata, labels):
     """Calls of today's default (model-assisted, same reads) per cluster against the rest."""
     mdata.obs["_bench_groups"] = pd.Categorical(labels)
-    table = model.differential_splicing(mdata, groupby="_bench_groups", delta=DELTA, fdr_target=FDR, silent=True)
+    table = model.differential_splicing(
+        mdata, groupby="_bench_groups", delta=DELTA, fdr_target=FDR, silent=True
+    )
     names = mdata["splicing"].var_names
     out = []
     for g in np.unique(labels):
@@ -194,8 +224,9 @@ def heldout_calls(model, mdata, labels, estimator="cells", fdr_method="interval"
     names = mdata["splicing"].var_names
 
     def run(c1, c2):
-        t = heldout_ds(model, mdata, c1, c2, delta=DELTA, fdr_target=FDR, estimator=estimator,
-                       fdr_method=fdr_method)
+        t = heldout_ds(
+            model, mdata, c1, c2, delta=DELTA, fdr_target=FDR, estimator=estimator, fdr_method=fdr_method
+        )
         return t["is_ds_fdr"].reindex(names).to_numpy(dtype=bool)
 
     return contrast_calls(run, labels)
@@ -238,7 +269,9 @@ def run_dataset(name: str, mdata, args, sim=None) -> dict:
             "(a) default, same reads": default_calls(model, mdata, same),
             "(b) heldout, cell-level (DM split; default)": heldout_calls(model, mdata, fitc),
             "(b) heldout, model-assisted (DM split)": heldout_calls(model, mdata, fitc, "model"),
-            "(b) heldout, cell-level, bh_lfdr calls (DM split)": heldout_calls(model, mdata, fitc, fdr_method="bh_lfdr"),
+            "(b) heldout, cell-level, bh_lfdr calls (DM split)": heldout_calls(
+                model, mdata, fitc, fdr_method="bh_lfdr"
+            ),
             "(c) Welch, same reads": contrast_calls(lambda a, b: welch_calls(k_all, codes, a, b), same),
             "(d) Welch, held-out part": contrast_calls(lambda a, b: welch_calls(held, codes, a, b), fitc),
             # Welch's own false-call rate without any selection: the same group sizes, random cells.
@@ -254,30 +287,59 @@ def run_dataset(name: str, mdata, args, sim=None) -> dict:
         if fit_model is not None:
             lat = fit_model.get_latent_representation()
             fmc = clusters_of(lat, res, args.seed)
-            methods["(b) heldout, model trained on fit part"] = heldout_calls_fitmodel(fit_model, fit_data, held, fmc)
+            methods["(b) heldout, model trained on fit part"] = heldout_calls_fitmodel(
+                fit_model, fit_data, held, fmc
+            )
         for method, calls in methods.items():
             row = {"dataset": name, "resolution": res, "method": method, **null_row(calls)}
             if sim is not None and not method.startswith("(d0)"):
-                labels = {"(b) heldout (binomial split)": binc}.get(method, same if "same" in method else fitc)
+                labels = {"(b) heldout (binomial split)": binc}.get(
+                    method, same if "same" in method else fitc
+                )
                 row.update(power_row(sim, mdata, labels, calls))
             rows.append(row)
         n_small = pd.Series(same).value_counts()
         g = n_small.index[0]
         for what, lab in (("same-read cluster", same), ("fit-part cluster", fitc)):
-            c1 = np.nonzero(lab == g if what.startswith("same") else lab == pd.Series(fitc).value_counts().index[0])[0]
+            c1 = np.nonzero(
+                lab == g if what.startswith("same") else lab == pd.Series(fitc).value_counts().index[0]
+            )[0]
             c2 = np.setdiff1d(np.arange(mdata.n_obs), c1)
             flag, score = groups_look_like_clusters(model, mdata, c1, c2)
-            det.append({"dataset": name, "resolution": res, "groups": what, "score": round(score, 3), "flagged": flag})
+            det.append(
+                {
+                    "dataset": name,
+                    "resolution": res,
+                    "groups": what,
+                    "score": round(score, 3),
+                    "flagged": flag,
+                }
+            )
     perm = rng.permutation(mdata.n_obs)
     flag, score = groups_look_like_clusters(model, mdata, perm[: mdata.n_obs // 4], perm[mdata.n_obs // 4 :])
-    det.append({"dataset": name, "resolution": None, "groups": "random quarter", "score": round(score, 3), "flagged": flag})
+    det.append(
+        {
+            "dataset": name,
+            "resolution": None,
+            "groups": "random quarter",
+            "score": round(score, 3),
+            "flagged": flag,
+        }
+    )
     if sim is not None:
         types = mdata.obs["cell_type"].astype(str).to_numpy()
         for t in np.unique(types)[-2:]:
             c1, c2 = np.nonzero(types == t)[0], np.nonzero(types != t)[0]
             flag, score = groups_look_like_clusters(model, mdata, c1, c2)
-            det.append({"dataset": name, "resolution": None, "groups": f"true type {t}", "score": round(score, 3),
-                        "flagged": flag})
+            det.append(
+                {
+                    "dataset": name,
+                    "resolution": None,
+                    "groups": f"true type {t}",
+                    "score": round(score, 3),
+                    "flagged": flag,
+                }
+            )
     logging.info("%s done in %.0f s", name, time.time() - t0)
     return {"rows": rows, "detection": det, "seconds": time.time() - t0}
 
@@ -332,17 +394,38 @@ def markdown(result: dict, args, seconds: float) -> str:
     nulls = rows[rows["dataset"].str.startswith("null")]
     for ds in nulls["dataset"].unique():
         sub = nulls[nulls["dataset"] == ds]
-        piv = sub.assign(cell=sub["with_calls"].astype(str) + "/" + sub["contrasts"].astype(str) + " (" + sub["calls"].astype(str) + ")")
+        piv = sub.assign(
+            cell=sub["with_calls"].astype(str)
+            + "/"
+            + sub["contrasts"].astype(str)
+            + " ("
+            + sub["calls"].astype(str)
+            + ")"
+        )
         table = piv.pivot(index="method", columns="resolution", values="cell")
         lines += [f"### {ds}", "", table.to_markdown(), ""]
     pw = rows[~rows["dataset"].str.startswith("null")]
     if len(pw):
-        pw = pw.assign(cell=pw["true_called"].astype(str) + "/" + pw["true_junctions"].astype(str)
-                       + " (false " + pw["false_called"].astype(str) + ")")
-        lines += ["## Power (splice-only types): true DS junctions called / true, over all cluster-vs-rest contrasts",
-                  "", pw.pivot(index="method", columns="resolution", values="cell").to_markdown(), ""]
-    lines += ["## Detection (`groups_look_like_clusters`: balanced kNN accuracy on the latent)", "",
-              det.to_markdown(index=False), ""]
+        pw = pw.assign(
+            cell=pw["true_called"].astype(str)
+            + "/"
+            + pw["true_junctions"].astype(str)
+            + " (false "
+            + pw["false_called"].astype(str)
+            + ")"
+        )
+        lines += [
+            "## Power (splice-only types): true DS junctions called / true, over all cluster-vs-rest contrasts",
+            "",
+            pw.pivot(index="method", columns="resolution", values="cell").to_markdown(),
+            "",
+        ]
+    lines += [
+        "## Detection (`groups_look_like_clusters`: balanced kNN accuracy on the latent)",
+        "",
+        det.to_markdown(index=False),
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -356,7 +439,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--resolutions", type=float, nargs="+", default=[0.5, 1.0, 2.0])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-leakage", dest="leakage", action="store_false", help="skip the model trained on the fit part")
+    parser.add_argument(
+        "--no-leakage", dest="leakage", action="store_false", help="skip the model trained on the fit part"
+    )
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "ds_clusters.md"))
     args = parser.parse_args()
     if args.quick:
@@ -368,7 +453,9 @@ def main() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
     t0 = time.time()
     result = {}
-    result["null_indep"] = run_dataset("null_indep", null_independent(args.n_cells, args.n_events, args.observed, 12.0, args.seed), args)
+    result["null_indep"] = run_dataset(
+        "null_indep", null_independent(args.n_cells, args.n_events, args.observed, 12.0, args.seed), args
+    )
     _, mdata = from_simulate(args, 0.0, 3)
     result["null_sim"] = run_dataset("null_sim", mdata, args)
     sim, mdata = from_simulate(args, 0.3, 4)

@@ -119,8 +119,11 @@ def score_contrast(sim, table_j, table_e, true_dpsi: pd.Series) -> dict:
 def null_summary(table_j, table_e) -> dict:
     """Calls made on a null regime (no differential ATSE): every call is a false positive."""
     table_j, table_e = with_calls(table_j), with_calls(table_e)
-    out = {"n_junctions": int(len(table_j)), "min_pvalue": float(table_j["pvalue"].min()),
-           "min_lfdr": float(table_j["lfdr"].min())}
+    out = {
+        "n_junctions": int(len(table_j)),
+        "min_pvalue": float(table_j["pvalue"].min()),
+        "min_lfdr": float(table_j["lfdr"].min()),
+    }
     for level, table in (("junction", table_j), ("event", table_e)):
         for t in TARGETS:
             out[f"{level}_called_fraction_q{t}"] = float(table[f"is_ds_fdr_{t}"].mean())
@@ -133,15 +136,25 @@ def run_regime(n_events, frac_ds, observed, conc, args) -> dict:
     """Simulate one regime, train, run DS and the baselines, and score each ranking."""
     t0 = time.time()
     sim = simulate(
-        n_cells=args.n_cells, n_genes=args.n_genes, n_events=n_events, n_types=N_TYPES, n_batches=2,
-        frac_ds_events=frac_ds, observed_fraction=observed, dm_concentration=conc, seed=args.seed,
+        n_cells=args.n_cells,
+        n_genes=args.n_genes,
+        n_events=n_events,
+        n_types=N_TYPES,
+        n_batches=2,
+        frac_ds_events=frac_ds,
+        observed_fraction=observed,
+        dm_concentration=conc,
+        seed=args.seed,
     )
     mdata = sim.to_mudata()
     SPLICEVI.setup_mudata(mdata, batch_key="batch")
     torch.manual_seed(args.seed)
     model = SPLICEVI(mdata, n_latent=10)
     model.train(
-        max_epochs=args.epochs, batch_size=256, early_stopping=False, enable_progress_bar=False,
+        max_epochs=args.epochs,
+        batch_size=256,
+        early_stopping=False,
+        enable_progress_bar=False,
         n_epochs_kl_warmup=max(1, args.epochs // 3),
     )
     t_train = time.time() - t0
@@ -181,29 +194,42 @@ def run_regime(n_events, frac_ds, observed, conc, args) -> dict:
         c1, c2 = members[name]
         dpsi = true_group_psi(sim, types, c1) - true_group_psi(sim, types, c2)
         result["contrasts"][name] = {
-            "n_cells": [int(c1.size), int(c2.size)], **score_contrast(sim, tj, te, dpsi),
+            "n_cells": [int(c1.size), int(c2.size)],
+            **score_contrast(sim, tj, te, dpsi),
             "labels": labels_vs_welch(tj, k_obs, n_obs, c1, c2, dpsi, spl_mod.var_names),
         }
     halves = rng.permutation(of["type0"])
     h = halves.size // 2
     for name, (i1, i2) in {
         "null_halves": (halves[:h], halves[h:]),
-        "null_batch": (of["type0"][batch[of["type0"]] == "batch0"], of["type0"][batch[of["type0"]] == "batch1"]),
+        "null_batch": (
+            of["type0"][batch[of["type0"]] == "batch0"],
+            of["type0"][batch[of["type0"]] == "batch1"],
+        ),
     }.items():
         tj = model.differential_splicing(idx1=i1, idx2=i2, delta=DELTA, silent=True)
         te = model.differential_splicing(idx1=i1, idx2=i2, delta=DELTA, level="event", silent=True)
         result["nulls"][name] = null_summary(tj, te)
         w = welch_per_cell(k_obs, n_obs, i1, i2)
         result["nulls"][name].update(
-            default_false_calls=int(tj["is_ds_fdr"].sum()), welch_false_calls=int((w.qvalue <= 0.05).sum()),
+            default_false_calls=int(tj["is_ds_fdr"].sum()),
+            welch_false_calls=int((w.qvalue <= 0.05).sum()),
             design=str(tj.attrs.get("splicevi_ds", {}).get("design")),
         )
     spl = mdata["splicing"]
     result.update(
         regime=regime_name(n_events, frac_ds, observed, conc),
-        params={"n_events": n_events, "frac_ds_events": frac_ds, "observed_fraction": observed,
-                "dm_concentration": conc, "n_cells": args.n_cells, "n_types": N_TYPES, "n_batches": 2,
-                "seed": args.seed, "n_junctions": int(spl.n_vars)},
+        params={
+            "n_events": n_events,
+            "frac_ds_events": frac_ds,
+            "observed_fraction": observed,
+            "dm_concentration": conc,
+            "n_cells": args.n_cells,
+            "n_types": N_TYPES,
+            "n_batches": 2,
+            "seed": args.seed,
+            "n_junctions": int(spl.n_vars),
+        },
         observed_entry_fraction=float(spl.layers["psi_mask"].nnz / (spl.n_obs * spl.n_vars)),
         train_seconds=round(t_train, 1),
         ds_seconds_per_junction_table=round(float(np.mean(ds_seconds)), 2),
@@ -224,12 +250,16 @@ def labels_vs_welch(table, k_obs, n_obs, cells1, cells2, true_dpsi: pd.Series, j
     }
     for t in TARGETS:
         # The table's own calls at its target (0.05); the same rule re-applied at the other.
-        own = call_quality(truth, table["is_ds_fdr"].to_numpy(dtype=bool) if t == 0.05 else _default_calls(table, t))
+        own = call_quality(
+            truth, table["is_ds_fdr"].to_numpy(dtype=bool) if t == 0.05 else _default_calls(table, t)
+        )
         welch = call_quality(truth, w.qvalue <= t)
         own["true_calls"] = own["n_calls"] - own["n_false"]
         welch["true_calls"] = welch["n_calls"] - welch["n_false"]
         out[f"default_q{t}"], out[f"welch_q{t}"] = own, welch
-        out[f"ratio_true_calls_q{t}"] = own["true_calls"] / welch["true_calls"] if welch["true_calls"] else float("nan")
+        out[f"ratio_true_calls_q{t}"] = (
+            own["true_calls"] / welch["true_calls"] if welch["true_calls"] else float("nan")
+        )
     out["auprc_default_order"] = ranking_quality(truth, -table["log10_pvalue"].to_numpy()).get("auprc")
     out["auprc_welch"] = ranking_quality(truth, -np.log(np.maximum(w.pvalue, 1e-300))).get("auprc")
     out["auprc_pooled_dpsi"] = ranking_quality(truth, table["emp_effect"].abs().to_numpy()).get("auprc")
@@ -272,12 +302,19 @@ def labels_lines(summary: dict) -> list[str]:
                 f"| {fmt(lab['auprc_default_order'])} / {fmt(lab['auprc_welch'])} / {fmt(lab['auprc_pooled_dpsi'])} "
                 f"/ {fmt(lab['auprc_group_mean_dpsi'])} |"
             )
-    lines += ["", "Null contrasts (every call false): calls of the default / of Welch at 0.05.", "",
-              "| regime | null | default | Welch |", "|---|---|---|---|"]
+    lines += [
+        "",
+        "Null contrasts (every call false): calls of the default / of Welch at 0.05.",
+        "",
+        "| regime | null | default | Welch |",
+        "|---|---|---|---|",
+    ]
     for reg in summary["regimes"]:
         for nname, n in reg["nulls"].items():
             if "default_false_calls" in n:
-                lines.append(f"| {reg['regime']} | {nname} | {n['default_false_calls']} | {n['welch_false_calls']} |")
+                lines.append(
+                    f"| {reg['regime']} | {nname} | {n['default_false_calls']} | {n['welch_false_calls']} |"
+                )
     real = summary.get("real")
     if real:
         lines += [
@@ -317,8 +354,11 @@ def labels_headline(summary: dict) -> list[str]:
                 rows.setdefault((cname, obs), []).append(lab)
     if not rows:
         return []
-    lines = ["| contrast | observed | regimes | ratio of true calls default / Welch (min – max) | worst FDR default "
-             "| worst FDR Welch |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| contrast | observed | regimes | ratio of true calls default / Welch (min – max) | worst FDR default "
+        "| worst FDR Welch |",
+        "|---|---|---|---|---|---|",
+    ]
     for (cname, obs), labs in rows.items():
         ratios = [x["ratio_true_calls_q0.05"] for x in labs if np.isfinite(x["ratio_true_calls_q0.05"])]
         rng_txt = f"{min(ratios):.2f} – {max(ratios):.2f}" if ratios else "n/a (Welch finds none)"
@@ -344,12 +384,35 @@ def real_patients(shared_data: str):
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for cmd in (
-            ["ingest", "--junctions", str(root / "sj_out_tab"), "--junction-format", "sj_out_tab",
-             "--out-junctions", str(tmp / "j.h5ad")],
-            ["atse", "--junctions", str(tmp / "j.h5ad"), "--min-reads", "20", "--min-cells", "10",
-             "--out", str(tmp / "events.tsv")],
-            ["assemble", "--junctions", str(tmp / "j.h5ad"), "--events", str(tmp / "events.tsv"),
-             "--out", str(tmp / "data.h5mu")],
+            [
+                "ingest",
+                "--junctions",
+                str(root / "sj_out_tab"),
+                "--junction-format",
+                "sj_out_tab",
+                "--out-junctions",
+                str(tmp / "j.h5ad"),
+            ],
+            [
+                "atse",
+                "--junctions",
+                str(tmp / "j.h5ad"),
+                "--min-reads",
+                "20",
+                "--min-cells",
+                "10",
+                "--out",
+                str(tmp / "events.tsv"),
+            ],
+            [
+                "assemble",
+                "--junctions",
+                str(tmp / "j.h5ad"),
+                "--events",
+                str(tmp / "events.tsv"),
+                "--out",
+                str(tmp / "data.h5mu"),
+            ],
         ):
             subprocess.run([str(exe), *cmd], check=True, capture_output=True)
         mdata = md.read_h5mu(tmp / "data.h5mu")
@@ -361,7 +424,6 @@ def real_patients(shared_data: str):
 def real_cells(args) -> dict | None:
     """Patient vs patient on the real Smart-seq2 cells, five seeds, beside Welch; random halves."""
     import itertools
-
 
     mdata = real_patients(args.shared_data)
     if mdata is None:
@@ -381,10 +443,18 @@ def real_cells(args) -> dict | None:
 
         scvi.settings.seed = seed
         model = SPLICEVI(mdata, n_latent=8)
-        model.train(max_epochs=10, batch_size=64, lr=0.005, early_stopping=False, train_size=0.8,
-                    n_epochs_kl_warmup=2, enable_progress_bar=False)
-        table = model.differential_splicing(groupby="patient", group1="PT039", group2="PT084",
-                                            sample_key="patient", silent=True)
+        model.train(
+            max_epochs=10,
+            batch_size=64,
+            lr=0.005,
+            early_stopping=False,
+            train_size=0.8,
+            n_epochs_kl_warmup=2,
+            enable_progress_bar=False,
+        )
+        table = model.differential_splicing(
+            groupby="patient", group1="PT039", group2="PT084", sample_key="patient", silent=True
+        )
         calls = set(table.index[table["is_ds_fdr"].to_numpy(dtype=bool)])
         sets.append(calls)
         seeds.append({"seed": seed, "calls": len(calls), "shared_with_welch": len(calls & welch_set)})
@@ -403,10 +473,13 @@ def real_cells(args) -> dict | None:
         w = welch_per_cell(k_obs, n_obs, perm[:h], perm[h:])
         halves.append({"default": int(t["is_ds_fdr"].sum()), "welch": int((w.qvalue <= 0.05).sum())})
     return {
-        "n_cells": int(mdata.n_obs), "n_junctions": int(spl.n_vars),
+        "n_cells": int(mdata.n_obs),
+        "n_junctions": int(spl.n_vars),
         "preprocessing": "splicevi ingest; atse --min-reads 20 --min-cells 10; assemble",
-        "auto_design": attrs["design"], "auto_reason": attrs["reason"],
-        "welch_calls": len(welch_set), "seeds": seeds,
+        "auto_design": attrs["design"],
+        "auto_reason": attrs["reason"],
+        "welch_calls": len(welch_set),
+        "seeds": seeds,
         "jaccard_min": float(min(jac)) if jac else float("nan"),
         "jaccard_median": float(np.median(jac)) if jac else float("nan"),
         "halves": halves,
@@ -440,7 +513,8 @@ def summary_lines(summary: dict) -> list[str]:
             )
     worst_null = max(
         max(n[f"{lv}_called_fraction_q{t}"] for lv in ("junction", "event") for t in TARGETS)
-        for r in regimes for n in r["nulls"].values()
+        for r in regimes
+        for n in r["nulls"].values()
     )
     lines += ["", f"Null contrasts (random halves, batch split): largest fraction called {worst_null:.4f}."]
     return lines
@@ -485,8 +559,13 @@ def markdown(summary: dict) -> str:
                     f"| {f(r['lfdr_order'])} | {f(r['pooled_abs_dpsi'])} | {calls(r, 'calls_q0.05')} "
                     f"| {calls(r, 'calls_q0.1')} | {calls(r, 'calls_bh_q0.05')} |"
                 )
-    lines += ["", "Null contrasts: fraction of junctions / ATSEs called by `is_ds_fdr`.", "",
-              "| regime | null | junctions @0.05 | @0.1 | ATSEs @0.05 | @0.1 |", "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "Null contrasts: fraction of junctions / ATSEs called by `is_ds_fdr`.",
+        "",
+        "| regime | null | junctions @0.05 | @0.1 | ATSEs @0.05 | @0.1 |",
+        "|---|---|---|---|---|---|",
+    ]
     for reg in summary["regimes"]:
         for nname, n in reg["nulls"].items():
             lines.append(
@@ -501,20 +580,30 @@ def main() -> None:
     """Run the grid (resumable) and write the JSON and Markdown results."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="bench/results/ds_quality.json")
-    parser.add_argument("--work", default="bench/results/ds_quality_regimes", help="per-regime JSON (restart)")
+    parser.add_argument(
+        "--work", default="bench/results/ds_quality_regimes", help="per-regime JSON (restart)"
+    )
     parser.add_argument("--n-cells", type=int, default=1000)
     parser.add_argument("--n-genes", type=int, default=300)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", default=None, help="run only regimes whose name contains this")
     parser.add_argument("--quick", action="store_true", help="one tiny regime, to check the script runs")
-    parser.add_argument("--grid300", action="store_true", help="only the regimes with 300 ATSEs (half the grid)")
+    parser.add_argument(
+        "--grid300", action="store_true", help="only the regimes with 300 ATSEs (half the grid)"
+    )
     parser.add_argument("--real", action="store_true", help="add the real cells (../shared/data)")
     parser.add_argument("--real-seeds", type=int, default=5)
-    parser.add_argument("--cached-only", action="store_true",
-                        help="summarise the regimes already under --work without running the others")
-    parser.add_argument("--shared-data", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data"),
-                        help="folder with scasl_tnbc_smartseq2 (default: ../shared/data beside the repository)")
+    parser.add_argument(
+        "--cached-only",
+        action="store_true",
+        help="summarise the regimes already under --work without running the others",
+    )
+    parser.add_argument(
+        "--shared-data",
+        default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data"),
+        help="folder with scasl_tnbc_smartseq2 (default: ../shared/data beside the repository)",
+    )
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)

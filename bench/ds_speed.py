@@ -72,8 +72,15 @@ def run_sampled(fn):
 
 def stacked_simulation(n_cells: int, n_events: int, n_genes: int, seed: int) -> SimulatedData:
     """A 1,000-cell simulation repeated to ``n_cells`` cells (distinct cell ids)."""
-    base = simulate(n_cells=1000, n_genes=n_genes, n_events=n_events, n_types=6, n_batches=2,
-                    observed_fraction=0.03, seed=seed)
+    base = simulate(
+        n_cells=1000,
+        n_genes=n_genes,
+        n_events=n_events,
+        n_types=6,
+        n_batches=2,
+        observed_fraction=0.03,
+        seed=seed,
+    )
     reps = int(np.ceil(n_cells / 1000))
     obs = base.obs.iloc[np.tile(np.arange(1000), reps)[:n_cells]].copy()
     obs.index = [f"cell{i:07d}" for i in range(n_cells)]
@@ -81,8 +88,12 @@ def stacked_simulation(n_cells: int, n_events: int, n_genes: int, seed: int) -> 
     return SimulatedData(
         gene_counts=sp.vstack([base.gene_counts] * reps, format="csr")[:n_cells],
         junction_counts=sp.vstack([base.junction_counts] * reps, format="csr")[:n_cells],
-        obs=obs, genes=base.genes, junctions=base.junctions, events=base.events,
-        type_psi=base.type_psi, params=base.params,
+        obs=obs,
+        genes=base.genes,
+        junctions=base.junctions,
+        events=base.events,
+        type_psi=base.type_psi,
+        params=base.params,
     )
 
 
@@ -115,7 +126,9 @@ def main() -> None:
     result = {
         "command": "python " + " ".join(sys.argv),
         "machine": {
-            "platform": platform.platform(), "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "torch_threads": torch.get_num_threads(),
+            "cpus": os.cpu_count(),
             # The machine is shared: the load average says how much of the CPU the run had.
             "load_average_1_5_15_min_at_end": [round(x, 2) for x in os.getloadavg()],
             "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),

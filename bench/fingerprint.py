@@ -37,7 +37,9 @@ def _train(case: str, epochs: int) -> dict:
     from splicevi.data import simulate
 
     options, setup = CASES[case]
-    sim = simulate(n_cells=600, n_genes=200, n_events=300, n_types=4, n_batches=2, observed_fraction=0.2, seed=7)
+    sim = simulate(
+        n_cells=600, n_genes=200, n_events=300, n_types=4, n_batches=2, observed_fraction=0.2, seed=7
+    )
     mdata = sim.to_mudata()
     if setup == "lean":
         for name in ("junc_ratio", "cell_by_cluster_matrix", "psi_mask"):
@@ -45,16 +47,35 @@ def _train(case: str, epochs: int) -> dict:
         SPLICEVI.setup_mudata(mdata, batch_key="batch")
     else:
         SPLICEVI.setup_mudata(
-            mdata, rna_layer=None, junc_ratio_layer="junc_ratio", atse_counts_layer="cell_by_cluster_matrix",
-            junc_counts_layer="cell_by_junction_matrix", psi_mask_layer="psi_mask", batch_key="batch",
-            modalities={"rna_layer": "rna", "junc_ratio_layer": "splicing", "atse_counts_layer": "splicing",
-                        "junc_counts_layer": "splicing", "psi_mask_layer": "splicing", "batch_key": "splicing"},
+            mdata,
+            rna_layer=None,
+            junc_ratio_layer="junc_ratio",
+            atse_counts_layer="cell_by_cluster_matrix",
+            junc_counts_layer="cell_by_junction_matrix",
+            psi_mask_layer="psi_mask",
+            batch_key="batch",
+            modalities={
+                "rna_layer": "rna",
+                "junc_ratio_layer": "splicing",
+                "atse_counts_layer": "splicing",
+                "junc_counts_layer": "splicing",
+                "psi_mask_layer": "splicing",
+                "batch_key": "splicing",
+            },
         )
     scvi.settings.seed = 0
     torch.manual_seed(0)
     model = SPLICEVI(mdata, n_latent=10, **options)
-    model.train(max_epochs=epochs, batch_size=128, train_size=1.0, early_stopping=False,
-                enable_progress_bar=False, enable_model_summary=False, logger=False, enable_checkpointing=False)
+    model.train(
+        max_epochs=epochs,
+        batch_size=128,
+        train_size=1.0,
+        early_stopping=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        logger=False,
+        enable_checkpointing=False,
+    )
     labels = np.asarray(mdata.obs["cell_type"])
     return {
         f"{case}/joint": model.get_latent_representation(),

@@ -50,13 +50,25 @@ def synthetic(n_cells: int, n_events: int, reads_per_cell: int, n_clusters: int,
     start = base[event_of] + 100 * pos
     end = start + 500 + 300 * pos
     ids = pd.Index([f"{c}:{s}-{e}:+" for c, s, e in zip(chrom, start, end, strict=True)], name="junction_id")
-    var = pd.DataFrame({"chrom": chrom, "start": start, "end": end, "strand": "+", "annotated": rng.integers(0, 2, n_junctions),
-                        "event_id": [f"E{e}" for e in event_of], "gene_id": [f"G{e // 3}" for e in event_of],
-                        "gene_name": [f"Gene{e // 3}" for e in event_of]}, index=ids)
+    var = pd.DataFrame(
+        {
+            "chrom": chrom,
+            "start": start,
+            "end": end,
+            "strand": "+",
+            "annotated": rng.integers(0, 2, n_junctions),
+            "event_id": [f"E{e}" for e in event_of],
+            "gene_id": [f"G{e // 3}" for e in event_of],
+            "gene_name": [f"Gene{e // 3}" for e in event_of],
+        },
+        index=ids,
+    )
     nnz = n_cells * reads_per_cell
     rows = rng.integers(0, n_cells, nnz)
     cols = rng.integers(0, n_junctions, nnz)
-    k = sp.csr_matrix((rng.integers(1, 5, nnz).astype(np.float32), (rows, cols)), shape=(n_cells, n_junctions))
+    k = sp.csr_matrix(
+        (rng.integers(1, 5, nnz).astype(np.float32), (rows, cols)), shape=(n_cells, n_junctions)
+    )
     k.sum_duplicates()
     obs = pd.DataFrame(index=[f"cell{i}" for i in range(n_cells)])
     spl = ad.AnnData(obs=obs.copy(), var=var, layers={"cell_by_junction_matrix": k})
@@ -67,9 +79,21 @@ def synthetic(n_cells: int, n_events: int, reads_per_cell: int, n_clusters: int,
     for g in range(n_clusters):
         proba = rng.uniform(size=n_junctions)
         proba[: n_junctions // 20] = 1.0
-        tables.append(pd.DataFrame({"contrast": f"leiden{g}_vs_rest", "groupby": "leiden", "group1": str(g), "group2": "rest",
-                                    "junction_id": ids, "event_id": var["event_id"].to_numpy(), "proba_ds": proba,
-                                    "effect_size": rng.normal(0, 0.2, n_junctions), "is_ds_fdr": proba > 0.95}))
+        tables.append(
+            pd.DataFrame(
+                {
+                    "contrast": f"leiden{g}_vs_rest",
+                    "groupby": "leiden",
+                    "group1": str(g),
+                    "group2": "rest",
+                    "junction_id": ids,
+                    "event_id": var["event_id"].to_numpy(),
+                    "proba_ds": proba,
+                    "effect_size": rng.normal(0, 0.2, n_junctions),
+                    "is_ds_fdr": proba > 0.95,
+                }
+            )
+        )
     junctions = rank_table(pd.concat(tables, ignore_index=True), "proba_ds", "effect_size")
     events = rank_table(events_from_junctions(junctions), "proba_ds", "effect_size")
     return mdata, junctions, events, annotate_ds_tables
@@ -77,10 +101,14 @@ def synthetic(n_cells: int, n_events: int, reads_per_cell: int, n_clusters: int,
 
 def main() -> None:
     """Time the output stages (tables, plots, export) and write the result."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--cells", type=int, default=50_000)
     parser.add_argument("--events", type=int, default=6_000)
-    parser.add_argument("--reads-per-cell", type=int, default=100, help="non-zero (cell, junction) entries per cell")
+    parser.add_argument(
+        "--reads-per-cell", type=int, default=100, help="non-zero (cell, junction) entries per cell"
+    )
     parser.add_argument("--clusters", type=int, default=8)
     parser.add_argument("--quick", action="store_true", help="2,000 cells × 500 ATSEs")
     parser.add_argument("--out", default=None)
@@ -95,7 +123,9 @@ def main() -> None:
     from splicevi.tl.export import events_bed, junctions_bed, leafcutter_counts, modality_anndata
 
     t0 = time.perf_counter()
-    mdata, junctions, events, annotate = synthetic(args.cells, args.events, args.reads_per_cell, args.clusters)
+    mdata, junctions, events, annotate = synthetic(
+        args.cells, args.events, args.reads_per_cell, args.clusters
+    )
     timings = {"build_inputs": time.perf_counter() - t0}
 
     def timed(name, fn):
@@ -116,11 +146,19 @@ def main() -> None:
     timed("h5ad", lambda: modality_anndata(mdata, "splicing"))
     spl = mdata["splicing"]
     result = {
-        "sizes": {"cells": spl.n_obs, "junctions": spl.n_vars, "events": args.events,
-                  "nonzero": int(spl.layers["cell_by_junction_matrix"].nnz), "contrasts": args.clusters,
-                  "junction_table_rows": len(junctions)},
+        "sizes": {
+            "cells": spl.n_obs,
+            "junctions": spl.n_vars,
+            "events": args.events,
+            "nonzero": int(spl.layers["cell_by_junction_matrix"].nnz),
+            "contrasts": args.clusters,
+            "junction_table_rows": len(junctions),
+        },
         "seconds": timings,
-        "machine": {"python": platform.python_version(), "processor": platform.processor() or platform.machine()},
+        "machine": {
+            "python": platform.python_version(),
+            "processor": platform.processor() or platform.machine(),
+        },
     }
     text = json.dumps(result, indent=2)
     print(text)

@@ -52,15 +52,20 @@ def make_junctions(n_junctions: int, rng: np.random.Generator) -> pd.DataFrame:
     rank = np.arange(len(event)) - np.repeat(np.cumsum(sizes) - sizes, sizes)[:n_junctions]
     chrom_idx = event % 22
     base = 10_000 + (event // 22) * 20_000
-    donor = (event % 2 == 0)
+    donor = event % 2 == 0
     start = np.where(donor, base + 137 * rank, base)
     end = np.where(donor, base + 6_000, base + 500 + 137 * rank)
     strand = np.where(event % 4 < 2, "+", "-")
-    return pd.DataFrame({
-        "chrom": np.array([f"chr{i + 1}" for i in range(22)])[chrom_idx],
-        "start": start.astype(np.int64), "end": end.astype(np.int64), "strand": strand,
-        "motif": np.where(strand == "+", 1, 2), "annotated": 1,
-    })
+    return pd.DataFrame(
+        {
+            "chrom": np.array([f"chr{i + 1}" for i in range(22)])[chrom_idx],
+            "start": start.astype(np.int64),
+            "end": end.astype(np.int64),
+            "strand": strand,
+            "motif": np.where(strand == "+", 1, 2),
+            "annotated": 1,
+        }
+    )
 
 
 def make_entries(n_cells: int, n_junctions: int, nnz: int, rng: np.random.Generator):
@@ -79,13 +84,16 @@ def write_table(path: Path, junctions: pd.DataFrame, cells, cols, counts) -> Non
 
     chrom_codes, chrom_names = pd.factorize(junctions["chrom"])
     strand_codes, strand_names = pd.factorize(junctions["strand"])
-    table = pa.table({
-        "cell": dictionary(cells, [f"c{i}" for i in range(int(cells.max()) + 1)]),
-        "chrom": dictionary(chrom_codes[cols], list(chrom_names)),
-        "start": junctions["start"].to_numpy()[cols], "end": junctions["end"].to_numpy()[cols],
-        "strand": dictionary(strand_codes[cols], list(strand_names)),
-        "count": counts,
-    })
+    table = pa.table(
+        {
+            "cell": dictionary(cells, [f"c{i}" for i in range(int(cells.max()) + 1)]),
+            "chrom": dictionary(chrom_codes[cols], list(chrom_names)),
+            "start": junctions["start"].to_numpy()[cols],
+            "end": junctions["end"].to_numpy()[cols],
+            "strand": dictionary(strand_codes[cols], list(strand_names)),
+            "count": counts,
+        }
+    )
     pq.write_table(table, path)
 
 
@@ -94,9 +102,19 @@ def write_starsolo(folder: Path, junctions: pd.DataFrame, n_cells: int, cells, c
     raw = folder / "Solo.out" / "SJ" / "raw"
     raw.mkdir(parents=True)
     totals = np.bincount(cols, weights=counts, minlength=len(junctions)).astype(np.int64)
-    sj = pd.DataFrame({"chrom": junctions["chrom"], "start": junctions["start"], "end": junctions["end"],
-                       "strand": np.where(junctions["strand"] == "+", 1, 2), "motif": junctions["motif"],
-                       "annotated": 1, "unique": totals, "multi": 0, "overhang": 50})
+    sj = pd.DataFrame(
+        {
+            "chrom": junctions["chrom"],
+            "start": junctions["start"],
+            "end": junctions["end"],
+            "strand": np.where(junctions["strand"] == "+", 1, 2),
+            "motif": junctions["motif"],
+            "annotated": 1,
+            "unique": totals,
+            "multi": 0,
+            "overhang": 50,
+        }
+    )
     sj.to_csv(raw / "features.tsv", sep="\t", header=False, index=False)
     pd.Series([f"c{i}" for i in range(n_cells)]).to_csv(raw / "barcodes.tsv", header=False, index=False)
     with open(raw / "matrix.mtx", "w") as fh:
@@ -113,7 +131,10 @@ def startup_baseline() -> dict:
         t0 = time.perf_counter()
         proc = subprocess.Popen([sys.executable, "-c", "import splicevi.cli.main"], stderr=err)
         _, _, usage = os.wait4(proc.pid, 0)
-        return {"seconds": round(time.perf_counter() - t0, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
+        return {
+            "seconds": round(time.perf_counter() - t0, 2),
+            "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        }
 
 
 def run_stage_rusage(argv: list[str]) -> dict:
@@ -129,8 +150,11 @@ def run_stage_rusage(argv: list[str]) -> dict:
         err.seek(0)
         if proc.returncode != 0:
             raise RuntimeError(f"{argv[0]} failed ({proc.returncode}):\n{err.read().decode()[-3000:]}")
-        return {"seconds": round(wall, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
-                "summary": out.read().decode()}
+        return {
+            "seconds": round(wall, 2),
+            "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+            "summary": out.read().decode(),
+        }
 
 
 def generate(folder: Path, n_cells: int, n_junctions: int, nnz: int, fmt: str, seed: int) -> Path:
@@ -147,7 +171,9 @@ def generate(folder: Path, n_cells: int, n_junctions: int, nnz: int, fmt: str, s
     return src
 
 
-def scenario(name: str, n_cells: int, n_junctions: int, nnz: int, fmt: str, workdir: Path, seed: int = 0) -> dict:
+def scenario(
+    name: str, n_cells: int, n_junctions: int, nnz: int, fmt: str, workdir: Path, seed: int = 0
+) -> dict:
     """Write one input of the given size and format and time each data stage on it."""
     folder = workdir / name
     folder.mkdir(parents=True)
@@ -160,18 +186,44 @@ def scenario(name: str, n_cells: int, n_junctions: int, nnz: int, fmt: str, work
     gen_s = time.perf_counter() - t0
     input_mb = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20
     stages = {
-        "ingest": run_stage_rusage(["ingest", "--junctions", str(src), "--junction-format", fmt, "--out-junctions",
-                                    str(folder / "j.h5ad"), "--no-progress"]),
-        "atse": run_stage_rusage(["atse", "--junctions", str(folder / "j.h5ad"), "--out", str(folder / "e.tsv")]),
-        "assemble": run_stage_rusage(["assemble", "--junctions", str(folder / "j.h5ad"), "--events",
-                                      str(folder / "e.tsv"), "--out", str(folder / "d.h5mu")]),
+        "ingest": run_stage_rusage(
+            [
+                "ingest",
+                "--junctions",
+                str(src),
+                "--junction-format",
+                fmt,
+                "--out-junctions",
+                str(folder / "j.h5ad"),
+                "--no-progress",
+            ]
+        ),
+        "atse": run_stage_rusage(
+            ["atse", "--junctions", str(folder / "j.h5ad"), "--out", str(folder / "e.tsv")]
+        ),
+        "assemble": run_stage_rusage(
+            [
+                "assemble",
+                "--junctions",
+                str(folder / "j.h5ad"),
+                "--events",
+                str(folder / "e.tsv"),
+                "--out",
+                str(folder / "d.h5mu"),
+            ]
+        ),
     }
     events = pd.read_csv(folder / "e.tsv", sep="\t", usecols=["event_id"])
     total = sum(s["seconds"] for s in stages.values())
     result = {
-        "n_cells": n_cells, "n_junctions": n_junctions, "nnz": int(nnz), "input_format": fmt,
-        "input_mb": round(input_mb, 1), "generate_seconds": round(gen_s, 1),
-        "n_junctions_kept": int(len(events)), "n_events": int(events["event_id"].nunique()),
+        "n_cells": n_cells,
+        "n_junctions": n_junctions,
+        "nnz": int(nnz),
+        "input_format": fmt,
+        "input_mb": round(input_mb, 1),
+        "generate_seconds": round(gen_s, 1),
+        "n_junctions_kept": int(len(events)),
+        "n_events": int(events["event_id"].nunique()),
         "stages": {k: {kk: vv for kk, vv in v.items() if kk != "summary"} for k, v in stages.items()},
         "total_seconds": round(total, 2),
         "peak_rss_mb": max(s["peak_rss_mb"] for s in stages.values()),
@@ -185,7 +237,9 @@ def scenario(name: str, n_cells: int, n_junctions: int, nnz: int, fmt: str, work
     return result
 
 
-def _generate_cohort(folder: Path, n_samples: int, n_cells: int, n_junctions: int, nnz: int, seed: int) -> list[Path]:
+def _generate_cohort(
+    folder: Path, n_samples: int, n_cells: int, n_junctions: int, nnz: int, seed: int
+) -> list[Path]:
     rng = np.random.default_rng(seed)
     junctions = make_junctions(n_junctions, rng)
     paths = []
@@ -226,19 +280,54 @@ def cohort(workdir: Path, n_samples: int, n_cells: int, n_junctions: int, nnz: i
     gen_s = time.perf_counter() - t0
     sheet = folder / "samples.tsv"
     sheet.write_text("sample\tjunctions\n" + "".join(f"s{i}\t{p}\n" for i, p in enumerate(srcs)))
-    ingest = [["ingest", "--junctions", str(p), "--junction-format", "starsolo", "--out-junctions",
-               str(folder / f"j{i}.h5ad"), "--no-progress"] for i, p in enumerate(srcs)]
+    ingest = [
+        [
+            "ingest",
+            "--junctions",
+            str(p),
+            "--junction-format",
+            "starsolo",
+            "--out-junctions",
+            str(folder / f"j{i}.h5ad"),
+            "--no-progress",
+        ]
+        for i, p in enumerate(srcs)
+    ]
     stages = {"ingest": _run_parallel(ingest, cores)}
-    stages["merge"] = run_stage_rusage(["merge", "--sample-sheet", str(sheet), "--junctions",
-                                        *[str(folder / f"j{i}.h5ad") for i in range(n_samples)],
-                                        "--out-junctions", str(folder / "j.h5ad")])
-    stages["atse"] = run_stage_rusage(["atse", "--junctions", str(folder / "j.h5ad"), "--out", str(folder / "e.tsv")])
-    stages["assemble"] = run_stage_rusage(["assemble", "--junctions", str(folder / "j.h5ad"), "--events",
-                                           str(folder / "e.tsv"), "--out", str(folder / "d.h5mu")])
+    stages["merge"] = run_stage_rusage(
+        [
+            "merge",
+            "--sample-sheet",
+            str(sheet),
+            "--junctions",
+            *[str(folder / f"j{i}.h5ad") for i in range(n_samples)],
+            "--out-junctions",
+            str(folder / "j.h5ad"),
+        ]
+    )
+    stages["atse"] = run_stage_rusage(
+        ["atse", "--junctions", str(folder / "j.h5ad"), "--out", str(folder / "e.tsv")]
+    )
+    stages["assemble"] = run_stage_rusage(
+        [
+            "assemble",
+            "--junctions",
+            str(folder / "j.h5ad"),
+            "--events",
+            str(folder / "e.tsv"),
+            "--out",
+            str(folder / "d.h5mu"),
+        ]
+    )
     merged_mb = (folder / "j.h5ad").stat().st_size / 2**20
     return {
-        "n_samples": n_samples, "n_cells_per_sample": n_cells, "n_cells": n_samples * n_cells,
-        "n_junctions": n_junctions, "nnz": int(nnz), "cores": cores, "generate_seconds": round(gen_s, 1),
+        "n_samples": n_samples,
+        "n_cells_per_sample": n_cells,
+        "n_cells": n_samples * n_cells,
+        "n_junctions": n_junctions,
+        "nnz": int(nnz),
+        "cores": cores,
+        "generate_seconds": round(gen_s, 1),
         "merged_junctions_h5ad_mb": round(merged_mb, 1),
         "stages": {k: {kk: vv for kk, vv in v.items() if kk != "summary"} for k, v in stages.items()},
         "total_seconds": round(sum(s["seconds"] for s in stages.values()), 2),
@@ -249,12 +338,18 @@ def cohort(workdir: Path, n_samples: int, n_cells: int, n_junctions: int, nnz: i
 
 def main(argv: list[str] | None = None) -> int:
     """Run the requested scenarios and write the JSON (and Markdown) results."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", help="write the JSON here too")
     parser.add_argument("--quick", action="store_true", help="small sizes (checks the script)")
     parser.add_argument("--only", choices=("junctions_1m", "cells_100k"), help="run one scenario")
-    parser.add_argument("--cohort", action="store_true", help="also the 8-sample cohort path (cohort_8x12500)")
-    parser.add_argument("--cores", type=int, default=2, help="parallel per-sample ingest jobs (--cohort; %(default)s)")
+    parser.add_argument(
+        "--cohort", action="store_true", help="also the 8-sample cohort path (cohort_8x12500)"
+    )
+    parser.add_argument(
+        "--cores", type=int, default=2, help="parallel per-sample ingest jobs (--cohort; %(default)s)"
+    )
     parser.add_argument("--workdir", help="folder for the generated inputs (default: a temporary folder)")
     args = parser.parse_args(argv)
     sizes = {
@@ -271,11 +366,18 @@ def main(argv: list[str] | None = None) -> int:
     import splicevi
 
     report = {
-        "benchmark": "pipeline_speed", "quick": bool(args.quick),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)},
+        "benchmark": "pipeline_speed",
+        "quick": bool(args.quick),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        },
         "splicevi": splicevi.__version__,
-        "command": " ".join(["python", "bench/pipeline_speed.py", *(argv if argv is not None else sys.argv[1:])]),
+        "command": " ".join(
+            ["python", "bench/pipeline_speed.py", *(argv if argv is not None else sys.argv[1:])]
+        ),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         "startup_baseline": startup_baseline(),
         "scenarios": {},
@@ -283,8 +385,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         for name, size in sizes.items():
             print(f"running {name}: {size}", file=sys.stderr, flush=True)
-            report["scenarios"][name] = scenario(name, size["n_cells"], size["n_junctions"], size["nnz"],
-                                                 size["fmt"], Path(tmp))
+            report["scenarios"][name] = scenario(
+                name, size["n_cells"], size["n_junctions"], size["nnz"], size["fmt"], Path(tmp)
+            )
             if args.out:  # keep partial results if a later scenario fails or is killed
                 Path(args.out).parent.mkdir(parents=True, exist_ok=True)
                 Path(args.out).write_text(json.dumps(report, indent=1))

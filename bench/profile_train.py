@@ -41,15 +41,28 @@ def setup(mdata, layout: str) -> None:
     from splicevi import SPLICEVI
 
     if layout == "lean":
-        SPLICEVI.setup_mudata(mdata, rna_layer=None, junc_counts_layer="cell_by_junction_matrix",
-                              modalities={"rna_layer": "rna", "junc_counts_layer": "splicing"})
+        SPLICEVI.setup_mudata(
+            mdata,
+            rna_layer=None,
+            junc_counts_layer="cell_by_junction_matrix",
+            modalities={"rna_layer": "rna", "junc_counts_layer": "splicing"},
+        )
     else:
         reference_layers(mdata)
         SPLICEVI.setup_mudata(
-            mdata, rna_layer=None, junc_ratio_layer="junc_ratio", atse_counts_layer="cell_by_cluster_matrix",
-            junc_counts_layer="cell_by_junction_matrix", psi_mask_layer="psi_mask",
-            modalities={"rna_layer": "rna", "junc_ratio_layer": "splicing", "atse_counts_layer": "splicing",
-                        "junc_counts_layer": "splicing", "psi_mask_layer": "splicing"},
+            mdata,
+            rna_layer=None,
+            junc_ratio_layer="junc_ratio",
+            atse_counts_layer="cell_by_cluster_matrix",
+            junc_counts_layer="cell_by_junction_matrix",
+            psi_mask_layer="psi_mask",
+            modalities={
+                "rna_layer": "rna",
+                "junc_ratio_layer": "splicing",
+                "atse_counts_layer": "splicing",
+                "junc_counts_layer": "splicing",
+                "psi_mask_layer": "splicing",
+            },
         )
 
 
@@ -100,7 +113,9 @@ def splicevi_steps(model, steps: int, batch_size: int, profile: bool) -> dict:
         keys = sorted(tensors)
         ph.lap("collate")
         inp = module._get_inference_input(tensors)
-        obs = module.observed(*(inp[k] for k in ("junction_counts", "atse_counts", "psi_mask", "junction_ratio")))
+        obs = module.observed(
+            *(inp[k] for k in ("junction_counts", "atse_counts", "psi_mask", "junction_ratio"))
+        )
         obs.layout()
         ph.lap("observed entries")
         entries += obs.rows.numel()
@@ -195,13 +210,20 @@ def main(argv=None) -> int:
     def train_loader(batch_size):
         from splicevi.model._training import SparseDataSplitter
 
-        splitter = SparseDataSplitter(model.adata_manager, train_size=1.0, batch_size=batch_size,
-                                      **getattr(model, "_loader_kwargs", lambda m: {})(model.adata_manager))
+        splitter = SparseDataSplitter(
+            model.adata_manager,
+            train_size=1.0,
+            batch_size=batch_size,
+            **getattr(model, "_loader_kwargs", lambda m: {})(model.adata_manager),
+        )
         splitter.setup()
         return splitter.train_dataloader()
 
     model._train_loader = train_loader
-    result = {"point": vars(args), "splicevi": splicevi_steps(model, args.steps, args.batch_size, args.torch_profile)}
+    result = {
+        "point": vars(args),
+        "splicevi": splicevi_steps(model, args.steps, args.batch_size, args.torch_profile),
+    }
     if not args.no_scvi:
         result["scvi"] = scvi_steps(rna, args.steps, args.batch_size)
         result["ratio"] = round(result["splicevi"]["step_ms"] / result["scvi"]["step_ms"], 2)

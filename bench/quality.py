@@ -81,7 +81,9 @@ N_COMPONENTS = 20  # SVD / PCA baselines
 
 def kmeans_ari(latent: np.ndarray, labels: np.ndarray, n_clusters: int, seed: int = 0) -> float:
     """ARI of k-means (``n_clusters``, 10 restarts) on ``latent`` against ``labels``."""
-    clusters = KMeans(n_clusters, n_init=10, random_state=seed).fit_predict(np.asarray(latent, dtype=np.float64))
+    clusters = KMeans(n_clusters, n_init=10, random_state=seed).fit_predict(
+        np.asarray(latent, dtype=np.float64)
+    )
     return float(adjusted_rand_score(labels, clusters))
 
 
@@ -179,7 +181,9 @@ def regime_checks(lat: dict) -> dict:
     """The bars of the splicing-latent issue for one regime."""
     best_single = max(lat["splicevi_expression"]["ari"], lat["splicevi_splicing"]["ari"])
     return {
-        "splicing_only_vs_svd": round(lat["splicevi_splicing_only"]["ari"] - lat["svd_centred_psi"]["ari"], 3),
+        "splicing_only_vs_svd": round(
+            lat["splicevi_splicing_only"]["ari"] - lat["svd_centred_psi"]["ari"], 3
+        ),
         "splicing_only_pair_vs_svd_pair": round(
             lat["splicevi_splicing_only"]["ari_pair"] - lat["svd_centred_psi"]["ari_pair"], 3
         ),
@@ -193,8 +197,16 @@ def build_scasl_mudata(workdir: Path) -> Path:
     cli = [sys.executable, "-m", "splicevi.cli.main"]
     junctions, events, out = workdir / "junctions.h5ad", workdir / "events.tsv", workdir / "scasl.h5mu"
     steps = [
-        ["ingest", "--junctions", str(SCASL / "junc"), "--junction-format", "junc", "--out-junctions",
-         str(junctions), "--no-progress"],
+        [
+            "ingest",
+            "--junctions",
+            str(SCASL / "junc"),
+            "--junction-format",
+            "junc",
+            "--out-junctions",
+            str(junctions),
+            "--no-progress",
+        ],
         ["atse", "--junctions", str(junctions), "--out", str(events)],
         ["assemble", "--junctions", str(junctions), "--events", str(events), "--out", str(out)],
     ]
@@ -221,15 +233,22 @@ def run_real(args) -> dict | None:
     spl = mdata["splicing"]
     codes, _ = event_codes(spl.var["event_id"])
     result = {
-        "cells": len(keep), "junctions": int(spl.n_vars), "labels": dict(zip(*np.unique(truth, return_counts=True), strict=True)),
-        "svd_centred_psi_ari": round(kmeans_ari(svd_baseline(spl.layers["cell_by_junction_matrix"], codes), truth, 2), 3),
+        "cells": len(keep),
+        "junctions": int(spl.n_vars),
+        "labels": dict(zip(*np.unique(truth, return_counts=True), strict=True)),
+        "svd_centred_psi_ari": round(
+            kmeans_ari(svd_baseline(spl.layers["cell_by_junction_matrix"], codes), truth, 2), 3
+        ),
     }
     aris = []
     for seed in range(5):
         model, _ = train_splicevi(mdata.copy(), args, seed)
         aris.append(round(kmeans_ari(model.get_latent_representation(), truth, 2, seed=seed), 3))
-    result.update(splicevi_ari_per_seed=aris, splicevi_ari_mean=round(float(np.mean(aris)), 3),
-                  splicevi_ari_sd=round(float(np.std(aris)), 3))
+    result.update(
+        splicevi_ari_per_seed=aris,
+        splicevi_ari_mean=round(float(np.mean(aris)), 3),
+        splicevi_ari_sd=round(float(np.std(aris)), 3),
+    )
     return result
 
 
@@ -246,13 +265,28 @@ def droplet_data(regime: dict, seed: int):
     from splicevi.data import simulate
 
     if regime["generator"] == "simulate":
-        return simulate(n_cells=3000, n_genes=1000, n_events=2500, n_types=N_TYPES, n_batches=2,
-                        frac_ds_events=0.1, observed_fraction=regime["observed_fraction"],
-                        dm_concentration=20.0, seed=seed)
+        return simulate(
+            n_cells=3000,
+            n_genes=1000,
+            n_events=2500,
+            n_types=N_TYPES,
+            n_batches=2,
+            frac_ds_events=0.1,
+            observed_fraction=regime["observed_fraction"],
+            dm_concentration=20.0,
+            seed=seed,
+        )
     from droplet import generate
 
-    return generate(n_cells=3000, n_genes=1000, n_events=2500, frac_ds=0.1,
-                    observed_fraction=regime["observed_fraction"], n_types=N_TYPES, seed=seed)
+    return generate(
+        n_cells=3000,
+        n_genes=1000,
+        n_events=2500,
+        frac_ds=0.1,
+        observed_fraction=regime["observed_fraction"],
+        n_types=N_TYPES,
+        seed=seed,
+    )
 
 
 def run_droplet_regime(regime: dict, args, variants: list[dict], previous: dict | None = None) -> dict:
@@ -276,9 +310,13 @@ def run_droplet_regime(regime: dict, args, variants: list[dict], previous: dict 
     codes, names = event_codes(sim.junctions["event_id"])
     k = sp.csr_matrix(sim.junction_counts)
     per_event = k @ junction_to_event_matrix(codes)
-    out: dict = {"regime": regime, "cells": int(k.shape[0]), "pair_cells": int(pair.sum()),
-                 "observed_fraction": round(per_event.nnz / (k.shape[0] * len(names)), 4),
-                 "mean_reads_observed": round(float(per_event.sum() / max(per_event.nnz, 1)), 2)}
+    out: dict = {
+        "regime": regime,
+        "cells": int(k.shape[0]),
+        "pair_cells": int(pair.sum()),
+        "observed_fraction": round(per_event.nnz / (k.shape[0] * len(names)), 4),
+        "mean_reads_observed": round(float(per_event.sum() / max(per_event.nnz, 1)), 2),
+    }
     # How well the statistic ranks the planted differential ATSEs (all cells, no labels used).
     table = atse_variation(k, codes)
     is_ds = sim.events.loc[names, "is_ds"].to_numpy(dtype=bool)
@@ -290,7 +328,9 @@ def run_droplet_regime(regime: dict, args, variants: list[dict], previous: dict 
         "ds_atses": int(is_ds.sum()),
         "with_statistic": int(table["hva_z"].notna().sum()),
     }
-    out["references"] = pair_references(k[pair], codes, truth, sim.type_psi[-1], sim.type_psi[-2], seed=args.seed)
+    out["references"] = pair_references(
+        k[pair], codes, truth, sim.type_psi[-1], sim.type_psi[-2], seed=args.seed
+    )
     out["models"] = dict(previous or {})
     for variant in [{}] + variants:
         name = json.dumps(variant, sort_keys=True) if variant else "defaults"
@@ -319,10 +359,30 @@ def run_tenx(n_top: int = 400) -> dict | None:
     with tempfile.TemporaryDirectory() as tmp:
         junctions, events, h5mu = Path(tmp) / "j.h5ad", Path(tmp) / "events.tsv", Path(tmp) / "d.h5mu"
         for step in (
-            ["ingest", "--junctions", str(TENX / "Solo.out"), "--out-junctions", str(junctions), "--no-progress"],
+            [
+                "ingest",
+                "--junctions",
+                str(TENX / "Solo.out"),
+                "--out-junctions",
+                str(junctions),
+                "--no-progress",
+            ],
             # The sample has 1 ATSE under the default junction filters: keep every junction.
-            ["atse", "--junctions", str(junctions), "--out", str(events), "--min-reads", "1", "--min-cells", "1",
-             "--min-site-usage", "0", "--motif", "any"],
+            [
+                "atse",
+                "--junctions",
+                str(junctions),
+                "--out",
+                str(events),
+                "--min-reads",
+                "1",
+                "--min-cells",
+                "1",
+                "--min-site-usage",
+                "0",
+                "--motif",
+                "any",
+            ],
             ["assemble", "--junctions", str(junctions), "--events", str(events), "--out", str(h5mu)],
         ):
             subprocess.run(cli + step, check=True, capture_output=True, text=True)
@@ -339,15 +399,24 @@ def run_tenx(n_top: int = 400) -> dict | None:
     def coverage(mask):
         if not mask.any():
             return None
-        return {"atses": int(mask.sum()), "median_cells_observed": float(np.median(cells_obs[mask])),
-                "median_reads_per_observing_cell": round(float(np.median(reads[mask] / np.maximum(cells_obs[mask], 1))), 2),
-                "median_rho": round(float(np.nanmedian(table["hva_rho"].to_numpy()[mask])), 3)
-                if np.isfinite(table["hva_rho"].to_numpy()[mask]).any() else None}
+        return {
+            "atses": int(mask.sum()),
+            "median_cells_observed": float(np.median(cells_obs[mask])),
+            "median_reads_per_observing_cell": round(
+                float(np.median(reads[mask] / np.maximum(cells_obs[mask], 1))), 2
+            ),
+            "median_rho": round(float(np.nanmedian(table["hva_rho"].to_numpy()[mask])), 3)
+            if np.isfinite(table["hva_rho"].to_numpy()[mask]).any()
+            else None,
+        }
 
     return {
-        "cells": int(spl.n_obs), "junctions": int(spl.n_vars), "atses": int(len(table)),
+        "cells": int(spl.n_obs),
+        "junctions": int(spl.n_vars),
+        "atses": int(len(table)),
         "observed_fraction": round(per_event.nnz / (per_event.shape[0] * per_event.shape[1]), 4),
-        "all": coverage(np.ones(len(table), dtype=bool)), "with_statistic": coverage(has),
+        "all": coverage(np.ones(len(table), dtype=bool)),
+        "with_statistic": coverage(has),
         "selected": coverage(sel),
         "selected_z_min": round(float(table["hva_z"][sel].min()), 2) if sel.any() else None,
         "z_above_3": int((table["hva_z"] >= 3).sum()),
@@ -374,13 +443,29 @@ def droplet_markdown(res: dict) -> str:
     ]
     for r in res["regimes"]:
         ref, hva = r["references"], r["hva"]
-        head = [r["regime"]["generator"], f"{r['observed_fraction']:.3f}", f"{r['mean_reads_observed']:.1f}",
-                f"{hva['auc_ds']:.2f} / {hva['precision_top400']:.2f}",
-                f"{ref['mixture_top200']:.2f} / {ref['mixture_top400']:.2f}",
-                f"{ref['svd_all']:.2f} / {ref['svd_top400']:.2f}", f"{ref['oracle_llr']:.2f}"]
+        head = [
+            r["regime"]["generator"],
+            f"{r['observed_fraction']:.3f}",
+            f"{r['mean_reads_observed']:.1f}",
+            f"{hva['auc_ds']:.2f} / {hva['precision_top400']:.2f}",
+            f"{ref['mixture_top200']:.2f} / {ref['mixture_top400']:.2f}",
+            f"{ref['svd_all']:.2f} / {ref['svd_top400']:.2f}",
+            f"{ref['oracle_llr']:.2f}",
+        ]
         for name, m in r["models"].items():
-            lines.append("| " + " | ".join(head + [name.replace("|", "/"), f"{m['joint']['ari_pair']:.2f}",
-                                                     f"{m['splicing']['ari_pair']:.2f}", f"{m['joint']['ari']:.2f}"]) + " |")
+            lines.append(
+                "| "
+                + " | ".join(
+                    head
+                    + [
+                        name.replace("|", "/"),
+                        f"{m['joint']['ari_pair']:.2f}",
+                        f"{m['splicing']['ari_pair']:.2f}",
+                        f"{m['joint']['ari']:.2f}",
+                    ]
+                )
+                + " |"
+            )
             head = [""] * len(head)
     tenx = res.get("tenx")
     if tenx:
@@ -453,8 +538,13 @@ def droplet_main(args) -> None:
         else:
             tenx = run_tenx()
             tenx_cache.write_text(json.dumps(tenx, default=float) + "\n")
-    results = {"command": "python " + " ".join(sys.argv), "epochs": args.epochs, "seed": args.seed,
-               "regimes": regimes, "tenx": tenx}
+    results = {
+        "command": "python " + " ".join(sys.argv),
+        "epochs": args.epochs,
+        "seed": args.seed,
+        "regimes": regimes,
+        "tenx": tenx,
+    }
     tmp = out.parent / (out.name + "_droplet.json.tmp")
     tmp.write_text(json.dumps(results, indent=2, default=float) + "\n")
     tmp.replace(out.parent / (out.name + "_droplet.json"))
@@ -492,8 +582,16 @@ def markdown(results: dict) -> str:
     ]
     for r in results["regimes"]:
         g = r["regime"]
-        row = [str(g["n_events"]), str(g["frac_ds_events"]), str(g["observed_fraction"]), str(g["dm_concentration"])]
-        row += [f"{r['latents'][key]['ari']:.2f} / {r['latents'][key]['ari_pair']:.2f}" for key, _ in LATENT_COLUMNS]
+        row = [
+            str(g["n_events"]),
+            str(g["frac_ds_events"]),
+            str(g["observed_fraction"]),
+            str(g["dm_concentration"]),
+        ]
+        row += [
+            f"{r['latents'][key]['ari']:.2f} / {r['latents'][key]['ari_pair']:.2f}"
+            for key, _ in LATENT_COLUMNS
+        ]
         imp = r["imputation"]
         row.append(f"{imp['model']:.3f} / {imp['global_mean']:.3f} / {imp['group_mean']:.3f}")
         lines.append("| " + " | ".join(row) + " |")
@@ -525,21 +623,48 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="two regimes of the grid only")
-    parser.add_argument("--no-real", action="store_true", help="skip the real cells (SCASL; 10x with --droplet)")
-    parser.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
-                        help="keep only the grid regimes with this value (repeatable)")
-    parser.add_argument("--shared-data", default=str(REPO.parent / "shared" / "data"),
-                        help="folder of the real data (default: ../shared/data beside the repository)")
+    parser.add_argument(
+        "--no-real", action="store_true", help="skip the real cells (SCASL; 10x with --droplet)"
+    )
+    parser.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="keep only the grid regimes with this value (repeatable)",
+    )
+    parser.add_argument(
+        "--shared-data",
+        default=str(REPO.parent / "shared" / "data"),
+        help="folder of the real data (default: ../shared/data beside the repository)",
+    )
     parser.add_argument("--droplet", action="store_true", help="run the droplet-coverage section instead")
-    parser.add_argument("--droplet-observed", type=float, action="append", default=[],
-                        help="droplet regimes with this observed fraction only (repeatable)")
-    parser.add_argument("--droplet-generator", action="append", default=[], choices=["simulate", "independent"],
-                        help="droplet regimes of this generator only (repeatable)")
-    parser.add_argument("--keep-models", action="store_true",
-                        help="droplet: keep the models of <out>_droplet.json (same data and seed) and train only "
-                             "the variants it lacks")
-    parser.add_argument("--variant", action="append", default=[],
-                        help="JSON of SPLICEVI keywords trained beside the defaults (droplet section)")
+    parser.add_argument(
+        "--droplet-observed",
+        type=float,
+        action="append",
+        default=[],
+        help="droplet regimes with this observed fraction only (repeatable)",
+    )
+    parser.add_argument(
+        "--droplet-generator",
+        action="append",
+        default=[],
+        choices=["simulate", "independent"],
+        help="droplet regimes of this generator only (repeatable)",
+    )
+    parser.add_argument(
+        "--keep-models",
+        action="store_true",
+        help="droplet: keep the models of <out>_droplet.json (same data and seed) and train only "
+        "the variants it lacks",
+    )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="JSON of SPLICEVI keywords trained beside the defaults (droplet section)",
+    )
     args = parser.parse_args()
     global SCASL, TENX
     SCASL = Path(args.shared_data) / "scasl_tnbc_smartseq2"
@@ -554,7 +679,9 @@ def main() -> None:
     if args.droplet:
         droplet_main(args)
         return
-    grid = QUICK if args.quick else [dict(zip(GRID, v, strict=True)) for v in itertools.product(*GRID.values())]
+    grid = (
+        QUICK if args.quick else [dict(zip(GRID, v, strict=True)) for v in itertools.product(*GRID.values())]
+    )
     for condition in args.where:
         key, _, value = condition.partition("=")
         if key not in GRID:

@@ -69,7 +69,9 @@ SETUPS = ("lean", "reference")
 N_GENES = 5_000
 
 
-def synthetic_mudata(n_cells: int, n_junctions: int, observed_fraction: float, n_genes: int = N_GENES, seed: int = 0):
+def synthetic_mudata(
+    n_cells: int, n_junctions: int, observed_fraction: float, n_genes: int = N_GENES, seed: int = 0
+):
     """Sparse MuData in the lean layout of ``splicevi assemble``: junction counts k and event ids only."""
     import anndata as ad
     import mudata as md
@@ -104,14 +106,16 @@ def synthetic_mudata(n_cells: int, n_junctions: int, observed_fraction: float, n
     event_id = np.repeat(np.arange(n_events), sizes)
     var = pd.DataFrame({"event_id": [f"E{e}" for e in event_id]}, index=[f"j{i}" for i in range(n_junctions)])
     obs = pd.DataFrame(index=[f"c{i}" for i in range(n_cells)])
-    spl = ad.AnnData(X=None, obs=obs, var=var,
-                     layers={"cell_by_junction_matrix": k})
+    spl = ad.AnnData(X=None, obs=obs, var=var, layers={"cell_by_junction_matrix": k})
     lam = rng.gamma(0.3, 2.0, size=n_genes)
     # Sparse gene counts without a dense cells x genes draw: ~10% non-zeros.
     nnz_per_cell = int(0.1 * n_genes)
     g_rows = np.repeat(np.arange(n_cells), nnz_per_cell)
     g_cols = rng.choice(n_genes, size=g_rows.shape[0], p=lam / lam.sum())
-    g = sp.csr_matrix((1 + rng.poisson(2, size=g_rows.shape[0]).astype(np.float32), (g_rows, g_cols)), shape=(n_cells, n_genes))
+    g = sp.csr_matrix(
+        (1 + rng.poisson(2, size=g_rows.shape[0]).astype(np.float32), (g_rows, g_cols)),
+        shape=(n_cells, n_genes),
+    )
     g.sum_duplicates()
     rna = ad.AnnData(X=g, obs=obs.copy(), var=pd.DataFrame(index=[f"g{i}" for i in range(n_genes)]))
     return md.MuData({"rna": rna, "splicing": spl}), int(k.nnz), n_events
@@ -143,8 +147,13 @@ def make_file(n_cells, n_junctions, fraction, path, n_genes=N_GENES) -> dict:
     mdata, k_nnz, n_events = synthetic_mudata(n_cells, n_junctions, fraction, n_genes=n_genes)
     observed = _observed_entries(mdata)
     mdata.write(path)
-    return {"events": n_events, "stored_junction_counts": k_nnz, "observed_entries": observed,
-            "build_seconds": round(time.perf_counter() - t0, 1), "file_mb": round(os.path.getsize(path) / 2**20, 1)}
+    return {
+        "events": n_events,
+        "stored_junction_counts": k_nnz,
+        "observed_entries": observed,
+        "build_seconds": round(time.perf_counter() - t0, 1),
+        "file_mb": round(os.path.getsize(path) / 2**20, 1),
+    }
 
 
 def _epoch_timer(device):
@@ -189,10 +198,19 @@ def reference_setup(mdata) -> None:
     for name, layer in splicing_layers(spl.layers["cell_by_junction_matrix"], codes).items():
         spl.layers[name] = layer
     SPLICEVI.setup_mudata(
-        mdata, rna_layer=None, junc_ratio_layer="junc_ratio", atse_counts_layer="cell_by_cluster_matrix",
-        junc_counts_layer="cell_by_junction_matrix", psi_mask_layer="psi_mask",
-        modalities={"rna_layer": "rna", "junc_ratio_layer": "splicing", "atse_counts_layer": "splicing",
-                    "junc_counts_layer": "splicing", "psi_mask_layer": "splicing"},
+        mdata,
+        rna_layer=None,
+        junc_ratio_layer="junc_ratio",
+        atse_counts_layer="cell_by_cluster_matrix",
+        junc_counts_layer="cell_by_junction_matrix",
+        psi_mask_layer="psi_mask",
+        modalities={
+            "rna_layer": "rna",
+            "junc_ratio_layer": "splicing",
+            "atse_counts_layer": "splicing",
+            "junc_counts_layer": "splicing",
+            "psi_mask_layer": "splicing",
+        },
     )
 
 
@@ -231,8 +249,11 @@ def run_point(path, model_name, device, epochs, batch_size, threads=1, inference
             setup_model_data(mdata)
         model, result["setup_seconds"] = _timed(lambda: SPLICEVI(mdata))
         loader_kwargs = getattr(model, "_loader_kwargs", None)  # absent before issue 21
-        result["minibatch_keys"] = (loader_kwargs(model.adata_manager)["data_and_attributes"] if loader_kwargs
-                                    else sorted(model.adata_manager.data_registry))
+        result["minibatch_keys"] = (
+            loader_kwargs(model.adata_manager)["data_and_attributes"]
+            if loader_kwargs
+            else sorted(model.adata_manager.data_registry)
+        )
         n_cells = mdata.n_obs
     result["peak_rss_after_setup_mb"] = _peak_rss_mb()
     if device == "cuda":
@@ -253,14 +274,16 @@ def run_point(path, model_name, device, epochs, batch_size, threads=1, inference
     sec_per_epoch = sum(steady) / len(steady)
     cpu_steady = timer.cpu_times[1:] or timer.cpu_times
     result["cpu_seconds_per_epoch"] = round(sum(cpu_steady) / len(cpu_steady), 2)
-    result.update({
-        "epoch_seconds": [round(t, 2) for t in timer.times],
-        "seconds_per_epoch": round(sec_per_epoch, 2),
-        "cells_per_second": round(n_cells / sec_per_epoch, 1),
-        "peak_rss_training_mb": _peak_rss_mb(),
-        "rss_before_read_mb": rss_start,
-        "load_average_after_training": _load(),
-    })
+    result.update(
+        {
+            "epoch_seconds": [round(t, 2) for t in timer.times],
+            "seconds_per_epoch": round(sec_per_epoch, 2),
+            "cells_per_second": round(n_cells / sec_per_epoch, 1),
+            "peak_rss_training_mb": _peak_rss_mb(),
+            "rss_before_read_mb": rss_start,
+            "load_average_after_training": _load(),
+        }
+    )
     if device == "cuda":
         result["gpu_peak_allocated_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
         result["gpu_name"] = torch.cuda.get_device_name(0)
@@ -285,15 +308,20 @@ def _inference(model, mdata, batch_size, block=2_000) -> dict:
         total = np.zeros(model.module.n_input_junctions)
         for start in range(0, mdata.n_obs, block):
             idx = np.arange(start, min(start + block, mdata.n_obs))
-            total += model.get_normalized_splicing(indices=idx, batch_size=batch_size, return_numpy=True).sum(axis=0)
+            total += model.get_normalized_splicing(indices=idx, batch_size=batch_size, return_numpy=True).sum(
+                axis=0
+            )
         return total
 
     _, out["decoded_psi_all_cells_seconds"] = _timed(decode_all)
     out["decoded_psi_block_cells"] = block
     out["peak_rss_after_decoded_psi_mb"] = _peak_rss_mb()
     half = mdata.n_obs // 2
-    _, out["ds_one_comparison_seconds"] = _timed(lambda: model.differential_splicing(
-        idx1=np.arange(half), idx2=np.arange(half, mdata.n_obs), batch_size=batch_size, silent=True))
+    _, out["ds_one_comparison_seconds"] = _timed(
+        lambda: model.differential_splicing(
+            idx1=np.arange(half), idx2=np.arange(half, mdata.n_obs), batch_size=batch_size, silent=True
+        )
+    )
     out["peak_rss_after_ds_mb"] = _peak_rss_mb()
     out["latent_shape"] = list(latent.shape)
     return out
@@ -311,7 +339,9 @@ def _cpu_name() -> str:
 
 
 def _subprocess(args: list[str]) -> dict:
-    done = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, env=os.environ.copy())
+    done = subprocess.run(
+        [sys.executable, __file__, *args], capture_output=True, text=True, env=os.environ.copy()
+    )
     if done.returncode != 0:
         print(done.stderr[-3000:], file=sys.stderr)
         return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"}
@@ -328,55 +358,92 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on 2 cores)")
     parser.add_argument("--no-scvi", action="store_true", help="skip the SCVI reference")
     parser.add_argument("--setups", default="lean", help="comma-separated SPLICEVI set-ups: lean, reference")
-    parser.add_argument("--inference", action="store_true",
-                        help="also time latent, decoded PSI and DS (on the grid's first point)")
+    parser.add_argument(
+        "--inference",
+        action="store_true",
+        help="also time latent, decoded PSI and DS (on the grid's first point)",
+    )
     parser.add_argument("--out", default=None)
     parser.add_argument("--make-file", nargs=2, metavar=("POINT", "PATH"), help=argparse.SUPPRESS)
     parser.add_argument("--train", nargs=2, metavar=("MODEL", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.make_file:
         n_cells, n_junctions, fraction, n_genes = args.make_file[0].split(",")
-        print(json.dumps(make_file(int(n_cells), int(n_junctions), float(fraction), args.make_file[1], int(n_genes))))
+        print(
+            json.dumps(
+                make_file(int(n_cells), int(n_junctions), float(fraction), args.make_file[1], int(n_genes))
+            )
+        )
         return 0
     setups = [x.strip() for x in args.setups.split(",") if x.strip()]
     if not setups or set(setups) - set(SETUPS):
         parser.error(f"--setups must name some of {SETUPS}, got {args.setups!r}")
     if args.train:
-        print(json.dumps(run_point(args.train[1], args.train[0], args.device, args.epochs, args.batch_size,
-                                   args.threads, args.inference)))
+        print(
+            json.dumps(
+                run_point(
+                    args.train[1],
+                    args.train[0],
+                    args.device,
+                    args.epochs,
+                    args.batch_size,
+                    args.threads,
+                    args.inference,
+                )
+            )
+        )
         return 0
     out = Path(args.out or f"bench/results/train_speed_{args.device}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    common = ["--device", args.device, "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
-              "--threads", str(args.threads)]
+    common = [
+        "--device",
+        args.device,
+        "--epochs",
+        str(args.epochs),
+        "--batch-size",
+        str(args.batch_size),
+        "--threads",
+        str(args.threads),
+    ]
     results = []
     with tempfile.TemporaryDirectory(prefix="splicevi-bench-") as tmp:
         for i, spec in enumerate(GRIDS[args.grid]):
             n_cells, n_junctions, fraction = spec[:3]
             n_genes = spec[3] if len(spec) > 3 else N_GENES
             path = str(Path(tmp) / f"{n_cells}x{n_junctions}_{fraction}.h5mu")
-            point = {"cells": n_cells, "junctions": n_junctions, "genes": n_genes,
-                     "observed_fraction_of_atse_pairs": fraction, "cells_x_junctions": n_cells * n_junctions,
-                     "load_average_before": _load()}
+            point = {
+                "cells": n_cells,
+                "junctions": n_junctions,
+                "genes": n_genes,
+                "observed_fraction_of_atse_pairs": fraction,
+                "cells_x_junctions": n_cells * n_junctions,
+                "load_average_before": _load(),
+            }
             point.update(_subprocess(["--make-file", f"{n_cells},{n_junctions},{fraction},{n_genes}", path]))
             if "error" not in point:
                 for setup in setups:
                     key = "splicevi" if setup == "lean" else f"splicevi_{setup}"
                     name = "splicevi" if setup == "lean" else f"splicevi-{setup}"
-                    point[key] = _subprocess(["--train", name, path, *common]
-                                             + (["--inference"] if args.inference and i == 0 else []))
+                    point[key] = _subprocess(
+                        ["--train", name, path, *common]
+                        + (["--inference"] if args.inference and i == 0 else [])
+                    )
                 if not args.no_scvi:
                     point["scvi_expression_only"] = _subprocess(["--train", "scvi", path, *common])
                     r = point["scvi_expression_only"]
                     for setup in setups:
                         key = "splicevi" if setup == "lean" else f"splicevi_{setup}"
                         s = point[key]
-                        ratio_key = ("splicevi_over_scvi_seconds_per_epoch" if setup == "lean"
-                                     else f"splicevi_{setup}_over_scvi_seconds_per_epoch")
+                        ratio_key = (
+                            "splicevi_over_scvi_seconds_per_epoch"
+                            if setup == "lean"
+                            else f"splicevi_{setup}_over_scvi_seconds_per_epoch"
+                        )
                         if "error" not in s and "error" not in r:
                             point[ratio_key] = round(s["seconds_per_epoch"] / r["seconds_per_epoch"], 2)
                             point[ratio_key.replace("_seconds_", "_cpu_seconds_")] = round(
-                                s["cpu_seconds_per_epoch"] / r["cpu_seconds_per_epoch"], 2)
+                                s["cpu_seconds_per_epoch"] / r["cpu_seconds_per_epoch"], 2
+                            )
                 Path(path).unlink(missing_ok=True)
             results.append(point)
             _print_point(point)
@@ -398,19 +465,28 @@ def _print_point(p: dict) -> None:
     if "error" in s:
         line += f"SPLICEVI ERROR {s['error']}"
     else:
-        line += (f"SPLICEVI {s['seconds_per_epoch']:.1f} s/epoch {s['cells_per_second']:.0f} cells/s "
-                 f"peak RSS {s['peak_rss_training_mb']:.0f} MB")
+        line += (
+            f"SPLICEVI {s['seconds_per_epoch']:.1f} s/epoch {s['cells_per_second']:.0f} cells/s "
+            f"peak RSS {s['peak_rss_training_mb']:.0f} MB"
+        )
         if "gpu_peak_allocated_mb" in s:
             line += f" GPU {s['gpu_peak_allocated_mb']:.0f} MB"
     r = p.get("scvi_expression_only")
     if r is not None:
-        line += f" | SCVI {r['seconds_per_epoch']:.1f} s/epoch" if "error" not in r else f" | SCVI ERROR {r['error']}"
+        line += (
+            f" | SCVI {r['seconds_per_epoch']:.1f} s/epoch"
+            if "error" not in r
+            else f" | SCVI ERROR {r['error']}"
+        )
     if "splicevi_over_scvi_seconds_per_epoch" in p:
         line += f" | ratio {p['splicevi_over_scvi_seconds_per_epoch']:.2f}"
     ref = p.get("splicevi_reference")
     if ref is not None:
-        line += (f" | reference set-up {ref['seconds_per_epoch']:.1f} s/epoch" if "error" not in ref
-                 else f" | reference set-up ERROR {ref['error']}")
+        line += (
+            f" | reference set-up {ref['seconds_per_epoch']:.1f} s/epoch"
+            if "error" not in ref
+            else f" | reference set-up ERROR {ref['error']}"
+        )
         if "splicevi_reference_over_scvi_seconds_per_epoch" in p:
             line += f" ratio {p['splicevi_reference_over_scvi_seconds_per_epoch']:.2f}"
     line += f" | load {p['load_average_before']}"
@@ -438,7 +514,9 @@ def _write_markdown(path: Path, args, results: list[dict]) -> None:
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p in results:
-        head = (f"{p['cells']:,} × {p['genes']:,} × {p['junctions']:,} ({p['observed_fraction_of_atse_pairs']})")
+        head = (
+            f"{p['cells']:,} × {p['genes']:,} × {p['junctions']:,} ({p['observed_fraction_of_atse_pairs']})"
+        )
         r = p.get("scvi_expression_only", {})
         for setup in SETUPS:
             key = "splicevi" if setup == "lean" else f"splicevi_{setup}"
@@ -448,8 +526,11 @@ def _write_markdown(path: Path, args, results: list[dict]) -> None:
             if "error" in s:
                 lines.append(f"| {head} | | {setup} | error: {s['error']} | | | | | | | | |")
                 continue
-            ratio_key = ("splicevi_over_scvi_seconds_per_epoch" if setup == "lean"
-                         else f"splicevi_{setup}_over_scvi_seconds_per_epoch")
+            ratio_key = (
+                "splicevi_over_scvi_seconds_per_epoch"
+                if setup == "lean"
+                else f"splicevi_{setup}_over_scvi_seconds_per_epoch"
+            )
             gpu = s.get("gpu_name", "")
             if "gpu_peak_allocated_mb" in s:
                 gpu += f" {s['gpu_peak_allocated_mb']:.0f} MiB"
@@ -474,11 +555,18 @@ def _pairs(results: list[dict]) -> None:
             if a["cells"] == b["cells"] and b["junctions"] == 4 * a["junctions"] and same:
                 b["vs_quarter_junctions_same_observed"] = {
                     "junctions": [a["junctions"], b["junctions"]],
-                    "time_ratio": round(b["splicevi"]["seconds_per_epoch"] / a["splicevi"]["seconds_per_epoch"], 2),
-                    "peak_rss_ratio": round(b["splicevi"]["peak_rss_training_mb"] / a["splicevi"]["peak_rss_training_mb"], 2),
+                    "time_ratio": round(
+                        b["splicevi"]["seconds_per_epoch"] / a["splicevi"]["seconds_per_epoch"], 2
+                    ),
+                    "peak_rss_ratio": round(
+                        b["splicevi"]["peak_rss_training_mb"] / a["splicevi"]["peak_rss_training_mb"], 2
+                    ),
                 }
-                print(f"4x junctions at the same observed entries ({a['junctions']} -> {b['junctions']}): "
-                      f"{b['vs_quarter_junctions_same_observed']}", flush=True)
+                print(
+                    f"4x junctions at the same observed entries ({a['junctions']} -> {b['junctions']}): "
+                    f"{b['vs_quarter_junctions_same_observed']}",
+                    flush=True,
+                )
 
 
 def _write(out: Path, args, results) -> None:
@@ -487,9 +575,13 @@ def _write(out: Path, args, results) -> None:
     payload = {
         "benchmark": "splicevi train speed (SPLICEVI vs SCVI on the expression part, same run)",
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "cpu_name": _cpu_name(),
-                    "torch": torch.__version__,
-                    "gpu_name": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "cpu_name": _cpu_name(),
+            "torch": torch.__version__,
+            "gpu_name": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        },
         "results": results,
     }
     tmp = out.with_suffix(".json.tmp")

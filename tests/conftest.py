@@ -37,7 +37,9 @@ def small_sim():
     """A small simulated dataset (2 batches) with planted truth."""
     from splicevi.data import simulate
 
-    return simulate(n_cells=150, n_genes=60, n_events=40, n_types=3, n_batches=2, observed_fraction=0.3, seed=3)
+    return simulate(
+        n_cells=150, n_genes=60, n_events=40, n_types=3, n_batches=2, observed_fraction=0.3, seed=3
+    )
 
 
 @pytest.fixture

@@ -43,16 +43,35 @@ def regtools_line(chrom, start, end, count=5, strand="+", left=20, right=30) -> 
     """One regtools BED12 line from a 1-based intron with anchors of ``left``/``right`` bases."""
     bed_start = start - 1 - left
     bed_end = end + right
-    return "\t".join(map(str, (chrom, bed_start, bed_end, "JUNC1", count, strand, bed_start, bed_end, "255,0,0", 2,
-                               f"{left},{right}", f"0,{end - bed_start}")))
+    return "\t".join(
+        map(
+            str,
+            (
+                chrom,
+                bed_start,
+                bed_end,
+                "JUNC1",
+                count,
+                strand,
+                bed_start,
+                bed_end,
+                "255,0,0",
+                2,
+                f"{left},{right}",
+                f"0,{end - bed_start}",
+            ),
+        )
+    )
 
 
 def junction_table(rows: list[tuple]) -> pd.DataFrame:
     """A junction ``var`` from (chrom, start, end, strand, reads[, n_cells[, motif]]) tuples."""
     # n_cells 10 and a canonical motif matching the strand (GT/AG on +, CT/AC on -) unless given.
-    full = [tuple(r) + (10, 1 if r[3] == "+" else 2 if r[3] == "-" else -1)[len(r) - 5:] for r in rows]
+    full = [tuple(r) + (10, 1 if r[3] == "+" else 2 if r[3] == "-" else -1)[len(r) - 5 :] for r in rows]
     df = pd.DataFrame(full, columns=["chrom", "start", "end", "strand", "total_reads", "n_cells", "motif"])
-    df.index = (df["chrom"] + ":" + df["start"].astype(str) + "-" + df["end"].astype(str) + ":" + df["strand"]).values
+    df.index = (
+        df["chrom"] + ":" + df["start"].astype(str) + "-" + df["end"].astype(str) + ":" + df["strand"]
+    ).values
     return df
 
 

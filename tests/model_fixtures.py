@@ -58,9 +58,21 @@ def write_ds_tables(mdata, folder: Path) -> None:
     for g in ("type1", "type2"):
         eff = (var[f"true_psi_{g}"] - var["true_psi_type0"]).to_numpy()
         proba = np.clip(np.abs(eff) * 4, 0, 1)
-        rows.append(pd.DataFrame({"contrast": f"{g}_vs_type0", "groupby": "cell_type", "group1": g, "group2": "type0",
-                                  "junction_id": var.index.astype(str), "event_id": var["event_id"].to_numpy(),
-                                  "proba_ds": proba, "effect_size": eff, "is_ds_fdr": proba > 0.8}))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "contrast": f"{g}_vs_type0",
+                    "groupby": "cell_type",
+                    "group1": g,
+                    "group2": "type0",
+                    "junction_id": var.index.astype(str),
+                    "event_id": var["event_id"].to_numpy(),
+                    "proba_ds": proba,
+                    "effect_size": eff,
+                    "is_ds_fdr": proba > 0.8,
+                }
+            )
+        )
     junctions = rank_table(pd.concat(rows, ignore_index=True), "proba_ds", "effect_size")
     events = rank_table(events_from_junctions(junctions), "proba_ds", "effect_size")
     j, e = annotate_ds_tables(mdata, junctions, events)
@@ -87,13 +99,28 @@ def make_results(folder: Path, seed: int = 4) -> Path:
     emb.uns["splicevi_embed"] = {"n_neighbors": 10}
     emb.write_h5ad(folder / "embedding.h5ad")
     annotations = folder / "annotations.tsv"
-    pd.DataFrame({"cell_id": mdata.obs_names, "sample": np.where(np.arange(mdata.n_obs) % 2, "s1", "s2")}).to_csv(
-        annotations, sep="\t", index=False
-    )
+    pd.DataFrame(
+        {"cell_id": mdata.obs_names, "sample": np.where(np.arange(mdata.n_obs) % 2, "s1", "s2")}
+    ).to_csv(annotations, sep="\t", index=False)
     out = folder / "results" / "splicevi.h5mu"
     out.parent.mkdir(parents=True, exist_ok=True)
-    rc = main(["cluster", "--mdata", str(data), "--embedding", str(folder / "embedding.h5ad"), "--resolution", "0.3",
-               "--annotations", str(annotations), "--out", str(out), "--out-cells", str(folder / "cells.tsv")])
+    rc = main(
+        [
+            "cluster",
+            "--mdata",
+            str(data),
+            "--embedding",
+            str(folder / "embedding.h5ad"),
+            "--resolution",
+            "0.3",
+            "--annotations",
+            str(annotations),
+            "--out",
+            str(out),
+            "--out-cells",
+            str(folder / "cells.tsv"),
+        ]
+    )
     assert rc == 0
     write_ds_tables(md.read_h5mu(out), out.parent / "ds")
     return out

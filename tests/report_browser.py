@@ -23,11 +23,25 @@ import tempfile
 from pathlib import Path
 
 #: Sections the first page must show (splicevi.pl.summary).
-SECTIONS = ("What this run found", "Inputs", "Cells and ATSEs kept", "Clusters", "Calls per contrast", "Top events",
-            "Quality control")
+SECTIONS = (
+    "What this run found",
+    "Inputs",
+    "Cells and ATSEs kept",
+    "Clusters",
+    "Calls per contrast",
+    "Top events",
+    "Quality control",
+)
 #: Flags: no network, no GPU, no first-run set-up, no sandbox (containers), a fresh profile each run.
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run")
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+)
 
 
 def chromium() -> str | None:
@@ -43,10 +57,15 @@ def render(report: Path, screenshot: Path | None = None, timeout: int = 120) -> 
     url = report.resolve().as_uri()
     with tempfile.TemporaryDirectory(prefix="splicevi-chromium-") as profile:
         base = [exe, *FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=8000"]
-        dom = subprocess.run([*base, "--dump-dom", url], capture_output=True, text=True, timeout=timeout).stdout
+        dom = subprocess.run(
+            [*base, "--dump-dom", url], capture_output=True, text=True, timeout=timeout
+        ).stdout
         if screenshot is not None:
-            subprocess.run([*base, "--window-size=1400,1400", f"--screenshot={screenshot.resolve()}", url],
-                           capture_output=True, timeout=timeout)
+            subprocess.run(
+                [*base, "--window-size=1400,1400", f"--screenshot={screenshot.resolve()}", url],
+                capture_output=True,
+                timeout=timeout,
+            )
     return dom
 
 
@@ -63,9 +82,13 @@ def problems(dom: str, expect: tuple[str, ...] = ()) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: check a report, print the problems, write the screenshot."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("report", type=Path, help="report.html made by `snakemake --report`")
-    parser.add_argument("--screenshot", type=Path, default=Path("report.png"), help="PNG to write (default: report.png)")
+    parser.add_argument(
+        "--screenshot", type=Path, default=Path("report.png"), help="PNG to write (default: report.png)"
+    )
     parser.add_argument("--expect", nargs="*", default=[], help="further text the first page must show")
     args = parser.parse_args(argv)
     if chromium() is None:

@@ -25,7 +25,20 @@ ALLOWED = {
     "tl": {"_labels", "_constants", "_io", "data", "stats"},
     "pp": {"_labels", "_constants", "_io", "data"},
     "pl": {"_labels", "_constants", "_io", "data", "stats", "tl"},
-    "cli": {"_labels", "_constants", "_io", "data", "stats", "distributions", "nn", "module", "model", "tl", "pl", "pp"},
+    "cli": {
+        "_labels",
+        "_constants",
+        "_io",
+        "data",
+        "stats",
+        "distributions",
+        "nn",
+        "module",
+        "model",
+        "tl",
+        "pl",
+        "pp",
+    },
 }
 
 
@@ -49,7 +62,9 @@ def _imported_layers(path: Path) -> set[tuple[str, int]]:
             if parts:
                 found.add((parts[0], node.lineno))
             else:  # ``from splicevi import x`` / ``from .. import x``: the names are layers or root attributes
-                found.update((alias.name if alias.name in ALLOWED else "", node.lineno) for alias in node.names)
+                found.update(
+                    (alias.name if alias.name in ALLOWED else "", node.lineno) for alias in node.names
+                )
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 parts = alias.name.split(".")
@@ -75,7 +90,9 @@ def _violations() -> list[str]:
 
 def test_every_module_belongs_to_a_known_layer():
     layers = {_layer_of(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")}
-    assert layers - set(ALLOWED) <= {"__init__"}, f"new layer(s) without import rules: {layers - set(ALLOWED)}"
+    assert layers - set(ALLOWED) <= {"__init__"}, (
+        f"new layer(s) without import rules: {layers - set(ALLOWED)}"
+    )
 
 
 def test_imports_point_down():
@@ -88,4 +105,7 @@ def test_checker_sees_an_upward_import(tmp_path, monkeypatch):
     (fake / "tl").mkdir(parents=True)
     (fake / "tl" / "bad.py").write_text("from ..model import SPLICEVI\nfrom splicevi.cli import main\n")
     monkeypatch.setattr(f"{__name__}.PACKAGE", fake)
-    assert _violations() == ["src/splicevi/tl/bad.py:1: tl imports model", "src/splicevi/tl/bad.py:2: tl imports cli"]
+    assert _violations() == [
+        "src/splicevi/tl/bad.py:1: tl imports model",
+        "src/splicevi/tl/bad.py:2: tl imports cli",
+    ]

@@ -33,7 +33,9 @@ def _constraints() -> dict[str, str]:
 
 def test_library_dependencies_are_ranges():
     """No exact (==) pin in the package's own dependencies: it must install next to current scverse releases."""
-    exact = [str(r) for r in _pyproject_requirements() if any(s.operator in ("==", "===") for s in r.specifier)]
+    exact = [
+        str(r) for r in _pyproject_requirements() if any(s.operator in ("==", "===") for s in r.specifier)
+    ]
     assert exact == []
 
 
@@ -42,7 +44,9 @@ def test_constraints_pin_every_dependency_inside_its_range():
     for req in _pyproject_requirements():
         name = req.name.lower().replace("_", "-")
         assert name in pins, f"constraints.txt has no pin for {name}"
-        assert req.specifier.contains(pins[name], prereleases=True), f"{name}=={pins[name]} is outside '{req}'"
+        assert req.specifier.contains(pins[name], prereleases=True), (
+            f"{name}=={pins[name]} is outside '{req}'"
+        )
     assert pins["torch"] == "2.13.0"
 
 

@@ -101,8 +101,11 @@ def hdf5_left_broken() -> bool:
 
 def _as_write_error(err: OSError, path: Path) -> OutputWriteError:
     reason = err.strerror or str(err)
-    hint = "free some space or choose another output folder" if err.errno in (errno.ENOSPC, errno.EDQUOT) \
+    hint = (
+        "free some space or choose another output folder"
+        if err.errno in (errno.ENOSPC, errno.EDQUOT)
         else "check the output folder"
+    )
     return OutputWriteError(err.errno, f"cannot write {path}: {reason}; {hint}", str(path))
 
 
@@ -298,7 +301,8 @@ def _quiet_failed_deallocs() -> Iterator[None]:
 
     def hook(unraisable):
         if isinstance(unraisable.exc_value, (RuntimeError, OSError)) and _WRITE_FAILED.search(
-                str(unraisable.exc_value)):
+            str(unraisable.exc_value)
+        ):
             return
         previous(unraisable)
 
@@ -327,7 +331,9 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def check_not_an_input(outputs: dict[str, str | os.PathLike], inputs: dict[str, Iterable[str | os.PathLike]]) -> None:
+def check_not_an_input(
+    outputs: dict[str, str | os.PathLike], inputs: dict[str, Iterable[str | os.PathLike]]
+) -> None:
     """Raise :class:`InputOverwriteError` if an output would replace or delete one of the inputs.
 
     An output is refused when it resolves (after symlinks, or as a hard link) to an input, or when it
@@ -350,12 +356,14 @@ def check_not_an_input(outputs: dict[str, str | os.PathLike], inputs: dict[str, 
                 if in_real == out_real or _same_file(Path(inp), Path(out)):
                     raise InputOverwriteError(
                         f"{out_flag} {out} is the input {in_flag} {inp}: writing it would overwrite the input; "
-                        "choose another output path")
+                        "choose another output path"
+                    )
                 # an output folder replaces the folder (--out-model); a --*-dir only writes into it
                 if out_real in in_real.parents and not out_flag.endswith("-dir"):
                     raise InputOverwriteError(
                         f"{out_flag} {out} contains the input {in_flag} {inp}: replacing the folder would delete "
-                        "the input; choose another output path")
+                        "the input; choose another output path"
+                    )
 
 
 def write_x_as_layer(data, path: str | os.PathLike, layer: str, modality: str | None = None) -> None:

@@ -26,8 +26,15 @@ REPO = Path(__file__).resolve().parents[2]
 def _mdata(path: Path, n_cells: int, n_batches: int = 1) -> Path:
     from splicevi.data import simulate
 
-    sim = simulate(n_cells=n_cells, n_genes=20, n_events=10, n_types=2, n_batches=n_batches,
-                   observed_fraction=0.5, seed=3)
+    sim = simulate(
+        n_cells=n_cells,
+        n_genes=20,
+        n_events=10,
+        n_types=2,
+        n_batches=n_batches,
+        observed_fraction=0.5,
+        seed=3,
+    )
     sim.to_mudata().write_h5mu(path)
     return path
 
@@ -41,8 +48,21 @@ def small(tmp_path_factory) -> Path:
 def trained(small) -> Path:
     """A model trained for one epoch (only its files matter here)."""
     out = small.parent / "model"
-    rc = main(["train", "--mdata", str(small), "--max-epochs", "1", "--threads", "1", "--out-model", str(out),
-               "--out-history", str(small.parent / "history.tsv")])
+    rc = main(
+        [
+            "train",
+            "--mdata",
+            str(small),
+            "--max-epochs",
+            "1",
+            "--threads",
+            "1",
+            "--out-model",
+            str(out),
+            "--out-history",
+            str(small.parent / "history.tsv"),
+        ]
+    )
     assert rc == 0 and (out / "model.pt").stat().st_size > 0
     return out
 
@@ -59,7 +79,13 @@ def test_help_documents_exit_statuses(capsys):
         main(["--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    for line in ("2    usage error", "3    data error", "4    output error", "130  interrupted", "143 terminated"):
+    for line in (
+        "2    usage error",
+        "3    data error",
+        "4    output error",
+        "130  interrupted",
+        "143 terminated",
+    ):
         assert line in out
 
 
@@ -78,8 +104,17 @@ def test_unwritable_output_fails_before_any_work(tmp_path, capsys):
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
     # The input does not exist either: the output check comes first, before anything is read.
-    rc = main(["train", "--mdata", str(tmp_path / "missing.h5mu"), "--out-model", str(blocker / "model"),
-               "--out-history", str(tmp_path / "h.tsv")])
+    rc = main(
+        [
+            "train",
+            "--mdata",
+            str(tmp_path / "missing.h5mu"),
+            "--out-model",
+            str(blocker / "model"),
+            "--out-history",
+            str(tmp_path / "h.tsv"),
+        ]
+    )
     assert rc == 4
     err = _err(capsys)
     assert "--out-model" in err and "is a file, not a folder" in err
@@ -90,19 +125,63 @@ def test_unwritable_output_fails_before_any_work(tmp_path, capsys):
 
 def test_two_outputs_on_one_path_are_refused(tmp_path, capsys):
     sim = tmp_path / "sim"
-    assert main(["simulate", "--out", str(sim), "--format", "starsolo", "--n-cells", "20", "--n-genes", "10",
-                 "--n-events", "5", "--n-types", "2", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--out",
+                str(sim),
+                "--format",
+                "starsolo",
+                "--n-cells",
+                "20",
+                "--n-genes",
+                "10",
+                "--n-events",
+                "5",
+                "--n-types",
+                "2",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     same = str(tmp_path / "x.h5ad")
-    rc = main(["ingest", "--junctions", str(sim), "--genes", str(sim / "Solo.out" / "Gene" / "filtered"),
-               "--out-junctions", same, "--out-genes", same, "--no-progress"])
+    rc = main(
+        [
+            "ingest",
+            "--junctions",
+            str(sim),
+            "--genes",
+            str(sim / "Solo.out" / "Gene" / "filtered"),
+            "--out-junctions",
+            same,
+            "--out-genes",
+            same,
+            "--no-progress",
+        ]
+    )
     assert rc == 2 and "are the same path" in _err(capsys)
     assert not Path(same).exists()
 
 
 def test_unknown_model_argument(small, tmp_path, capsys):
-    rc = main(["train", "--mdata", str(small), "--model-kwargs", '{"n_latnt": 4}', "--max-epochs", "1",
-               "--out-model", str(tmp_path / "m"), "--out-history", str(tmp_path / "h.tsv")])
+    rc = main(
+        [
+            "train",
+            "--mdata",
+            str(small),
+            "--model-kwargs",
+            '{"n_latnt": 4}',
+            "--max-epochs",
+            "1",
+            "--out-model",
+            str(tmp_path / "m"),
+            "--out-history",
+            str(tmp_path / "h.tsv"),
+        ]
+    )
     assert rc == 2
     err = _err(capsys)
     assert "'n_latnt' is not an argument" in err and "did you mean 'n_latent'" in err
@@ -111,8 +190,21 @@ def test_unknown_model_argument(small, tmp_path, capsys):
 
 def test_too_few_cells_for_validation(tmp_path, capsys):
     tiny = _mdata(tmp_path / "tiny.h5mu", 4)
-    rc = main(["train", "--mdata", str(tiny), "--max-epochs", "2", "--threads", "1", "--out-model",
-               str(tmp_path / "m"), "--out-history", str(tmp_path / "h.tsv")])
+    rc = main(
+        [
+            "train",
+            "--mdata",
+            str(tiny),
+            "--max-epochs",
+            "2",
+            "--threads",
+            "1",
+            "--out-model",
+            str(tmp_path / "m"),
+            "--out-history",
+            str(tmp_path / "h.tsv"),
+        ]
+    )
     assert rc == 3
     err = _err(capsys)
     assert "no cell left for validation: 4 cell(s)" in err and "--train-size 1 --no-early-stopping" in err
@@ -120,8 +212,21 @@ def test_too_few_cells_for_validation(tmp_path, capsys):
 
 
 def test_batch_key_with_one_level_is_refused(small, tmp_path, capsys):
-    rc = main(["train", "--mdata", str(small), "--batch-key", "batch", "--max-epochs", "1", "--out-model",
-               str(tmp_path / "m"), "--out-history", str(tmp_path / "h.tsv")])
+    rc = main(
+        [
+            "train",
+            "--mdata",
+            str(small),
+            "--batch-key",
+            "batch",
+            "--max-epochs",
+            "1",
+            "--out-model",
+            str(tmp_path / "m"),
+            "--out-history",
+            str(tmp_path / "h.tsv"),
+        ]
+    )
     assert rc == 3
     assert "batch_key 'batch' has one value" in _err(capsys)
 
@@ -158,11 +263,27 @@ def test_model_load_on_missing_folder(small, tmp_path):
 
 def _train_then_signal(tmp_path: Path, mdata: Path, signum: int) -> tuple[int, str]:
     """Start a long training in a child process, send ``signum`` once epochs run; (status, stderr)."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO / "src"),
-                                                                   os.environ.get("PYTHONPATH")])))
-    cmd = [sys.executable, "-m", "splicevi.cli.main", "train", "--mdata", str(mdata), "--max-epochs", "100000",
-           "--no-early-stopping", "--threads", "1", "--out-model", str(tmp_path / "model"),
-           "--out-history", str(tmp_path / "history.tsv")]
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")])),
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "splicevi.cli.main",
+        "train",
+        "--mdata",
+        str(mdata),
+        "--max-epochs",
+        "100000",
+        "--no-early-stopping",
+        "--threads",
+        "1",
+        "--out-model",
+        str(tmp_path / "model"),
+        "--out-history",
+        str(tmp_path / "history.tsv"),
+    ]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env)
     chunks: list[bytes] = []
     started = threading.Event()
@@ -208,8 +329,22 @@ def test_signal_during_training_exits_nonzero_and_keeps_outputs(tmp_path, small,
 def test_cluster_checks_contrast_groups_before_differential_jobs(trained, small, tmp_path, capsys):
     """Cluster groups are known only after clustering: `splicevi cluster --contrasts` refuses a missing one."""
     emb = tmp_path / "emb.h5ad"
-    assert main(["embed", "--mdata", str(small), "--model", str(trained), "--n-neighbors", "10",
-                 "--out", str(emb)]) == 0
+    assert (
+        main(
+            [
+                "embed",
+                "--mdata",
+                str(small),
+                "--model",
+                str(trained),
+                "--n-neighbors",
+                "10",
+                "--out",
+                str(emb),
+            ]
+        )
+        == 0
+    )
     out = ["--out", str(tmp_path / "c.h5mu"), "--out-cells", str(tmp_path / "cells.tsv")]
     bad = '[{"name": "c", "groupby": "leiden", "group1": "99", "group2": null}]'
     capsys.readouterr()
@@ -258,8 +393,11 @@ def _resave(src: Path, dst: Path, edit) -> Path:
 @pytest.mark.parametrize("payload", ["system", "eval"])
 def test_model_file_that_would_run_code_is_refused(trained, small, tmp_path, capsys, where, payload):
     marker = tmp_path / "PWNED"
-    evil = (_RunsCode(f"touch {marker}") if payload == "system"
-            else _Evals(f"open({str(marker)!r}, 'w').write('x')"))
+    evil = (
+        _RunsCode(f"touch {marker}")
+        if payload == "system"
+        else _Evals(f"open({str(marker)!r}, 'w').write('x')")
+    )
 
     def plant(saved):
         if where == "attr_dict":
@@ -300,16 +438,34 @@ def test_foreign_model_files_are_clear_data_errors(trained, small, tmp_path, cap
     rc = main(["embed", "--mdata", str(small), "--model", str(bare), "--out", str(tmp_path / "e.h5ad")])
     assert rc == 3 and "is not a saved scvi-tools model (a bare state dict" in _err(capsys)
 
-    other = _resave(trained, tmp_path / "other", lambda s: {**s, "attr_dict": {
-        **s["attr_dict"], "registry_": {**s["attr_dict"]["registry_"], "model_name": "SCVI"}}})
+    other = _resave(
+        trained,
+        tmp_path / "other",
+        lambda s: {
+            **s,
+            "attr_dict": {
+                **s["attr_dict"],
+                "registry_": {**s["attr_dict"]["registry_"], "model_name": "SCVI"},
+            },
+        },
+    )
     rc = main(["embed", "--mdata", str(small), "--model", str(other), "--out", str(tmp_path / "e.h5ad")])
     assert rc == 3 and "holds a SCVI model, not SPLICEVI" in _err(capsys)
 
     torch.save([1, 2, 3], tmp_path / "list.pt")
     (tmp_path / "listmodel").mkdir()
     (tmp_path / "list.pt").rename(tmp_path / "listmodel" / "model.pt")
-    rc = main(["embed", "--mdata", str(small), "--model", str(tmp_path / "listmodel"), "--out",
-               str(tmp_path / "e.h5ad")])
+    rc = main(
+        [
+            "embed",
+            "--mdata",
+            str(small),
+            "--model",
+            str(tmp_path / "listmodel"),
+            "--out",
+            str(tmp_path / "e.h5ad"),
+        ]
+    )
     assert rc == 3 and "not a saved scvi-tools model (a list" in _err(capsys)
     assert not (tmp_path / "e.h5ad").exists()
 
@@ -329,7 +485,9 @@ def test_model_from_another_version_loads_with_a_warning(trained, small, tmp_pat
     model = _resave(trained, tmp_path / "old", older)
     mdata = md.read_h5mu(small)
     setup_model_data(mdata)
-    with pytest.warns(UserWarning, match=r"saved by scvi-tools 1\.3\.0 .*and a splicevi version that did not record"):
+    with pytest.warns(
+        UserWarning, match=r"saved by scvi-tools 1\.3\.0 .*and a splicevi version that did not record"
+    ):
         loaded = SPLICEVI.load(str(model), adata=mdata)
     assert loaded.get_latent_representation().shape[0] == mdata.n_obs
 
@@ -357,20 +515,53 @@ def test_merge_harmonizes_chromosome_names_across_samples(tmp_path, capsys):
     """One sample spells chromosomes chr1, the other 1: the same introns must stay one junction each."""
     import anndata as ad
 
-    a = _table(tmp_path / "a.tsv", [("c1", "chr1", 100, 200, "+", 3), ("c2", "chr1", 300, 400, "+", 2),
-                                    ("c2", "chr2", 100, 200, "-", 1)])
+    a = _table(
+        tmp_path / "a.tsv",
+        [
+            ("c1", "chr1", 100, 200, "+", 3),
+            ("c2", "chr1", 300, 400, "+", 2),
+            ("c2", "chr2", 100, 200, "-", 1),
+        ],
+    )
     b = _table(tmp_path / "b.tsv", [("c1", "1", 100, 200, "+", 5), ("c3", "1", 300, 400, "+", 1)])
     for name, table in (("a", a), ("b", b)):
-        assert main(["ingest", "--junctions", str(table), "--out-junctions", str(tmp_path / f"{name}.h5ad"),
-                     "--no-progress"]) == 0
+        assert (
+            main(
+                [
+                    "ingest",
+                    "--junctions",
+                    str(table),
+                    "--out-junctions",
+                    str(tmp_path / f"{name}.h5ad"),
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
     sheet = tmp_path / "samples.tsv"
     sheet.write_text(f"sample\tjunctions\nA\t{a}\nB\t{b}\n")
     capsys.readouterr()
     out = tmp_path / "merged.h5ad"
-    assert main(["merge", "--sample-sheet", str(sheet), "--junctions", str(tmp_path / "a.h5ad"),
-                 str(tmp_path / "b.h5ad"), "--out-junctions", str(out)]) == 0
+    assert (
+        main(
+            [
+                "merge",
+                "--sample-sheet",
+                str(sheet),
+                "--junctions",
+                str(tmp_path / "a.h5ad"),
+                str(tmp_path / "b.h5ad"),
+                "--out-junctions",
+                str(out),
+            ]
+        )
+        == 0
+    )
     summary = capsys.readouterr().out
-    assert "NOTE chromosome names harmonized across samples" in summary and "1→chr1 in B (2 junctions)" in summary
+    assert (
+        "NOTE chromosome names harmonized across samples" in summary
+        and "1→chr1 in B (2 junctions)" in summary
+    )
     merged = ad.read_h5ad(out)
     assert sorted(merged.var_names) == ["chr1:100-200:+", "chr1:300-400:+", "chr2:100-200:-"]
     assert int(merged.var.loc["chr1:100-200:+", "total_reads"]) == 8
@@ -378,13 +569,20 @@ def test_merge_harmonizes_chromosome_names_across_samples(tmp_path, capsys):
 
 
 def test_same_intron_on_both_strands_is_noted(tmp_path, capsys):
-    table = _table(tmp_path / "t.tsv", [("c1", "chr1", 100, 200, "+", 3), ("c2", "chr1", 100, 200, "-", 2),
-                                        ("c2", "chr1", 300, 400, "+", 1)])
+    table = _table(
+        tmp_path / "t.tsv",
+        [
+            ("c1", "chr1", 100, 200, "+", 3),
+            ("c2", "chr1", 100, 200, "-", 2),
+            ("c2", "chr1", 300, 400, "+", 1),
+        ],
+    )
     capsys.readouterr()
     out = tmp_path / "j.h5ad"
     assert main(["ingest", "--junctions", str(table), "--out-junctions", str(out), "--no-progress"]) == 0
-    assert "NOTE same intron on both strands : 1 intron(s), e.g. chr1:100-200" in \
-        " ".join(capsys.readouterr().out.split()).replace("  ", " ")
+    assert "NOTE same intron on both strands : 1 intron(s), e.g. chr1:100-200" in " ".join(
+        capsys.readouterr().out.split()
+    ).replace("  ", " ")
     import anndata as ad
 
     assert ad.read_h5ad(out).uns["splicevi_ingest"]["introns_on_both_strands"] == 1
@@ -392,20 +590,47 @@ def test_same_intron_on_both_strands_is_noted(tmp_path, capsys):
 
 def test_partial_gtf_warns_with_the_share_of_events_annotated(tmp_path, capsys):
     sim = tmp_path / "sim"
-    assert main(["simulate", "--out", str(sim), "--format", "starsolo", "--n-cells", "60", "--n-genes", "40",
-                 "--n-events", "30", "--n-types", "2", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--out",
+                str(sim),
+                "--format",
+                "starsolo",
+                "--n-cells",
+                "60",
+                "--n-genes",
+                "40",
+                "--n-events",
+                "30",
+                "--n-types",
+                "2",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     jun = tmp_path / "j.h5ad"
     assert main(["ingest", "--junctions", str(sim), "--out-junctions", str(jun), "--no-progress"]) == 0
     gtf_lines = (sim / "annotation.gtf").read_text().splitlines()
     chroms = sorted({line.split("\t")[0] for line in gtf_lines if line and not line.startswith("#")})
     assert len(chroms) >= 2
     partial = tmp_path / "partial.gtf"
-    partial.write_text("\n".join(line for line in gtf_lines if line.startswith("#") or line.startswith(chroms[0]
-                                                                                                   + "\t")) + "\n")
+    partial.write_text(
+        "\n".join(line for line in gtf_lines if line.startswith("#") or line.startswith(chroms[0] + "\t"))
+        + "\n"
+    )
     capsys.readouterr()
-    assert main(["atse", "--junctions", str(jun), "--gtf", str(partial), "--out", str(tmp_path / "ev.tsv")]) == 0
+    assert (
+        main(["atse", "--junctions", str(jun), "--gtf", str(partial), "--out", str(tmp_path / "ev.tsv")]) == 0
+    )
     summary = " ".join(capsys.readouterr().out.split())
-    assert "WARNING partial GTF : the GTF covers" in summary and "events (" in summary and "have a gene" in summary
+    assert (
+        "WARNING partial GTF : the GTF covers" in summary
+        and "events (" in summary
+        and "have a gene" in summary
+    )
     report = json.loads((tmp_path / "ev.summary.json").read_text())
     assert report["n_events_outside_gtf"] > 0 and "absent from it" in report["gtf_partial"]
 
@@ -414,12 +639,33 @@ def test_partial_gtf_warns_with_the_share_of_events_annotated(tmp_path, capsys):
 def test_garbage_h5mu_error_names_the_file(tmp_path, capsys, content):
     bad = tmp_path / "garbage.h5mu"
     bad.write_bytes(content)
-    rc = main(["train", "--mdata", str(bad), "--max-epochs", "1", "--out-model", str(tmp_path / "m"),
-               "--out-history", str(tmp_path / "h.tsv")])
+    rc = main(
+        [
+            "train",
+            "--mdata",
+            str(bad),
+            "--max-epochs",
+            "1",
+            "--out-model",
+            str(tmp_path / "m"),
+            "--out-history",
+            str(tmp_path / "h.tsv"),
+        ]
+    )
     assert rc == 3
     err = _err(capsys)
     assert f"error: {bad}: not a readable MuData (.h5mu)" in err and "Fix:" in err
     bad_h5ad = tmp_path / "garbage.h5ad"
     bad_h5ad.write_bytes(content)
-    rc = main(["assemble", "--junctions", str(bad_h5ad), "--events", str(bad_h5ad), "--out", str(tmp_path / "d.h5mu")])
+    rc = main(
+        [
+            "assemble",
+            "--junctions",
+            str(bad_h5ad),
+            "--events",
+            str(bad_h5ad),
+            "--out",
+            str(tmp_path / "d.h5mu"),
+        ]
+    )
     assert rc == 3

@@ -44,7 +44,9 @@ def test_every_option_has_help_and_shows_its_default(name):
         assert action.help, f"{name} {action.option_strings[0]}: no help"
         if action.default not in (None, False, argparse.SUPPRESS):
             shown = "on" if action.default is True else str(action.default)
-            assert f"default: {shown}" in text or "(default)" in text, f"{name} {action.option_strings[0]}: no default"
+            assert f"default: {shown}" in text or "(default)" in text, (
+                f"{name} {action.option_strings[0]}: no default"
+            )
 
 
 def test_ds_fdr_target_batch_size_and_seed_say_what_they_are():

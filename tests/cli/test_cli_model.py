@@ -71,7 +71,9 @@ def test_default_contrasts_each_cluster_vs_rest(mdata):
 
 def test_configured_contrasts_are_checked(mdata):
     obs_before = mdata.obs.copy()
-    cs = resolve_contrasts(mdata, [{"name": "a", "groupby": "cell_type", "group1": "type1", "group2": "rest"}])
+    cs = resolve_contrasts(
+        mdata, [{"name": "a", "groupby": "cell_type", "group1": "type1", "group2": "rest"}]
+    )
     assert cs == [Contrast("a", "cell_type", "type1", None, source="cell_type")]
     pd.testing.assert_frame_equal(mdata.obs, obs_before)  # resolving contrasts writes nothing
     with pytest.raises(ValueError, match="group 'typeX' of 'cell_type' has 0 cells"):
@@ -81,7 +83,10 @@ def test_configured_contrasts_are_checked(mdata):
     with pytest.raises(ValueError, match="unique"):
         resolve_contrasts(
             mdata,
-            [{"name": "a", "groupby": "leiden", "group1": "0"}, {"name": "a", "groupby": "leiden", "group1": "1"}],
+            [
+                {"name": "a", "groupby": "leiden", "group1": "0"},
+                {"name": "a", "groupby": "leiden", "group1": "1"},
+            ],
         )
 
 
@@ -106,17 +111,31 @@ def test_rank_table_and_event_summary():
 
 
 def test_history_table():
-    hist = {"elbo_train": pd.DataFrame({"elbo_train": [3.0, 2.0]}), "elbo_validation": pd.DataFrame({"x": [4.0, 3.0]})}
+    hist = {
+        "elbo_train": pd.DataFrame({"elbo_train": [3.0, 2.0]}),
+        "elbo_validation": pd.DataFrame({"x": [4.0, 3.0]}),
+    }
     t = history_table(hist)
     assert list(t.columns) == ["elbo_train", "elbo_validation"] and t.index.name == "epoch"
     assert history_table({}).empty
 
 
 def test_cli_errors_are_clear(tmp_path, capsys):
-    rc = main(["train", "--mdata", str(tmp_path / "missing.h5mu"), "--out-model", str(tmp_path / "m"),
-               "--out-history", str(tmp_path / "h.tsv")])
+    rc = main(
+        [
+            "train",
+            "--mdata",
+            str(tmp_path / "missing.h5mu"),
+            "--out-model",
+            str(tmp_path / "m"),
+            "--out-history",
+            str(tmp_path / "h.tsv"),
+        ]
+    )
     assert rc == 3 and "MuData (.h5mu) not found" in capsys.readouterr().err
-    rc = main(["train", "--mdata", "x.h5mu", "--model-kwargs", "{bad", "--out-model", "m", "--out-history", "h"])
+    rc = main(
+        ["train", "--mdata", "x.h5mu", "--model-kwargs", "{bad", "--out-model", "m", "--out-history", "h"]
+    )
     assert rc == 2 and "--model-kwargs is not valid JSON" in capsys.readouterr().err
     rc = main(["plot", "training", "--history", str(tmp_path / "nope.tsv"), "--out", str(tmp_path / "x.png")])
     assert rc == 3 and "table not found" in capsys.readouterr().err
@@ -129,12 +148,30 @@ def test_train_flags_reach_the_saved_model(tmp_path):
     from splicevi.cli._common import read_mudata, setup_model_data
 
     path = tmp_path / "two_batches.h5mu"
-    simulate(n_cells=60, n_genes=20, n_events=10, n_types=2, n_batches=2, observed_fraction=0.5,
-             seed=3).to_mudata().write_h5mu(path)
+    simulate(
+        n_cells=60, n_genes=20, n_events=10, n_types=2, n_batches=2, observed_fraction=0.5, seed=3
+    ).to_mudata().write_h5mu(path)
     model_dir, history = tmp_path / "model", tmp_path / "history.tsv"
-    rc = main(["train", "--mdata", str(path), "--batch-key", "batch", "--model-kwargs",
-               '{"n_latent": 3, "n_hidden": 24, "gene_likelihood": "poisson"}', "--max-epochs", "3",
-               "--no-early-stopping", "--threads", "1", "--out-model", str(model_dir), "--out-history", str(history)])
+    rc = main(
+        [
+            "train",
+            "--mdata",
+            str(path),
+            "--batch-key",
+            "batch",
+            "--model-kwargs",
+            '{"n_latent": 3, "n_hidden": 24, "gene_likelihood": "poisson"}',
+            "--max-epochs",
+            "3",
+            "--no-early-stopping",
+            "--threads",
+            "1",
+            "--out-model",
+            str(model_dir),
+            "--out-history",
+            str(history),
+        ]
+    )
     assert rc == 0
     mdata = read_mudata(path)
     setup_model_data(mdata, "batch")

@@ -29,25 +29,89 @@ def _run(argv, capsys):
 @pytest.mark.parametrize("fmt", ["starsolo", "sj_out_tab"])
 def test_pipeline_recovers_planted_events(fmt, tmp_path, capsys):
     sim = tmp_path / "sim"
-    out = _run(["simulate", "--out", str(sim), "--format", fmt, "--n-cells", "60", "--n-genes", "30",
-                "--n-events", "20", "--n-types", "3", "--observed-fraction", "0.5", "--seed", "5", "--no-progress"],
-               capsys)
+    out = _run(
+        [
+            "simulate",
+            "--out",
+            str(sim),
+            "--format",
+            fmt,
+            "--n-cells",
+            "60",
+            "--n-genes",
+            "30",
+            "--n-events",
+            "20",
+            "--n-types",
+            "3",
+            "--observed-fraction",
+            "0.5",
+            "--seed",
+            "5",
+            "--no-progress",
+        ],
+        capsys,
+    )
     assert "junctions" in out
     if fmt == "starsolo":
         ingest = ["--junctions", str(sim), "--genes", str(sim / "Solo.out" / "Gene" / "filtered")]
     else:
-        ingest = ["--junctions", str(sim / "samples.tsv"), "--junction-format", "sj_out_tab",
-                  "--genes", str(sim / "genes_samples.tsv"), "--gene-format", "star_counts"]
-    out = _run(["ingest", *ingest, "--out-junctions", str(tmp_path / "j.h5ad"), "--out-genes",
-                str(tmp_path / "g.h5ad"), "--no-progress"], capsys)
+        ingest = [
+            "--junctions",
+            str(sim / "samples.tsv"),
+            "--junction-format",
+            "sj_out_tab",
+            "--genes",
+            str(sim / "genes_samples.tsv"),
+            "--gene-format",
+            "star_counts",
+        ]
+    out = _run(
+        [
+            "ingest",
+            *ingest,
+            "--out-junctions",
+            str(tmp_path / "j.h5ad"),
+            "--out-genes",
+            str(tmp_path / "g.h5ad"),
+            "--no-progress",
+        ],
+        capsys,
+    )
     assert "cells in both modalities" in out and "fraction of cell × junction observed" in out
-    out = _run(["atse", "--junctions", str(tmp_path / "j.h5ad"), "--min-reads", "1", "--min-cells", "1",
-                "--min-site-usage", "0", "--out", str(tmp_path / "events.tsv")], capsys)
+    out = _run(
+        [
+            "atse",
+            "--junctions",
+            str(tmp_path / "j.h5ad"),
+            "--min-reads",
+            "1",
+            "--min-cells",
+            "1",
+            "--min-site-usage",
+            "0",
+            "--out",
+            str(tmp_path / "events.tsv"),
+        ],
+        capsys,
+    )
     assert "removed: event_size" in out
     summary = json.loads((tmp_path / "events.summary.json").read_text())
     assert summary["params"]["min_reads"] == 1
-    out = _run(["assemble", "--junctions", str(tmp_path / "j.h5ad"), "--events", str(tmp_path / "events.tsv"),
-                "--genes", str(tmp_path / "g.h5ad"), "--out", str(tmp_path / "data.h5mu")], capsys)
+    out = _run(
+        [
+            "assemble",
+            "--junctions",
+            str(tmp_path / "j.h5ad"),
+            "--events",
+            str(tmp_path / "events.tsv"),
+            "--genes",
+            str(tmp_path / "g.h5ad"),
+            "--out",
+            str(tmp_path / "data.h5mu"),
+        ],
+        capsys,
+    )
     assert "events (ATSEs)" in out
 
     truth = pd.read_csv(sim / "truth_junctions.tsv", sep="\t")
@@ -80,10 +144,32 @@ def test_embedded_example_is_the_simulators_output(tmp_path, capsys):
     example = Path(__file__).resolve().parents[2] / "resources" / "example"
     if not (example / "sim_SJ.out.tab").exists():
         pytest.skip("embedded example not present")
-    _run(["simulate", "--out", str(tmp_path / "ex"), "--format", "starsolo", "--n-cells", "400", "--n-genes", "150",
-          "--n-events", "300", "--observed-fraction", "0.25", "--seed", "0", "--gzip", "--no-progress"], capsys)
+    _run(
+        [
+            "simulate",
+            "--out",
+            str(tmp_path / "ex"),
+            "--format",
+            "starsolo",
+            "--n-cells",
+            "400",
+            "--n-genes",
+            "150",
+            "--n-events",
+            "300",
+            "--observed-fraction",
+            "0.25",
+            "--seed",
+            "0",
+            "--gzip",
+            "--no-progress",
+        ],
+        capsys,
+    )
     made = sorted(p.relative_to(tmp_path / "ex") for p in (tmp_path / "ex").rglob("*") if p.is_file())
-    assert made == sorted(p.relative_to(example) for p in example.rglob("*") if p.is_file() and p.name != "README.md")
+    assert made == sorted(
+        p.relative_to(example) for p in example.rglob("*") if p.is_file() and p.name != "README.md"
+    )
     for rel in made:
         assert (tmp_path / "ex" / rel).read_bytes() == (example / rel).read_bytes(), rel
     assert sum((example / rel).stat().st_size for rel in made) < 2_000_000

@@ -81,7 +81,10 @@ def test_failed_rename_rolls_back_the_set(tmp_path, monkeypatch):
         return real(src, dst)
 
     monkeypatch.setattr(_io.os, "replace", flaky)
-    with pytest.raises(OutputWriteError, match=r"cannot write .*b\.tsv: Input/output error"), publish_together():
+    with (
+        pytest.raises(OutputWriteError, match=r"cannot write .*b\.tsv: Input/output error"),
+        publish_together(),
+    ):
         for path, text in ((a, "new a"), (b, "new b")):
             with atomic_path(path) as tmp:
                 tmp.write_text(text)
@@ -91,11 +94,32 @@ def test_failed_rename_rolls_back_the_set(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize(("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_signal_right_after_the_first_rename_keeps_all_old_outputs(tmp_path, monkeypatch, capsys, signum, status):
+def test_signal_right_after_the_first_rename_keeps_all_old_outputs(
+    tmp_path, monkeypatch, capsys, signum, status
+):
     """The case of the issue: a signal between the renames of two outputs (ingest's two tables)."""
     sim = tmp_path / "sim"
-    assert main(["simulate", "--out", str(sim), "--format", "starsolo", "--n-cells", "20", "--n-genes", "10",
-                 "--n-events", "5", "--n-types", "2", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--out",
+                str(sim),
+                "--format",
+                "starsolo",
+                "--n-cells",
+                "20",
+                "--n-genes",
+                "10",
+                "--n-events",
+                "5",
+                "--n-types",
+                "2",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     out = tmp_path / "out"
     out.mkdir()
     jun, genes = out / "j.h5ad", out / "g.h5ad"
@@ -113,8 +137,20 @@ def test_signal_right_after_the_first_rename_keeps_all_old_outputs(tmp_path, mon
 
     monkeypatch.setattr(_io.os, "replace", replace_then_signal)
     capsys.readouterr()
-    rc = main(["ingest", "--junctions", str(sim), "--genes", str(sim / "Solo.out" / "Gene" / "filtered"),
-               "--out-junctions", str(jun), "--out-genes", str(genes), "--no-progress"])
+    rc = main(
+        [
+            "ingest",
+            "--junctions",
+            str(sim),
+            "--genes",
+            str(sim / "Solo.out" / "Gene" / "filtered"),
+            "--out-junctions",
+            str(jun),
+            "--out-genes",
+            str(genes),
+            "--no-progress",
+        ]
+    )
     monkeypatch.setattr(_io.os, "replace", real)
     assert rc == status
     assert "received: stopped, nothing written" in _err(capsys)
@@ -128,8 +164,27 @@ def test_disk_full_is_exit_4_naming_the_path(tmp_path, monkeypatch, capsys):
     import anndata as ad
 
     sim = tmp_path / "sim"
-    assert main(["simulate", "--out", str(sim), "--format", "starsolo", "--n-cells", "20", "--n-genes", "10",
-                 "--n-events", "5", "--n-types", "2", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--out",
+                str(sim),
+                "--format",
+                "starsolo",
+                "--n-cells",
+                "20",
+                "--n-genes",
+                "10",
+                "--n-events",
+                "5",
+                "--n-types",
+                "2",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     out = tmp_path / "out"
     out.mkdir()
     real = ad.AnnData.write_h5ad
@@ -155,7 +210,9 @@ def test_h5py_error_without_errno_becomes_a_write_error(tmp_path):
     with pytest.raises(OutputWriteError, match=r"cannot write .*c\.h5mu: Can't write data .*No space left"):
         with atomic_path(out / "c.h5mu") as tmp:
             tmp.write_bytes(b"partial")
-            raise OSError("Can't write data (file write failed: errno = 28, error message = 'No space left on device')")
+            raise OSError(
+                "Can't write data (file write failed: errno = 28, error message = 'No space left on device')"
+            )
     assert _files(out) == []
 
 
@@ -185,8 +242,17 @@ def test_train_history_or_model_on_the_data_is_refused(tmp_path, capsys):
     data.write_bytes(b"data")
     rc = main(["train", "--mdata", str(data), "--out-model", str(tmp_path / "m"), "--out-history", str(data)])
     assert rc == 2 and "--out-history" in _err(capsys)
-    rc = main(["train", "--mdata", str(data), "--out-model", str(data.parent), "--out-history",
-               str(tmp_path / "h.tsv")])
+    rc = main(
+        [
+            "train",
+            "--mdata",
+            str(data),
+            "--out-model",
+            str(data.parent),
+            "--out-history",
+            str(tmp_path / "h.tsv"),
+        ]
+    )
     assert rc == 2 and f"--out-model {data.parent} contains the input --mdata" in _err(capsys)
     assert data.read_bytes() == b"data"
 
@@ -208,8 +274,27 @@ def test_signal_swallowed_by_a_c_callback_still_stops(tmp_path, monkeypatch, cap
     import splicevi.data.readers_junctions as readers
 
     sim = tmp_path / "sim"
-    assert main(["simulate", "--out", str(sim), "--format", "starsolo", "--n-cells", "20", "--n-genes", "10",
-                 "--n-events", "5", "--n-types", "2", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--out",
+                str(sim),
+                "--format",
+                "starsolo",
+                "--n-cells",
+                "20",
+                "--n-genes",
+                "10",
+                "--n-events",
+                "5",
+                "--n-types",
+                "2",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     real = readers.read_junctions
 
     def compile_step():
@@ -241,7 +326,9 @@ def full_disk(tmp_path):
 
     mount = tmp_path / "full"
     mount.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True)
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True
+    )
     if proc.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here (needs root): {proc.stderr.decode().strip()}")
     try:
@@ -255,36 +342,122 @@ def _cli(*args: str) -> tuple[int, str]:
     import sys
 
     repo = Path(__file__).resolve().parents[2]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(repo / "src"), os.environ.get("PYTHONPATH")])))
-    proc = subprocess.run([sys.executable, "-m", "splicevi.cli.main", *args], capture_output=True, text=True,
-                          env=env, timeout=600)
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(filter(None, [str(repo / "src"), os.environ.get("PYTHONPATH")])),
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "splicevi.cli.main", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     return proc.returncode, proc.stderr
 
 
 def test_disk_full_for_real_exit_4_no_segfault_no_temporary(tmp_path, full_disk):
     """assemble used to segfault (139) on a full disk, ingest exited 3 and train 1 with a traceback."""
     sim = tmp_path / "sim"
-    assert main(["simulate", "--out", str(sim), "--format", "starsolo", "--n-cells", "150", "--n-genes", "150",
-                 "--n-events", "100", "--n-types", "2", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--out",
+                str(sim),
+                "--format",
+                "starsolo",
+                "--n-cells",
+                "150",
+                "--n-genes",
+                "150",
+                "--n-events",
+                "100",
+                "--n-types",
+                "2",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     jun, genes, events = tmp_path / "j.h5ad", tmp_path / "g.h5ad", tmp_path / "ev.tsv"
-    assert main(["ingest", "--junctions", str(sim), "--genes", str(sim / "Solo.out" / "Gene" / "filtered"),
-                 "--out-junctions", str(jun), "--out-genes", str(genes), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "ingest",
+                "--junctions",
+                str(sim),
+                "--genes",
+                str(sim / "Solo.out" / "Gene" / "filtered"),
+                "--out-junctions",
+                str(jun),
+                "--out-genes",
+                str(genes),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert main(["atse", "--junctions", str(jun), "--out", str(events)]) == 0
     data = tmp_path / "d.h5mu"
-    assert main(["assemble", "--junctions", str(jun), "--events", str(events), "--genes", str(genes),
-                 "--out", str(data)]) == 0
+    assert (
+        main(
+            [
+                "assemble",
+                "--junctions",
+                str(jun),
+                "--events",
+                str(events),
+                "--genes",
+                str(genes),
+                "--out",
+                str(data),
+            ]
+        )
+        == 0
+    )
 
     runs = {
-        "assemble": ["assemble", "--junctions", str(jun), "--events", str(events), "--genes", str(genes),
-                     "--out", str(full_disk / "d.h5mu")],
-        "ingest": ["ingest", "--junctions", str(sim), "--out-junctions", str(full_disk / "j.h5ad"), "--no-progress"],
-        "train": ["train", "--mdata", str(data), "--max-epochs", "1", "--threads", "1", "--out-model",
-                  str(full_disk / "model"), "--out-history", str(full_disk / "h.tsv")],
+        "assemble": [
+            "assemble",
+            "--junctions",
+            str(jun),
+            "--events",
+            str(events),
+            "--genes",
+            str(genes),
+            "--out",
+            str(full_disk / "d.h5mu"),
+        ],
+        "ingest": [
+            "ingest",
+            "--junctions",
+            str(sim),
+            "--out-junctions",
+            str(full_disk / "j.h5ad"),
+            "--no-progress",
+        ],
+        "train": [
+            "train",
+            "--mdata",
+            str(data),
+            "--max-epochs",
+            "1",
+            "--threads",
+            "1",
+            "--out-model",
+            str(full_disk / "model"),
+            "--out-history",
+            str(full_disk / "h.tsv"),
+        ],
     }
     for name, argv in runs.items():
         rc, err = _cli(*argv)
         last = err.strip().splitlines()[-1]
         assert rc == 4, (name, rc, err[-3000:])
         assert last.startswith(f"splicevi {name}: output error: cannot write {full_disk}/"), (name, last)
-        assert "No space left on device" in last or "errno = 28" in last or "file write failed" in last, (name, last)
+        assert "No space left on device" in last or "errno = 28" in last or "file write failed" in last, (
+            name,
+            last,
+        )
         assert list(full_disk.iterdir()) == [], (name, list(full_disk.iterdir()))

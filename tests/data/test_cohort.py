@@ -47,12 +47,15 @@ def test_sheet_without_junctions_column(tmp_path):
 
 def _adata(barcodes, junctions, counts):
     var = pd.DataFrame({"chrom": [j.split(":")[0] for j in junctions]}, index=junctions)
-    return ad.AnnData(X=sp.csr_matrix(np.asarray(counts, dtype=np.float32)),
-                      obs=pd.DataFrame(index=barcodes), var=var)
+    return ad.AnnData(
+        X=sp.csr_matrix(np.asarray(counts, dtype=np.float32)), obs=pd.DataFrame(index=barcodes), var=var
+    )
 
 
 def test_merge_unions_identical_junctions_and_fills_zeros(tmp_path):
-    sheet = read_cohort_sheet(_sheet(tmp_path / "s.tsv", [("s1", "x", "A"), ("s2", "x", "B")]), check_paths=False)
+    sheet = read_cohort_sheet(
+        _sheet(tmp_path / "s.tsv", [("s1", "x", "A"), ("s2", "x", "B")]), check_paths=False
+    )
     a = _adata(["AAA", "CCC"], ["chr1:10-20:+", "chr1:10-30:+"], [[1, 2], [0, 3]])
     b = _adata(["AAA"], ["chr1:10-30:+", "chr2:5-9:-"], [[4, 5]])
     merged, prov = merge_junctions([("s1", a), ("s2", b)], sheet)
@@ -67,12 +70,16 @@ def test_merge_unions_identical_junctions_and_fills_zeros(tmp_path):
 
 
 def test_merge_genes_needs_the_same_gene_set(tmp_path):
-    sheet = read_cohort_sheet(_sheet(tmp_path / "s.tsv", [("s1", "x", "A"), ("s2", "x", "B")]), check_paths=False)
+    sheet = read_cohort_sheet(
+        _sheet(tmp_path / "s.tsv", [("s1", "x", "A"), ("s2", "x", "B")]), check_paths=False
+    )
     a = _adata(["AAA"], ["g1", "g2"], [[1, 2]])
     b = _adata(["AAA"], ["g2", "g1"], [[3, 4]])
     merged, _ = merge_junctions([("s1", a), ("s2", b)], sheet)
     genes = merge_genes([("s1", a), ("s2", b)], merged.obs)
-    np.testing.assert_array_equal(genes.X.toarray(), [[1, 2], [4, 3]])  # reordered to the first sample's genes
+    np.testing.assert_array_equal(
+        genes.X.toarray(), [[1, 2], [4, 3]]
+    )  # reordered to the first sample's genes
     c = _adata(["AAA"], ["g1", "g3"], [[3, 4]])
     with pytest.raises(ValueError, match="samples 's1' and 's2' have different gene sets"):
         merge_genes([("s1", a), ("s2", c)], merged.obs)
@@ -85,12 +92,49 @@ def channels(tmp_path_factory):
     rows = []
     for i, condition in zip((1, 2, 3), ("control", "treated", "treated"), strict=True):
         sim = work / f"ch{i}"
-        assert main(["simulate", "--out", str(sim), "--format", "starsolo", "--n-cells", "50", "--n-genes", "30",
-                     "--n-events", "20", "--n-types", "2", "--seed", "1", "--no-progress"]) == 0
+        assert (
+            main(
+                [
+                    "simulate",
+                    "--out",
+                    str(sim),
+                    "--format",
+                    "starsolo",
+                    "--n-cells",
+                    "50",
+                    "--n-genes",
+                    "30",
+                    "--n-events",
+                    "20",
+                    "--n-types",
+                    "2",
+                    "--seed",
+                    "1",
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
         gene = sim / "Solo.out" / "Gene" / "filtered"
-        assert main(["ingest", "--junctions", str(sim / "Solo.out" / "SJ" / "raw"), "--genes", str(gene),
-                     "--barcodes", str(gene / "barcodes.tsv"), "--out-junctions", str(work / f"j{i}.h5ad"),
-                     "--out-genes", str(work / f"g{i}.h5ad"), "--no-progress"]) == 0
+        assert (
+            main(
+                [
+                    "ingest",
+                    "--junctions",
+                    str(sim / "Solo.out" / "SJ" / "raw"),
+                    "--genes",
+                    str(gene),
+                    "--barcodes",
+                    str(gene / "barcodes.tsv"),
+                    "--out-junctions",
+                    str(work / f"j{i}.h5ad"),
+                    "--out-genes",
+                    str(work / f"g{i}.h5ad"),
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
         rows.append((f"ch{i}", str(sim / "Solo.out" / "SJ" / "raw"), condition))
     return work, _sheet(work / "samples.tsv", rows)
 
@@ -100,9 +144,23 @@ def test_merge_cli_three_channels_with_colliding_barcodes(channels):
     parts = [ad.read_h5ad(work / f"j{i}.h5ad") for i in (1, 2, 3)]
     assert len(set(parts[0].obs_names) & set(parts[1].obs_names)) > 40  # the barcodes collide
     out = work / "merged"
-    rc = main(["merge", "--sample-sheet", str(sheet), "--junctions", *[str(work / f"j{i}.h5ad") for i in (1, 2, 3)],
-               "--genes", *[str(work / f"g{i}.h5ad") for i in (1, 2, 3)], "--out-junctions", str(out / "j.h5ad"),
-               "--out-genes", str(out / "g.h5ad"), "--out-annotations", str(out / "cells.tsv")])
+    rc = main(
+        [
+            "merge",
+            "--sample-sheet",
+            str(sheet),
+            "--junctions",
+            *[str(work / f"j{i}.h5ad") for i in (1, 2, 3)],
+            "--genes",
+            *[str(work / f"g{i}.h5ad") for i in (1, 2, 3)],
+            "--out-junctions",
+            str(out / "j.h5ad"),
+            "--out-genes",
+            str(out / "g.h5ad"),
+            "--out-annotations",
+            str(out / "cells.tsv"),
+        ]
+    )
     assert rc == 0
     merged = ad.read_h5ad(out / "j.h5ad")
     genes = ad.read_h5ad(out / "g.h5ad")
@@ -112,16 +170,29 @@ def test_merge_cli_three_channels_with_colliding_barcodes(channels):
     assert merged.n_vars == parts[0].n_vars
     assert merged.var["total_reads"].sum() == sum(int(p.X.sum()) for p in parts)
     assert merged.obs.groupby("condition", observed=True).size().to_dict() == {
-        "control": parts[0].n_obs, "treated": parts[1].n_obs + parts[2].n_obs}
+        "control": parts[0].n_obs,
+        "treated": parts[1].n_obs + parts[2].n_obs,
+    }
     assert set(merged.uns["splicevi_merge"]["samples"]) == {"ch1", "ch2", "ch3"}
     table = pd.read_csv(out / "cells.tsv", sep="\t", index_col=0)
-    assert list(table.index) == list(merged.obs_names) and {"sample", "condition", "batch"} <= set(table.columns)
+    assert list(table.index) == list(merged.obs_names) and {"sample", "condition", "batch"} <= set(
+        table.columns
+    )
 
 
 def test_merge_cli_wrong_number_of_files_is_a_usage_error(channels, capsys):
     work, sheet = channels
-    rc = main(["merge", "--sample-sheet", str(sheet), "--junctions", str(work / "j1.h5ad"),
-               "--out-junctions", str(work / "bad.h5ad")])
+    rc = main(
+        [
+            "merge",
+            "--sample-sheet",
+            str(sheet),
+            "--junctions",
+            str(work / "j1.h5ad"),
+            "--out-junctions",
+            str(work / "bad.h5ad"),
+        ]
+    )
     assert rc == 2 and "1 file(s) for 3 sample(s)" in capsys.readouterr().err
     assert not (work / "bad.h5ad").exists()
 
@@ -132,9 +203,16 @@ SAMPLES_SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / 
 @pytest.mark.parametrize(
     ("header", "row", "message"),
     [
-        (("sample", "junctions", "junction_format"), ("a", "x", "bam"),
-         "line 2, column 'junction_format': 'bam' is not one of"),
-        (("sample", "junctions", "gene_format"), ("a", "x", "loom"), "line 2, column 'gene_format': 'loom' is not one of"),
+        (
+            ("sample", "junctions", "junction_format"),
+            ("a", "x", "bam"),
+            "line 2, column 'junction_format': 'bam' is not one of",
+        ),
+        (
+            ("sample", "junctions", "gene_format"),
+            ("a", "x", "loom"),
+            "line 2, column 'gene_format': 'loom' is not one of",
+        ),
     ],
 )
 def test_sheet_rows_are_checked_against_the_schema(tmp_path, header, row, message):

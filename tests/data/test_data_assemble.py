@@ -21,11 +21,12 @@ def tiny_sim():
     return tiny_simulation()
 
 
-
 def _inputs(sim):
     """Junction AnnData + events table as ingest/atse would make them from a simulation."""
     var = sim.junctions[["chrom", "start", "end", "strand", "motif", "annotated"]].copy()
-    jun = ad.AnnData(X=sim.junction_counts.copy(), obs=pd.DataFrame({"batch": "b0"}, index=sim.obs.index), var=var)
+    jun = ad.AnnData(
+        X=sim.junction_counts.copy(), obs=pd.DataFrame({"batch": "b0"}, index=sim.obs.index), var=var
+    )
     events = sim.junctions.reset_index()[["junction_id", "event_id", "gene_id", "gene_name"]]
     genes = ad.AnnData(X=sim.gene_counts.copy(), obs=pd.DataFrame(index=sim.obs.index), var=sim.genes.copy())
     return jun, events, genes
@@ -51,13 +52,28 @@ def test_layers_contract(tiny_sim):
     # Observed PSI of 0 is stored explicitly (data, not missing).
     assert s.layers["junc_ratio"].nnz == s.layers["psi_mask"].nnz
     assert (s.X != s.layers["junc_ratio"]).nnz == 0
-    assert list(s.var.columns[:9]) == ["chrom", "start", "end", "strand", "motif", "annotated", "event_id",
-                                       "gene_id", "gene_name"]
+    assert list(s.var.columns[:9]) == [
+        "chrom",
+        "start",
+        "end",
+        "strand",
+        "motif",
+        "annotated",
+        "event_id",
+        "gene_id",
+        "gene_name",
+    ]
     np.testing.assert_array_equal(s.var["n_cells_observed"].to_numpy(), mask.sum(axis=0))
     assert s.var.index.name == "junction_id"
     assert "rna" in mdata.mod and sp.issparse(mdata["rna"].X)
-    assert {"batch", "n_junction_reads", "n_events_observed", "frac_events_observed", "n_counts"} <= set(mdata.obs)
-    assert mdata.uns["splicevi_provenance"]["assemble"]["n_events"] == report["n_events"] == tiny_sim.events.shape[0]
+    assert {"batch", "n_junction_reads", "n_events_observed", "frac_events_observed", "n_counts"} <= set(
+        mdata.obs
+    )
+    assert (
+        mdata.uns["splicevi_provenance"]["assemble"]["n_events"]
+        == report["n_events"]
+        == tiny_sim.events.shape[0]
+    )
     from importlib.metadata import version
 
     assert mdata.uns["splicevi_provenance"]["versions"]["anndata"] == version("anndata")
@@ -82,8 +98,11 @@ def test_lean_layout_stores_k_only_and_derives_the_rest(tiny_sim, tmp_path):
         want = sp.csr_matrix(ref.layers[name])
         assert got.shape == want.shape and (got != want).nnz == 0, name
     # Observed zeros survive derivation (observed is n > 0, not k > 0).
-    assert layer_or_derived(back, "junc_ratio").nnz == layer_or_derived(back, "psi_mask").nnz > back.layers[
-        "cell_by_junction_matrix"].nnz
+    assert (
+        layer_or_derived(back, "junc_ratio").nnz
+        == layer_or_derived(back, "psi_mask").nnz
+        > back.layers["cell_by_junction_matrix"].nnz
+    )
     np.testing.assert_array_equal(back.var["n_cells_observed"], ref.var["n_cells_observed"])
     np.testing.assert_array_equal(back.obs["n_events_observed"], ref.obs["n_events_observed"])
     with pytest.raises(KeyError, match="cannot be derived"):
@@ -109,8 +128,9 @@ def test_genes_matched_to_junction_cells(tiny_sim):
     assert mdata.n_obs == 60 and report["barcodes"]["n_junction_only"] == 20
     assert (mdata["rna"].obs_names == mdata["splicing"].obs_names).all()
     cell = mdata.obs_names[0]
-    np.testing.assert_array_equal(mdata["rna"][cell].X.toarray(), tiny_sim.gene_counts[
-        tiny_sim.obs.index.get_loc(cell)].toarray())
+    np.testing.assert_array_equal(
+        mdata["rna"][cell].X.toarray(), tiny_sim.gene_counts[tiny_sim.obs.index.get_loc(cell)].toarray()
+    )
 
 
 def test_length_norm():
@@ -132,21 +152,33 @@ def test_reference_layout_is_harmonized(tiny_sim):
     """Dense junc_ratio / psi_mask layers (the reference implementation's files) become CSR."""
     mdata = tiny_sim.to_mudata(with_expression=False)
     s = mdata["splicing"]
-    dense = ad.AnnData(X=s.layers["junc_ratio"].toarray(), var=s.var.copy(), obs=s.obs.copy(),
-                       layers={name: s.layers[name].toarray() for name in SPLICING_LAYERS})
+    dense = ad.AnnData(
+        X=s.layers["junc_ratio"].toarray(),
+        var=s.var.copy(),
+        obs=s.obs.copy(),
+        layers={name: s.layers[name].toarray() for name in SPLICING_LAYERS},
+    )
     out = harmonize_splicing(dense)
     for name in SPLICING_LAYERS:
         assert sp.issparse(out.layers[name])
         np.testing.assert_allclose(out.layers[name].toarray(), s.layers[name].toarray())
     # Counts + event ids only (the lean layout): stays lean, the other layers are derived on use.
-    slim = ad.AnnData(X=s.layers["cell_by_junction_matrix"].copy(), var=s.var.copy(),
-                      layers={"cell_by_junction_matrix": s.layers["cell_by_junction_matrix"].toarray()})
+    slim = ad.AnnData(
+        X=s.layers["cell_by_junction_matrix"].copy(),
+        var=s.var.copy(),
+        layers={"cell_by_junction_matrix": s.layers["cell_by_junction_matrix"].toarray()},
+    )
     harmonize_splicing(slim)
-    assert list(slim.layers) == ["cell_by_junction_matrix"] and sp.issparse(slim.layers["cell_by_junction_matrix"])
+    assert list(slim.layers) == ["cell_by_junction_matrix"] and sp.issparse(
+        slim.layers["cell_by_junction_matrix"]
+    )
     assert (layer_or_derived(slim, "psi_mask") != s.layers["psi_mask"]).nnz == 0
     # Totals without a mask (no counts to derive it from): the mask n > 0 is added.
-    totals = ad.AnnData(X=s.layers["junc_ratio"].copy(), var=s.var.copy(),
-                        layers={"cell_by_cluster_matrix": s.layers["cell_by_cluster_matrix"].toarray()})
+    totals = ad.AnnData(
+        X=s.layers["junc_ratio"].copy(),
+        var=s.var.copy(),
+        layers={"cell_by_cluster_matrix": s.layers["cell_by_cluster_matrix"].toarray()},
+    )
     harmonize_splicing(totals)
     assert (totals.layers["psi_mask"] != s.layers["psi_mask"]).nnz == 0
 

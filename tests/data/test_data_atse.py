@@ -83,8 +83,14 @@ def test_filters_each_counted():
     ]
     var = junction_table(rows)
     events, report = group_atse(var, AtseParams(min_reads=5, min_cells=3, min_intron=50))
-    assert report["removed"] == {"min_reads": 1, "min_cells": 1, "intron_length": 1, "motif": 3, "site_usage": 1,
-                                 "event_size": 0}
+    assert report["removed"] == {
+        "min_reads": 1,
+        "min_cells": 1,
+        "intron_length": 1,
+        "motif": 3,
+        "site_usage": 1,
+        "event_size": 0,
+    }
     assert sorted(events["junction_id"]) == ["chr1:100-700:+", "chr1:100-800:+"]
     # With --motif any the three motif cases come back (the '.' and '-' ones form their own strands).
     _, report_any = group_atse(var, AtseParams(min_reads=5, min_cells=3, min_intron=50, motif="any"))
@@ -93,8 +99,13 @@ def test_filters_each_counted():
 
 def test_site_usage_then_recomputed_components():
     # A weak junction (1 read of 101 at site 100) bridges two events; removing it splits them.
-    rows = [("chr1", 100, 200, "+", 100), ("chr1", 100, 2000, "+", 1), ("chr1", 1500, 2000, "+", 100),
-            ("chr1", 1600, 2000, "+", 100), ("chr1", 100, 300, "+", 100)]
+    rows = [
+        ("chr1", 100, 200, "+", 100),
+        ("chr1", 100, 2000, "+", 1),
+        ("chr1", 1500, 2000, "+", 100),
+        ("chr1", 1600, 2000, "+", 100),
+        ("chr1", 100, 300, "+", 100),
+    ]
     events, _ = group_atse(junction_table(rows), AtseParams(min_reads=1, min_cells=1, min_site_usage=0.05))
     assert events["event_id"].nunique() == 2
     assert "chr1:100-2000:+" not in set(events["junction_id"])
@@ -102,13 +113,16 @@ def test_site_usage_then_recomputed_components():
 
 def test_max_junctions():
     rows = [("chr1", 100, 200 + 10 * i, "+", 10) for i in range(6)]
-    events, report = group_atse(junction_table(rows), AtseParams(min_reads=1, min_cells=1, max_junctions=5,
-                                                                 min_site_usage=0))
+    events, report = group_atse(
+        junction_table(rows), AtseParams(min_reads=1, min_cells=1, max_junctions=5, min_site_usage=0)
+    )
     assert events.empty and report["removed"]["event_size"] == 6
 
 
-@pytest.mark.parametrize("bad", [dict(motif="x"), dict(min_junctions=1), dict(min_site_usage=1.5),
-                                 dict(min_intron=10, max_intron=5)])
+@pytest.mark.parametrize(
+    "bad",
+    [dict(motif="x"), dict(min_junctions=1), dict(min_site_usage=1.5), dict(min_intron=10, max_intron=5)],
+)
 def test_params_validated(bad):
     with pytest.raises(ValueError):
         AtseParams(**bad)
@@ -162,8 +176,15 @@ def test_gtf_gene_assignment_and_strand(tmp_path):
     gtf = write_text(tmp_path / "a.gtf.gz", [line.format(c="chr1") for line in GTF_LINES], gz=True)
     ann = read_gtf(gtf)
     assert len(ann.introns) == 3
-    var = junction_table([("chr1", 100, 200, "+", 9), ("chr1", 100, 300, "+", 9), ("chr1", 100, 250, "+", 9),
-                          ("chr1", 5101, 5899, ".", 9), ("chr1", 20000, 21000, "+", 9)])
+    var = junction_table(
+        [
+            ("chr1", 100, 200, "+", 9),
+            ("chr1", 100, 300, "+", 9),
+            ("chr1", 100, 250, "+", 9),
+            ("chr1", 5101, 5899, ".", 9),
+            ("chr1", 20000, 21000, "+", 9),
+        ]
+    )
     out = assign_genes(var, ann)
     assert list(out["gene_id"][:4]) == ["G1", "G1", "G1", "G2"]
     assert out["gene_id"].iloc[4] is None
@@ -183,8 +204,13 @@ def test_gtf_chr_prefix_mismatch_is_explained(tmp_path):
         check_chromosomes(var["chrom"], ann)
     msg = str(err.value)
     assert "ensembl.gtf" in msg and "line 2" in msg and "'chr' prefix" in msg and "Fix:" in msg
-    assert check_chromosomes(var["chrom"], read_gtf(write_text(tmp_path / "g.gtf", [
-        line.format(c="chr1") for line in GTF_LINES]))) == 1.0
+    assert (
+        check_chromosomes(
+            var["chrom"],
+            read_gtf(write_text(tmp_path / "g.gtf", [line.format(c="chr1") for line in GTF_LINES])),
+        )
+        == 1.0
+    )
 
 
 def test_gtf_strand_lets_unknown_strand_junctions_through(tmp_path):

@@ -27,7 +27,15 @@ def test_starsolo_real_10x():
     assert a.X.nnz == 637_089
     # Column 7 of features.tsv is the matrix row sum in this data: the reader must agree.
     feats = pd.read_csv(SPLIKIT / "Solo.out/SJ/raw/features.tsv", sep="\t", header=None)
-    ids = feats[0] + ":" + feats[1].astype(str) + "-" + feats[2].astype(str) + ":" + feats[3].map({1: "+", 2: "-"})
+    ids = (
+        feats[0]
+        + ":"
+        + feats[1].astype(str)
+        + "-"
+        + feats[2].astype(str)
+        + ":"
+        + feats[3].map({1: "+", 2: "-"})
+    )
     np.testing.assert_array_equal(a.var.loc[ids.to_numpy(), "total_reads"].to_numpy(), feats[6].to_numpy())
     assert int((a.var["total_reads"] == 0).sum()) == 227  # empty junction rows are kept
     assert set(a.var["strand"]) <= {"+", "-"}
@@ -39,13 +47,17 @@ def test_starsolo_broken_symlink_uses_run_sj_out_tab(tmp_path):
     raw.mkdir(parents=True)
     for name in ("matrix.mtx", "barcodes.tsv"):
         os.symlink((SPLIKIT / "Solo.out/SJ/raw" / name).resolve(), raw / name)
-    os.symlink("../../../SJ.out.tab", raw / "features.tsv")  # STARsolo's link, broken until the run's file exists
+    os.symlink(
+        "../../../SJ.out.tab", raw / "features.tsv"
+    )  # STARsolo's link, broken until the run's file exists
     with pytest.raises(InputError, match="SJ.out.tab"):
         read_junctions(tmp_path / "run", "starsolo", progress=False)
     os.symlink((SPLIKIT / "SJ.out.tab").resolve(), tmp_path / "run" / "SJ_copy.tab")
     (tmp_path / "run" / "SJ.out.tab").write_bytes((SPLIKIT / "SJ.out.tab").read_bytes())
     (raw / "features.tsv").unlink()
-    os.symlink("/nonexistent/SJ.out.tab", raw / "features.tsv")  # broken absolute link: found next to Solo.out
+    os.symlink(
+        "/nonexistent/SJ.out.tab", raw / "features.tsv"
+    )  # broken absolute link: found next to Solo.out
     a = read_junctions(tmp_path / "run", "auto", progress=False)
     b = read_junctions(SPLIKIT, progress=False)
     assert a.shape == b.shape
@@ -85,12 +97,16 @@ def test_same_junction_same_id_junc_vs_sj_out_tab():
 
 def test_same_junction_same_id_all_formats(tmp_path):
     introns = [("chr2", 1001, 2000, "+", 1), ("chr2", 1001, 2500, "+", 1), ("chrX", 500, 900, "-", 2)]
-    sj = write_text(tmp_path / "c1SJ.out.tab", [sj_line(c, s, e, 1 if st == "+" else 2, m) for c, s, e, st, m in introns])
+    sj = write_text(
+        tmp_path / "c1SJ.out.tab", [sj_line(c, s, e, 1 if st == "+" else 2, m) for c, s, e, st, m in introns]
+    )
     junc = write_text(tmp_path / "c2.junc", [junc_line(c, s, e, 7, st) for c, s, e, st, _ in introns])
     bed = write_text(tmp_path / "c3.bed", [regtools_line(c, s, e, 4, st) for c, s, e, st, _ in introns])
     table = tmp_path / "long.tsv"
-    pd.DataFrame([("c4", c, s, e, st, 3) for c, s, e, st, _ in introns],
-                 columns=["cell", "chrom", "start", "end", "strand", "count"]).to_csv(table, sep="\t", index=False)
+    pd.DataFrame(
+        [("c4", c, s, e, st, 3) for c, s, e, st, _ in introns],
+        columns=["cell", "chrom", "start", "end", "strand", "count"],
+    ).to_csv(table, sep="\t", index=False)
     expected = sorted(f"{c}:{s}-{e}:{st}" for c, s, e, st, _ in introns)
     for path, fmt in ((sj, "sj_out_tab"), (junc, "junc"), (bed, "regtools"), (table, "table")):
         a = read_junctions(path, fmt, progress=False)
@@ -100,8 +116,11 @@ def test_same_junction_same_id_all_formats(tmp_path):
 
 def test_cell_sheet_gz_batch_and_strand_inference(tmp_path):
     # Cell 1: SJ.out.tab knows the motif; cell 2: .junc with unknown strand '.' for the same intron.
-    write_text(tmp_path / "a.junc.gz", [junc_line("chr1", 101, 500, 3, "+"), junc_line("chr1", 101, 800, 2, "+")],
-               gz=True)
+    write_text(
+        tmp_path / "a.junc.gz",
+        [junc_line("chr1", 101, 500, 3, "+"), junc_line("chr1", 101, 800, 2, "+")],
+        gz=True,
+    )
     write_text(tmp_path / "b.junc", [junc_line("chr1", 101, 500, 4, "."), junc_line("chr9", 10, 100, 1, "?")])
     sheet = tmp_path / "sheet.tsv"
     sheet.write_text("cell_id\tpath\tbatch\ncA\ta.junc.gz\tp1\ncB\tb.junc\tp2\n")
@@ -118,15 +137,29 @@ def test_cell_sheet_gz_batch_and_strand_inference(tmp_path):
 
 
 def test_strand_from_motif(tmp_path):
-    p = write_text(tmp_path / "x.tsv", ["cell\tchrom\tstart\tend\tstrand\tcount\tmotif",
-                                        "c1\tchr1\t100\t900\t.\t5\t2", "c1\tchr1\t100\t700\t?\t5\t0"])
+    p = write_text(
+        tmp_path / "x.tsv",
+        [
+            "cell\tchrom\tstart\tend\tstrand\tcount\tmotif",
+            "c1\tchr1\t100\t900\t.\t5\t2",
+            "c1\tchr1\t100\t700\t?\t5\t0",
+        ],
+    )
     a = read_junctions(p, "table", progress=False)
     assert set(a.var_names) == {"chr1:100-900:-", "chr1:100-700:."}
 
 
 def test_long_table_formats_agree(tmp_path):
-    df = pd.DataFrame({"cell": ["x", "x", "y"], "chrom": ["chr1"] * 3, "start": [10, 10, 10], "end": [90, 95, 90],
-                       "strand": ["+"] * 3, "count": [1, 2, 3]})
+    df = pd.DataFrame(
+        {
+            "cell": ["x", "x", "y"],
+            "chrom": ["chr1"] * 3,
+            "start": [10, 10, 10],
+            "end": [90, 95, 90],
+            "strand": ["+"] * 3,
+            "count": [1, 2, 3],
+        }
+    )
     df.to_csv(tmp_path / "t.csv", index=False)
     df.to_parquet(tmp_path / "t.parquet")
     df.to_csv(tmp_path / "t.tsv.gz", sep="\t", index=False)
@@ -175,14 +208,20 @@ def test_gene_readers_agree(tmp_path):
         feat["feature_type"] = np.array(["Gene Expression"] * 4 + ["Antibody Capture"], dtype="S")
     b = read_genes(tmp_path / "m.h5", "auto", progress=False)
     np.testing.assert_array_equal(b.X.toarray(), counts)
-    ad.AnnData(X=sp.csr_matrix(counts), obs=pd.DataFrame(index=cells), var=pd.DataFrame(index=genes)).write_h5ad(
-        tmp_path / "g.h5ad")
+    ad.AnnData(
+        X=sp.csr_matrix(counts), obs=pd.DataFrame(index=cells), var=pd.DataFrame(index=genes)
+    ).write_h5ad(tmp_path / "g.h5ad")
     c = read_genes(tmp_path / "g.h5ad", "auto", progress=False)
     np.testing.assert_array_equal(c.X.toarray(), counts)
     # STAR ReadsPerGene.out.tab per cell.
     rows = []
     for i, cell in enumerate(cells):
-        lines = ["N_unmapped\t1\t1\t1", "N_multimapping\t0\t0\t0", "N_noFeature\t0\t0\t0", "N_ambiguous\t0\t0\t0"]
+        lines = [
+            "N_unmapped\t1\t1\t1",
+            "N_multimapping\t0\t0\t0",
+            "N_noFeature\t0\t0\t0",
+            "N_ambiguous\t0\t0\t0",
+        ]
         lines += [f"{g}\t{int(counts[i, j])}\t0\t{int(counts[i, j])}" for j, g in enumerate(genes)]
         write_text(tmp_path / "rpg" / f"{cell}.tab", lines)
         rows.append(f"{cell}\trpg/{cell}.tab")
@@ -199,7 +238,9 @@ def test_h5ad_normalised_rejected(tmp_path):
 
 
 def _adata(cells, n=3):
-    return ad.AnnData(X=sp.csr_matrix(np.ones((len(cells), n), dtype=np.float32)), obs=pd.DataFrame(index=cells))
+    return ad.AnnData(
+        X=sp.csr_matrix(np.ones((len(cells), n), dtype=np.float32)), obs=pd.DataFrame(index=cells)
+    )
 
 
 def test_barcode_matching_reports_overlap_and_suffix():

@@ -30,8 +30,10 @@ N_CLI = 20  # of them, also run through `splicevi ingest` (the output check)
 # --- valid inputs -----------------------------------------------------------------------------------
 def _introns(rng: np.random.Generator, n: int = 25):
     starts = np.sort(rng.choice(np.arange(1000, 90_000, 100), n, replace=False))
-    return [(f"chr{1 + i % 3}", int(s), int(s + rng.integers(80, 5000)), int(rng.integers(1, 60))) for i, s in
-            enumerate(starts)]
+    return [
+        (f"chr{1 + i % 3}", int(s), int(s + rng.integers(80, 5000)), int(rng.integers(1, 60)))
+        for i, s in enumerate(starts)
+    ]
 
 
 def _valid(fmt: str, folder: Path, rng: np.random.Generator) -> Path:
@@ -50,11 +52,20 @@ def _valid(fmt: str, folder: Path, rng: np.random.Generator) -> Path:
     write_text(raw / "features.tsv", [sj_line(c, s, e, unique=k) for c, s, e, k in introns])
     barcodes = [f"BC{i:03d}" for i in range(6)]
     write_text(raw / "barcodes.tsv", barcodes)
-    entries = [(j + 1, int(b) + 1, int(rng.integers(1, 9))) for j in range(len(introns))
-               for b in rng.choice(len(barcodes), 2, replace=False)]
-    write_text(raw / "matrix.mtx", ["%%MatrixMarket matrix coordinate integer general", "%",
-                                    f"{len(introns)} {len(barcodes)} {len(entries)}",
-                                    *[f"{j} {b} {v}" for j, b, v in entries]])
+    entries = [
+        (j + 1, int(b) + 1, int(rng.integers(1, 9)))
+        for j in range(len(introns))
+        for b in rng.choice(len(barcodes), 2, replace=False)
+    ]
+    write_text(
+        raw / "matrix.mtx",
+        [
+            "%%MatrixMarket matrix coordinate integer general",
+            "%",
+            f"{len(introns)} {len(barcodes)} {len(entries)}",
+            *[f"{j} {b} {v}" for j, b, v in entries],
+        ],
+    )
     return raw / str(rng.choice(["matrix.mtx", "features.tsv", "barcodes.tsv"]))
 
 
@@ -62,9 +73,30 @@ def _valid(fmt: str, folder: Path, rng: np.random.Generator) -> Path:
 def _damage(data: bytes, rng: np.random.Generator) -> tuple[str, bytes, bool]:
     """(kind, damaged bytes, gzip it?) for one random kind of damage."""
     lines = data.split(b"\n")
-    kind = str(rng.choice(["truncate", "flip", "flip_digit", "drop_column", "add_column", "utf16", "bom", "latin1",
-                           "crlf", "nul", "quote", "garbage_line", "spaces", "blank_line", "gzip", "gzip_cut",
-                           "empty", "shuffle"]))
+    kind = str(
+        rng.choice(
+            [
+                "truncate",
+                "flip",
+                "flip_digit",
+                "drop_column",
+                "add_column",
+                "utf16",
+                "bom",
+                "latin1",
+                "crlf",
+                "nul",
+                "quote",
+                "garbage_line",
+                "spaces",
+                "blank_line",
+                "gzip",
+                "gzip_cut",
+                "empty",
+                "shuffle",
+            ]
+        )
+    )
     i = int(rng.integers(0, max(len(lines) - 1, 1)))
     if kind == "truncate":
         out = data[: int(rng.integers(0, len(data)))]
@@ -111,8 +143,10 @@ def _damage(data: bytes, rng: np.random.Generator) -> tuple[str, bytes, bool]:
         out = b""
     else:  # shuffle the data lines: still a valid file
         body = [line for line in lines if line]
-        head = body[:3] if body and body[0].startswith(b"%%") else body[:1] if b"cell\tchrom" in body[0] else []
-        rest = body[len(head):]
+        head = (
+            body[:3] if body and body[0].startswith(b"%%") else body[:1] if b"cell\tchrom" in body[0] else []
+        )
+        rest = body[len(head) :]
         out = b"\n".join(head + [rest[j] for j in rng.permutation(len(rest))]) + b"\n"
     return kind, out, False
 
@@ -219,10 +253,15 @@ def test_damaged_inputs_fail_cleanly_or_read_correctly(tmp_path, fmt):
         try:
             adata = read_junctions(source, fmt, progress=False)
         except InputError as err:
-            assert str(err).startswith(str(target if fmt != "starsolo" else folder)) or str(target) in str(err), (
-                kind, str(err))
+            assert str(err).startswith(str(target if fmt != "starsolo" else folder)) or str(target) in str(
+                err
+            ), (kind, str(err))
             assert "Fix:" in str(err), (kind, str(err))
-            assert err.line is not None and f", line {err.line}:" in str(err), (kind, "no line named", str(err))
+            assert err.line is not None and f", line {err.line}:" in str(err), (
+                kind,
+                "no line named",
+                str(err),
+            )
             outcomes["error"] = outcomes.get("error", 0) + 1
         else:
             plain = _decompressed(damaged) if gz else damaged
@@ -240,8 +279,18 @@ def test_damaged_inputs_fail_cleanly_or_read_correctly(tmp_path, fmt):
 def _check_cli(folder: Path, source: Path, fmt: str) -> None:
     out = folder / "out"
     out.mkdir()
-    rc = main(["ingest", "--junctions", str(source), "--junction-format", fmt, "--out-junctions",
-               str(out / "junctions.h5ad"), "--no-progress"])
+    rc = main(
+        [
+            "ingest",
+            "--junctions",
+            str(source),
+            "--junction-format",
+            fmt,
+            "--out-junctions",
+            str(out / "junctions.h5ad"),
+            "--no-progress",
+        ]
+    )
     assert rc in (0, 3), rc
     left = sorted(p.name for p in out.iterdir())
     assert left == (["junctions.h5ad"] if rc == 0 else []), (rc, left)
@@ -268,16 +317,21 @@ def test_every_fuzzed_data_error_names_its_line(tmp_path, fmt):
 _SJ_FIX = "STAR SJ.out.tab"
 
 
-@pytest.mark.parametrize(("count", "problem"), [
-    ("9223372036854775808", "too large"),  # beyond int64: used to wrap around to a negative count
-    ("9223372036854775807", "too large"),
-    ("16777217", "above the largest count stored exactly (16,777,216"),  # float32 would store 16,777,216
-    ("1e3", "not an integer"),  # exponent notation: SJ.out.tab has none
-])
+@pytest.mark.parametrize(
+    ("count", "problem"),
+    [
+        ("9223372036854775808", "too large"),  # beyond int64: used to wrap around to a negative count
+        ("9223372036854775807", "too large"),
+        ("16777217", "above the largest count stored exactly (16,777,216"),  # float32 would store 16,777,216
+        ("1e3", "not an integer"),  # exponent notation: SJ.out.tab has none
+    ],
+)
 def test_bad_counts_of_per_cell_formats_name_the_line(tmp_path, count, problem):
-    for fmt, line in (("sj_out_tab", sj_line("chr1", 300, 400, unique=count)),
-                      ("junc", junc_line("chr1", 300, 400, count=count)),
-                      ("regtools", regtools_line("chr1", 300, 400, count=count))):
+    for fmt, line in (
+        ("sj_out_tab", sj_line("chr1", 300, 400, unique=count)),
+        ("junc", junc_line("chr1", 300, 400, count=count)),
+        ("regtools", regtools_line("chr1", 300, 400, count=count)),
+    ):
         good = {"sj_out_tab": sj_line, "junc": junc_line, "regtools": regtools_line}[fmt]("chr1", 100, 200)
         path = write_text(tmp_path / f"cell.{fmt}", [good, line, good.replace("chr1", "chr2")])
         with pytest.raises(InputError, match=r", line 2: .*" + re.escape(problem)) as info:
@@ -285,13 +339,24 @@ def test_bad_counts_of_per_cell_formats_name_the_line(tmp_path, count, problem):
         assert str(info.value).startswith(str(path))
 
 
-@pytest.mark.parametrize(("count", "problem"), [
-    ("1e20", "not an integer"), ("1e3", "not an integer"), ("9300000000000000000", "too large"),
-    ("16777217", "above the largest count"),
-])
+@pytest.mark.parametrize(
+    ("count", "problem"),
+    [
+        ("1e20", "not an integer"),
+        ("1e3", "not an integer"),
+        ("9300000000000000000", "too large"),
+        ("16777217", "above the largest count"),
+    ],
+)
 def test_bad_counts_of_the_long_table_name_the_line(tmp_path, count, problem):
-    path = write_text(tmp_path / "j.tsv", ["cell\tchrom\tstart\tend\tstrand\tcount", "c1\tchr1\t100\t200\t+\t4",
-                                           f"c2\tchr1\t100\t200\t+\t{count}"])
+    path = write_text(
+        tmp_path / "j.tsv",
+        [
+            "cell\tchrom\tstart\tend\tstrand\tcount",
+            "c1\tchr1\t100\t200\t+\t4",
+            f"c2\tchr1\t100\t200\t+\t{count}",
+        ],
+    )
     with pytest.raises(InputError, match=r"j\.tsv, line 3: count .*" + re.escape(problem)):
         read_junctions(path, "table", progress=False)
 
@@ -300,8 +365,12 @@ def test_real_matrix_market_with_inf_or_huge_values_is_refused(tmp_path):
     from splicevi.data._mtx import read_mtx
 
     head = ["%%MatrixMarket matrix coordinate real general", "%", "2 2 2", "1 1 3"]
-    for value, problem in (("inf", "is inf, not a count"), ("1e20", "above the largest count"),
-                           ("2.5", "not an integer"), ("-1", "negative")):
+    for value, problem in (
+        ("inf", "is inf, not a count"),
+        ("1e20", "above the largest count"),
+        ("2.5", "not an integer"),
+        ("-1", "negative"),
+    ):
         path = write_text(tmp_path / "m.mtx", [*head, f"2 2 {value}"])
         with pytest.raises(InputError, match=r"m\.mtx, line 5: .*" + re.escape(problem)):
             read_mtx(path)
@@ -311,9 +380,15 @@ def test_real_matrix_market_with_inf_or_huge_values_is_refused(tmp_path):
 
 def test_largest_count_and_totals_are_exact(tmp_path):
     """16,777,216 is kept; totals over cells (16,777,217 here) are exact int64, not float32 sums."""
-    path = write_text(tmp_path / "j.tsv", ["cell\tchrom\tstart\tend\tstrand\tcount",
-                                           "c1\tchr1\t100\t200\t+\t16777216", "c2\tchr1\t100\t200\t+\t1",
-                                           "c3\tchr1\t100\t200\t+\t1"])
+    path = write_text(
+        tmp_path / "j.tsv",
+        [
+            "cell\tchrom\tstart\tend\tstrand\tcount",
+            "c1\tchr1\t100\t200\t+\t16777216",
+            "c2\tchr1\t100\t200\t+\t1",
+            "c3\tchr1\t100\t200\t+\t1",
+        ],
+    )
     adata = read_junctions(path, "table", progress=False)
     assert adata.X.toarray()[:, 0].tolist() == [16777216, 1, 1]
     assert adata.var["total_reads"].iloc[0] == 16777218
@@ -325,6 +400,7 @@ def test_largest_count_and_totals_are_exact(tmp_path):
 
 
 # ---------------------------------------------------------------- formats without quoting
+
 
 def test_stray_quote_does_not_merge_lines(tmp_path):
     """.junc / SJ.out.tab have no quoting: a `"` in a free-text field is a character, not a quote."""
@@ -340,5 +416,7 @@ def test_quote_or_control_character_in_a_chromosome_names_the_line(tmp_path, bad
     for fmt, make in (("sj_out_tab", sj_line), ("junc", junc_line), ("regtools", regtools_line)):
         lines = [make("chr1", 100, 200), make(bad, 300, 400), make("chr1", 500, 600)]
         path = write_text(tmp_path / f"c.{fmt}", lines)
-        with pytest.raises(InputError, match=r", line 2: chromosome name .* holds a quote or a control character"):
+        with pytest.raises(
+            InputError, match=r", line 2: chromosome name .* holds a quote or a control character"
+        ):
             read_junctions(path, fmt, progress=False)

@@ -20,23 +20,30 @@ REPO = Path(__file__).resolve().parents[2]
 def _read_toy_junctions(path) -> pd.DataFrame:
     """``chrom start end strand count`` per line, 1-based intron (a per-cell junction format)."""
     df = pd.read_csv(path, sep=" ", header=None, names=["chrom", "start", "end", "strand", "count"])
-    return df.assign(motif=-1, annotated=-1)[["chrom", "start", "end", "strand", "motif", "annotated", "count"]]
+    return df.assign(motif=-1, annotated=-1)[
+        ["chrom", "start", "end", "strand", "motif", "annotated", "count"]
+    ]
 
 
 def _read_toy_genes(path) -> ad.AnnData:
     """``cell gene count`` per line (a whole-input gene format)."""
     df = pd.read_csv(path, sep=" ", header=None, names=["cell", "gene", "count"])
     cells, genes = pd.Index(sorted(set(df["cell"]))), pd.Index(sorted(set(df["gene"])))
-    x = sp.csr_matrix((df["count"].to_numpy(float), (cells.get_indexer(df["cell"]), genes.get_indexer(df["gene"]))),
-                      shape=(len(cells), len(genes)))
+    x = sp.csr_matrix(
+        (df["count"].to_numpy(float), (cells.get_indexer(df["cell"]), genes.get_indexer(df["gene"]))),
+        shape=(len(cells), len(genes)),
+    )
     return ad.AnnData(X=x, obs=pd.DataFrame(index=cells), var=pd.DataFrame({"gene_name": genes}, index=genes))
 
 
 @pytest.fixture
 def toy_formats():
-    junctions = formats.register_reader("junctions", formats.Reader(
-        "toy_junctions", _read_toy_junctions, suffixes=(".toyj",), per_cell=True))
-    genes = formats.register_reader("genes", formats.Reader("toy_genes", _read_toy_genes, suffixes=(".toyg",)))
+    junctions = formats.register_reader(
+        "junctions", formats.Reader("toy_junctions", _read_toy_junctions, suffixes=(".toyj",), per_cell=True)
+    )
+    genes = formats.register_reader(
+        "genes", formats.Reader("toy_genes", _read_toy_genes, suffixes=(".toyg",))
+    )
     yield junctions, genes
     formats.JUNCTION_READERS.pop(junctions.name)
     formats.GENE_READERS.pop(genes.name)
@@ -95,5 +102,12 @@ def test_unknown_format_names_the_registered_ones(tmp_path, toy_formats):
 
 
 def test_builtin_formats_in_detection_order():
-    assert formats.format_choices("junctions") == ("auto", "starsolo", "sj_out_tab", "junc", "regtools", "table")
+    assert formats.format_choices("junctions") == (
+        "auto",
+        "starsolo",
+        "sj_out_tab",
+        "junc",
+        "regtools",
+        "table",
+    )
     assert formats.format_choices("genes") == ("auto", "starsolo", "10x_h5", "mtx", "h5ad", "star_counts")

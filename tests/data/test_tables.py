@@ -42,7 +42,9 @@ def _model_tables(mdata):
             "effect_size": rng.normal(0, 0.1, var.shape[0]),
         }
     ).sample(frac=1.0, random_state=1)
-    events = pd.DataFrame({"contrast": "a", "event_id": var["event_id"].unique(), "proba_ds": 0.5, "is_ds_fdr": True})
+    events = pd.DataFrame(
+        {"contrast": "a", "event_id": var["event_id"].unique(), "proba_ds": 0.5, "is_ds_fdr": True}
+    )
     return junctions, events
 
 
@@ -50,9 +52,16 @@ def test_ds_tables_carry_coordinates_genes_and_annotation(mdata):
     junctions, events = _model_tables(mdata)
     j, e = annotate_ds_tables(mdata, junctions, events)
     var = mdata["splicing"].var
-    assert list(j.columns[:10]) == ["contrast", "junction_id", *JUNCTION_COLUMNS, "event_id"]  # ids first, stats after
+    assert list(j.columns[:10]) == [
+        "contrast",
+        "junction_id",
+        *JUNCTION_COLUMNS,
+        "event_id",
+    ]  # ids first, stats after
     row = j.set_index("junction_id").loc[var.index[3]]
-    assert (row["chrom"], row["start"], row["end"], row["strand"]) == tuple(var.iloc[3][["chrom", "start", "end", "strand"]])
+    assert (row["chrom"], row["start"], row["end"], row["strand"]) == tuple(
+        var.iloc[3][["chrom", "start", "end", "strand"]]
+    )
     assert row["gene_id"] == var.iloc[3]["gene_id"] and row["gene_name"] == var.iloc[3]["gene_name"]
     assert f"{row['chrom']}:{row['start']}-{row['end']}:{row['strand']}" == var.index[3]  # 1-based, as the id
     assert not j.set_index("junction_id").loc[var.index[0], "annotated"]
@@ -89,8 +98,15 @@ def test_coordinates_from_ids_when_var_lacks_them():
 
 def test_de_table_gets_gene_names_and_the_common_call_name(mdata):
     genes = mdata["rna"].var_names[:4].astype(str)
-    table = pd.DataFrame({"contrast": "a", "gene_id": genes, "proba_de": [0.9, 0.1, 0.5, 0.99],
-                          "is_de_fdr_0.05": [True, False, False, True], "lfc_mean": [1.0, 0.0, 0.2, -2.0]})
+    table = pd.DataFrame(
+        {
+            "contrast": "a",
+            "gene_id": genes,
+            "proba_de": [0.9, 0.1, 0.5, 0.99],
+            "is_de_fdr_0.05": [True, False, False, True],
+            "lfc_mean": [1.0, 0.0, 0.2, -2.0],
+        }
+    )
     out = annotate_de_table(mdata, table)
     assert list(out.columns[:3]) == ["contrast", "gene_id", "gene_name"]
     assert out["gene_name"].tolist() == mdata["rna"].var.loc[genes, "gene_name"].tolist()
@@ -123,12 +139,18 @@ def test_api_ds_table_gets_the_workflow_columns():
 
     mdata = simulate(n_cells=40, n_genes=10, n_events=8, n_types=2, seed=0).to_mudata()
     var = mdata["splicing"].var
-    api = pd.DataFrame({"proba_ds": 0.5, "effect_size": 0.1, "is_ds_fdr_0.05": False}, index=var.index.astype(str))
+    api = pd.DataFrame(
+        {"proba_ds": 0.5, "effect_size": 0.1, "is_ds_fdr_0.05": False}, index=var.index.astype(str)
+    )
     out = annotate_ds(mdata, api)
     assert list(out.columns[: 1 + len(JUNCTION_COLUMNS)]) == ["junction_id", *JUNCTION_COLUMNS]
     assert "is_ds_fdr" in out.columns and len(out) == len(api)
-    assert (out["chrom"] + ":" + out["start"].astype(str) + "-" + out["end"].astype(str) + ":" + out["strand"]
-            == out["junction_id"]).all()
-    events = pd.DataFrame({"proba_ds": 0.5}, index=pd.Index(var["event_id"].astype(str).unique(), name="event_id"))
+    assert (
+        out["chrom"] + ":" + out["start"].astype(str) + "-" + out["end"].astype(str) + ":" + out["strand"]
+        == out["junction_id"]
+    ).all()
+    events = pd.DataFrame(
+        {"proba_ds": 0.5}, index=pd.Index(var["event_id"].astype(str).unique(), name="event_id")
+    )
     ev = annotate_ds(mdata, events)
     assert list(ev.columns[: 1 + len(EVENT_COLUMNS)]) == ["event_id", *EVENT_COLUMNS]

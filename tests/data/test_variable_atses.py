@@ -10,7 +10,9 @@ import scipy.sparse as sp
 from splicevi.data.variable_atses import atse_variation, select_variable_atses, variation_ranks
 
 
-def _planted(seed: int = 0, n_cells: int = 1500, n_events: int = 200, n_variable: int = 20, observed: float = 0.05):
+def _planted(
+    seed: int = 0, n_cells: int = 1500, n_events: int = 200, n_variable: int = 20, observed: float = 0.05
+):
     """Droplet-like counts: 2-junction ATSEs, 1-4 reads per observed pair.
 
     Every ATSE is Dirichlet-multinomial (concentration 20: the overdispersion all ATSEs share); the
@@ -143,13 +145,49 @@ def test_assemble_flag_writes_the_selection(tmp_path, capsys):
 
     sim = tmp_path / "sim"
     steps = [
-        ["simulate", "--out", str(sim), "--format", "starsolo", "--n-cells", "200", "--n-genes", "30", "--n-events", "40",
-         "--observed-fraction", "0.5", "--seed", "2", "--no-progress"],
+        [
+            "simulate",
+            "--out",
+            str(sim),
+            "--format",
+            "starsolo",
+            "--n-cells",
+            "200",
+            "--n-genes",
+            "30",
+            "--n-events",
+            "40",
+            "--observed-fraction",
+            "0.5",
+            "--seed",
+            "2",
+            "--no-progress",
+        ],
         ["ingest", "--junctions", str(sim), "--out-junctions", str(tmp_path / "j.h5ad"), "--no-progress"],
-        ["atse", "--junctions", str(tmp_path / "j.h5ad"), "--min-reads", "1", "--min-cells", "1",
-         "--min-site-usage", "0", "--out", str(tmp_path / "events.tsv")],
-        ["assemble", "--junctions", str(tmp_path / "j.h5ad"), "--events", str(tmp_path / "events.tsv"),
-         "--highly-variable-atses", "5", "--out", str(tmp_path / "data.h5mu")],
+        [
+            "atse",
+            "--junctions",
+            str(tmp_path / "j.h5ad"),
+            "--min-reads",
+            "1",
+            "--min-cells",
+            "1",
+            "--min-site-usage",
+            "0",
+            "--out",
+            str(tmp_path / "events.tsv"),
+        ],
+        [
+            "assemble",
+            "--junctions",
+            str(tmp_path / "j.h5ad"),
+            "--events",
+            str(tmp_path / "events.tsv"),
+            "--highly-variable-atses",
+            "5",
+            "--out",
+            str(tmp_path / "data.h5mu"),
+        ],
     ]
     for argv in steps:
         assert main(argv) == 0, capsys.readouterr().err

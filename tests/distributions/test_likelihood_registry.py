@@ -97,7 +97,6 @@ def test_builtin_likelihoods_are_registered():
     assert all(SPLICING_LIKELIHOODS[name].name == name for name in SPLICING_LIKELIHOODS)
 
 
-
 def test_workflow_config_accepts_the_registered_likelihoods(toy_likelihood):
     """The workflow's one config check reads the choices from the registry, not from a copy in the schema."""
     from splicevi.cli._workflow_config import check_config

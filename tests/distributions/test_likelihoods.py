@@ -39,8 +39,12 @@ def test_beta_binomial_matches_scipy():
     logits = rng.normal(0, 2, size=50)
     phi = rng.uniform(0.5, 50, size=50)
     p = 1 / (1 + np.exp(-logits))
-    got = beta_binomial_log_prob(torch.tensor(k), torch.tensor(n), torch.tensor(logits), torch.tensor(phi)).numpy()
-    np.testing.assert_allclose(got, stats.betabinom.logpmf(k, n, p * phi, (1 - p) * phi), rtol=1e-6, atol=1e-8)
+    got = beta_binomial_log_prob(
+        torch.tensor(k), torch.tensor(n), torch.tensor(logits), torch.tensor(phi)
+    ).numpy()
+    np.testing.assert_allclose(
+        got, stats.betabinom.logpmf(k, n, p * phi, (1 - p) * phi), rtol=1e-6, atol=1e-8
+    )
 
 
 def test_dirichlet_multinomial_matches_scipy_per_atse():

@@ -57,7 +57,10 @@ def test_log_rising_factorial_equals_lgamma_ratio(dtype):
 
 def test_log_rising_factorial_falls_back_to_lgamma():
     k = torch.tensor([5.0, 2.0, 1.0])
-    for x, above in ((torch.tensor([2.0 * RISING_X_MAX, 3.0, 0.5]), count_order(k).above), (torch.rand(3) + 0.1, None)):
+    for x, above in (
+        (torch.tensor([2.0 * RISING_X_MAX, 3.0, 0.5]), count_order(k).above),
+        (torch.rand(3) + 0.1, None),
+    ):
         got = log_rising_factorial(x, k, above)
         torch.testing.assert_close(got, torch.lgamma(x + k) - torch.lgamma(x))
 
@@ -77,7 +80,9 @@ def _lgamma_form(k, log_p, phi, group, n_groups):
     n = zeros.index_add(0, group, k)
     alpha = log_p.exp() * phi[group]
     per_entry = torch.lgamma(k + alpha) - torch.lgamma(alpha) - torch.lgamma(k + 1)
-    return torch.lgamma(phi) - torch.lgamma(n + phi) + torch.lgamma(n + 1) + zeros.index_add(0, group, per_entry)
+    return (
+        torch.lgamma(phi) - torch.lgamma(n + phi) + torch.lgamma(n + 1) + zeros.index_add(0, group, per_entry)
+    )
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
@@ -91,7 +96,9 @@ def test_dirichlet_multinomial_products_equal_lgamma_form(dtype):
     for form in ("products", "lgamma"):
         log_p = segment_log_softmax(logits, group, n_groups)
         if form == "products":
-            ll = dirichlet_multinomial_log_prob(k, log_p, log_phi.exp(), group, n_groups, concentration_index=event)
+            ll = dirichlet_multinomial_log_prob(
+                k, log_p, log_phi.exp(), group, n_groups, concentration_index=event
+            )
         else:
             ll = _lgamma_form(k.double(), log_p.double(), log_phi.exp().double()[event], group, n_groups)
         ll.sum().backward()
@@ -119,7 +126,9 @@ def test_dirichlet_multinomial_products_skip_lgamma(monkeypatch):
     assert float(torch.zeros(n_groups).index_add_(0, group, k).max()) <= RISING_TERMS_MAX
     log_p = segment_log_softmax(torch.randn(k.shape[0]), group, n_groups)
     phi = torch.rand(n_groups) * 30 + 0.5
-    want = dirichlet_multinomial_log_prob(k, log_p, phi, group, n_groups, log_factorials=torch.zeros(n_groups))
+    want = dirichlet_multinomial_log_prob(
+        k, log_p, phi, group, n_groups, log_factorials=torch.zeros(n_groups)
+    )
     sizes = []
     real = torch.lgamma
     monkeypatch.setattr(torch, "lgamma", lambda x: sizes.append(x.numel()) or real(x))

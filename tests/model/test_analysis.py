@@ -39,14 +39,20 @@ def trained():
     torch.manual_seed(0)
     model = SPLICEVI(mdata, n_latent=8, n_hidden=32, encoder_hidden_dim=32, code_dim=8)
     model.train(
-        max_epochs=25, lr=1e-2, batch_size=128, early_stopping=False, n_epochs_kl_warmup=10,
+        max_epochs=25,
+        lr=1e-2,
+        batch_size=128,
+        early_stopping=False,
+        n_epochs_kl_warmup=10,
         enable_progress_bar=False,
     )
     return sim, mdata, model
 
 
 # ---------------------------------------------------------------- shapes and types
-@pytest.mark.parametrize("method", ["get_normalized_expression", "get_normalized_splicing", "get_normalized_splicing_DM"])
+@pytest.mark.parametrize(
+    "method", ["get_normalized_expression", "get_normalized_splicing", "get_normalized_splicing_DM"]
+)
 def test_normalized_shapes_and_types(trained, method):
     sim, mdata, model = trained
     fn = getattr(model, method)
@@ -113,9 +119,14 @@ def test_dm_posterior_mean_hand_case():
     # Two cells, three junctions (ATSE 0 = junctions 0, 1; ATSE 1 = junction 2).
     p = torch.tensor([[0.5, 0.5, 0.2], [0.25, 0.75, 0.9]])
     obs = ObservedEntries(
-        rows=torch.tensor([0, 0]), cols=torch.tensor([0, 1]), k=torch.tensor([3.0, 1.0]),
-        n=torch.tensor([4.0, 4.0]), group=torch.tensor([0, 0]), group_row=torch.tensor([0]),
-        group_event=torch.tensor([0]), n_cells=2,
+        rows=torch.tensor([0, 0]),
+        cols=torch.tensor([0, 1]),
+        k=torch.tensor([3.0, 1.0]),
+        n=torch.tensor([4.0, 4.0]),
+        group=torch.tensor([0, 0]),
+        group_row=torch.tensor([0]),
+        group_event=torch.tensor([0]),
+        n_cells=2,
     )
     conc = torch.tensor([2.0, 2.0, 5.0])
     out = _dm_posterior_mean(p, obs, conc, torch.arange(3))
@@ -146,9 +157,25 @@ def test_dm_matches_formula_on_model(trained):
 
 # ---------------------------------------------------------------- differential splicing
 JUNCTION_COLUMNS = {
-    "proba_ds", "is_ds_fdr", "bayes_factor", "pvalue", "qvalue", "log10_pvalue", "effect_size", "effect_se",
-    "df", "emp_effect", "est_psi1", "est_psi2", "emp_psi1", "emp_psi2", "n_obs_group1", "n_obs_group2",
-    "junction_id", "event_id", "gene_name",
+    "proba_ds",
+    "is_ds_fdr",
+    "bayes_factor",
+    "pvalue",
+    "qvalue",
+    "log10_pvalue",
+    "effect_size",
+    "effect_se",
+    "df",
+    "emp_effect",
+    "est_psi1",
+    "est_psi2",
+    "emp_psi1",
+    "emp_psi2",
+    "n_obs_group1",
+    "n_obs_group2",
+    "junction_id",
+    "event_id",
+    "gene_name",
 }
 
 
@@ -172,7 +199,7 @@ def test_differential_splicing_ranks_planted_first(trained):
     # Sorted calls first, then by evidence: p-values non-decreasing within the calls and within
     # the rest (a strong but small change is not a call).
     called = res["is_ds_fdr"].to_numpy()
-    assert called.sum() > 0 and not called[called.sum():].any()
+    assert called.sum() > 0 and not called[called.sum() :].any()
     lp = res["log10_pvalue"].to_numpy()
     assert (np.diff(lp[called]) >= 0).all() and (np.diff(lp[~called]) >= 0).all()
     # Every call (default fdr_method "bh_lfdr") is either a BH call whose change is at least delta
@@ -197,12 +224,19 @@ def test_differential_splicing_ranks_planted_first(trained):
     events = model.differential_splicing(
         groupby="cell_type", group1="type1", group2="type2", delta=DELTA, level="event"
     )
-    assert {"event_id", "best_junction", "max_abs_dpsi", "proba_ds", "is_ds_fdr", "bayes_factor", "qvalue"} <= set(
-        events.columns
-    )
+    assert {
+        "event_id",
+        "best_junction",
+        "max_abs_dpsi",
+        "proba_ds",
+        "is_ds_fdr",
+        "bayes_factor",
+        "qvalue",
+    } <= set(events.columns)
     assert len(events) == sim.events.shape[0]
     ev_truth = (
-        sim.true_dpsi("type1", "type2").abs().groupby(sim.junctions["event_id"]).max().loc[events["event_id"]] > DELTA
+        sim.true_dpsi("type1", "type2").abs().groupby(sim.junctions["event_id"]).max().loc[events["event_id"]]
+        > DELTA
     ).to_numpy()
     assert ev_truth[:10].mean() >= 0.9
     assert ranking_quality(ev_truth, -np.arange(len(events), dtype=float))["auprc"] > 0.9
@@ -221,7 +255,9 @@ def test_differential_splicing_null_contrast_calls_nothing(trained):
     assert events["is_ds_fdr"].sum() <= 1
     # Batch-only split of one type: no splicing differs between batches.
     batch = mdata.obs["batch"].astype(str).to_numpy()[cells]
-    split = model.differential_splicing(idx1=cells[batch == "batch0"], idx2=cells[batch == "batch1"], fdr_target=0.1)
+    split = model.differential_splicing(
+        idx1=cells[batch == "batch0"], idx2=cells[batch == "batch1"], fdr_target=0.1
+    )
     assert split["is_ds_fdr"].sum() <= 1
 
 

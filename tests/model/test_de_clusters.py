@@ -131,22 +131,39 @@ def test_heldout_de_test_keeps_its_level_on_random_groups_and_finds_real_changes
 def null_expression_model():
     """Genes and junctions with no difference at all (one expression profile), and a short model of them."""
     warnings.filterwarnings("ignore")
-    sim = simulate(n_cells=400, n_genes=120, n_events=40, n_types=2, frac_ds_events=0.0, frac_de_genes=0.0,
-                   observed_fraction=0.3, mean_library=3000.0, seed=11)
+    sim = simulate(
+        n_cells=400,
+        n_genes=120,
+        n_events=40,
+        n_types=2,
+        frac_ds_events=0.0,
+        frac_de_genes=0.0,
+        observed_fraction=0.3,
+        mean_library=3000.0,
+        seed=11,
+    )
     mdata = sim.to_mudata()
     mdata.obs["batch"] = "b0"
     SPLICEVI.setup_mudata(mdata, batch_key="batch")
     scvi.settings.seed = 0
     torch.manual_seed(0)
     model = SPLICEVI(mdata, n_latent=6, n_hidden=32, encoder_hidden_dim=32, h_hidden_dim=16, code_dim=8)
-    model.train(max_epochs=25, lr=1e-2, batch_size=128, early_stopping=False, n_epochs_kl_warmup=10,
-                enable_progress_bar=False)
+    model.train(
+        max_epochs=25,
+        lr=1e-2,
+        batch_size=128,
+        early_stopping=False,
+        n_epochs_kl_warmup=10,
+        enable_progress_bar=False,
+    )
     return mdata, model
 
 
 def _leiden(mdata, latent: np.ndarray, resolution: float, key: str) -> None:
     """scanpy's Leiden on a latent, recorded in ``uns[key]`` as a clustering (as users run it)."""
-    emb = ad.AnnData(np.zeros((latent.shape[0], 1), dtype=np.float32), obs=pd.DataFrame(index=mdata.obs_names))
+    emb = ad.AnnData(
+        np.zeros((latent.shape[0], 1), dtype=np.float32), obs=pd.DataFrame(index=mdata.obs_names)
+    )
     emb.obsm["X"] = latent
     sc.pp.neighbors(emb, n_neighbors=15, use_rep="X", random_state=0)
     sc.tl.leiden(emb, resolution=resolution, key_added=key, random_state=0, flavor="leidenalg")

@@ -47,7 +47,11 @@ def test_split_reads_parts_sum_are_integer_and_reproducible(small_mdata):
     other = split_reads(small_mdata, seed=8)
     assert (other != held).nnz > 0
     assert small_mdata["splicing"].uns["splicevi_split"] == {
-        "fraction": 0.5, "method": "dm", "seed": 8, "layer": "cell_by_junction_matrix", "concentration": "moments"
+        "fraction": 0.5,
+        "method": "dm",
+        "seed": 8,
+        "layer": "cell_by_junction_matrix",
+        "concentration": "moments",
     }
     binom = split_reads(small_mdata, method="binomial", seed=7)
     np.testing.assert_array_equal((total - binom + binom).toarray(), total.toarray())
@@ -89,8 +93,17 @@ def test_split_reads_rejects_bad_input(small_mdata):
 def null_model():
     """Splicing-only data with no splicing difference at all, and a short model of it."""
     warnings.filterwarnings("ignore")
-    sim = simulate(n_cells=400, n_genes=20, n_events=60, n_types=3, frac_ds_events=0.0, observed_fraction=0.3,
-                   mean_event_reads=15, dm_concentration=8.0, seed=5)
+    sim = simulate(
+        n_cells=400,
+        n_genes=20,
+        n_events=60,
+        n_types=3,
+        frac_ds_events=0.0,
+        observed_fraction=0.3,
+        mean_event_reads=15,
+        dm_concentration=8.0,
+        seed=5,
+    )
     mdata = sim.to_mudata(with_expression=False)
     mdata.obs["batch"] = "b0"
     SPLICEVI.setup_mudata(mdata, batch_key="batch")
@@ -99,8 +112,14 @@ def null_model():
     scvi.settings.seed = 0
     torch.manual_seed(0)
     model = SPLICEVI(mdata, n_latent=6, n_hidden=32, encoder_hidden_dim=32, code_dim=8)
-    model.train(max_epochs=25, lr=1e-2, batch_size=128, early_stopping=False, n_epochs_kl_warmup=10,
-                enable_progress_bar=False)
+    model.train(
+        max_epochs=25,
+        lr=1e-2,
+        batch_size=128,
+        early_stopping=False,
+        n_epochs_kl_warmup=10,
+        enable_progress_bar=False,
+    )
     return mdata, model
 
 
@@ -167,15 +186,30 @@ def test_clusters_of_the_fit_reads_tested_on_heldout_reads_make_no_false_calls(n
 def test_heldout_ds_finds_real_differences():
     # Power: two types that differ only in splicing, clusters found on the fit reads.
     warnings.filterwarnings("ignore")
-    sim = simulate(n_cells=300, n_genes=20, n_events=40, n_types=2, frac_ds_events=0.5, min_dpsi=0.5,
-                   observed_fraction=0.5, mean_event_reads=20, seed=1)
+    sim = simulate(
+        n_cells=300,
+        n_genes=20,
+        n_events=40,
+        n_types=2,
+        frac_ds_events=0.5,
+        min_dpsi=0.5,
+        observed_fraction=0.5,
+        mean_event_reads=20,
+        seed=1,
+    )
     mdata = sim.to_mudata(with_expression=False)
     mdata.obs["batch"] = "b0"
     SPLICEVI.setup_mudata(mdata, batch_key="batch")
     torch.manual_seed(0)
     model = SPLICEVI(mdata, n_latent=4, n_hidden=32, encoder_hidden_dim=32, code_dim=8)
-    model.train(max_epochs=25, lr=1e-2, batch_size=128, early_stopping=False, n_epochs_kl_warmup=10,
-                enable_progress_bar=False)
+    model.train(
+        max_epochs=25,
+        lr=1e-2,
+        batch_size=128,
+        early_stopping=False,
+        n_epochs_kl_warmup=10,
+        enable_progress_bar=False,
+    )
     split_reads(mdata, seed=0)
     types = mdata.obs["cell_type"].astype(str).to_numpy()
     c1, c2 = np.nonzero(types == "type0")[0], np.nonzero(types == "type1")[0]
@@ -200,15 +234,20 @@ def test_readme_recipe_for_own_clusters_runs(null_model):
     # The last line calls the design dispatcher of differential_splicing; its held-out path is run
     # directly below.
     # The data here are splicing-only: the whole block, DE included, runs in tests/test_de_clusters.py.
-    code = "\n".join(line for line in block.splitlines()
-                     if "differential_splicing" not in line and "differential_expression" not in line)
+    code = "\n".join(
+        line
+        for line in block.splitlines()
+        if "differential_splicing" not in line and "differential_expression" not in line
+    )
     assert "differential_splicing" in block and 'design="clusters"' in block
     namespace = {"mdata": mdata, "model": model}
     exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - the point of the test
     labels = mdata.obs["leiden_fit"].astype(str).to_numpy()
     assert np.unique(labels).size >= 2
     c1 = np.nonzero(labels == labels[0])[0]
-    table = heldout_ds(model, mdata, c1, np.setdiff1d(np.arange(mdata.n_obs), c1), delta=DELTA, fdr_target=0.05)
+    table = heldout_ds(
+        model, mdata, c1, np.setdiff1d(np.arange(mdata.n_obs), c1), delta=DELTA, fdr_target=0.05
+    )
     assert table["is_ds_fdr"].sum() == 0
 
 
@@ -221,16 +260,61 @@ def test_cluster_cli_clusters_the_fit_part_and_stores_heldout_reads(tmp_path):
     from splicevi.cli.main import main
 
     data = tmp_path / "data.h5mu"
-    simulate(n_cells=120, n_genes=20, n_events=20, n_types=2, observed_fraction=0.4, seed=2).to_mudata().write(data)
+    simulate(
+        n_cells=120, n_genes=20, n_events=20, n_types=2, observed_fraction=0.4, seed=2
+    ).to_mudata().write(data)
     model_dir, emb = tmp_path / "model", tmp_path / "embedding.h5ad"
-    assert main(["train", "--mdata", str(data), "--model-kwargs", '{"n_latent": 3, "n_hidden": 16}', "--max-epochs",
-                 "3", "--no-early-stopping", "--threads", "1", "--out-model", str(model_dir), "--out-history",
-                 str(tmp_path / "h.tsv")]) == 0
-    assert main(["embed", "--mdata", str(data), "--model", str(model_dir), "--n-neighbors", "10", "--threads", "1",
-                 "--out", str(emb)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--mdata",
+                str(data),
+                "--model-kwargs",
+                '{"n_latent": 3, "n_hidden": 16}',
+                "--max-epochs",
+                "3",
+                "--no-early-stopping",
+                "--threads",
+                "1",
+                "--out-model",
+                str(model_dir),
+                "--out-history",
+                str(tmp_path / "h.tsv"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "embed",
+                "--mdata",
+                str(data),
+                "--model",
+                str(model_dir),
+                "--n-neighbors",
+                "10",
+                "--threads",
+                "1",
+                "--out",
+                str(emb),
+            ]
+        )
+        == 0
+    )
     out = tmp_path / "splicevi.h5mu"
-    args = ["cluster", "--mdata", str(data), "--embedding", str(emb), "--out", str(out), "--out-cells",
-            str(tmp_path / "cells.tsv")]
+    args = [
+        "cluster",
+        "--mdata",
+        str(data),
+        "--embedding",
+        str(emb),
+        "--out",
+        str(out),
+        "--out-cells",
+        str(tmp_path / "cells.tsv"),
+    ]
     assert main([*args, "--model", str(model_dir), "--heldout-fraction", "1.5"]) != 0
     assert not out.exists()
     assert main([*args, "--model", str(model_dir)]) == 0
@@ -251,11 +335,16 @@ def test_cluster_cli_clusters_the_fit_part_and_stores_heldout_reads(tmp_path):
     model = load_model(model_dir, mdata)
     labels = mdata.obs["leiden"].astype(str).to_numpy()
     c1 = np.nonzero(labels == labels[0])[0]
-    table = heldout_ds(model, mdata, c1, np.setdiff1d(np.arange(mdata.n_obs), c1), delta=DELTA, fdr_target=0.05)
+    table = heldout_ds(
+        model, mdata, c1, np.setdiff1d(np.arange(mdata.n_obs), c1), delta=DELTA, fdr_target=0.05
+    )
     assert len(table) == spl.n_vars
     # de tests the same clusters on the held-out gene counts (the default design picks it) and logs why.
     de_out = tmp_path / "de.tsv"
-    assert main(["de", "--mdata", str(out), "--model", str(model_dir), "--threads", "1", "--out", str(de_out)]) == 0
+    assert (
+        main(["de", "--mdata", str(out), "--model", str(model_dir), "--threads", "1", "--out", str(de_out)])
+        == 0
+    )
     de = pd.read_csv(de_out, sep="\t")
     assert set(de["design"]) == {"clusters"} and de["test"].str.contains("held-out gene counts").all()
     assert {"lfc_mean", "pvalue", "qvalue", "is_de_fdr", "gene_name"} <= set(de.columns)

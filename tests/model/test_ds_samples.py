@@ -15,8 +15,17 @@ DELTA = 0.1
 
 
 def _cohort(n_samples, conc, frac=0.0, seed=0, n_events=300):
-    return simulate(n_cells=600, n_genes=80, n_events=n_events, n_types=2, observed_fraction=0.3,
-                    n_samples=n_samples, sample_concentration=conc, frac_condition_events=frac, seed=seed)
+    return simulate(
+        n_cells=600,
+        n_genes=80,
+        n_events=n_events,
+        n_types=2,
+        observed_fraction=0.3,
+        n_samples=n_samples,
+        sample_concentration=conc,
+        frac_condition_events=frac,
+        seed=seed,
+    )
 
 
 def _dm_calls(sim, quasi=True):
@@ -40,7 +49,9 @@ def _pooled_calls(sim):
     k1, n1, k2, n2 = k[t].sum(0), n[t].sum(0), k[~t].sum(0), n[~t].sum(0)
     p1, p2 = k1 / np.maximum(n1, 1), k2 / np.maximum(n2, 1)
     pool = (k1 + k2) / np.maximum(n1 + n2, 1)
-    z = (p1 - p2) / np.sqrt(np.maximum(pool * (1 - pool) * (1 / np.maximum(n1, 1) + 1 / np.maximum(n2, 1)), 1e-12))
+    z = (p1 - p2) / np.sqrt(
+        np.maximum(pool * (1 - pool) * (1 / np.maximum(n1, 1) + 1 / np.maximum(n2, 1)), 1e-12)
+    )
     from scipy import stats
 
     q = bh_qvalues(stats.norm.logsf(np.abs(z)) + np.log(2))
@@ -49,7 +60,9 @@ def _pooled_calls(sim):
 
 def test_simulated_samples_vary_and_default_output_is_unchanged():
     plain = simulate(n_cells=100, n_genes=30, n_events=20, seed=4)
-    again = simulate(n_cells=100, n_genes=30, n_events=20, seed=4, sample_concentration=3.0)  # no samples: unused
+    again = simulate(
+        n_cells=100, n_genes=30, n_events=20, seed=4, sample_concentration=3.0
+    )  # no samples: unused
     assert (plain.junction_counts != again.junction_counts).nnz == 0
     assert "sample" not in plain.obs and "true_dpsi_condition" not in plain.junctions
     sim = _cohort(4, 10.0)
@@ -103,7 +116,9 @@ def test_samples_nested_in_groups():
     samples = np.array(["a", "a", "b", "b", "c", "c", "d", "d"], dtype=object)
     assert samples_nested_in_groups(samples, np.array([0, 1, 2, 3]), np.array([4, 5, 6, 7]))
     assert not samples_nested_in_groups(samples, np.array([0, 2, 4]), np.array([1, 3, 5]))  # shared samples
-    assert not samples_nested_in_groups(samples, np.array([0, 1]), np.array([4, 5, 6, 7]))  # one sample in group 1
+    assert not samples_nested_in_groups(
+        samples, np.array([0, 1]), np.array([4, 5, 6, 7])
+    )  # one sample in group 1
     assert samples_nested_in_groups(samples, np.array([0, 1]), np.array([4, 5, 6, 7]), min_samples=1)
 
 
@@ -111,8 +126,17 @@ def test_samples_nested_in_groups():
 def cohort_model():
     from splicevi import SPLICEVI
 
-    sim = simulate(n_cells=300, n_genes=100, n_events=60, n_types=2, observed_fraction=0.4, n_samples=4,
-                   sample_concentration=10.0, sample_lfc=0.5, seed=2)
+    sim = simulate(
+        n_cells=300,
+        n_genes=100,
+        n_events=60,
+        n_types=2,
+        observed_fraction=0.4,
+        n_samples=4,
+        sample_concentration=10.0,
+        sample_lfc=0.5,
+        seed=2,
+    )
     mdata = sim.to_mudata()
     SPLICEVI.setup_mudata(mdata, batch_key="sample")
     torch.manual_seed(0)
@@ -130,9 +154,27 @@ def test_sample_level_ds_table_and_refusal(cohort_model):
     c1, c2 = np.nonzero(cond == "treated")[0], np.nonzero(cond == "control")[0]
     table = sample_level_ds(model, mdata, c1, c2, samples, delta=DELTA, fdr_target=0.05)
     assert table.index.name == "junction_id" and len(table) == mdata["splicing"].n_vars
-    for col in ("effect_size", "pvalue", "qvalue", "log10_pvalue", "is_ds_fdr", "est_psi1", "est_psi2", "emp_psi1",
-                "emp_psi2", "emp_effect", "n_obs_group1", "n_obs_group2", "junction_id", "event_id", "gene_name",
-                "n_samples_group1", "n_samples_group2", "design", "test"):
+    for col in (
+        "effect_size",
+        "pvalue",
+        "qvalue",
+        "log10_pvalue",
+        "is_ds_fdr",
+        "est_psi1",
+        "est_psi2",
+        "emp_psi1",
+        "emp_psi2",
+        "emp_effect",
+        "n_obs_group1",
+        "n_obs_group2",
+        "junction_id",
+        "event_id",
+        "gene_name",
+        "n_samples_group1",
+        "n_samples_group2",
+        "design",
+        "test",
+    ):
         assert col in table.columns, col
     assert table["effect_size"].abs().max() <= 1.0
     assert (table["n_samples_group1"].max(), table["n_samples_group2"].max()) == (2, 2)
@@ -150,17 +192,23 @@ def test_sample_level_ds_table_and_refusal(cohort_model):
 
 def test_de_null_condition_across_channels(cohort_model):
     sim, mdata, model = cohort_model
-    table = model.differential_expression(groupby="condition", group1="treated", group2="control",
-                                          sample_key="sample", silent=True)
+    table = model.differential_expression(
+        groupby="condition", group1="treated", group2="control", sample_key="sample", silent=True
+    )
     assert set(table["design"]) == {"samples"}
     assert table["is_de_fdr"].sum() <= 2  # no condition effect in expression: donors vary, conditions do not
-    labels = model.differential_expression(groupby="condition", group1="treated", group2="control",
-                                           design="labels", silent=True)
+    labels = model.differential_expression(
+        groupby="condition", group1="treated", group2="control", design="labels", silent=True
+    )
     assert set(labels["design"]) == {"labels"}
     with pytest.raises(ValueError, match="too few samples"):
-        model.differential_expression(idx1=np.nonzero(mdata.obs["sample"].astype(str) == "sample1")[0],
-                                      idx2=np.nonzero(mdata.obs["condition"].astype(str) == "treated")[0],
-                                      design="samples", sample_key="sample", silent=True)
+        model.differential_expression(
+            idx1=np.nonzero(mdata.obs["sample"].astype(str) == "sample1")[0],
+            idx2=np.nonzero(mdata.obs["condition"].astype(str) == "treated")[0],
+            design="samples",
+            sample_key="sample",
+            silent=True,
+        )
 
 
 def test_cli_simulate_cohort_shares_coordinates_and_writes_a_sheet(tmp_path, monkeypatch):
@@ -168,12 +216,33 @@ def test_cli_simulate_cohort_shares_coordinates_and_writes_a_sheet(tmp_path, mon
     from splicevi.data.samples import read_cohort_sheet
 
     monkeypatch.chdir(tmp_path)
-    assert main(["simulate", "--out", "cohort", "--format", "starsolo", "--n-cells", "90", "--n-genes", "20",
-                 "--n-events", "15", "--n-samples", "3", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--out",
+                "cohort",
+                "--format",
+                "starsolo",
+                "--n-cells",
+                "90",
+                "--n-genes",
+                "20",
+                "--n-events",
+                "15",
+                "--n-samples",
+                "3",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     sheet = read_cohort_sheet("cohort/samples.tsv")
     assert list(sheet["sample"]) == ["sample1", "sample2", "sample3"]
     assert list(sheet["condition"]) == ["control", "control", "treated"]
-    tables = [pd.read_csv(f"cohort/{s}/sim_SJ.out.tab", sep="\t", header=None).iloc[:, :3] for s in sheet["sample"]]
+    tables = [
+        pd.read_csv(f"cohort/{s}/sim_SJ.out.tab", sep="\t", header=None).iloc[:, :3] for s in sheet["sample"]
+    ]
     assert all(t.equals(tables[0]) for t in tables[1:])
     truth = pd.read_csv("cohort/truth_cells.tsv", sep="\t")
     assert truth.shape[0] == 90 and {"sample", "condition"} <= set(truth.columns)
@@ -183,25 +252,77 @@ def test_cli_de_picks_the_sample_design_and_says_so(tmp_path):
     from splicevi.cli.main import main
 
     path = tmp_path / "cohort.h5mu"
-    simulate(n_cells=160, n_genes=40, n_events=15, n_types=2, observed_fraction=0.5, n_samples=4,
-             seed=5).to_mudata().write_h5mu(path)
+    simulate(
+        n_cells=160, n_genes=40, n_events=15, n_types=2, observed_fraction=0.5, n_samples=4, seed=5
+    ).to_mudata().write_h5mu(path)
     model_dir = tmp_path / "model"
-    assert main(["train", "--mdata", str(path), "--batch-key", "sample", "--model-kwargs", '{"n_latent": 3}',
-                 "--max-epochs", "1", "--no-early-stopping", "--threads", "1", "--out-model", str(model_dir),
-                 "--out-history", str(tmp_path / "h.tsv")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--mdata",
+                str(path),
+                "--batch-key",
+                "sample",
+                "--model-kwargs",
+                '{"n_latent": 3}',
+                "--max-epochs",
+                "1",
+                "--no-early-stopping",
+                "--threads",
+                "1",
+                "--out-model",
+                str(model_dir),
+                "--out-history",
+                str(tmp_path / "h.tsv"),
+            ]
+        )
+        == 0
+    )
     contrasts = '[{"name": "cond", "groupby": "condition", "group1": "treated", "group2": "control"}]'
     out = tmp_path / "de.tsv"
-    assert main(["de", "--mdata", str(path), "--model", str(model_dir), "--contrasts", contrasts,
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "de",
+                "--mdata",
+                str(path),
+                "--model",
+                str(model_dir),
+                "--contrasts",
+                contrasts,
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     table = pd.read_csv(out, sep="\t")
     assert set(table["design"]) == {"samples"} and table["test"].str.contains("DESeq2").all()
     assert table["rank"].tolist() == list(range(1, len(table) + 1))
     assert table["log10_pvalue"].is_monotonic_increasing  # ranked by the sample-level p-value
-    assert main(["plot", "volcano", "--table", str(out), "--kind", "de", "--out", str(tmp_path / "v.png")]) == 0
+    assert (
+        main(["plot", "volcano", "--table", str(out), "--kind", "de", "--out", str(tmp_path / "v.png")]) == 0
+    )
     # one sample a group (sample-level contrast between two donors): refused with the counts
     donors = '[{"name": "d", "groupby": "sample", "group1": "sample1", "group2": "sample2"}]'
-    rc = main(["de", "--mdata", str(path), "--model", str(model_dir), "--contrasts", donors, "--design", "samples",
-               "--sample-key", "sample", "--out", str(tmp_path / "bad.tsv")])
+    rc = main(
+        [
+            "de",
+            "--mdata",
+            str(path),
+            "--model",
+            str(model_dir),
+            "--contrasts",
+            donors,
+            "--design",
+            "samples",
+            "--sample-key",
+            "sample",
+            "--out",
+            str(tmp_path / "bad.tsv"),
+        ]
+    )
     assert rc != 0 and not (tmp_path / "bad.tsv").exists()
 
 
@@ -217,6 +338,7 @@ def test_covariates_enter_the_design_and_confounded_ones_are_refused():
     per_cell = pd.DataFrame({"sex": ["F", "M", "F", "F"]})
     with pytest.raises(ValueError, match="vary within a sample"):
         per_sample_covariates(per_cell, samples, np.array(["a", "b"]), np.arange(4))
-    by_sample = per_sample_covariates(pd.DataFrame({"sex": ["M", "F"]}, index=["b", "a"]), samples,
-                                      np.array(["a", "b"]), np.arange(4))
+    by_sample = per_sample_covariates(
+        pd.DataFrame({"sex": ["M", "F"]}, index=["b", "a"]), samples, np.array(["a", "b"]), np.arange(4)
+    )
     assert by_sample["sex"].tolist() == ["F", "M"]

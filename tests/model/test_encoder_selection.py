@@ -101,4 +101,6 @@ def test_saved_model_keeps_its_selection(small_mdata, tmp_path):
     model.save(str(tmp_path / "m"), save_anndata=False)
     loaded = SPLICEVI.load(str(tmp_path / "m"), adata=small_mdata)
     torch.testing.assert_close(loaded.module.encoder_junction_weight, model.module.encoder_junction_weight)
-    np.testing.assert_allclose(_splicing_mean(loaded, small_mdata), _splicing_mean(model, small_mdata), atol=1e-5)
+    np.testing.assert_allclose(
+        _splicing_mean(loaded, small_mdata), _splicing_mean(model, small_mdata), atol=1e-5
+    )

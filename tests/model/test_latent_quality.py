@@ -52,7 +52,9 @@ def test_centred_psi_is_psi_minus_junction_mean():
     layers = splicing_layers(sim.junction_counts, codes)
     psi = layers["junc_ratio"].toarray()
     observed = layers["psi_mask"].toarray() > 0
-    means = np.array([psi[observed[:, j], j].mean() if observed[:, j].any() else 0.5 for j in range(psi.shape[1])])
+    means = np.array(
+        [psi[observed[:, j], j].mean() if observed[:, j].any() else 0.5 for j in range(psi.shape[1])]
+    )
     np.testing.assert_allclose(junction_mean_psi(sim.junction_counts, codes), means, rtol=1e-5)
     dense = np.zeros_like(psi)
     dense[centred.row, centred.col] = centred.data
@@ -60,14 +62,22 @@ def test_centred_psi_is_psi_minus_junction_mean():
     # Shrinkage towards the centre: (psi - c) * n / (n + kappa).
     n = layers["cell_by_cluster_matrix"].toarray()
     shrunk = centred_psi(sim.junction_counts, codes, prior_strength=3.0).toarray()
-    np.testing.assert_allclose(shrunk, np.where(observed, (psi - means) * n / np.maximum(n + 3.0, 1e-9), 0), atol=1e-6)
+    np.testing.assert_allclose(
+        shrunk, np.where(observed, (psi - means) * n / np.maximum(n + 3.0, 1e-9), 0), atol=1e-6
+    )
 
 
 def test_splicing_only_latent_reaches_the_svd_baseline():
     """Many ATSEs, few of them differential: the splicing latent must carry what the SVD carries."""
     sim = simulate(
-        n_cells=600, n_genes=100, n_events=600, n_types=4, n_batches=2, frac_ds_events=0.15,
-        observed_fraction=0.15, seed=5,
+        n_cells=600,
+        n_genes=100,
+        n_events=600,
+        n_types=4,
+        n_batches=2,
+        frac_ds_events=0.15,
+        observed_fraction=0.15,
+        seed=5,
     )
     baseline = _svd_ari(sim)
     assert baseline > 0.2  # the case is informative
@@ -79,12 +89,20 @@ def test_splicing_only_latent_reaches_the_svd_baseline():
 def test_joint_latent_not_below_the_best_single_modality():
     """A splicing modality with weak signal must not drown the expression signal in the joint."""
     sim = simulate(
-        n_cells=600, n_genes=200, n_events=400, n_types=4, n_batches=2, frac_ds_events=0.1,
-        observed_fraction=0.05, seed=6,
+        n_cells=600,
+        n_genes=200,
+        n_events=400,
+        n_types=4,
+        n_batches=2,
+        frac_ds_events=0.1,
+        observed_fraction=0.05,
+        seed=6,
     )
     model = _train(sim.to_mudata(), epochs=25)
     labels = sim.obs["cell_type"].astype(str).to_numpy()
-    single = {m: _ari(model.get_latent_representation(modality=m), labels) for m in ("expression", "splicing")}
+    single = {
+        m: _ari(model.get_latent_representation(modality=m), labels) for m in ("expression", "splicing")
+    }
     joint = _ari(model.get_latent_representation(), labels)
     assert max(single.values()) > 0.3
     assert joint >= max(single.values()) - 0.05, (joint, single)

@@ -31,8 +31,14 @@ def _reference(mdata):
         junc_counts_layer="cell_by_junction_matrix",
         psi_mask_layer="psi_mask",
         batch_key="batch",
-        modalities={"rna_layer": "rna", "junc_ratio_layer": "splicing", "atse_counts_layer": "splicing",
-                    "junc_counts_layer": "splicing", "psi_mask_layer": "splicing", "batch_key": "splicing"},
+        modalities={
+            "rna_layer": "rna",
+            "junc_ratio_layer": "splicing",
+            "atse_counts_layer": "splicing",
+            "junc_counts_layer": "splicing",
+            "psi_mask_layer": "splicing",
+            "batch_key": "splicing",
+        },
     )
     return mdata
 
@@ -60,8 +66,16 @@ def test_reference_setup_minibatch_carries_only_counts(small_mdata):
         return original(*args, **kwargs)
 
     model.module.inference = spy
-    model.train(max_epochs=1, batch_size=64, train_size=1.0, early_stopping=False, enable_progress_bar=False,
-                enable_model_summary=False, logger=False, enable_checkpointing=False)
+    model.train(
+        max_epochs=1,
+        batch_size=64,
+        train_size=1.0,
+        early_stopping=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        logger=False,
+        enable_checkpointing=False,
+    )
     assert seen and all(not s for s in seen)
 
 
@@ -91,11 +105,20 @@ def test_concatenated_anndata_reference_layers_are_left_out(small_sim):
     mdata = small_sim.to_mudata()
     rna, spl = mdata.mod["rna"], mdata.mod["splicing"]
     layers = {name: sp.hstack([sp.csr_matrix(rna.shape), spl.layers[name]]).tocsr() for name in spl.layers}
-    adata = ad.AnnData(X=sp.hstack([rna.X, sp.csr_matrix(spl.shape)]).tocsr(), obs=rna.obs.copy(),
-                       var=pd.concat([rna.var, spl.var]), layers=layers)
-    SPLICEVI.setup_anndata(adata, junc_ratio="junc_ratio", cell_by_junction_matrix="cell_by_junction_matrix",
-                           cell_by_cluster_matrix="cell_by_cluster_matrix", psi_mask_layer="psi_mask",
-                           batch_key="batch")
+    adata = ad.AnnData(
+        X=sp.hstack([rna.X, sp.csr_matrix(spl.shape)]).tocsr(),
+        obs=rna.obs.copy(),
+        var=pd.concat([rna.var, spl.var]),
+        layers=layers,
+    )
+    SPLICEVI.setup_anndata(
+        adata,
+        junc_ratio="junc_ratio",
+        cell_by_junction_matrix="cell_by_junction_matrix",
+        cell_by_cluster_matrix="cell_by_cluster_matrix",
+        psi_mask_layer="psi_mask",
+        batch_key="batch",
+    )
     model = SPLICEVI(adata, n_genes=rna.n_vars, n_junctions=spl.n_vars, n_latent=6)
     assert sorted(_first_batch(model)) == LEAN_KEYS
 
@@ -108,8 +131,12 @@ def test_totals_that_differ_from_the_counts_stay_and_are_used(small_mdata):
     model = SPLICEVI(_reference(small_mdata), n_latent=6)
     batch = _first_batch(model)
     assert {"atse_counts", "psi_mask"} <= set(batch)
-    obs = model.module.observed(*(model.module._get_inference_input(batch)[k] for k in (
-        "junction_counts", "atse_counts", "psi_mask", "junction_ratio")))
+    obs = model.module.observed(
+        *(
+            model.module._get_inference_input(batch)[k]
+            for k in ("junction_counts", "atse_counts", "psi_mask", "junction_ratio")
+        )
+    )
     # n of each entry is the stored total, not the sum of k.
     stored = n[:64].toarray()[obs.rows.numpy(), obs.cols.numpy()]
     np.testing.assert_array_equal(obs.n.numpy(), stored)
@@ -127,7 +154,9 @@ def test_mask_hiding_observed_entries_stays(small_mdata):
 def test_derivable_layers(small_mdata):
     spl = small_mdata.mod["splicing"]
     codes, _ = event_codes(spl.var["event_id"])
-    k, n, mask = (spl.layers[name] for name in ("cell_by_junction_matrix", "cell_by_cluster_matrix", "psi_mask"))
+    k, n, mask = (
+        spl.layers[name] for name in ("cell_by_junction_matrix", "cell_by_cluster_matrix", "psi_mask")
+    )
     assert derivable_layers(k, codes, n, mask) == {"atse_counts": True, "psi_mask": True}
     wrong = n.copy()
     wrong.data[-1] += 1
@@ -137,15 +166,18 @@ def test_derivable_layers(small_mdata):
     extra[0, int(np.setdiff1d(np.arange(n.shape[1]), n[0].indices)[0])] = 3.0
     assert derivable_layers(k, codes, extra.tocsr(), None)["atse_counts"] is False
     # Explicit zeros in the stored totals are not observed entries.
-    zeros = sp.csr_matrix((np.r_[n.data, 0.0], (np.r_[n.tocoo().row, 0], np.r_[n.tocoo().col, 0])), shape=n.shape)
+    zeros = sp.csr_matrix(
+        (np.r_[n.data, 0.0], (np.r_[n.tocoo().row, 0], np.r_[n.tocoo().col, 0])), shape=n.shape
+    )
     if zeros.nnz:
         assert derivable_layers(k, codes, zeros, None)["atse_counts"] is True
     # A mask with extra ones outside the observed entries hides nothing.
     assert derivable_layers(k, codes, None, sp.csr_matrix(np.ones(k.shape)))["psi_mask"] is True
     # Offset (genes first): the same answer on the junction columns.
     pad = sp.csr_matrix((k.shape[0], 5))
-    assert derivable_layers(sp.hstack([pad, k]).tocsr(), codes, sp.hstack([pad, n]).tocsr(), None, offset=5) == {
-        "atse_counts": True, "psi_mask": True}
+    assert derivable_layers(
+        sp.hstack([pad, k]).tocsr(), codes, sp.hstack([pad, n]).tocsr(), None, offset=5
+    ) == {"atse_counts": True, "psi_mask": True}
 
 
 @pytest.mark.parametrize("with_mask", [False, True])

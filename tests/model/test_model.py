@@ -23,7 +23,9 @@ def _setup(mdata, **kwargs):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "defaults")
+@pytest.mark.parametrize(
+    "options", OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "defaults"
+)
 def test_every_option_trains(small_mdata, options):
     _setup(small_mdata)
     model = SPLICEVI(small_mdata, **options)
@@ -38,7 +40,10 @@ def test_every_option_trains(small_mdata, options):
         with pytest.raises(ValueError):
             model.get_latent_representation(modality="splicing")
     else:
-        assert model.get_latent_representation(modality="splicing").shape == (small_mdata.n_obs, model.module.n_latent)
+        assert model.get_latent_representation(modality="splicing").shape == (
+            small_mdata.n_obs,
+            model.module.n_latent,
+        )
 
 
 @pytest.mark.parametrize(
@@ -62,7 +67,15 @@ def test_train_arguments(small_mdata, train_kwargs):
 def test_step_scheduler_lowers_lr(small_mdata):
     _setup(small_mdata)
     model = SPLICEVI(small_mdata, n_latent=8)
-    model.train(max_epochs=3, lr=1e-3, lr_scheduler_type="step", step_size=1, lr_factor=0.5, early_stopping=False, **QUIET)
+    model.train(
+        max_epochs=3,
+        lr=1e-3,
+        lr_scheduler_type="step",
+        step_size=1,
+        lr_factor=0.5,
+        early_stopping=False,
+        **QUIET,
+    )
     optimizer = model.trainer.optimizers[0] if hasattr(model, "trainer") else None
     if optimizer is None:
         pytest.skip("trainer not kept by this scvi-tools version")
@@ -132,7 +145,9 @@ def test_load_on_mismatched_features_raises(small_mdata, tmp_path):
         SPLICEVI.load(tmp_path / "model", adata=other)
     # Fewer junctions (whole ATSEs dropped) -> different shapes.
     keep = spl.var["event_id"].isin(spl.var["event_id"].unique()[:-3]).to_numpy()
-    fewer = md.MuData({"rna": small_mdata.mod["rna"].copy(), "splicing": small_mdata.mod["splicing"][:, keep].copy()})
+    fewer = md.MuData(
+        {"rna": small_mdata.mod["rna"].copy(), "splicing": small_mdata.mod["splicing"][:, keep].copy()}
+    )
     fewer.obs["batch"] = small_mdata.obs["batch"].to_numpy()
     with pytest.raises(ValueError):
         SPLICEVI.load(tmp_path / "model", adata=fewer)
@@ -224,11 +239,11 @@ def test_concatenated_anndata(small_sim):
     mdata = small_sim.to_mudata()
     rna, spl = mdata.mod["rna"], mdata.mod["splicing"]
     n_genes = rna.n_vars
-    layers = {
-        name: sp.hstack([sp.csr_matrix(rna.shape), spl.layers[name]]).tocsr() for name in spl.layers
-    }
+    layers = {name: sp.hstack([sp.csr_matrix(rna.shape), spl.layers[name]]).tocsr() for name in spl.layers}
     var = pd.concat([rna.var, spl.var])
-    adata = ad.AnnData(X=sp.hstack([rna.X, sp.csr_matrix(spl.shape)]).tocsr(), obs=rna.obs.copy(), var=var, layers=layers)
+    adata = ad.AnnData(
+        X=sp.hstack([rna.X, sp.csr_matrix(spl.shape)]).tocsr(), obs=rna.obs.copy(), var=var, layers=layers
+    )
     SPLICEVI.setup_anndata(adata, batch_key="batch")
     model = SPLICEVI(adata, n_genes=n_genes, n_junctions=spl.n_vars, n_latent=6)
     model.train(max_epochs=2, **QUIET)
@@ -267,8 +282,18 @@ def _broken(mdata, layer, fn):
         ("cell_by_junction_matrix", lambda m: m.data.__setitem__(0, -1), {}, "negative"),
         ("cell_by_junction_matrix", lambda m: m.data.__setitem__(0, np.nan), {}, "NaN"),
         ("cell_by_junction_matrix", lambda m: m.data.__setitem__(0, 0.5), {}, "non-integer"),
-        ("cell_by_junction_matrix", lambda m: m.data.__setitem__(0, 1e6), {"atse_counts_layer": "cell_by_cluster_matrix"}, "k > n"),
-        ("cell_by_cluster_matrix", lambda m: m.data.__setitem__(0, np.inf), {"atse_counts_layer": "cell_by_cluster_matrix"}, "NaN/inf"),
+        (
+            "cell_by_junction_matrix",
+            lambda m: m.data.__setitem__(0, 1e6),
+            {"atse_counts_layer": "cell_by_cluster_matrix"},
+            "k > n",
+        ),
+        (
+            "cell_by_cluster_matrix",
+            lambda m: m.data.__setitem__(0, np.inf),
+            {"atse_counts_layer": "cell_by_cluster_matrix"},
+            "NaN/inf",
+        ),
     ],
 )
 def test_bad_values_raise(small_mdata, layer, fn, kwargs, message):
@@ -318,7 +343,9 @@ def test_partial_encoder_latent_carries_splicing_differences():
     import scvi
 
     scvi.settings.seed = 0
-    sim = simulate(n_cells=600, n_genes=50, n_events=200, n_types=3, frac_ds_events=0.5, observed_fraction=0.2, seed=11)
+    sim = simulate(
+        n_cells=600, n_genes=50, n_events=200, n_types=3, frac_ds_events=0.5, observed_fraction=0.2, seed=11
+    )
     mdata = sim.to_mudata(with_expression=False)
     SPLICEVI.setup_mudata(mdata)
     model = SPLICEVI(mdata, n_latent=10)
@@ -356,7 +383,6 @@ def test_splicing_weight_prior_is_in_the_loss(small_mdata):
     assert losses[0] - losses[1] == pytest.approx(expected, rel=1e-4)
     with pytest.raises(ValueError, match="splicing_weight_prior_sd"):
         SPLICEVI(small_mdata, splicing_weight_prior_sd=0.0)
-
 
 
 def test_h_hidden_dim_of_the_reference_api_is_accepted_with_a_warning(small_mdata):

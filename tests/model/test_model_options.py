@@ -17,8 +17,7 @@ MODEL_ONLY = ("fully_paired",)
 _DEFAULTS = {k: p.default for k, p in inspect.signature(SPLICEVI.__init__).parameters.items()}
 #: Options of model_fixtures.OPTIONS that differ from the defaults and reach the module.
 MODULE_OPTIONS = [
-    o for o in OPTIONS
-    if any(_DEFAULTS.get(k) != v for k, v in o.items()) and not set(o) & set(MODEL_ONLY)
+    o for o in OPTIONS if any(_DEFAULTS.get(k) != v for k, v in o.items()) and not set(o) & set(MODEL_ONLY)
 ]
 
 
@@ -40,7 +39,9 @@ def _loss(model: SPLICEVI, tensors) -> torch.Tensor:
 def _copy_shared_weights(source: SPLICEVI, target: SPLICEVI) -> None:
     """Load every tensor of ``source`` that ``target`` has with the same name and shape."""
     theirs = target.module.state_dict()
-    shared = {k: v for k, v in source.module.state_dict().items() if k in theirs and theirs[k].shape == v.shape}
+    shared = {
+        k: v for k, v in source.module.state_dict().items() if k in theirs and theirs[k].shape == v.shape
+    }
     target.module.load_state_dict(shared, strict=False)
 
 
@@ -88,7 +89,9 @@ def test_fixed_beta_binomial_concentration_is_not_learned(small_mdata):
     fixed = _model(small_mdata, splicing_loss_type="beta_binomial", splicing_concentration=20.0)
     assert "log_concentration" in dict(learned.module.named_parameters())
     assert "log_concentration" not in dict(fixed.module.named_parameters())
-    torch.testing.assert_close(fixed.module.splicing_concentration_per_junction(), torch.full((fixed.n_junctions,), 20.0))
+    torch.testing.assert_close(
+        fixed.module.splicing_concentration_per_junction(), torch.full((fixed.n_junctions,), 20.0)
+    )
 
 
 @pytest.mark.parametrize("penalty", ["Jeffreys", "MMD"])

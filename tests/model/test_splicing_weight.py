@@ -29,7 +29,9 @@ def test_weight_scales_only_the_splicing_term(small_mdata):
     """Weight w: the loss grows by (w - 1) × mean splicing reconstruction; reported terms stay the likelihood."""
     plain = _model(small_mdata)
     weighted = _model(small_mdata, splicing_reconstruction_weight=4.0)
-    weighted.module.load_state_dict({**plain.module.state_dict(), "splicing_reconstruction_weight": torch.tensor(4.0)})
+    weighted.module.load_state_dict(
+        {**plain.module.state_dict(), "splicing_reconstruction_weight": torch.tensor(4.0)}
+    )
     tensors = next(iter(plain._data_loader(batch_size=64)))
     a, b = _forward(plain, tensors), _forward(weighted, tensors)
     for key, value in a.reconstruction_loss.items():
@@ -51,11 +53,16 @@ def test_balanced_is_the_ratio_of_reads(small_mdata):
     # Ten times the gene reads: ten times the weight (when the ratio is above 1).
     deeper = small_mdata.copy()
     deeper["rna"].X = genes * 10
-    ratio = float(_model(deeper, splicing_reconstruction_weight="balanced").module.splicing_reconstruction_weight)
+    ratio = float(
+        _model(deeper, splicing_reconstruction_weight="balanced").module.splicing_reconstruction_weight
+    )
     assert ratio == pytest.approx(max(1.0, 10 * np.median(g[g > 0]) / np.median(j[j > 0])), rel=1e-5)
     assert ratio > 1.0
     # A number is taken as given.
-    assert float(_model(small_mdata, splicing_reconstruction_weight=2.5).module.splicing_reconstruction_weight) == 2.5
+    assert (
+        float(_model(small_mdata, splicing_reconstruction_weight=2.5).module.splicing_reconstruction_weight)
+        == 2.5
+    )
 
 
 def test_balanced_without_expression_is_one(small_sim):
@@ -76,4 +83,6 @@ def test_saved_model_keeps_its_weight(small_mdata, tmp_path):
     model.train(max_epochs=1, enable_progress_bar=False, enable_model_summary=False)
     model.save(str(tmp_path / "m"), save_anndata=False)
     loaded = SPLICEVI.load(str(tmp_path / "m"), adata=small_mdata)
-    torch.testing.assert_close(loaded.module.splicing_reconstruction_weight, model.module.splicing_reconstruction_weight)
+    torch.testing.assert_close(
+        loaded.module.splicing_reconstruction_weight, model.module.splicing_reconstruction_weight
+    )

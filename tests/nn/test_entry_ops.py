@@ -90,12 +90,17 @@ def test_entry_extraction_matches_definition(grouped):
     ptr = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(torch.bincount(module_codes), 0)])
     csr = sp.csr_matrix(k.astype(np.float32))
     minibatch = torch.sparse_csr_tensor(
-        torch.as_tensor(csr.indptr, dtype=torch.long), torch.as_tensor(csr.indices, dtype=torch.long),
-        torch.as_tensor(csr.data), csr.shape,
+        torch.as_tensor(csr.indptr, dtype=torch.long),
+        torch.as_tensor(csr.indices, dtype=torch.long),
+        torch.as_tensor(csr.data),
+        csr.shape,
     )
     obs = observed_entries(minibatch, module_codes, ptr, order)
     expected = _reference_observed(k.astype(np.float64), codes)
-    got = {(int(r), int(c)): (float(kk), float(nn)) for r, c, kk, nn in zip(obs.rows, obs.cols, obs.k, obs.n, strict=True)}
+    got = {
+        (int(r), int(c)): (float(kk), float(nn))
+        for r, c, kk, nn in zip(obs.rows, obs.cols, obs.k, obs.n, strict=True)
+    }
     assert got == expected
     # Groups: one per observed (cell, ATSE), and each entry's group is its (cell, ATSE).
     assert obs.n_groups == len({(r, codes[c]) for r, c in expected})
@@ -166,7 +171,9 @@ def test_centred_psi_blocks_equal_whole_matrix():
     center = np.where(count > 0, np.bincount(psi.indices, psi.data, codes.size) / np.maximum(count, 1), 0.5)
     for kappa in (0.0, 4.0):
         want = psi.copy()
-        want.data = ((psi.data - center.astype(np.float32)[psi.indices]) * (n.data / (n.data + kappa))).astype(np.float32)
+        want.data = (
+            (psi.data - center.astype(np.float32)[psi.indices]) * (n.data / (n.data + kappa))
+        ).astype(np.float32)
         old, L.BLOCK_ENTRIES = L.BLOCK_ENTRIES, 97  # many small blocks
         try:
             got = L.centred_psi(k, codes, prior_strength=kappa)

@@ -32,8 +32,10 @@ def _minibatch(grouped: bool):
     ptr = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(torch.bincount(module_codes), 0)])
     csr = sp.csr_matrix(k.astype(np.float32))
     tensor = torch.sparse_csr_tensor(
-        torch.as_tensor(csr.indptr, dtype=torch.long), torch.as_tensor(csr.indices, dtype=torch.long),
-        torch.as_tensor(csr.data), csr.shape,
+        torch.as_tensor(csr.indptr, dtype=torch.long),
+        torch.as_tensor(csr.indices, dtype=torch.long),
+        torch.as_tensor(csr.data),
+        csr.shape,
     )
     return observed_entries(tensor, module_codes, ptr, order)
 
@@ -46,13 +48,19 @@ def test_entry_constants_equal_their_definitions(grouped):
     assert torch.equal(obs.group_totals(), torch.zeros(obs.n_groups).index_add_(0, obs.group, obs.k))
     counted = EntryLayout(obs.rows, obs.cols, obs.n_cells, obs.n_junctions)
     assert torch.equal(obs.layout().crow, counted.crow)
-    assert all(torch.equal(a, b) for a, b in zip(obs.layout().transposed(), counted.transposed(), strict=True))
+    assert all(
+        torch.equal(a, b) for a, b in zip(obs.layout().transposed(), counted.transposed(), strict=True)
+    )
 
 
 def test_log_factorial_is_lgamma_bit_for_bit():
     x = torch.as_tensor(rng.integers(0, 5000, size=2000), dtype=torch.float32)
     assert torch.equal(log_factorial(x), torch.lgamma(x + 1.0))
-    for other in (torch.tensor([0.5, 2.0]), torch.tensor([-1.0, 2.0]), torch.tensor([float(LOG_FACTORIAL_TABLE_MAX)])):
+    for other in (
+        torch.tensor([0.5, 2.0]),
+        torch.tensor([-1.0, 2.0]),
+        torch.tensor([float(LOG_FACTORIAL_TABLE_MAX)]),
+    ):
         assert torch.equal(log_factorial(other), torch.lgamma(other + 1.0))
     assert log_factorial(torch.zeros(0)).shape == (0,)
 
@@ -65,8 +73,9 @@ def test_dm_with_minibatch_constants_equals_without():
     for given in (False, True):
         log_p = segment_log_softmax(logits, obs.group, obs.n_groups)
         extra = {"group_totals": obs.group_totals(), "nonzero": obs.nonzero()} if given else {}
-        ll = dirichlet_multinomial_log_prob(obs.k, log_p, phi, obs.group, obs.n_groups,
-                                            concentration_index=obs.group_event, **extra)
+        ll = dirichlet_multinomial_log_prob(
+            obs.k, log_p, phi, obs.group, obs.n_groups, concentration_index=obs.group_event, **extra
+        )
         ll.sum().backward()
         results.append((ll.detach(), logits.grad.clone(), phi.grad.clone()))
         logits.grad, phi.grad = None, None

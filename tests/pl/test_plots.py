@@ -101,7 +101,9 @@ def test_volcano_ds_and_de(tmp_path, ds_table):
     out = tmp_path / "v.png"
     pl.save_figure(pl.volcano(ds_table, "ds"), out)
     _check_png(out)
-    de = pd.DataFrame({"contrast": "a", "gene_id": ["g1", "g2"], "lfc_mean": [1.0, -0.2], "proba_de": [0.99, 0.2]})
+    de = pd.DataFrame(
+        {"contrast": "a", "gene_id": ["g1", "g2"], "lfc_mean": [1.0, -0.2], "proba_de": [0.99, 0.2]}
+    )
     pl.save_figure(pl.volcano(de, "de"), tmp_path / "d.png")
     with pytest.raises(ValueError, match="lacks column 'proba_ds'"):
         pl.volcano(ds_table.drop(columns="proba_ds"), "ds")
@@ -135,7 +137,9 @@ def test_top_events_psi_and_coverage(tmp_path, mdata, ds_table):
     assert set(events.columns) >= {"contrast", "event_id", "proba_ds", "effect_size", "is_ds_fdr"}
     assert len(events) == ds_table.groupby(["contrast", "event_id"]).ngroups
     cov = tmp_path / "cov.png"
-    pl.save_figure(pl.event_coverage(mdata, rank_table(events, "proba_ds", "effect_size"), "leiden", n_top=3), cov)
+    pl.save_figure(
+        pl.event_coverage(mdata, rank_table(events, "proba_ds", "effect_size"), "leiden", n_top=3), cov
+    )
     _check_png(cov)
     with pytest.raises(ValueError, match="no cell annotation 'nope'"):
         pl.top_events_psi(mdata, ds_table, "nope")
@@ -217,19 +221,25 @@ def test_arc_labels_never_overlap_and_the_gtf_adds_an_exon_track(mdata, tmp_path
     var = mdata["splicing"].var.loc[event_junctions(mdata, event)]
     chrom, lo, hi = str(var["chrom"].iloc[0]), int(var["start"].min()), int(var["end"].max())
     gtf = tmp_path / "a.gtf"
-    gtf.write_text("".join(
-        f'{c}\tsim\texon\t{s}\t{e}\t.\t+\t.\tgene_id "G"; transcript_id "T1"; gene_name "GeneX";\n'
-        for c, s, e in [(chrom, lo - 80, lo - 1), (chrom, hi + 1, hi + 90), ("chrOther", lo, hi)]))
+    gtf.write_text(
+        "".join(
+            f'{c}\tsim\texon\t{s}\t{e}\t.\t+\t.\tgene_id "G"; transcript_id "T1"; gene_name "GeneX";\n'
+            for c, s, e in [(chrom, lo - 80, lo - 1), (chrom, hi + 1, hi + 90), ("chrOther", lo, hi)]
+        )
+    )
     fig = pl.arcs(mdata, event, groupby="leiden", groups=["0", "2"], gtf=gtf)
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     for ax in fig.axes:
         boxes = [t.get_window_extent(renderer) for t in ax.texts if t.get_text().isdigit()]
-        assert all(not a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+        assert all(not a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
         exons = [p for p in ax.patches if isinstance(p, Rectangle)]
         assert len(exons) == 2  # the two exons of this region, not the other chromosome's
-    assert not [p for p in pl.arcs(mdata, event, groupby="leiden", groups=["0"]).axes[0].patches
-                if isinstance(p, Rectangle)]
+    assert not [
+        p
+        for p in pl.arcs(mdata, event, groupby="leiden", groups=["0"]).axes[0].patches
+        if isinstance(p, Rectangle)
+    ]
 
 
 def test_well_observed_keeps_events_seen_on_both_sides(mdata, contrast_table):
@@ -302,9 +312,16 @@ def test_volcano_evidence_does_not_saturate_and_labels_do_not_overlap():
     assert len(np.unique(y[saturated])) == 60  # resolved, ordered by |effect|
     sat = np.flatnonzero(saturated)
     assert (np.diff(y[sat][np.argsort(np.abs(effect[sat]))]) > 0).all()
-    table = pd.DataFrame({"contrast": "a", "junction_id": [f"chr1:{i}-{i + 50}:+" for i in range(n)],
-                          "gene_name": [f"G{i}" for i in range(n)], "proba_ds": proba, "effect_size": effect,
-                          "is_ds_fdr": proba == 1.0})
+    table = pd.DataFrame(
+        {
+            "contrast": "a",
+            "junction_id": [f"chr1:{i}-{i + 50}:+" for i in range(n)],
+            "gene_name": [f"G{i}" for i in range(n)],
+            "proba_ds": proba,
+            "effect_size": effect,
+            "is_ds_fdr": proba == 1.0,
+        }
+    )
     fig = pl.volcano(table, "ds", n_labels=16)
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
@@ -319,8 +336,10 @@ def test_volcano_evidence_does_not_saturate_and_labels_do_not_overlap():
     for i in range(len(boxes)):
         for k in range(i + 1, len(boxes)):
             assert not boxes[i].overlaps(boxes[k]), (labels[i].get_text(), labels[k].get_text())
-    inside = [(b.x0 <= points[:, 0]) & (points[:, 0] <= b.x1) & (b.y0 <= points[:, 1]) & (points[:, 1] <= b.y1)
-              for b in boxes]
+    inside = [
+        (b.x0 <= points[:, 0]) & (points[:, 0] <= b.x1) & (b.y0 <= points[:, 1]) & (points[:, 1] <= b.y1)
+        for b in boxes
+    ]
     assert not np.any(inside)  # no label covers a point
     # each label names the gene and the junction (a gene alone repeats over its junctions)
     ids = dict(zip(table["gene_name"], table["junction_id"], strict=True))
@@ -334,9 +353,18 @@ def test_volcano_labels_and_leader_lines_stay_inside_their_panel():
     rows = []
     for contrast in ("a", "b", "c", "d"):
         proba = rng.uniform(size=n)
-        rows.append(pd.DataFrame({"contrast": contrast, "junction_id": [f"chr1:{i}-{i + 50}:+" for i in range(n)],
-                                  "gene_name": "GENE", "proba_ds": proba, "effect_size": rng.normal(0, 0.3, n),
-                                  "is_ds_fdr": proba > 0.9}))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "contrast": contrast,
+                    "junction_id": [f"chr1:{i}-{i + 50}:+" for i in range(n)],
+                    "gene_name": "GENE",
+                    "proba_ds": proba,
+                    "effect_size": rng.normal(0, 0.3, n),
+                    "is_ds_fdr": proba > 0.9,
+                }
+            )
+        )
     fig = pl.volcano(pd.concat(rows, ignore_index=True), "ds", n_labels=12)
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
@@ -348,8 +376,15 @@ def test_volcano_labels_and_leader_lines_stay_inside_their_panel():
         assert notes
         for note in notes:
             box = note.get_window_extent(renderer)  # text and leader line together
-            assert frame.x0 - 1 <= box.x0 and box.x1 <= frame.x1 + 1 and frame.y0 - 1 <= box.y0 and box.y1 <= frame.y1 + 1
-            assert note.arrow_patch is None or frame.contains(*note.arrow_patch.get_window_extent(renderer).p1)
+            assert (
+                frame.x0 - 1 <= box.x0
+                and box.x1 <= frame.x1 + 1
+                and frame.y0 - 1 <= box.y0
+                and box.y1 <= frame.y1 + 1
+            )
+            assert note.arrow_patch is None or frame.contains(
+                *note.arrow_patch.get_window_extent(renderer).p1
+            )
 
 
 def test_plot_cli_arcs_and_psi_umap(tmp_path, sim, contrast_table):
@@ -360,11 +395,40 @@ def test_plot_cli_arcs_and_psi_umap(tmp_path, sim, contrast_table):
     m.obsm["X_umap"] = np.random.default_rng(2).normal(size=(m.n_obs, 2))
     m.write(tmp_path / "m.h5mu")
     contrast_table.to_csv(tmp_path / "ds.tsv", sep="\t", index=False)
-    assert main(["plot", "umap", "--mdata", str(tmp_path / "m.h5mu"), "--color", "leiden", "qc",
-                 "--out", str(tmp_path / "umap.png")]) == 0
+    assert (
+        main(
+            [
+                "plot",
+                "umap",
+                "--mdata",
+                str(tmp_path / "m.h5mu"),
+                "--color",
+                "leiden",
+                "qc",
+                "--out",
+                str(tmp_path / "umap.png"),
+            ]
+        )
+        == 0
+    )
     _check_png(tmp_path / "umap.png")
     for kind in ("arcs", "psi-umap"):
         out = tmp_path / f"{kind}.png"
-        assert main(["plot", kind, "--mdata", str(tmp_path / "m.h5mu"), "--table", str(tmp_path / "ds.tsv"),
-                     "--min-cells", "5", "--out", str(out)]) == 0
+        assert (
+            main(
+                [
+                    "plot",
+                    kind,
+                    "--mdata",
+                    str(tmp_path / "m.h5mu"),
+                    "--table",
+                    str(tmp_path / "ds.tsv"),
+                    "--min-cells",
+                    "5",
+                    "--out",
+                    str(out),
+                ]
+            )
+            == 0
+        )
         _check_png(out)

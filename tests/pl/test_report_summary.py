@@ -27,18 +27,32 @@ def _tables(group1="B", n_cells=300, atses=297, test=True):
     )
     qc_overall = pd.DataFrame(
         {"value": [400, n_cells, 1234, atses, 0.123456789]},
-        index=pd.Index(["cells_ingested", "cells_kept", "junctions_kept", "atses_kept", "frac"], name="metric"),
+        index=pd.Index(
+            ["cells_ingested", "cells_kept", "junctions_kept", "atses_kept", "frac"], name="metric"
+        ),
     )
     cells = pd.DataFrame(
-        {"leiden": rng.integers(0, 3, n_cells).astype(str), "cell_type": ["A"] * (n_cells - 5) + [group1] * 5},
+        {
+            "leiden": rng.integers(0, 3, n_cells).astype(str),
+            "cell_type": ["A"] * (n_cells - 5) + [group1] * 5,
+        },
         index=[f"c{i}" for i in range(n_cells)],
     )
     ev = pd.DataFrame(
         {
-            "contrast": "B_vs_A", "groupby": "cell_type", "group1": group1, "group2": "A",
-            "event_id": [f"E{i}" for i in range(6)], "gene_name": ["G1", "G2", HOSTILE, "G4", "G5", "G6"],
-            "chrom": "chr1", "start": 100, "end": 900, "strand": "+", "effect_size": [0.4, -0.3, 0.2, 0.1, 0, 0],
-            "qvalue": [1e-5, 0.01, 0.02, 0.5, 0.9, 1.0], "is_ds_fdr": [True, True, True, False, False, False],
+            "contrast": "B_vs_A",
+            "groupby": "cell_type",
+            "group1": group1,
+            "group2": "A",
+            "event_id": [f"E{i}" for i in range(6)],
+            "gene_name": ["G1", "G2", HOSTILE, "G4", "G5", "G6"],
+            "chrom": "chr1",
+            "start": 100,
+            "end": 900,
+            "strand": "+",
+            "effect_size": [0.4, -0.3, 0.2, 0.1, 0, 0],
+            "qvalue": [1e-5, 0.01, 0.02, 0.5, 0.9, 1.0],
+            "is_ds_fdr": [True, True, True, False, False, False],
             "rank": range(1, 7),
         }
     )
@@ -48,9 +62,19 @@ def _tables(group1="B", n_cells=300, atses=297, test=True):
     return dict(qc_samples=qc_samples, qc_overall=qc_overall, cells=cells, ds_junctions=jn, ds_events=ev)
 
 
-RUN = {"input": {"junctions": "data/Solo.out/SJ/raw", "junction_format": "auto", "genes": None,
-                 "cell_annotations": "cells.tsv"}, "samples": None, "gtf": None,
-       "ds": {"delta": 0.1, "fdr_target": 0.05}, "de": {}, "resolution": 1.0}
+RUN = {
+    "input": {
+        "junctions": "data/Solo.out/SJ/raw",
+        "junction_format": "auto",
+        "genes": None,
+        "cell_annotations": "cells.tsv",
+    },
+    "samples": None,
+    "gtf": None,
+    "ds": {"delta": 0.1, "fdr_target": 0.05},
+    "de": {},
+    "resolution": 1.0,
+}
 
 
 def _as_snakemake_report(rst: str) -> str:
@@ -78,10 +102,22 @@ def test_summary_answers_what_was_found():
 def test_a_contrast_within_a_subset_says_so():
     tables = _tables()
     for key in ("ds_junctions", "ds_events"):
-        tables[key] = tables[key].assign(contrast="in_T", groupby="condition_within_in_T", group1="x", group2="y")
+        tables[key] = tables[key].assign(
+            contrast="in_T", groupby="condition_within_in_T", group1="x", group2="y"
+        )
     tables["cells"]["condition_within_in_T"] = ["x", "y"] * 150
-    run = dict(RUN, contrasts=[{"name": "in_T", "groupby": "condition", "group1": "x", "group2": "y",
-                                "subset": {"cell_type": "T"}}])
+    run = dict(
+        RUN,
+        contrasts=[
+            {
+                "name": "in_T",
+                "groupby": "condition",
+                "group1": "x",
+                "group2": "y",
+                "subset": {"cell_type": "T"},
+            }
+        ],
+    )
     page = render_summary(run, **tables)
     assert "condition: x vs y, within cell_type = T" in page and "<td>150</td><td>150</td>" in page
 
@@ -104,7 +140,7 @@ def test_hostile_strings_are_escaped_everywhere():
 @pytest.mark.parametrize("text", ["<b>", "a&b", '"q"', "{%", "}}", "line\nbreak", "`tick`"])
 def test_esc_leaves_no_markup(text):
     out = esc(text)
-    assert not set(out) & set("<>\"{}\n`")
+    assert not set(out) & set('<>"{}\n`')
 
 
 def test_degenerate_data_is_warned_about():
@@ -116,15 +152,24 @@ def test_degenerate_data_is_warned_about():
 
 
 def test_log_warnings_are_listed(tmp_path):
-    (tmp_path / "atse.log").write_text("2026-01-01 INFO fine\n2026-01-01 WARNING 3 of 5 events have no gene <x>\n")
+    (tmp_path / "atse.log").write_text(
+        "2026-01-01 INFO fine\n2026-01-01 WARNING 3 of 5 events have no gene <x>\n"
+    )
     page = render_summary(RUN, **_tables(), log_dir=tmp_path)
     assert "atse.log: 3 of 5 events have no gene &lt;x&gt;" in page
 
 
 def test_summary_names_the_de_test_of_each_contrast():
     tables = _tables()
-    de = pd.DataFrame({"contrast": "B_vs_A", "gene_id": ["g1", "g2"], "is_de_fdr": [True, False],
-                       "design": "clusters", "test": "held-out gene counts (count splitting)"})
+    de = pd.DataFrame(
+        {
+            "contrast": "B_vs_A",
+            "gene_id": ["g1", "g2"],
+            "is_de_fdr": [True, False],
+            "design": "clusters",
+            "test": "held-out gene counts (count splitting)",
+        }
+    )
     page = render_summary(RUN, de=de, **tables)
     assert "<th>DE test</th>" in page and "held-out gene counts (count splitting)" in page
     assert "1 / 2" in page

@@ -74,8 +74,9 @@ def test_rest_is_the_cells_present():
 def test_interval_null_pvalues_and_evidence_resolution():
     def est(mean, var, df=50.0):
         mean = np.asarray(mean, float)
-        return ds.GroupEstimate(mean, np.full_like(mean, var), np.full_like(mean, df), np.full_like(mean, 20),
-                                mean)
+        return ds.GroupEstimate(
+            mean, np.full_like(mean, var), np.full_like(mean, df), np.full_like(mean, 20), mean
+        )
 
     g1 = est([0.1, 0.2, 0.6, 0.9, 0.95], 1e-4)
     g2 = est([0.1, 0.1, 0.1, 0.1, 0.1], 1e-4)
@@ -148,7 +149,10 @@ def test_fdr_holds_one_vs_rest_with_unequal_coverage():
         interval = call_quality(truth, ds.fdr_calls(ds.bh_qvalues(test.log_pvalue_interval), target))
         assert interval["n_calls"] > 50 and interval["empirical_fdr"] <= 1.5 * target, interval
         default = call_quality(truth, ds.call_rows(q_point, test.effect, target, 0.1, se=test.se))
-        assert default["empirical_fdr"] <= 1.5 * target and default["power"] > interval["power"], (default, interval)
+        assert default["empirical_fdr"] <= 1.5 * target and default["power"] > interval["power"], (
+            default,
+            interval,
+        )
         # A filter on the bare estimate lets the changes just below delta through.
         bare = call_quality(truth, ds.call_rows(q_point, test.effect, target, 0.1))
         assert bare["empirical_fdr"] > 1.5 * target, bare
@@ -166,7 +170,9 @@ def test_evidence_order_beats_pooled_dpsi_when_coverage_varies():
     n_j = 1500
     psi = rng.uniform(0.1, 0.9, n_j)
     is_ds = rng.random(n_j) < 0.15
-    psi2 = np.clip(np.where(is_ds, psi + np.where(psi < 0.5, 1, -1) * rng.uniform(0.15, 0.35, n_j), psi), 0.02, 0.98)
+    psi2 = np.clip(
+        np.where(is_ds, psi + np.where(psi < 0.5, 1, -1) * rng.uniform(0.15, 0.35, n_j), psi), 0.02, 0.98
+    )
     cover = rng.uniform(0.02, 0.4, n_j)
     k1, n1 = _beta_binomial_cells(rng, psi, 120, 20, 10, cover)
     k2, n2 = _beta_binomial_cells(rng, psi2, 120, 20, 10, cover)
@@ -242,7 +248,12 @@ def test_bh_lfdr_calls_are_the_union_of_both_rules():
     # (0.12 − 1.645·0.05) is below delta; row 3: neither.
     assert calls.tolist() == [True, True, False, False]
     assert call_rows(q, effect, 0.05, 0.1, None, lfdr_q, "bh", se=se).tolist() == [True, False, False, False]
-    assert call_rows(q, effect, 0.05, 0.1, None, lfdr_q, "lfdr", se=se).tolist() == [False, True, False, False]
+    assert call_rows(q, effect, 0.05, 0.1, None, lfdr_q, "lfdr", se=se).tolist() == [
+        False,
+        True,
+        False,
+        False,
+    ]
 
 
 def test_t_likelihood_nodes_reproduce_student_t():

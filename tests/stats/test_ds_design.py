@@ -29,8 +29,15 @@ def sparse_pair():
     """Sparse droplet-like data (5 % of cell × ATSE pairs observed); types 2 and 3 differ only in splicing."""
     warnings.filterwarnings("ignore")
     sim = simulate(
-        n_cells=600, n_genes=60, n_events=150, n_types=4, n_batches=2, frac_ds_events=0.3,
-        observed_fraction=0.05, dm_concentration=50.0, seed=3,
+        n_cells=600,
+        n_genes=60,
+        n_events=150,
+        n_types=4,
+        n_batches=2,
+        frac_ds_events=0.3,
+        observed_fraction=0.05,
+        dm_concentration=50.0,
+        seed=3,
     )
     mdata = sim.to_mudata()
     # Two "donors" per batch: samples nested in batches, not in cell types.
@@ -39,8 +46,14 @@ def sparse_pair():
     SPLICEVI.setup_mudata(mdata, batch_key="batch")
     torch.manual_seed(0)
     model = SPLICEVI(mdata, n_latent=8, n_hidden=32, encoder_hidden_dim=32, code_dim=8)
-    model.train(max_epochs=15, lr=1e-2, batch_size=128, early_stopping=False, n_epochs_kl_warmup=5,
-                enable_progress_bar=False)
+    model.train(
+        max_epochs=15,
+        lr=1e-2,
+        batch_size=128,
+        early_stopping=False,
+        n_epochs_kl_warmup=5,
+        enable_progress_bar=False,
+    )
     return sim, mdata, model
 
 
@@ -48,13 +61,18 @@ def test_default_beats_welch_on_a_planted_splice_only_pair(sparse_pair):
     sim, mdata, model = sparse_pair
     types = mdata.obs["cell_type"].astype(str).to_numpy()
     c1, c2 = np.nonzero(types == "type2")[0], np.nonzero(types == "type3")[0]
-    table = model.differential_splicing(groupby="cell_type", group1="type2", group2="type3", delta=DELTA,
-                                        silent=True)
+    table = model.differential_splicing(
+        groupby="cell_type", group1="type2", group2="type3", delta=DELTA, silent=True
+    )
     junctions = mdata["splicing"].var_names
     truth = (sim.true_dpsi("type2", "type3").abs() > DELTA).loc[junctions].to_numpy()
     spl = mdata["splicing"]
-    welch = ds.welch_per_cell(layer_or_derived(spl, "cell_by_junction_matrix"),
-                              layer_or_derived(spl, "cell_by_cluster_matrix"), c1, c2)
+    welch = ds.welch_per_cell(
+        layer_or_derived(spl, "cell_by_junction_matrix"),
+        layer_or_derived(spl, "cell_by_cluster_matrix"),
+        c1,
+        c2,
+    )
     own = call_quality(truth, table.loc[junctions, "is_ds_fdr"].to_numpy(dtype=bool))
     peer = call_quality(truth, welch.qvalue <= 0.05)
     own_true = own["n_calls"] - own["n_false"]
@@ -68,8 +86,10 @@ def test_default_beats_welch_on_a_planted_splice_only_pair(sparse_pair):
 def _stub_samples(calls):
     def fake(model, adata, cells1, cells2, samples, *, delta, fdr_target, level="junction", **kwargs):
         calls.append((np.asarray(cells1), np.asarray(cells2), np.asarray(samples)))
-        return pd.DataFrame({"effect_size": [0.2, 1.0000000596], "pvalue": [0.01, 0.5], "is_ds_fdr": [True, False]},
-                            index=pd.Index(["j1", "j2"], name="junction_id"))
+        return pd.DataFrame(
+            {"effect_size": [0.2, 1.0000000596], "pvalue": [0.01, 0.5], "is_ds_fdr": [True, False]},
+            index=pd.Index(["j1", "j2"], name="junction_id"),
+        )
 
     return fake
 
@@ -81,8 +101,9 @@ def test_auto_picks_samples_when_samples_nest_in_groups(sparse_pair, monkeypatch
     calls = []
     monkeypatch.setattr(analysis, "sample_level_ds", _stub_samples(calls))
     # Batches as the groups: every donor lies inside one batch, two donors per batch.
-    table = model.differential_splicing(groupby="batch", group1="batch0", group2="batch1", sample_key="donor",
-                                        silent=True)
+    table = model.differential_splicing(
+        groupby="batch", group1="batch0", group2="batch1", sample_key="donor", silent=True
+    )
     info = table.attrs["splicevi_ds"]
     assert info["design"] == "samples" and (table["design"] == "samples").all(), info
     assert "samples are the units" in info["reason"]
@@ -90,9 +111,13 @@ def test_auto_picks_samples_when_samples_nest_in_groups(sparse_pair, monkeypatch
     # Effects out of range are clipped whatever the design's own test returned.
     assert table["effect_size"].max() == 1.0
     # An explicit design overrides the automatic choice.
-    forced = model.differential_splicing(groupby="batch", group1="batch0", group2="batch1", sample_key="donor",
-                                         design="labels", silent=True)
-    assert forced.attrs["splicevi_ds"]["design"] == "labels" and "explicitly" in forced.attrs["splicevi_ds"]["reason"]
+    forced = model.differential_splicing(
+        groupby="batch", group1="batch0", group2="batch1", sample_key="donor", design="labels", silent=True
+    )
+    assert (
+        forced.attrs["splicevi_ds"]["design"] == "labels"
+        and "explicitly" in forced.attrs["splicevi_ds"]["reason"]
+    )
     assert len(calls) == 1
 
 
@@ -103,8 +128,9 @@ def test_auto_picks_labels_when_samples_do_not_nest(sparse_pair, monkeypatch):
     calls = []
     monkeypatch.setattr(analysis, "sample_level_ds", _stub_samples(calls))
     # Cell types span every donor: cells are the units.
-    table = model.differential_splicing(groupby="cell_type", group1="type2", group2="type3", sample_key="donor",
-                                        silent=True)
+    table = model.differential_splicing(
+        groupby="cell_type", group1="type2", group2="type3", sample_key="donor", silent=True
+    )
     assert table.attrs["splicevi_ds"]["design"] == "labels" and not calls
     assert "both groups" in table.attrs["splicevi_ds"]["reason"]
     # One sample per group (patient vs patient): still labels, and the reason says why.
@@ -113,8 +139,14 @@ def test_auto_picks_labels_when_samples_do_not_nest(sparse_pair, monkeypatch):
     assert "at least 2 per group" in one.attrs["splicevi_ds"]["reason"]
     # Asking for samples where a sample spans both groups is refused with the fix.
     with pytest.raises(ValueError, match="both groups"):
-        model.differential_splicing(groupby="cell_type", group1="type2", group2="type3", sample_key="donor",
-                                    design="samples", silent=True)
+        model.differential_splicing(
+            groupby="cell_type",
+            group1="type2",
+            group2="type3",
+            sample_key="donor",
+            design="samples",
+            silent=True,
+        )
     with pytest.raises(ValueError, match="design must be one of"):
         model.differential_splicing(groupby="cell_type", group1="type2", design="cells")
 
@@ -130,8 +162,9 @@ def test_small_comparison_is_skipped_with_a_message(sparse_pair, caplog):
     assert "skipped" in caplog.text and "min_cells=10" in caplog.text
     assert set(dsdesign.JUNCTION_COLUMNS) <= set(table.columns)
     # The same cells pass with a lower threshold; every group vs the rest keeps its other comparisons.
-    assert not model.differential_splicing(idx1=few, idx2=np.nonzero(types == "type3")[0], min_cells=5,
-                                           silent=True).empty
+    assert not model.differential_splicing(
+        idx1=few, idx2=np.nonzero(types == "type3")[0], min_cells=5, silent=True
+    ).empty
 
 
 def test_cli_continues_after_a_skipped_contrast(caplog):
@@ -141,10 +174,14 @@ def test_cli_continues_after_a_skipped_contrast(caplog):
     def method(groupby, group1, group2, **kwargs):
         if group1 == "tiny":
             table = dsdesign.empty_table("junction")
-            table.attrs["splicevi_ds"] = dsdesign.DesignChoice("auto", "not tested", "group1 has 3 cells", True).attrs()
+            table.attrs["splicevi_ds"] = dsdesign.DesignChoice(
+                "auto", "not tested", "group1 has 3 cells", True
+            ).attrs()
             return table
-        table = pd.DataFrame({"effect_size": [0.3], "is_ds_fdr": [True], "log10_pvalue": [-5.0]},
-                             index=pd.Index(["j1"], name="junction_id"))
+        table = pd.DataFrame(
+            {"effect_size": [0.3], "is_ds_fdr": [True], "log10_pvalue": [-5.0]},
+            index=pd.Index(["j1"], name="junction_id"),
+        )
         return dsdesign.finish_table(table, dsdesign.DesignChoice("labels", dsdesign.TESTS["labels"], "why"))
 
     contrasts = [Contrast("a", "g", "big", None), Contrast("b", "g", "tiny", None)]
@@ -157,17 +194,29 @@ def test_cli_continues_after_a_skipped_contrast(caplog):
 
 def test_effects_stay_within_bounds():
     # Rounding of float32 decoder outputs: means a hair outside [0, 1].
-    g1 = ds.GroupEstimate(np.array([1.0000000596, 0.5]), np.array([1e-4, 1e-4]), np.array([10.0, 10.0]),
-                          np.array([5, 5]), np.array([1.0, 0.5]))
-    g2 = ds.GroupEstimate(np.array([-2e-8, 0.5]), np.array([1e-4, 1e-4]), np.array([10.0, 10.0]),
-                          np.array([5, 5]), np.array([0.0, 0.5]))
+    g1 = ds.GroupEstimate(
+        np.array([1.0000000596, 0.5]),
+        np.array([1e-4, 1e-4]),
+        np.array([10.0, 10.0]),
+        np.array([5, 5]),
+        np.array([1.0, 0.5]),
+    )
+    g2 = ds.GroupEstimate(
+        np.array([-2e-8, 0.5]),
+        np.array([1e-4, 1e-4]),
+        np.array([10.0, 10.0]),
+        np.array([5, 5]),
+        np.array([0.0, 0.5]),
+    )
     test = ds.difference_test(g1, g2, delta=DELTA)
     assert np.all(np.abs(test.effect) <= 1.0)
     table = ds.junction_table(test, g1, g2, 0.05, delta=DELTA)
     assert table["effect_size"].abs().max() <= 1.0
     assert table["est_psi1"].between(0, 1).all() and table["est_psi2"].between(0, 1).all()
-    finished = dsdesign.finish_table(pd.DataFrame({"effect_size": [1.0000000596, -1.2], "emp_psi1": [1.01, 0.3]}),
-                                     dsdesign.DesignChoice("labels", "t", "r"))
+    finished = dsdesign.finish_table(
+        pd.DataFrame({"effect_size": [1.0000000596, -1.2], "emp_psi1": [1.01, 0.3]}),
+        dsdesign.DesignChoice("labels", "t", "r"),
+    )
     assert finished["effect_size"].tolist() == [1.0, -1.0] and finished["emp_psi1"].max() == 1.0
 
 
@@ -200,12 +249,19 @@ def test_auto_rule_recorded_clusterings_and_latent_separated_groups():
     provenance = {"splicevi_provenance": {"cluster": {"key": "leiden", "reads": "fit part"}}}
     assert "splicevi cluster" in dsdesign.recorded_clustering([provenance], "leiden")
     assert dsdesign.recorded_clustering([scanpy_uns, provenance], "cell_type") is None
-    choice = dsdesign.choose_design("auto", None, None, "batch", lambda: (False, 0.5), recorded_clustering=why)
+    choice = dsdesign.choose_design(
+        "auto", None, None, "batch", lambda: (False, 0.5), recorded_clustering=why
+    )
     assert choice.design == "clusters"
     # The latent alone cannot tell a cluster from a well-separated cell type: held-out reads decide.
     with_reads = dsdesign.choose_design("auto", None, None, "batch", latent_says_yes, has_heldout_reads=True)
     assert with_reads.design == "clusters"
     without = dsdesign.choose_design("auto", None, None, "batch", latent_says_yes, has_heldout_reads=False)
-    assert without.design == "labels" and "WARNING" in without.reason and "design='clusters'" in without.reason
+    assert (
+        without.design == "labels" and "WARNING" in without.reason and "design='clusters'" in without.reason
+    )
     # An explicit design is never overridden.
-    assert dsdesign.choose_design("labels", None, None, "batch", latent_says_yes, recorded_clustering=why).design == "labels"
+    assert (
+        dsdesign.choose_design("labels", None, None, "batch", latent_says_yes, recorded_clustering=why).design
+        == "labels"
+    )

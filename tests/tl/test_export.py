@@ -51,17 +51,26 @@ def read_leafcutter(path):
 
 def test_leafcutter_pseudobulk_counts(results, mdata, tmp_path):
     out = tmp_path / "lc_perind.counts.gz"
-    assert main(["export", "leafcutter", "--mdata", str(results), "--groupby", "cell_type", "--out", str(out)]) == 0
+    assert (
+        main(["export", "leafcutter", "--mdata", str(results), "--groupby", "cell_type", "--out", str(out)])
+        == 0
+    )
     samples, rows = read_leafcutter(out)
     spl = mdata["splicing"]
-    assert sorted(samples) == sorted("cell_type_" + mdata.obs["cell_type"].astype(str).unique())  # names say what
+    assert sorted(samples) == sorted(
+        "cell_type_" + mdata.obs["cell_type"].astype(str).unique()
+    )  # names say what
     assert len(rows) == spl.n_vars
     k = spl.layers["cell_by_junction_matrix"].toarray()
     n = spl.layers["cell_by_cluster_matrix"].toarray()
     labels = ("cell_type_" + mdata.obs.loc[spl.obs_names, "cell_type"].astype(str)).to_numpy()
     clusters = {}
     for j, (_, row) in enumerate(spl.var.iterrows()):
-        key = next(key for key in rows if key[0] == row["chrom"] and key[1] == row["start"] - 1 and key[2] == row["end"] + 1)
+        key = next(
+            key
+            for key in rows
+            if key[0] == row["chrom"] and key[1] == row["start"] - 1 and key[2] == row["end"] + 1
+        )
         assert key[3].endswith("_" + row["strand"])
         clusters.setdefault(key[3], set()).add(row["event_id"])
         for s, (kk, nn) in zip(samples, rows[key], strict=True):
@@ -73,11 +82,30 @@ def test_leafcutter_pseudobulk_counts(results, mdata, tmp_path):
 def test_leafcutter_replicates_and_groups_file(results, mdata, tmp_path):
     """One column per replicate × group, named by both, and the groups file leafcutter_ds reads."""
     out, groups_file = tmp_path / "rep_perind.counts.gz", tmp_path / "groups.txt"
-    assert main(["export", "leafcutter", "--mdata", str(results), "--groupby", "leiden", "--replicates", "sample",
-                 "--out", str(out), "--out-groups", str(groups_file)]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "leafcutter",
+                "--mdata",
+                str(results),
+                "--groupby",
+                "leiden",
+                "--replicates",
+                "sample",
+                "--out",
+                str(out),
+                "--out-groups",
+                str(groups_file),
+            ]
+        )
+        == 0
+    )
     samples, rows = read_leafcutter(out)
     obs = mdata.obs.loc[mdata["splicing"].obs_names]
-    expected = {f"{s}.leiden_{g}" for s, g in zip(obs["sample"].astype(str), obs["leiden"].astype(str), strict=True)}
+    expected = {
+        f"{s}.leiden_{g}" for s, g in zip(obs["sample"].astype(str), obs["leiden"].astype(str), strict=True)
+    }
     assert set(samples) == expected and len(samples) == len(expected)
     # the groups file: every column of the table once, with its group, whitespace-separated as R reads it
     lines = [line.split() for line in groups_file.read_text().splitlines()]
@@ -85,8 +113,21 @@ def test_leafcutter_replicates_and_groups_file(results, mdata, tmp_path):
     assert all(g == s.split(".", 1)[1] for s, g in lines)
     assert {g for _, g in lines} == {f"leiden_{g}" for g in obs["leiden"].astype(str).unique()}
     # replicate columns add up to the pooled group column
-    assert main(["export", "leafcutter", "--mdata", str(results), "--groupby", "leiden",
-                 "--out", str(tmp_path / "pooled.counts")]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "leafcutter",
+                "--mdata",
+                str(results),
+                "--groupby",
+                "leiden",
+                "--out",
+                str(tmp_path / "pooled.counts"),
+            ]
+        )
+        == 0
+    )
     pooled_samples, pooled = read_leafcutter(tmp_path / "pooled.counts")
     for key, ratios in rows.items():
         for g, (k, n) in zip(pooled_samples, pooled[key], strict=True):
@@ -101,10 +142,16 @@ def test_leafcutter_per_cell(results, mdata, tmp_path):
     spl = mdata["splicing"]
     assert samples == list(spl.obs_names)
     first = spl.var.iloc[0]
-    key = next(key for key in rows if key[1] == first["start"] - 1 and key[2] == first["end"] + 1 and key[0] == first["chrom"])
+    key = next(
+        key
+        for key in rows
+        if key[1] == first["start"] - 1 and key[2] == first["end"] + 1 and key[0] == first["chrom"]
+    )
     k = spl.layers["cell_by_junction_matrix"][:, 0].toarray().ravel()
     n = spl.layers["cell_by_cluster_matrix"][:, 0].toarray().ravel()
-    assert [r[0] for r in rows[key]] == k.astype(int).tolist() and [r[1] for r in rows[key]] == n.astype(int).tolist()
+    assert [r[0] for r in rows[key]] == k.astype(int).tolist() and [r[1] for r in rows[key]] == n.astype(
+        int
+    ).tolist()
 
 
 def parse_bed12(path) -> list[dict]:
@@ -114,7 +161,9 @@ def parse_bed12(path) -> list[dict]:
         fields = line.split("\t")
         assert len(fields) == 12, f"line {lineno}: {len(fields)} fields"
         chrom, start, end, name, score, strand, thick_start, thick_end, rgb, count, sizes, starts = fields
-        start, end, thick_start, thick_end, score, count = map(int, (start, end, thick_start, thick_end, score, count))
+        start, end, thick_start, thick_end, score, count = map(
+            int, (start, end, thick_start, thick_end, score, count)
+        )
         assert chrom and not any(c.isspace() for c in chrom + name), f"line {lineno}"
         assert 0 <= start < end and 0 <= score <= 1000 and strand in "+-."
         assert start <= thick_start <= thick_end <= end
@@ -122,26 +171,57 @@ def parse_bed12(path) -> list[dict]:
         sizes = [int(x) for x in sizes.rstrip(",").split(",")]
         starts = [int(x) for x in starts.rstrip(",").split(",")]
         assert count == len(sizes) == len(starts) >= 1
-        assert starts[0] == 0 and starts[-1] + sizes[-1] == end - start, f"line {lineno}: blocks do not span the record"
+        assert starts[0] == 0 and starts[-1] + sizes[-1] == end - start, (
+            f"line {lineno}: blocks do not span the record"
+        )
         assert all(s > 0 for s in sizes)
-        assert all(starts[i] + sizes[i] <= starts[i + 1] for i in range(count - 1)), f"line {lineno}: blocks overlap"
-        records.append(dict(chrom=chrom, start=start, end=end, name=name, score=score, strand=strand, rgb=rgb,
-                            sizes=sizes, starts=starts))
+        assert all(starts[i] + sizes[i] <= starts[i + 1] for i in range(count - 1)), (
+            f"line {lineno}: blocks overlap"
+        )
+        records.append(
+            dict(
+                chrom=chrom,
+                start=start,
+                end=end,
+                name=name,
+                score=score,
+                strand=strand,
+                rgb=rgb,
+                sizes=sizes,
+                starts=starts,
+            )
+        )
     # The same file through a genomics library's BED12 reader (bioframe's schema with typed columns).
     import bioframe
 
     table = bioframe.read_table(path, schema="bed12")
     assert len(table) == len(records)
     assert table[["chrom", "start", "end", "name", "score", "strand", "blockCount"]].values.tolist() == [
-        [r["chrom"], r["start"], r["end"], r["name"], r["score"], r["strand"], len(r["sizes"])] for r in records
+        [r["chrom"], r["start"], r["end"], r["name"], r["score"], r["strand"], len(r["sizes"])]
+        for r in records
     ]
     return records
 
 
 def export_bed(results, table, contrast: str, out) -> list[dict]:
     """Run `splicevi export bed` for one contrast and read the BED12 back."""
-    assert main(["export", "bed", "--mdata", str(results), "--table", str(table), "--contrast", contrast,
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "bed",
+                "--mdata",
+                str(results),
+                "--table",
+                str(table),
+                "--contrast",
+                contrast,
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     return parse_bed12(out)
 
 
@@ -158,8 +238,13 @@ def test_bed_of_junctions(results, mdata, ds_tables, tmp_path):
         assert jid in r["name"].split("|")
         row = table.loc[jid]
         assert r["score"] == round(1000 * row["proba_ds"])
-        assert r["rgb"] == ("215,48,39" if row["is_ds_fdr"] and row["effect_size"] > 0 else
-                            "69,117,180" if row["is_ds_fdr"] and row["effect_size"] < 0 else "150,150,150")
+        assert r["rgb"] == (
+            "215,48,39"
+            if row["is_ds_fdr"] and row["effect_size"] > 0
+            else "69,117,180"
+            if row["is_ds_fdr"] and row["effect_size"] < 0
+            else "150,150,150"
+        )
     chroms = [(r["chrom"], r["start"]) for r in records]
     assert chroms == sorted(chroms)
 
@@ -192,14 +277,19 @@ def test_h5ad_per_modality(results, mdata, tmp_path):
     for name in ("rna", "splicing"):
         adata = ad.read_h5ad(tmp_path / f"{name}.h5ad")
         assert adata.shape == mdata[name].shape
-        assert (adata.obs["leiden"].astype(str).to_numpy() == mdata.obs.loc[adata.obs_names, "leiden"].astype(str).to_numpy()).all()
+        assert (
+            adata.obs["leiden"].astype(str).to_numpy()
+            == mdata.obs.loc[adata.obs_names, "leiden"].astype(str).to_numpy()
+        ).all()
         assert {"X_splicevi", "X_umap"} <= set(adata.obsm)
         assert adata.uns["splicevi"]["connectivities_key"] in adata.obsp
         assert adata.uns["splicevi_provenance"]["cluster"]["key"] == "leiden"
         sc.tl.leiden(adata, neighbors_key="splicevi", key_added="again", flavor="igraph", n_iterations=2)
         assert adata.obs["again"].nunique() >= 2
     spl = ad.read_h5ad(tmp_path / "splicing.h5ad")
-    assert (spl.layers["cell_by_junction_matrix"] != mdata["splicing"].layers["cell_by_junction_matrix"]).nnz == 0
+    assert (
+        spl.layers["cell_by_junction_matrix"] != mdata["splicing"].layers["cell_by_junction_matrix"]
+    ).nnz == 0
 
 
 @needs_shared
@@ -212,21 +302,43 @@ def test_real_junc_files_to_leafcutter_and_bed(tmp_path, capsys):
     """
     junc = SCASL / "junc"
     for argv in (
-        ["ingest", "--junctions", str(junc), "--junction-format", "junc", "--out-junctions", str(tmp_path / "j.h5ad"),
-         "--no-progress"],
+        [
+            "ingest",
+            "--junctions",
+            str(junc),
+            "--junction-format",
+            "junc",
+            "--out-junctions",
+            str(tmp_path / "j.h5ad"),
+            "--no-progress",
+        ],
         ["atse", "--junctions", str(tmp_path / "j.h5ad"), "--out", str(tmp_path / "events.tsv")],
-        ["assemble", "--junctions", str(tmp_path / "j.h5ad"), "--events", str(tmp_path / "events.tsv"),
-         "--out", str(tmp_path / "data.h5mu")],
+        [
+            "assemble",
+            "--junctions",
+            str(tmp_path / "j.h5ad"),
+            "--events",
+            str(tmp_path / "events.tsv"),
+            "--out",
+            str(tmp_path / "data.h5mu"),
+        ],
     ):
         assert main(argv) == 0, capsys.readouterr().err
     out = tmp_path / "cells_perind.counts.gz"
-    assert main(["export", "leafcutter", "--mdata", str(tmp_path / "data.h5mu"), "--per-cell", "--out", str(out)]) == 0
+    assert (
+        main(
+            ["export", "leafcutter", "--mdata", str(tmp_path / "data.h5mu"), "--per-cell", "--out", str(out)]
+        )
+        == 0
+    )
     samples, rows = read_leafcutter(out)
     assert len(rows) > 100
     by_intron = {(c, a, b, clu.rsplit("_", 1)[1]): ratios for (c, a, b, clu), ratios in rows.items()}
     checked = 0
     for cell in samples[:5]:
-        source = pd.read_csv(junc / f"{cell}.junc", sep="\t", header=None, names=["chrom", "a", "b", "dot", "n", "strand"])
+        source = pd.read_csv(
+            junc / f"{cell}.junc", sep="\t", header=None, names=["chrom", "a", "b", "dot", "n", "strand"]
+        )
         source = source.groupby(["chrom", "a", "b", "strand"], as_index=False)["n"].sum()
         col = samples.index(cell)
         for r in source.itertuples():
@@ -238,8 +350,21 @@ def test_real_junc_files_to_leafcutter_and_bed(tmp_path, capsys):
     mdata = md.read_h5mu(tmp_path / "data.h5mu")
     var = mdata["splicing"].var
     table = pd.DataFrame({"junction_id": var.index.astype(str), "proba_ds": 0.5, "effect_size": 0.0})
-    assert main(["export", "bed", "--mdata", str(tmp_path / "data.h5mu"), "--table", str(_write(table, tmp_path)),
-                 "--out", str(tmp_path / "real.bed")]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "bed",
+                "--mdata",
+                str(tmp_path / "data.h5mu"),
+                "--table",
+                str(_write(table, tmp_path)),
+                "--out",
+                str(tmp_path / "real.bed"),
+            ]
+        )
+        == 0
+    )
     records = parse_bed12(tmp_path / "real.bed")
     assert len(records) == var.shape[0]
     for r in records[:500]:

@@ -25,14 +25,19 @@ def results(tmp_path_factory):
 def test_neighbors_provenance_and_per_modality_annotations(results):
     mdata = md.read_h5mu(results)
     nb = mdata.uns["splicevi"]
-    assert nb["connectivities_key"] == "splicevi_connectivities" and nb["distances_key"] == "splicevi_distances"
+    assert (
+        nb["connectivities_key"] == "splicevi_connectivities" and nb["distances_key"] == "splicevi_distances"
+    )
     assert nb["params"]["use_rep"] == LATENT_KEYS["joint"] and nb["params"]["n_neighbors"] == 10
     assert mdata.obsp["splicevi_connectivities"].shape == (mdata.n_obs, mdata.n_obs)
     prov = mdata.uns["splicevi_provenance"]
     assert prov["source"] == "splicevi.data.simulate"  # the record written before clustering, kept
     assert prov["cluster"]["resolution"] == 0.3 and prov["embed"]["n_neighbors"] == 10
     for name, mod in mdata.mod.items():
-        assert (mod.obs["leiden"].astype(str).to_numpy() == mdata.obs.loc[mod.obs_names, "leiden"].astype(str).to_numpy()).all(), name
+        assert (
+            mod.obs["leiden"].astype(str).to_numpy()
+            == mdata.obs.loc[mod.obs_names, "leiden"].astype(str).to_numpy()
+        ).all(), name
         assert set(mod.obs["sample"].astype(str)) == {"s1", "s2"}
         for key in (*LATENT_KEYS.values(), "X_umap"):
             rows = mdata.obs_names.get_indexer(mod.obs_names)
@@ -43,7 +48,9 @@ def test_scanpy_runs_on_the_mudata_with_the_documented_neighbors_key(results):
     import scanpy as sc
 
     mdata = md.read_h5mu(results)
-    sc.tl.leiden(mdata, neighbors_key="splicevi", key_added="again", flavor="igraph", n_iterations=2, resolution=0.3)
+    sc.tl.leiden(
+        mdata, neighbors_key="splicevi", key_added="again", flavor="igraph", n_iterations=2, resolution=0.3
+    )
     # three planted cell types, well separated in the latent: Leiden finds them on the stored graph
     table = pd.crosstab(mdata.obs["again"], mdata.obs["cell_type"])
     assert table.shape[1] == 3 and (table.max(axis=0) / table.sum(axis=0)).min() > 0.9
@@ -51,11 +58,17 @@ def test_scanpy_runs_on_the_mudata_with_the_documented_neighbors_key(results):
     sc.tl.umap(mdata, neighbors_key="splicevi", random_state=1)
     assert mdata.obsm["X_umap"].shape == before.shape and not np.allclose(mdata.obsm["X_umap"], before)
     sc.tl.rank_genes_groups(mdata["rna"], "leiden", method="t-test")
-    assert set(mdata["rna"].uns["rank_genes_groups"]["names"].dtype.names) == set(mdata.obs["leiden"].astype(str))
+    assert set(mdata["rna"].uns["rank_genes_groups"]["names"].dtype.names) == set(
+        mdata.obs["leiden"].astype(str)
+    )
 
 
 def test_readme_scverse_example_runs_as_written(tmp_path, monkeypatch):
-    blocks = [b for b in re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S) if "results/splicevi.h5mu" in b]
+    blocks = [
+        b
+        for b in re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+        if "results/splicevi.h5mu" in b
+    ]
     assert len(blocks) == 1, "README has no scverse example on results/splicevi.h5mu"
     make_results(tmp_path)
     monkeypatch.chdir(tmp_path)

@@ -49,7 +49,10 @@ def test_hide_events_mudata_layers_consistent(sim):
     assert np.asarray(n[hidden.rows, hidden.cols]).sum() == 0
     assert spl.layers["psi_mask"].sum() < mdata["splicing"].layers["psi_mask"].sum()
     # The original is untouched.
-    assert mdata["splicing"].layers["cell_by_junction_matrix"].sum() > spl.layers["cell_by_junction_matrix"].sum()
+    assert (
+        mdata["splicing"].layers["cell_by_junction_matrix"].sum()
+        > spl.layers["cell_by_junction_matrix"].sum()
+    )
 
 
 def test_imputation_scores_and_baselines(sim):

@@ -20,14 +20,72 @@ LAYER = "cell_by_junction_matrix"
 @pytest.fixture(scope="module")
 def assembled(tmp_path_factory):
     work = tmp_path_factory.mktemp("scanpy")
-    assert main(["simulate", "--out", str(work / "sim"), "--format", "starsolo", "--n-cells", "80", "--n-genes", "30",
-                 "--n-events", "30", "--n-types", "2", "--seed", "2", "--no-progress"]) == 0
-    assert main(["ingest", "--junctions", str(work / "sim" / "Solo.out" / "SJ" / "raw"), "--no-progress",
-                 "--out-junctions", str(work / "junctions.h5ad")]) == 0
-    assert main(["atse", "--junctions", str(work / "junctions.h5ad"), "--min-reads", "3", "--min-cells", "2",
-                 "--out", str(work / "events.tsv")]) == 0
-    assert main(["assemble", "--junctions", str(work / "junctions.h5ad"), "--events", str(work / "events.tsv"),
-                 "--out", str(work / "data.h5mu")]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--out",
+                str(work / "sim"),
+                "--format",
+                "starsolo",
+                "--n-cells",
+                "80",
+                "--n-genes",
+                "30",
+                "--n-events",
+                "30",
+                "--n-types",
+                "2",
+                "--seed",
+                "2",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "ingest",
+                "--junctions",
+                str(work / "sim" / "Solo.out" / "SJ" / "raw"),
+                "--no-progress",
+                "--out-junctions",
+                str(work / "junctions.h5ad"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "atse",
+                "--junctions",
+                str(work / "junctions.h5ad"),
+                "--min-reads",
+                "3",
+                "--min-cells",
+                "2",
+                "--out",
+                str(work / "events.tsv"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "assemble",
+                "--junctions",
+                str(work / "junctions.h5ad"),
+                "--events",
+                str(work / "events.tsv"),
+                "--out",
+                str(work / "data.h5mu"),
+            ]
+        )
+        == 0
+    )
     return work
 
 

@@ -18,7 +18,10 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(not SNAKEMAKE.exists(), reason="snakemake is not installed")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not SNAKEMAKE.exists(), reason="snakemake is not installed"),
+]
 
 
 def _env() -> dict:
@@ -31,17 +34,29 @@ def _env() -> dict:
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    cmd = [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-           "--configfile", str(REPO / ".test" / "config_cohort.yaml"), *args]
+    cmd = [
+        str(SNAKEMAKE),
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(workdir),
+        "--configfile",
+        str(REPO / ".test" / "config_cohort.yaml"),
+        *args,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=900)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+        )
     return proc
 
 
 def _job_counts(out: str) -> dict[str, int]:
     table = out.split("Job stats:", 1)[-1]
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^([A-Za-z_]\w*)\s+(\d+)\s*$", table, flags=re.M)}
+    return {
+        m.group(1): int(m.group(2)) for m in re.finditer(r"^([A-Za-z_]\w*)\s+(\d+)\s*$", table, flags=re.M)
+    }
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +65,29 @@ def cohort(tmp_path_factory) -> Path:
 
     work = tmp_path_factory.mktemp("wf_cohort")
     for i in (1, 2, 3):
-        assert main(["simulate", "--out", str(work / "sim" / f"ch{i}"), "--format", "starsolo", "--n-cells", "80",
-                     "--n-genes", "60", "--n-events", "60", "--n-types", "2", "--seed", "1", "--no-progress"]) == 0
+        assert (
+            main(
+                [
+                    "simulate",
+                    "--out",
+                    str(work / "sim" / f"ch{i}"),
+                    "--format",
+                    "starsolo",
+                    "--n-cells",
+                    "80",
+                    "--n-genes",
+                    "60",
+                    "--n-events",
+                    "60",
+                    "--n-types",
+                    "2",
+                    "--seed",
+                    "1",
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
     shutil.copy(REPO / ".test" / "samples_cohort.tsv", work / "sim" / "samples.tsv")
     return work
 
@@ -59,7 +95,9 @@ def cohort(tmp_path_factory) -> Path:
 def test_slurm_dry_run_has_one_ingest_job_per_sample(cohort):
     """The SLURM profile plans one ingest job per sample, a merge, and asks a GPU for the model rules only."""
     # env-modules instead of the profile's conda (not installed here); no rule names a module.
-    proc = snakemake(cohort, "-n", "--profile", str(REPO / "workflow" / "profiles" / "slurm"), "--sdm", "env-modules")
+    proc = snakemake(
+        cohort, "-n", "--profile", str(REPO / "workflow" / "profiles" / "slurm"), "--sdm", "env-modules"
+    )
     counts = _job_counts(proc.stdout)
     assert counts["ingest"] == 3 and counts["merge"] == 1 and counts["atse"] == 1, proc.stdout[-3000:]
     for sample in ("ch1", "ch2", "ch3"):
@@ -82,7 +120,10 @@ def test_lint_of_cohort_config(cohort):
     [
         (lambda t: t.replace("ch2\t", "ch1\t", 1), "line 3, column 'sample': duplicate sample id 'ch1'"),
         (lambda t: t.replace("ch3\t", "ch 3;x\t", 1), "line 4, column 'sample': id 'ch 3;x' is not allowed"),
-        (lambda t: t.replace("sim/ch2/Solo.out/SJ/raw", "sim/nope", 1), "line 3, column 'junctions': path not found"),
+        (
+            lambda t: t.replace("sim/ch2/Solo.out/SJ/raw", "sim/nope", 1),
+            "line 3, column 'junctions': path not found",
+        ),
     ],
 )
 def test_bad_sample_sheet_stops_before_any_job(tmp_path, cohort, edit, message):
@@ -108,9 +149,15 @@ def test_cohort_run_merges_channels_and_contrasts_conditions(cohort):
     assert mdata.n_obs == 240 and mdata.obs_names.is_unique  # 3 × 80 cells, same barcodes in each channel
     assert mdata.obs["batch"].value_counts().to_dict() == {"ch1": 80, "ch2": 80, "ch3": 80}
     assert mdata.obs["condition"].value_counts().to_dict() == {"treated": 160, "control": 80}
-    registry = torch.load(res / "model" / "model.pt", weights_only=False, map_location="cpu")["attr_dict"]["registry_"]
+    registry = torch.load(res / "model" / "model.pt", weights_only=False, map_location="cpu")["attr_dict"][
+        "registry_"
+    ]
     assert registry["setup_args"]["batch_key"] == "batch"
-    assert list(registry["field_registries"]["batch"]["state_registry"]["categorical_mapping"]) == ["ch1", "ch2", "ch3"]
+    assert list(registry["field_registries"]["batch"]["state_registry"]["categorical_mapping"]) == [
+        "ch1",
+        "ch2",
+        "ch3",
+    ]
     ds = pd.read_csv(res / "ds" / "ds_events.tsv", sep="\t")
     assert set(ds["contrast"]) == {"treated_vs_control"} and ds["proba_ds"].between(0, 1).all()
     qc = pd.read_csv(res / "qc" / "qc_samples.tsv", sep="\t", index_col=0)
@@ -139,16 +186,34 @@ def test_cohort_with_a_cell_type_table_and_a_contrast_within_one_cell_type(tmp_p
     parts = []
     for i in (1, 2, 3):
         truth = pd.read_csv(cohort / "sim" / f"ch{i}" / "truth_cells.tsv", sep="\t")
-        parts.append(pd.DataFrame({"sample": f"ch{i}", "barcode": truth["cell_id"], "cell_type": truth["cell_type"]}))
+        parts.append(
+            pd.DataFrame({"sample": f"ch{i}", "barcode": truth["cell_id"], "cell_type": truth["cell_type"]})
+        )
     table = pd.concat(parts, ignore_index=True)
     table.to_csv(work / "sim" / "cell_types.tsv", sep="\t", index=False)
     cfg = yaml.safe_load((REPO / ".test" / "config_cohort.yaml").read_text())
     cfg["input"] = {"cell_annotations": "sim/cell_types.tsv"}
-    cfg["contrasts"] = [{"name": "treated_in_type0", "groupby": "condition", "group1": "treated", "group2": "control",
-                         "subset": {"cell_type": "type0"}}]
+    cfg["contrasts"] = [
+        {
+            "name": "treated_in_type0",
+            "groupby": "condition",
+            "group1": "treated",
+            "group2": "control",
+            "subset": {"cell_type": "type0"},
+        }
+    ]
     (work / "cfg.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    cmd = [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "-d", str(work), "--configfile", str(work / "cfg.yaml"),
-           "--cores", "2"]
+    cmd = [
+        str(SNAKEMAKE),
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(work),
+        "--configfile",
+        str(work / "cfg.yaml"),
+        "--cores",
+        "2",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=1500)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-4000:]
     res = work / "results"
@@ -184,10 +249,20 @@ def test_real_cohort_of_two_formats(tmp_path):
     sheet["junctions"] = [str((REPO / p).resolve()) for p in sheet["junctions"]]
     (tmp_path / ".test").mkdir()
     sheet.to_csv(tmp_path / ".test" / "samples_real.tsv", sep="\t", index=False)
-    cmd = ["--configfile", str(REPO / ".test" / "config_real_cohort.yaml"), "--cores", "2",
-           "results_real_cohort/qc/qc_samples.tsv"]
-    proc = subprocess.run([str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), *cmd],
-                          capture_output=True, text=True, env=_env(), timeout=900)
+    cmd = [
+        "--configfile",
+        str(REPO / ".test" / "config_real_cohort.yaml"),
+        "--cores",
+        "2",
+        "results_real_cohort/qc/qc_samples.tsv",
+    ]
+    proc = subprocess.run(
+        [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), *cmd],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     res = tmp_path / "results_real_cohort"
     mdata = md.read_h5mu(res / "data" / "data.h5mu")

@@ -48,7 +48,16 @@ def _env(extra_path: Path | None = None) -> dict:
 
 
 def _snakemake(work: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [str(SNAKEMAKE), "-s", str(SNAKEFILE), "-d", str(work), "--configfile", str(work / "config.yaml"), *args]
+    cmd = [
+        str(SNAKEMAKE),
+        "-s",
+        str(SNAKEFILE),
+        "-d",
+        str(work),
+        "--configfile",
+        str(work / "config.yaml"),
+        *args,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=600)
     assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc
@@ -59,8 +68,26 @@ def sim(tmp_path_factory) -> Path:
     from splicevi.cli.main import main
 
     out = tmp_path_factory.mktemp("sec_sim") / "sim"
-    rc = main(["simulate", "--out", str(out), "--format", "starsolo", "--n-cells", "40", "--n-genes", "30",
-               "--n-events", "20", "--n-types", "2", "--seed", "1", "--no-progress"])
+    rc = main(
+        [
+            "simulate",
+            "--out",
+            str(out),
+            "--format",
+            "starsolo",
+            "--n-cells",
+            "40",
+            "--n-genes",
+            "30",
+            "--n-events",
+            "20",
+            "--n-types",
+            "2",
+            "--seed",
+            "1",
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     return out
 
@@ -91,7 +118,12 @@ def _hostile_workdir(work: Path, sim: Path, with_sheet: bool) -> dict:
         cfg["batch_key"] = payload("batch_key")
     cfg["atse"]["gtf"] = f"{payload('gtf')}.gtf"
     cfg["contrasts"] = [
-        {"name": "c1", "groupby": payload("groupby"), "group1": payload("group1"), "group2": payload("group2")}
+        {
+            "name": "c1",
+            "groupby": payload("groupby"),
+            "group1": payload("group1"),
+            "group2": payload("group2"),
+        }
     ]
     (work / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     return cfg
@@ -123,7 +155,9 @@ def test_dry_run_commands_pass_hostile_values_verbatim(tmp_path, sim):
     work = tmp_path / "w"
     cfg = _hostile_workdir(work, sim, with_sheet=True)
     proc = _snakemake(work, "-n", "-p", "--cores", "1")
-    printed = [line.split("Shell command: ", 1)[1] for line in proc.stdout.splitlines() if "Shell command: " in line]
+    printed = [
+        line.split("Shell command: ", 1)[1] for line in proc.stdout.splitlines() if "Shell command: " in line
+    ]
     commands = [c for c in printed if c != "None"]  # rule all has no command
     assert len(commands) >= 15, proc.stdout[-3000:]
 
@@ -161,8 +195,11 @@ def test_dry_run_commands_pass_hostile_values_verbatim(tmp_path, sim):
     colors = [argv for argv in by_name["plot"] if argv[1] == "umap" and payload("batch_key") in argv]
     assert len(colors) == 1
     argv = colors[0]
-    assert argv[argv.index("--color") + 1: argv.index("--out")] == [payload("batch_key"), "annotations",
-                                                                     payload("groupby")]
+    assert argv[argv.index("--color") + 1 : argv.index("--out")] == [
+        payload("batch_key"),
+        "annotations",
+        payload("groupby"),
+    ]
     for argv in calls:  # every output and log lands under the configured folder, unsplit
         outs = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a.startswith("--out")]
         assert outs and all(o.startswith(payload("outdir") + "/") for o in outs), argv

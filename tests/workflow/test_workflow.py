@@ -38,12 +38,16 @@ def _env() -> dict:
     return env
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
+def snakemake(
+    workdir: Path, *args: str, check: bool = True, timeout: int = 900
+) -> subprocess.CompletedProcess:
     """Run snakemake on the repository's Snakefile in ``workdir``."""
     cmd = [str(SNAKEMAKE), "-s", str(SNAKEFILE), "-d", str(workdir), *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=timeout)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+        )
     return proc
 
 
@@ -75,8 +79,22 @@ def sim_dir(tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("wf_sim")
     rc = main(
         [
-            "simulate", "--out", str(work / "sim"), "--format", "starsolo", "--n-cells", "300",
-            "--n-genes", "120", "--n-events", "100", "--n-types", "3", "--seed", "1", "--no-progress",
+            "simulate",
+            "--out",
+            str(work / "sim"),
+            "--format",
+            "starsolo",
+            "--n-cells",
+            "300",
+            "--n-genes",
+            "120",
+            "--n-events",
+            "100",
+            "--n-types",
+            "3",
+            "--seed",
+            "1",
+            "--no-progress",
         ]
     )
     assert rc == 0
@@ -90,7 +108,9 @@ def sim_run(sim_dir) -> Path:
     hostile = sim_dir / "sim" / HOSTILE_NAME
     hostile.write_bytes((sim_dir / "sim" / "truth_cells.tsv").read_bytes())
     cfg = _write_config(
-        sim_dir / "config.yaml", REPO / ".test" / "config_sim.yaml", **{"input.cell_annotations": f"sim/{HOSTILE_NAME}"}
+        sim_dir / "config.yaml",
+        REPO / ".test" / "config_sim.yaml",
+        **{"input.cell_annotations": f"sim/{HOSTILE_NAME}"},
     )
     snakemake(sim_dir, "--configfile", str(cfg), "--cores", "2")
     snakemake(sim_dir, "--configfile", str(cfg), "--report", "report.html")
@@ -111,8 +131,16 @@ def test_dry_run_of_the_example_config():
     """config/example.yaml (the embedded example, `make demo`) plans the whole workflow."""
     if not (REPO / "resources" / "example" / "Solo.out").exists():
         pytest.skip("embedded example resources/example not present")
-    proc = snakemake(REPO, "-n", "--cores", "2", "--configfile", str(REPO / "config" / "example.yaml"),
-                     "--config", "outdir=.cache/dryrun_results")
+    proc = snakemake(
+        REPO,
+        "-n",
+        "--cores",
+        "2",
+        "--configfile",
+        str(REPO / "config" / "example.yaml"),
+        "--config",
+        "outdir=.cache/dryrun_results",
+    )
     jobs = _jobs(proc.stdout)
     assert {"ingest", "atse", "assemble", "train", "embed", "cluster", "differential_splicing"} <= jobs
     assert "differential_expression" in jobs  # the example has gene counts
@@ -127,8 +155,10 @@ def test_dry_run_of_the_example_config():
         ({"input.genes": "does/not/exist"}, "config key 'input.genes': path not found"),
         ({"plots.format": "jpg"}, "config key 'plots.format'"),
         (
-            {"input.cell_annotations": "sim/truth_cells.tsv",
-             "contrasts": [{"name": "c", "groupby": "cell_type", "group1": "type9", "group2": "type1"}]},
+            {
+                "input.cell_annotations": "sim/truth_cells.tsv",
+                "contrasts": [{"name": "c", "groupby": "cell_type", "group1": "type9", "group2": "type1"}],
+            },
             "config key 'contrasts[0].group1': group 'type9' of 'cell_type' has 0 cell(s)",
         ),
     ],
@@ -150,12 +180,27 @@ def test_outputs_exist_and_make_sense(sim_run):
 
     res = sim_run / "results"
     for name in [
-        "splicevi.h5mu", "model/model.pt", "ds/ds_junctions.tsv", "ds/ds_events.tsv", "de/de_genes.tsv",
-        "train/history.tsv", "cluster/cells.tsv",
+        "splicevi.h5mu",
+        "model/model.pt",
+        "ds/ds_junctions.tsv",
+        "ds/ds_events.tsv",
+        "de/de_genes.tsv",
+        "train/history.tsv",
+        "cluster/cells.tsv",
     ]:
         assert (res / name).stat().st_size > 0, name
-    for fig in ["training_curves", "umap_clusters", "umap_qc", "umap_covariates", "volcano_ds", "volcano_de",
-                "top_events_psi", "event_coverage", "event_arcs", "umap_psi"]:
+    for fig in [
+        "training_curves",
+        "umap_clusters",
+        "umap_qc",
+        "umap_covariates",
+        "volcano_ds",
+        "volcano_de",
+        "top_events_psi",
+        "event_coverage",
+        "event_arcs",
+        "umap_psi",
+    ]:
         assert (res / "figures" / f"{fig}.png").stat().st_size > 5000, fig
     for rule in ["ingest", "train", "embed", "differential_splicing"]:
         assert (res / "logs" / f"{rule}.log").exists()
@@ -196,11 +241,19 @@ def test_outputs_exist_and_make_sense(sim_run):
     de = pd.read_csv(res / "de" / "de_genes.tsv", sep="\t")
     assert set(de["contrast"]) == {"type2_vs_type1"} and de["gene_id"].is_unique
     # annotation columns and common call names (README column table)
-    assert {"chrom", "start", "end", "strand", "gene_id", "gene_name", "annotated", "is_ds_fdr"} <= set(ds.columns)
-    assert {"chrom", "start", "end", "strand", "gene_id", "gene_name", "annotated", "is_ds_fdr"} <= set(events.columns)
-    assert (ds["chrom"] + ":" + ds["start"].astype(str) + "-" + ds["end"].astype(str) + ":" + ds["strand"]
-            == ds["junction_id"]).all()
-    assert {"gene_name", "is_de_fdr"} <= set(de.columns) and not any(c.startswith("is_de_fdr_") for c in de.columns)
+    assert {"chrom", "start", "end", "strand", "gene_id", "gene_name", "annotated", "is_ds_fdr"} <= set(
+        ds.columns
+    )
+    assert {"chrom", "start", "end", "strand", "gene_id", "gene_name", "annotated", "is_ds_fdr"} <= set(
+        events.columns
+    )
+    assert (
+        ds["chrom"] + ":" + ds["start"].astype(str) + "-" + ds["end"].astype(str) + ":" + ds["strand"]
+        == ds["junction_id"]
+    ).all()
+    assert {"gene_name", "is_de_fdr"} <= set(de.columns) and not any(
+        c.startswith("is_de_fdr_") for c in de.columns
+    )
 
 
 @pytest.mark.slow
@@ -226,7 +279,14 @@ def _front_page(report: Path) -> str:
 def test_report_first_page_says_what_was_found(sim_run):
     page = _front_page(sim_run / "report.html")
     assert "What this run found" in page
-    for section in ("Inputs", "Cells and ATSEs kept", "Clusters", "Calls per contrast", "Top events", "Quality control"):
+    for section in (
+        "Inputs",
+        "Cells and ATSEs kept",
+        "Clusters",
+        "Calls per contrast",
+        "Top events",
+        "Quality control",
+    ):
         assert f"<h2>{section}</h2>" in page, section
     assert "type2_vs_type1" in page and "cell_type: type2 vs type1" in page
     assert "data:image/png;base64" in page  # arc plot and PSI on UMAP inline
@@ -266,7 +326,9 @@ def test_export_target_writes_files_that_read_back(sim_run):
     with gzip.open(res / "export" / "leiden_perind.counts.gz", "rt") as fh:
         header = fh.readline().split()
         lines = fh.read().splitlines()
-    assert header[0] == "chrom" and sorted(header[1:]) == sorted("leiden_" + mdata.obs["leiden"].astype(str).unique())
+    assert header[0] == "chrom" and sorted(header[1:]) == sorted(
+        "leiden_" + mdata.obs["leiden"].astype(str).unique()
+    )
     groups = (res / "export" / "leiden_groups.txt").read_text().split()
     assert groups[0::2] == header[1:] and groups[1::2] == header[1:]  # one sample per cluster (no replicates)
     assert len(lines) == mdata["splicing"].n_vars and all(len(line.split()) == len(header) for line in lines)
@@ -284,8 +346,17 @@ def test_config_edit_reruns_training_and_downstream_only(sim_run):
     edited = _write_config(sim_run / "edited.yaml", cfg, **{"train.lr": 0.002})
     proc = snakemake(sim_run, "--configfile", str(edited), "-n", "--cores", "2")
     jobs = _jobs(proc.stdout)
-    assert {"train", "embed", "cluster", "differential_splicing", "differential_expression", "plot_training",
-            "plot_umap_clusters", "plot_volcano_ds", "all"} <= jobs, proc.stdout[-3000:]
+    assert {
+        "train",
+        "embed",
+        "cluster",
+        "differential_splicing",
+        "differential_expression",
+        "plot_training",
+        "plot_umap_clusters",
+        "plot_volcano_ds",
+        "all",
+    } <= jobs, proc.stdout[-3000:]
     assert not jobs & {"ingest", "atse", "assemble"}
 
     edited = _write_config(sim_run / "edited2.yaml", cfg, **{"cluster.resolution": 0.9})
@@ -300,7 +371,10 @@ def test_real_data_splicing_only(tmp_path):
     cfg = _write_config(
         tmp_path / "config.yaml",
         REPO / ".test" / "config_real.yaml",
-        **{"input.junctions": str(REAL / "sj_out_tab"), "input.cell_annotations": str(REAL / "labels_sj_out_tab.csv")},
+        **{
+            "input.junctions": str(REAL / "sj_out_tab"),
+            "input.cell_annotations": str(REAL / "labels_sj_out_tab.csv"),
+        },
     )
     work = tmp_path / "w"
     work.mkdir()
@@ -350,15 +424,32 @@ def test_plain_run_uses_the_default_profile_and_resumes_after_ctrl_c(tmp_path, s
     work = tmp_path / "w"
     work.mkdir()
     (work / "sim").symlink_to(sim_dir / "sim")
-    cfg = _write_config(tmp_path / "c.yaml", REPO / ".test" / "config_sim.yaml",
-                        **{"train.max_epochs": 100000, "train.early_stopping": False})
-    cmd = [str(SNAKEMAKE), "-s", str(SNAKEFILE), "-d", str(work), "--configfile", str(cfg), "--cores", "1",
-           "results/model"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=_env(), start_new_session=True)
+    cfg = _write_config(
+        tmp_path / "c.yaml",
+        REPO / ".test" / "config_sim.yaml",
+        **{"train.max_epochs": 100000, "train.early_stopping": False},
+    )
+    cmd = [
+        str(SNAKEMAKE),
+        "-s",
+        str(SNAKEFILE),
+        "-d",
+        str(work),
+        "--configfile",
+        str(cfg),
+        "--cores",
+        "1",
+        "results/model",
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=_env(), start_new_session=True
+    )
     log = work / "results" / "logs" / "train.log"
     try:
         deadline = time.monotonic() + 300
-        while not (log.exists() and "Epoch" in log.read_text(errors="replace")) and time.monotonic() < deadline:
+        while (
+            not (log.exists() and "Epoch" in log.read_text(errors="replace")) and time.monotonic() < deadline
+        ):
             assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
             time.sleep(1)
         assert log.exists(), "training never started"
@@ -370,7 +461,10 @@ def test_plain_run_uses_the_default_profile_and_resumes_after_ctrl_c(tmp_path, s
             proc.wait(30)
     out = proc.stdout.read().decode()
     assert rc != 0, out[-3000:]
-    assert not (work / "results" / "model").exists() and not (work / "results" / "train" / "history.tsv").exists()
+    assert (
+        not (work / "results" / "model").exists()
+        and not (work / "results" / "train" / "history.tsv").exists()
+    )
     assert "Using workflow specific profile" in out and "profiles/default" in out, out[:2000]
 
     plan = snakemake(work, "--configfile", str(cfg), "-n", "results/model")

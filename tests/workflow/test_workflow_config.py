@@ -36,7 +36,10 @@ def dry_run(cwd: Path, *args: str) -> subprocess.CompletedProcess:
 
 def commands(proc: subprocess.CompletedProcess) -> list[str]:
     """The `splicevi ...` shell commands of a dry run (``-p``), in a stable order."""
-    lines = (line.strip().removeprefix("Shell command:").strip() for line in (proc.stdout + proc.stderr).splitlines())
+    lines = (
+        line.strip().removeprefix("Shell command:").strip()
+        for line in (proc.stdout + proc.stderr).splitlines()
+    )
     return sorted({line for line in lines if line.startswith("splicevi ")})
 
 
@@ -52,7 +55,10 @@ def data_folder(tmp_path) -> Path:
 def _user_config(data: Path, **extra) -> Path:
     cfg = {
         "outdir": str(data / "results"),
-        "input": {"junctions": str(data / "Solo.out" / "SJ" / "raw"), "genes": str(data / "Solo.out" / "Gene" / "filtered")},
+        "input": {
+            "junctions": str(data / "Solo.out" / "SJ" / "raw"),
+            "genes": str(data / "Solo.out" / "Gene" / "filtered"),
+        },
         **extra,
     }
     path = data / "my_config.yaml"
@@ -77,20 +83,35 @@ def test_template_config_equals_the_schema_defaults():
     schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
     template = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     assert template == _schema_defaults(schema)
-    assert "resources/example" not in (REPO / "config" / "config.yaml").read_text().split("contrasts: []")[0].replace(
-        "# The embedded example (resources/example)", "")
+    assert "resources/example" not in (REPO / "config" / "config.yaml").read_text().split("contrasts: []")[
+        0
+    ].replace("# The embedded example (resources/example)", "")
     # ... and those are the `splicevi` commands' defaults: one set of numbers
     from splicevi.cli.main import build_parser
 
     schema = template
     sub = next(a for a in build_parser()._actions if a.dest == "command").choices
     train = {a.dest: a.default for a in sub["train"]._actions}
-    for key in ("max_epochs", "batch_size", "lr", "early_stopping", "early_stopping_patience", "train_size",
-                "n_epochs_kl_warmup", "seed", "accelerator"):
+    for key in (
+        "max_epochs",
+        "batch_size",
+        "lr",
+        "early_stopping",
+        "early_stopping_patience",
+        "train_size",
+        "n_epochs_kl_warmup",
+        "seed",
+        "accelerator",
+    ):
         assert schema["train"][key] == train[key], key
-    assert schema["cluster"]["resolution"] == {a.dest: a.default for a in sub["cluster"]._actions}["resolution"]
+    assert (
+        schema["cluster"]["resolution"] == {a.dest: a.default for a in sub["cluster"]._actions}["resolution"]
+    )
     embed = {a.dest: a.default for a in sub["embed"]._actions}
-    assert schema["embed"]["n_neighbors"] == embed["n_neighbors"] and schema["embed"]["min_dist"] == embed["min_dist"]
+    assert (
+        schema["embed"]["n_neighbors"] == embed["n_neighbors"]
+        and schema["embed"]["min_dist"] == embed["min_dist"]
+    )
 
 
 @needs_snakemake
@@ -120,9 +141,20 @@ def test_a_typo_in_a_contrast_column_stops_the_parse(data_folder):
     table = data_folder / "cells.tsv"
     table.write_text("cell_id\tcell_type\nAAAC\tT\n")
     contrast = {"name": "t_vs_rest", "groupby": "cell_tpye", "group1": "T"}
-    proc = dry_run(data_folder, "--configfile", str(_user_config(
-        data_folder, input={"junctions": str(data_folder / "Solo.out" / "SJ" / "raw"), "cell_annotations": str(table)},
-        contrasts=[contrast])))
+    proc = dry_run(
+        data_folder,
+        "--configfile",
+        str(
+            _user_config(
+                data_folder,
+                input={
+                    "junctions": str(data_folder / "Solo.out" / "SJ" / "raw"),
+                    "cell_annotations": str(table),
+                },
+                contrasts=[contrast],
+            )
+        ),
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "config key 'contrasts[0].groupby': no cell annotation 'cell_tpye'" in out, out[-2000:]
@@ -132,7 +164,9 @@ def test_a_typo_in_a_contrast_column_stops_the_parse(data_folder):
 def _cohort(tmp_path: Path, table: str | None, contrasts: list, **input_keys) -> Path:
     for s in ("s1", "s2"):
         (tmp_path / s / "raw").mkdir(parents=True)
-    (tmp_path / "samples.tsv").write_text("sample\tjunctions\tcondition\ns1\ts1/raw\tctrl\ns2\ts2/raw\ttreated\n")
+    (tmp_path / "samples.tsv").write_text(
+        "sample\tjunctions\tcondition\ns1\ts1/raw\tctrl\ns2\ts2/raw\ttreated\n"
+    )
     inp = dict(input_keys)
     if table is not None:
         (tmp_path / "cells.tsv").write_text(table)
@@ -149,8 +183,13 @@ CELLS = "sample\tbarcode\tcell_type\n" + "".join(
 
 @needs_snakemake
 def test_cohort_takes_a_cell_table_and_a_contrast_within_a_subset(tmp_path):
-    contrast = {"name": "treated_in_T", "groupby": "condition", "group1": "treated", "group2": "ctrl",
-                "subset": {"cell_type": "T"}}
+    contrast = {
+        "name": "treated_in_T",
+        "groupby": "condition",
+        "group1": "treated",
+        "group2": "ctrl",
+        "subset": {"cell_type": "T"},
+    }
     cfg = _cohort(tmp_path, CELLS, [contrast], junctions="elsewhere")  # set but ignored in a cohort
     proc = dry_run(tmp_path, "--configfile", str(cfg))
     out = proc.stdout + proc.stderr
@@ -166,8 +205,13 @@ def test_cohort_takes_a_cell_table_and_a_contrast_within_a_subset(tmp_path):
 
 @needs_snakemake
 def test_a_subset_value_or_column_typo_stops_the_parse(tmp_path):
-    contrast = {"name": "x", "groupby": "condition", "group1": "treated", "group2": "ctrl",
-                "subset": {"celltype": "T"}}
+    contrast = {
+        "name": "x",
+        "groupby": "condition",
+        "group1": "treated",
+        "group2": "ctrl",
+        "subset": {"celltype": "T"},
+    }
     proc = dry_run(tmp_path, "--configfile", str(_cohort(tmp_path, CELLS, [contrast])))
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "contrasts[0].subset.celltype" in out and "cell_type" in out
@@ -176,8 +220,13 @@ def test_a_subset_value_or_column_typo_stops_the_parse(tmp_path):
 @needs_snakemake
 def test_slurm_profile_plans_without_conda(tmp_path):
     """No conda on PATH: the SLURM profile still dry-runs (conda is an option: --sdm conda)."""
-    proc = dry_run(tmp_path, "--profile", str(REPO / "workflow" / "profiles" / "slurm"),
-                   "--configfile", str(_cohort(tmp_path, None, [])))
+    proc = dry_run(
+        tmp_path,
+        "--profile",
+        str(REPO / "workflow" / "profiles" / "slurm"),
+        "--configfile",
+        str(_cohort(tmp_path, None, [])),
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     assert "conda" not in out.lower() or "--sdm conda" in out

@@ -70,7 +70,9 @@ def test_transcript_lengths_without_gene_counts_is_a_config_error(tmp_path):
 
 
 def test_highly_variable_atses_and_encoder_options_reach_the_commands(tmp_path):
-    proc = _dry_run(tmp_path, **{"assemble.highly_variable_atses": 400, "model.splicing_encoder_atses": "highly_variable"})
+    proc = _dry_run(
+        tmp_path, **{"assemble.highly_variable_atses": 400, "model.splicing_encoder_atses": "highly_variable"}
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "--highly-variable-atses 400" in _command(proc.stdout, "assemble")
     assert '"splicing_encoder_atses": "highly_variable"' in _command(proc.stdout, "train")

@@ -60,8 +60,11 @@ def input_paths(args: argparse.Namespace) -> dict[str, list[str]]:
         if name.startswith("out") or name == "func":
             continue
         values = value if isinstance(value, (list, tuple)) else [value]
-        paths = [str(v) for v in values if isinstance(v, (str, os.PathLike)) and str(v)
-                 and len(str(v)) < 4096 and os.path.lexists(str(v))]
+        paths = [
+            str(v)
+            for v in values
+            if isinstance(v, (str, os.PathLike)) and str(v) and len(str(v)) < 4096 and os.path.lexists(str(v))
+        ]
         if paths:
             found["--" + name.replace("_", "-")] = paths
     return found
@@ -78,7 +81,9 @@ def check_outputs(args: argparse.Namespace) -> None:
     for flag, path in outputs.items():
         resolved = Path(path).resolve()
         if resolved in seen:
-            raise UsageError(f"{seen[resolved]} and {flag} are the same path ({path}): give each output its own")
+            raise UsageError(
+                f"{seen[resolved]} and {flag} are the same path ({path}): give each output its own"
+            )
         seen[resolved] = flag
     for flag, path in outputs.items():
         check_writable(flag, path)

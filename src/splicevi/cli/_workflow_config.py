@@ -31,7 +31,9 @@ def rename_old_keys(config: dict) -> list[str]:
         if new[-1] in target:
             continue  # both given: the new key wins and the check reports the old one as unknown
         target[new[-1]] = parent.pop(old[-1])
-        notes.append(f"config key '{'.'.join(old)}' is now '{'.'.join(new)}' (read as such; rename it in your config)")
+        notes.append(
+            f"config key '{'.'.join(old)}' is now '{'.'.join(new)}' (read as such; rename it in your config)"
+        )
     return notes
 
 
@@ -45,8 +47,13 @@ def choices() -> dict[tuple[str, ...], tuple]:
     model = {
         key: OPTION_CHOICES[key]
         for key in (
-            "modality_weights", "modality_penalty", "gene_likelihood", "splicing_encoder_architecture",
-            "splicing_decoder_architecture", "expression_architecture", "splicing_encoder_weighting",
+            "modality_weights",
+            "modality_penalty",
+            "gene_likelihood",
+            "splicing_encoder_architecture",
+            "splicing_decoder_architecture",
+            "expression_architecture",
+            "splicing_encoder_weighting",
         )
     }
     return {

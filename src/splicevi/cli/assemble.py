@@ -24,26 +24,47 @@ WARN_MIN_EVENTS = 20
 
 def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     """Register ``splicevi assemble`` and its arguments."""
-    p = subparsers.add_parser("assemble", help=help_text, description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "assemble", help=help_text, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--junctions", required=True, help="junctions.h5ad from `splicevi ingest`")
     p.add_argument("--events", required=True, help="events.tsv from `splicevi atse`")
     p.add_argument("--genes", help="genes.h5ad from `splicevi ingest`")
-    p.add_argument("--min-cell-reads", type=int, default=0,
-                   help="drop cells with fewer junction reads on the ATSE junctions (%(default)s; cells with no "
-                        "reads in any modality are always dropped)")
+    p.add_argument(
+        "--min-cell-reads",
+        type=int,
+        default=0,
+        help="drop cells with fewer junction reads on the ATSE junctions (%(default)s; cells with no "
+        "reads in any modality are always dropped)",
+    )
     p.add_argument("--transcript-lengths", help="TSV gene_id, length: adds the rna layer length_norm")
-    p.add_argument("--published-layout", action="store_true",
-                   help="also write the layers n, PSI (X) and mask of the reference implementation's layout "
-                        "(four times the size; nothing in splicevi reads them)")
-    p.add_argument("--warn-min-cells", type=int, default=WARN_MIN_CELLS,
-                   help="warn when fewer cells than this remain (%(default)s)")
-    p.add_argument("--warn-min-events", type=int, default=WARN_MIN_EVENTS,
-                   help="warn when fewer ATSEs than this remain (%(default)s)")
-    p.add_argument("--highly-variable-atses", type=int, default=None, metavar="N",
-                   help="mark the N most variable ATSEs in the splicing var (highly_variable and the hva_* "
-                        "statistic of splicevi.pp.highly_variable_atses); a model with "
-                        "splicing_encoder_atses='highly_variable' reads them")
+    p.add_argument(
+        "--published-layout",
+        action="store_true",
+        help="also write the layers n, PSI (X) and mask of the reference implementation's layout "
+        "(four times the size; nothing in splicevi reads them)",
+    )
+    p.add_argument(
+        "--warn-min-cells",
+        type=int,
+        default=WARN_MIN_CELLS,
+        help="warn when fewer cells than this remain (%(default)s)",
+    )
+    p.add_argument(
+        "--warn-min-events",
+        type=int,
+        default=WARN_MIN_EVENTS,
+        help="warn when fewer ATSEs than this remain (%(default)s)",
+    )
+    p.add_argument(
+        "--highly-variable-atses",
+        type=int,
+        default=None,
+        metavar="N",
+        help="mark the N most variable ATSEs in the splicing var (highly_variable and the hva_* "
+        "statistic of splicevi.pp.highly_variable_atses); a model with "
+        "splicing_encoder_atses='highly_variable' reads them",
+    )
     p.add_argument("--out", required=True, help="output .h5mu")
     p.set_defaults(func=run)
     return p
@@ -52,7 +73,6 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Run ``splicevi assemble``; returns the exit status (0: every output written)."""
     import warnings
-
 
     # mudata 0.3 warns on every update about a default that changes in 0.4; we set obs explicitly.
     warnings.filterwarnings("ignore", category=FutureWarning, module="mudata")
@@ -70,20 +90,36 @@ def run(args: argparse.Namespace) -> int:
 
     junctions = read_anndata(args.junctions, "junctions .h5ad", made_by="`splicevi ingest`")
     genes = read_anndata(args.genes, "genes .h5ad", made_by="`splicevi ingest`") if args.genes else None
-    lengths = read_transcript_lengths(require_file(args.transcript_lengths, "transcript lengths")) \
-        if args.transcript_lengths else None
+    lengths = (
+        read_transcript_lengths(require_file(args.transcript_lengths, "transcript lengths"))
+        if args.transcript_lengths
+        else None
+    )
     provenance = {
-        "inputs": {"junctions": args.junctions, "events": args.events, "genes": args.genes or "",
-                   "transcript_lengths": args.transcript_lengths or ""},
+        "inputs": {
+            "junctions": args.junctions,
+            "events": args.events,
+            "genes": args.genes or "",
+            "transcript_lengths": args.transcript_lengths or "",
+        },
         "ingest": dict(junctions.uns.get("splicevi_ingest", {})),
     }
     side = summary_path(args.events)
     if side.exists():
         provenance["atse"] = json.loads(side.read_text())
-    mdata, report = assemble(junctions, events, genes, min_cell_reads=args.min_cell_reads,
-                             transcript_lengths=lengths, events_source=args.events, provenance=provenance,
-                             published_layout=args.published_layout)
-    warnings_ = low_data_warnings(report["n_cells"], report["n_events"], args.warn_min_cells, args.warn_min_events)
+    mdata, report = assemble(
+        junctions,
+        events,
+        genes,
+        min_cell_reads=args.min_cell_reads,
+        transcript_lengths=lengths,
+        events_source=args.events,
+        provenance=provenance,
+        published_layout=args.published_layout,
+    )
+    warnings_ = low_data_warnings(
+        report["n_cells"], report["n_events"], args.warn_min_cells, args.warn_min_events
+    )
     for msg in warnings_:
         log.warning(msg)
     if warnings_:
@@ -98,8 +134,11 @@ def run(args: argparse.Namespace) -> int:
     rows = [("cells in junctions file", report["n_cells_in"])]
     if "barcodes" in report:
         b = report["barcodes"]
-        rows += [("cells with gene counts too", b["n_common"]), ("dropped: junctions only", b["n_junction_only"]),
-                 ("dropped: genes only", b["n_gene_only"])]
+        rows += [
+            ("cells with gene counts too", b["n_common"]),
+            ("dropped: junctions only", b["n_junction_only"]),
+            ("dropped: genes only", b["n_gene_only"]),
+        ]
     rows += [
         ("dropped: too few junction reads", report["n_cells_dropped_min_reads"]),
         ("cells", report["n_cells"]),
@@ -119,9 +158,13 @@ def low_data_warnings(n_cells: int, n_events: int, min_cells: int, min_events: i
     """Messages for too few cells or ATSEs left in the assembled data (empty when enough remain)."""
     out = []
     if n_cells < min_cells:
-        out.append(f"only {n_cells} cells remain (fewer than --warn-min-cells {min_cells}): clusters and "
-                   "differential tests on so few cells are unreliable")
+        out.append(
+            f"only {n_cells} cells remain (fewer than --warn-min-cells {min_cells}): clusters and "
+            "differential tests on so few cells are unreliable"
+        )
     if n_events < min_events:
-        out.append(f"only {n_events} ATSEs remain (fewer than --warn-min-events {min_events}): too few to "
-                   "model or test well; relax the ATSE filters")
+        out.append(
+            f"only {n_events} ATSEs remain (fewer than --warn-min-events {min_events}): too few to "
+            "model or test well; relax the ATSE filters"
+        )
     return out

@@ -33,22 +33,41 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     from splicevi.data.atse import AtseParams
 
     d = AtseParams()
-    p = subparsers.add_parser("atse", help=help_text, description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "atse", help=help_text, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--junctions", required=True, help="junctions.h5ad from `splicevi ingest`")
     p.add_argument("--gtf", help="GTF (plain or .gz) for gene_id / gene_name and annotated introns")
-    p.add_argument("--min-reads", type=int, default=d.min_reads, help="min total reads of a junction (%(default)s)")
+    p.add_argument(
+        "--min-reads", type=int, default=d.min_reads, help="min total reads of a junction (%(default)s)"
+    )
     p.add_argument("--min-cells", type=int, default=d.min_cells, help="min cells with a read (%(default)s)")
     p.add_argument("--min-intron", type=int, default=d.min_intron, help="min intron length (%(default)s)")
     p.add_argument("--max-intron", type=int, default=d.max_intron, help="max intron length (%(default)s)")
-    p.add_argument("--motif", choices=("canonical", "any"), default=d.motif,
-                   help="canonical: drop known non-canonical motifs and unknown strands (%(default)s)")
-    p.add_argument("--min-site-usage", type=float, default=d.min_site_usage,
-                   help="min fraction of a splice site's reads a junction must carry (%(default)s)")
-    p.add_argument("--min-junctions", type=int, default=d.min_junctions, help="min junctions per event (%(default)s)")
-    p.add_argument("--max-junctions", type=int, default=d.max_junctions, help="max junctions per event (%(default)s)")
-    p.add_argument("--warn-min-events", type=int, default=WARN_MIN_EVENTS,
-                   help="warn when fewer ATSEs than this remain after filtering (%(default)s)")
+    p.add_argument(
+        "--motif",
+        choices=("canonical", "any"),
+        default=d.motif,
+        help="canonical: drop known non-canonical motifs and unknown strands (%(default)s)",
+    )
+    p.add_argument(
+        "--min-site-usage",
+        type=float,
+        default=d.min_site_usage,
+        help="min fraction of a splice site's reads a junction must carry (%(default)s)",
+    )
+    p.add_argument(
+        "--min-junctions", type=int, default=d.min_junctions, help="min junctions per event (%(default)s)"
+    )
+    p.add_argument(
+        "--max-junctions", type=int, default=d.max_junctions, help="max junctions per event (%(default)s)"
+    )
+    p.add_argument(
+        "--warn-min-events",
+        type=int,
+        default=WARN_MIN_EVENTS,
+        help="warn when fewer ATSEs than this remain after filtering (%(default)s)",
+    )
     p.add_argument("--out", required=True, help="output events.tsv")
     p.set_defaults(func=run)
     return p
@@ -66,9 +85,16 @@ def run(args: argparse.Namespace) -> int:
     from splicevi.data.atse import AtseParams, annotate_events, group_atse
     from splicevi.data.io import read_junction_var
 
-    params = AtseParams(min_reads=args.min_reads, min_cells=args.min_cells, min_intron=args.min_intron,
-                        max_intron=args.max_intron, motif=args.motif, min_site_usage=args.min_site_usage,
-                        min_junctions=args.min_junctions, max_junctions=args.max_junctions)
+    params = AtseParams(
+        min_reads=args.min_reads,
+        min_cells=args.min_cells,
+        min_intron=args.min_intron,
+        max_intron=args.max_intron,
+        motif=args.motif,
+        min_site_usage=args.min_site_usage,
+        min_junctions=args.min_junctions,
+        max_junctions=args.max_junctions,
+    )
     var = read_junction_var(require_file(args.junctions, "junctions .h5ad"))
     ann = None
     n_strand_from_gtf = 0
@@ -82,8 +108,10 @@ def run(args: argparse.Namespace) -> int:
         var, n_strand_from_gtf = infer_strand(var, ann)
     events, report = group_atse(var, params)
     if events.empty:
-        raise ValueError(f"{args.junctions}: no ATSE left after filtering ({report['removed']}); relax the filters "
-                         "(e.g. --min-reads, --min-cells, --min-site-usage) or check the input")
+        raise ValueError(
+            f"{args.junctions}: no ATSE left after filtering ({report['removed']}); relax the filters "
+            "(e.g. --min-reads, --min-cells, --min-site-usage) or check the input"
+        )
     report["gtf"] = args.gtf or ""
     if ann is not None:
         report["frac_chrom_in_gtf"] = frac_chrom
@@ -101,15 +129,18 @@ def run(args: argparse.Namespace) -> int:
                 f"the GTF covers {frac_chrom:.0%} of the junctions' chromosomes: {report['n_events_with_gene']:,} of "
                 f"{len(per_event):,} events ({report['n_events_with_gene'] / len(per_event):.0%}) have a gene; "
                 f"{int(outside.sum()):,} events lie on chromosomes absent from it ({', '.join(missing[:5])}"
-                f"{', ...' if len(missing) > 5 else ''})")
+                f"{', ...' if len(missing) > 5 else ''})"
+            )
             log.warning("%s: %s", args.gtf, report["gtf_partial"])
     else:
         events["gene_id"] = ""
         events["gene_name"] = ""
     report["junctions_file"] = str(args.junctions)
     if report["n_events"] < args.warn_min_events:
-        msg = (f"only {report['n_events']} ATSEs remain after filtering (fewer than --warn-min-events "
-               f"{args.warn_min_events}): too few to model or test well; relax the filters")
+        msg = (
+            f"only {report['n_events']} ATSEs remain after filtering (fewer than --warn-min-events "
+            f"{args.warn_min_events}): too few to model or test well; relax the filters"
+        )
         log.warning(msg)
         report["warnings"] = [msg]
     with atomic_path(args.out) as tmp, atomic_path(summary_path(args.out)) as tmp_json:
@@ -118,8 +149,11 @@ def run(args: argparse.Namespace) -> int:
     sizes = events.groupby(EVENT_ID_COLUMN).size()
     rows = [("junctions in", report["n_junctions_in"])]
     rows += [(f"removed: {k}", v) for k, v in report["removed"].items()]
-    rows += [("junctions kept", report["n_junctions_kept"]), ("events", report["n_events"]),
-             ("junctions per event (median / max)", f"{sizes.median():g} / {sizes.max()}")]
+    rows += [
+        ("junctions kept", report["n_junctions_kept"]),
+        ("events", report["n_events"]),
+        ("junctions per event (median / max)", f"{sizes.median():g} / {sizes.max()}"),
+    ]
     if args.gtf:
         rows.append(("strand taken from the GTF", report["n_strand_from_gtf"]))
         rows.append(("events with a gene", report["n_events_with_gene"]))

@@ -57,10 +57,14 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
         default=0.5,
         help="share of each cell's junction reads and gene counts held out to test the clusters (with --model)",
     )
-    p.add_argument("--split-method", choices=["dm", "binomial"], default="dm",
-                   help="how the counts are split (with --model): dm, Dirichlet-multinomial thinning of the "
-                        "reads and negative-binomial thinning of the gene counts, or binomial, both binomial (not "
-                        "valid for overdispersed counts)")
+    p.add_argument(
+        "--split-method",
+        choices=["dm", "binomial"],
+        default="dm",
+        help="how the counts are split (with --model): dm, Dirichlet-multinomial thinning of the "
+        "reads and negative-binomial thinning of the gene counts, or binomial, both binomial (not "
+        "valid for overdispersed counts)",
+    )
     p.add_argument(
         "--annotations",
         default=None,
@@ -140,7 +144,9 @@ def store_embedding(mdata, emb, obs_columns) -> None:
     for mod in mdata.mod.values():
         rows = mdata.obs_names.get_indexer(mod.obs_names)
         if (rows < 0).any():
-            raise ValueError("a modality has cells that the MuData does not list; rebuild it with `splicevi assemble`")
+            raise ValueError(
+                "a modality has cells that the MuData does not list; rebuild it with `splicevi assemble`"
+            )
         for key, value in emb.obsm.items():
             mod.obsm[key] = np.asarray(value)[rows]
         for col in obs_columns:
@@ -170,14 +176,23 @@ def fit_part_graph(mdata, args, emb):
     params = dict(emb.uns.get("neighbors", {}).get("params", {}))
     fit = ad.AnnData(np.zeros((mdata.n_obs, 0), dtype=np.float32), obs=pd.DataFrame(index=mdata.obs_names))
     fit.obsm[FIT_LATENT_KEY] = latent
-    sc.pp.neighbors(fit, n_neighbors=int(params.get("n_neighbors", 15)), use_rep=FIT_LATENT_KEY, random_state=args.seed)
+    sc.pp.neighbors(
+        fit, n_neighbors=int(params.get("n_neighbors", 15)), use_rep=FIT_LATENT_KEY, random_state=args.seed
+    )
     emb.obsm[FIT_LATENT_KEY] = latent
     parts = "junction reads and gene counts" if "rna" in held else "junction reads"
     log.info(
         "clusters found on the fit part of the %s (%s split, %.0f%% held out for `splicevi ds` / `de`)",
-        parts, args.split_method, 100 * args.heldout_fraction,
+        parts,
+        args.split_method,
+        100 * args.heldout_fraction,
     )
-    record = {"fraction": args.heldout_fraction, "method": args.split_method, "seed": args.seed, "parts": parts}
+    record = {
+        "fraction": args.heldout_fraction,
+        "method": args.split_method,
+        "seed": args.seed,
+        "parts": parts,
+    }
     return fit.obsp["connectivities"], record
 
 
@@ -195,7 +210,9 @@ def run(args: argparse.Namespace) -> int:
     mdata = read_mudata(args.mdata)
     emb = ad.read_h5ad(args.embedding)
     if not np.array_equal(emb.obs_names.to_numpy(), mdata.obs_names.to_numpy()):
-        raise ValueError(f"cells of {args.embedding} do not match those of {args.mdata}; rerun `splicevi embed`")
+        raise ValueError(
+            f"cells of {args.embedding} do not match those of {args.mdata}; rerun `splicevi embed`"
+        )
     if "connectivities" not in emb.obsp:
         raise ValueError(f"{args.embedding} has no kNN graph (obsp['connectivities'])")
     if UMAP_KEY not in emb.obsm:
@@ -224,7 +241,9 @@ def run(args: argparse.Namespace) -> int:
     store_embedding(mdata, emb, obs_columns=[args.key, *added])
     if contrasts:
         # Raises naming the group and the fix; the groupings are written with the clusters.
-        for groupby in dict.fromkeys(c.groupby for c in resolve_contrasts(mdata, contrasts, default_groupby=args.key)):
+        for groupby in dict.fromkeys(
+            c.groupby for c in resolve_contrasts(mdata, contrasts, default_groupby=args.key)
+        ):
             store_group_labels(mdata, groupby)
     cells = cell_table(mdata, cluster_key=args.key)
     from splicevi.data.layers import JUNCTION_COUNTS

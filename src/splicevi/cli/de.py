@@ -40,16 +40,23 @@ def add_design_arguments(p: argparse.ArgumentParser) -> None:
     """``--design`` and ``--sample-key`` (unless the shared contrast arguments already define them)."""
     have = {a.dest for a in p._actions}
     if "design" not in have:
-        p.add_argument("--design", default="auto", choices=DE_DESIGNS,
-                       help="auto (default): samples when every sample lies inside one group and each group has "
-                            ">= 2 samples, clusters for a clustering (e.g. the Leiden clusters of `splicevi cluster`), "
-                            "else labels; samples: pseudobulk over samples (DESeq2), refused with "
-                            "fewer than 2 samples a group; clusters: the gene counts held out by `splicevi cluster "
-                            "--model`, refused without them; labels: the model's cell-level test")
+        p.add_argument(
+            "--design",
+            default="auto",
+            choices=DE_DESIGNS,
+            help="auto (default): samples when every sample lies inside one group and each group has "
+            ">= 2 samples, clusters for a clustering (e.g. the Leiden clusters of `splicevi cluster`), "
+            "else labels; samples: pseudobulk over samples (DESeq2), refused with "
+            "fewer than 2 samples a group; clusters: the gene counts held out by `splicevi cluster "
+            "--model`, refused without them; labels: the model's cell-level test",
+        )
     if "sample_key" not in have:
-        p.add_argument("--sample-key", default=None,
-                       help="obs column of the samples (biological replicates) for the samples design "
-                            "(default: the model's batch key)")
+        p.add_argument(
+            "--sample-key",
+            default=None,
+            help="obs column of the samples (biological replicates) for the samples design "
+            "(default: the model's batch key)",
+        )
 
 
 def annotate_de_table(mdata, table):
@@ -67,7 +74,9 @@ def run(args: argparse.Namespace) -> int:
     parse_contrasts(args.contrasts)  # a wrong command line fails before the data is read
     mdata = read_mudata(args.mdata)
     if "rna" not in mdata.mod:
-        raise ValueError(f"{args.mdata} has no 'rna' modality (splicing-only data): no differential expression")
+        raise ValueError(
+            f"{args.mdata} has no 'rna' modality (splicing-only data): no differential expression"
+        )
     contrasts = contrasts_of(args, mdata)
     model = load_model(args.model, mdata)
     table = run_contrasts(

@@ -21,18 +21,24 @@ log = logging.getLogger("splicevi")
 
 def add_contrast_arguments(p: argparse.ArgumentParser, delta: float) -> None:
     """Arguments shared by ``ds`` and ``de``."""
-    p.add_argument("--mdata", required=True, help=".h5mu from `splicevi cluster` (has the cluster annotation)")
+    p.add_argument(
+        "--mdata", required=True, help=".h5mu from `splicevi cluster` (has the cluster annotation)"
+    )
     p.add_argument("--model", required=True, help="model directory from `splicevi train`")
     p.add_argument(
         "--contrasts",
         default="[]",
         help='JSON list of {"name", "groupby", "group1", "group2"}; [] (default): each cluster vs the rest',
     )
-    p.add_argument("--groupby", default="leiden", help="annotation of the default contrasts (each group vs rest)")
+    p.add_argument(
+        "--groupby", default="leiden", help="annotation of the default contrasts (each group vs rest)"
+    )
     p.add_argument("--delta", type=float, default=delta, help="minimum effect that counts as differential")
     p.add_argument("--fdr-target", type=float, default=0.05, help="target false discovery rate of the calls")
     p.add_argument("--batch-correction", action="store_true", help="average estimates over batches")
-    p.add_argument("--batch-size", type=int, default=None, help="cells per minibatch of inference (default: the model's)")
+    p.add_argument(
+        "--batch-size", type=int, default=None, help="cells per minibatch of inference (default: the model's)"
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed of the posterior samples")
     p.add_argument("--threads", type=int, default=None, help="CPU threads of torch (default: torch's choice)")
 
@@ -47,8 +53,10 @@ def parse_contrasts(text: str) -> list:
         raise UsageError("--contrasts must be a JSON list")
     for i, c in enumerate(contrasts):
         if isinstance(c, dict) and c.get("group2") is not None and str(c.get("group1")) == str(c["group2"]):
-            raise UsageError(f"--contrasts[{i}] ({c.get('name', 'unnamed')}): group1 and group2 are both "
-                             f"{c['group1']!r}; compare two different groups (or group2 null for the rest)")
+            raise UsageError(
+                f"--contrasts[{i}] ({c.get('name', 'unnamed')}): group1 and group2 are both "
+                f"{c['group1']!r}; compare two different groups (or group2 null for the rest)"
+            )
     return contrasts
 
 
@@ -65,8 +73,9 @@ def contrasts_of(args: argparse.Namespace, mdata):
     return contrasts
 
 
-def run_contrasts(method, contrasts, id_col: str, describe: bool = False, attrs_key: str = "splicevi_ds",
-                  **kwargs) -> pd.DataFrame:
+def run_contrasts(
+    method, contrasts, id_col: str, describe: bool = False, attrs_key: str = "splicevi_ds", **kwargs
+) -> pd.DataFrame:
     """Call a differential method of the model once per contrast; stack the tables.
 
     The feature id (the tables' index) becomes column ``id_col`` unless the table already has it.
@@ -86,9 +95,16 @@ def run_contrasts(method, contrasts, id_col: str, describe: bool = False, attrs_
                 log.warning("contrast %s skipped: %s", c.name, info.get("reason", "too few cells"))
             continue
         if describe and info:
-            log.info("contrast %s: %s (design %s): %s", c.name, info.get("test"), info.get("design"),
-                     info.get("reason"))
-        table = table.drop(columns=[c for c in ("contrast", "groupby", "group1", "group2") if c in table.columns])
+            log.info(
+                "contrast %s: %s (design %s): %s",
+                c.name,
+                info.get("test"),
+                info.get("design"),
+                info.get("reason"),
+            )
+        table = table.drop(
+            columns=[c for c in ("contrast", "groupby", "group1", "group2") if c in table.columns]
+        )
         if id_col in table.columns:
             table = table.reset_index(drop=True)
         else:
@@ -99,8 +115,12 @@ def run_contrasts(method, contrasts, id_col: str, describe: bool = False, attrs_
         table.insert(3, "group2", c.group2 or "rest")
         tables.append(table)
     if describe and skipped:
-        log.warning("%d of %d contrasts skipped (too few cells; see --min-cells): %s", len(skipped), len(contrasts),
-                    ", ".join(skipped))
+        log.warning(
+            "%d of %d contrasts skipped (too few cells; see --min-cells): %s",
+            len(skipped),
+            len(contrasts),
+            ", ".join(skipped),
+        )
     if not tables:
         return pd.DataFrame(columns=["contrast", "groupby", "group1", "group2", id_col])
     return pd.concat(tables, ignore_index=True)
@@ -139,7 +159,9 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     return p
 
 
-def annotate_ds_tables(mdata, junctions: pd.DataFrame, events: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def annotate_ds_tables(
+    mdata, junctions: pd.DataFrame, events: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Add coordinates, genes and annotation status from ``mdata["splicing"].var`` to both DS tables.
 
     The statistics are left as the model computed them; only columns are added (see
@@ -167,7 +189,9 @@ def _with_evidence(table: pd.DataFrame) -> pd.DataFrame:
     """
     if "log10_pvalue" not in table.columns:
         return table
-    order = table.groupby("contrast", sort=False).cumcount() if "contrast" in table.columns else range(len(table))
+    order = (
+        table.groupby("contrast", sort=False).cumcount() if "contrast" in table.columns else range(len(table))
+    )
     return table.assign(evidence=-pd.Series(order, index=table.index).astype(float))
 
 
@@ -203,13 +227,21 @@ def run(args: argparse.Namespace) -> int:
         return 0
     # Rank by the tables' own evidence order (calls first): the calls are then the top ranks.
     score = "evidence" if "log10_pvalue" in junctions.columns else "proba_ds"
-    junctions = rank_table(_with_evidence(junctions), score, "effect_size").drop(columns="evidence", errors="ignore")
-    events = rank_table(_with_evidence(events), score, "effect_size").drop(columns="evidence", errors="ignore")
+    junctions = rank_table(_with_evidence(junctions), score, "effect_size").drop(
+        columns="evidence", errors="ignore"
+    )
+    events = rank_table(_with_evidence(events), score, "effect_size").drop(
+        columns="evidence", errors="ignore"
+    )
     junctions, events = annotate_ds_tables(mdata, junctions, events)
     with atomic_path(args.out_junctions) as tmp:
         junctions.to_csv(tmp, sep="\t", index=False)
     with atomic_path(args.out_events) as tmp:
         events.to_csv(tmp, sep="\t", index=False)
     calls = junctions.groupby("contrast", sort=False)["is_ds_fdr"].sum() if "is_ds_fdr" in junctions else None
-    log.info("%d contrasts; junctions called DS per contrast: %s", len(contrasts), None if calls is None else calls.to_dict())
+    log.info(
+        "%d contrasts; junctions called DS per contrast: %s",
+        len(contrasts),
+        None if calls is None else calls.to_dict(),
+    )
     return 0

@@ -21,7 +21,9 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     )
     p.add_argument("--mdata", required=True, help="the .h5mu the model was trained on")
     p.add_argument("--model", required=True, help="model directory from `splicevi train`")
-    p.add_argument("--n-neighbors", type=int, default=15, help="neighbours of the kNN graph (UMAP and Leiden)")
+    p.add_argument(
+        "--n-neighbors", type=int, default=15, help="neighbours of the kNN graph (UMAP and Leiden)"
+    )
     p.add_argument("--min-dist", type=float, default=0.3, help="UMAP min_dist")
     p.add_argument("--seed", type=int, default=0, help="random seed of UMAP")
     p.add_argument("--batch-size", type=int, default=None, help="cells per minibatch of inference")
@@ -49,8 +51,14 @@ def run(args: argparse.Namespace) -> int:
         except (ValueError, NotImplementedError, KeyError) as err:  # e.g. fully paired models
             log.warning("no %s latent: %s", modality, err)
     emb = neighbors_umap(joint, mdata.obs_names, args.n_neighbors, args.min_dist, args.seed, extra)
-    emb.uns["splicevi_embed"] = {"n_neighbors": args.n_neighbors, "min_dist": args.min_dist, "seed": args.seed}
+    emb.uns["splicevi_embed"] = {
+        "n_neighbors": args.n_neighbors,
+        "min_dist": args.min_dist,
+        "seed": args.seed,
+    }
     with atomic_path(args.out) as tmp:
         emb.write_h5ad(tmp)
-    log.info("embedding: %d cells, joint latent %d dims, latents %s", emb.n_obs, joint.shape[1], list(emb.obsm))
+    log.info(
+        "embedding: %d cells, joint latent %d dims, latents %s", emb.n_obs, joint.shape[1], list(emb.obsm)
+    )
     return 0

@@ -20,26 +20,38 @@ log = logging.getLogger("splicevi")
 
 def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     """Register ``splicevi export`` and its kinds."""
-    p = subparsers.add_parser("export", help=help_text, description="Write results in formats other tools read.")
+    p = subparsers.add_parser(
+        "export", help=help_text, description="Write results in formats other tools read."
+    )
     kinds = p.add_subparsers(dest="kind", metavar="KIND", required=True)
 
-    k = kinds.add_parser("leafcutter", help="LeafCutter-style count table (k/n per group of cells or per cell)")
+    k = kinds.add_parser(
+        "leafcutter", help="LeafCutter-style count table (k/n per group of cells or per cell)"
+    )
     k.add_argument("--mdata", required=True, help=".h5mu from `splicevi cluster` (or `assemble`)")
     group = k.add_mutually_exclusive_group()
     group.add_argument("--groupby", default="leiden", help="cell annotation pooled into pseudobulk samples")
     group.add_argument("--per-cell", action="store_true", help="one column per cell instead of per group")
-    k.add_argument("--replicates", default=None,
-                   help="annotation kept apart within each group (e.g. sample): one column per replicate and group, "
-                        "named <replicate>.<groupby>_<group>, the replicates leafcutter_ds needs")
+    k.add_argument(
+        "--replicates",
+        default=None,
+        help="annotation kept apart within each group (e.g. sample): one column per replicate and group, "
+        "named <replicate>.<groupby>_<group>, the replicates leafcutter_ds needs",
+    )
     k.add_argument("--out", required=True, help="output file (gzip-compressed when it ends with .gz)")
-    k.add_argument("--out-groups", default=None,
-                   help="LeafCutter groups file (<sample> <group> per line; keep the two groups to compare)")
+    k.add_argument(
+        "--out-groups",
+        default=None,
+        help="LeafCutter groups file (<sample> <group> per line; keep the two groups to compare)",
+    )
     k.set_defaults(func=run_leafcutter)
 
     k = kinds.add_parser("bed", help="BED12 of the junctions or ATSEs of a DS table, scored for IGV")
     k.add_argument("--mdata", required=True, help="the .h5mu the table was computed on")
     k.add_argument("--table", required=True, help="ds_junctions.tsv or ds_events.tsv from `splicevi ds`")
-    k.add_argument("--contrast", default=None, help="contrast to export (required when the table has several)")
+    k.add_argument(
+        "--contrast", default=None, help="contrast to export (required when the table has several)"
+    )
     k.add_argument("--out", required=True, help="output .bed")
     k.set_defaults(func=run_bed)
 

@@ -142,7 +142,9 @@ def _main(argv: list[str] | None) -> int:
         print(f"splicevi {args.command}: output error: {_one_line(err)}", file=sys.stderr)
         return EXIT_OUTPUT
     except (ValueError, OSError) as err:  # InputError and FileNotFoundError included
-        print(f"splicevi {args.command}: error: {' '.join(_data_error_message(err).split())}", file=sys.stderr)
+        print(
+            f"splicevi {args.command}: error: {' '.join(_data_error_message(err).split())}", file=sys.stderr
+        )
         return EXIT_DATA
     finally:
         for s, handler in previous.items():

@@ -13,7 +13,9 @@ from .._constants import EVENT_ID_COLUMN
 
 def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     """Register ``splicevi plot`` and its figure kinds."""
-    p = subparsers.add_parser("plot", help=help_text, description="Figures of the workflow report (PNG or SVG).")
+    p = subparsers.add_parser(
+        "plot", help=help_text, description="Figures of the workflow report (PNG or SVG)."
+    )
     kinds = p.add_subparsers(dest="kind", metavar="KIND", required=True)
 
     k = kinds.add_parser("training", help="training curves from history.tsv")
@@ -23,14 +25,23 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     k = kinds.add_parser("umap", help="UMAP coloured by annotations / QC")
     source = k.add_mutually_exclusive_group(required=True)
     source.add_argument("--cells", help="cells.tsv from `splicevi cluster`")
-    source.add_argument("--mdata", help=".h5mu from `splicevi cluster` (the same cell table is derived from it)")
-    k.add_argument("--color", nargs="+", required=True, help="annotations to colour by; 'qc' for the QC metrics")
+    source.add_argument(
+        "--mdata", help=".h5mu from `splicevi cluster` (the same cell table is derived from it)"
+    )
+    k.add_argument(
+        "--color", nargs="+", required=True, help="annotations to colour by; 'qc' for the QC metrics"
+    )
     k.set_defaults(func=run_umap)
 
     k = kinds.add_parser("volcano", help="volcano plots of a DS or DE table")
     k.add_argument("--table", required=True, help="TSV from `splicevi ds` or `splicevi de`")
-    k.add_argument("--kind", dest="table_kind", choices=["ds", "de"], default="ds",
-                   help="table kind: ds (splicing) or de (expression)")
+    k.add_argument(
+        "--kind",
+        dest="table_kind",
+        choices=["ds", "de"],
+        default="ds",
+        help="table kind: ds (splicing) or de (expression)",
+    )
     k.set_defaults(func=run_volcano)
 
     k = kinds.add_parser("psi", help="observed PSI of the top DS junctions per group")
@@ -62,7 +73,9 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
 
     for name in ("psi", "coverage", "arcs", "psi-umap"):
         kinds.choices[name].add_argument(
-            "--min-cells", type=int, default=10,
+            "--min-cells",
+            type=int,
+            default=10,
             help="show only events observed in at least this many cells on both sides of the contrast",
         )
 
@@ -72,7 +85,14 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
 
 
 #: Columns read as text (cluster names such as "1" must not become numbers).
-_TABLE_DTYPES = {"contrast": str, "groupby": str, "group1": str, "group2": str, "junction_id": str, EVENT_ID_COLUMN: str}
+_TABLE_DTYPES = {
+    "contrast": str,
+    "groupby": str,
+    "group1": str,
+    "group2": str,
+    "junction_id": str,
+    EVENT_ID_COLUMN: str,
+}
 
 
 def _read_table(path: str, **kwargs) -> pd.DataFrame:
@@ -121,7 +141,9 @@ def run_psi(args: argparse.Namespace) -> int:
     from splicevi import pl
 
     table = _read_table(args.table, dtype=_TABLE_DTYPES)
-    pl.save_figure(pl.top_events_psi(_mdata(args.mdata), table, args.groupby, args.n_top, args.min_cells), args.out)
+    pl.save_figure(
+        pl.top_events_psi(_mdata(args.mdata), table, args.groupby, args.n_top, args.min_cells), args.out
+    )
     return 0
 
 
@@ -130,9 +152,10 @@ def run_coverage(args: argparse.Namespace) -> int:
     from splicevi import pl
 
     table = _read_table(args.table, dtype=_TABLE_DTYPES)
-    pl.save_figure(pl.event_coverage(_mdata(args.mdata), table, args.groupby, args.n_top, args.min_cells), args.out)
+    pl.save_figure(
+        pl.event_coverage(_mdata(args.mdata), table, args.groupby, args.n_top, args.min_cells), args.out
+    )
     return 0
-
 
 
 def run_arcs(args: argparse.Namespace) -> int:
@@ -140,7 +163,9 @@ def run_arcs(args: argparse.Namespace) -> int:
     from splicevi import pl
 
     table = _read_table(args.table, dtype=_TABLE_DTYPES)
-    pl.save_figure(pl.top_event_arcs(_mdata(args.mdata), table, args.n_top, args.min_cells, gtf=args.gtf), args.out)
+    pl.save_figure(
+        pl.top_event_arcs(_mdata(args.mdata), table, args.n_top, args.min_cells, gtf=args.gtf), args.out
+    )
     return 0
 
 

@@ -14,11 +14,16 @@ from ._summary import print_summary
 
 def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     """Register ``splicevi qc`` and its arguments."""
-    p = subparsers.add_parser("qc", help=help_text, description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "qc", help=help_text, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--mdata", required=True, help="data.h5mu from `splicevi assemble`")
-    p.add_argument("--junctions", required=True, help="junctions.h5ad from `splicevi ingest` or `splicevi merge`")
-    p.add_argument("--events", required=True, help="events.tsv from `splicevi atse` (its .summary.json is read)")
+    p.add_argument(
+        "--junctions", required=True, help="junctions.h5ad from `splicevi ingest` or `splicevi merge`"
+    )
+    p.add_argument(
+        "--events", required=True, help="events.tsv from `splicevi atse` (its .summary.json is read)"
+    )
     p.add_argument("--out-samples", required=True, help="output TSV, one row per sample")
     p.add_argument("--out-overall", required=True, help="output TSV, metric / value")
     p.set_defaults(func=run)
@@ -38,7 +43,9 @@ def run(args: argparse.Namespace) -> int:
     splicing = md.read_h5ad(str(require_file(args.mdata, "data .h5mu")), mod="splicing")
     jun = ad.read_h5ad(require_file(args.junctions, "junctions .h5ad"), backed="r")
     merge = jun.uns.get("splicevi_merge")
-    ingested = ({s: int(v["n_cells"]) for s, v in merge["samples"].items()} if merge else {SINGLE: int(jun.n_obs)})
+    ingested = (
+        {s: int(v["n_cells"]) for s, v in merge["samples"].items()} if merge else {SINGLE: int(jun.n_obs)}
+    )
     jun.file.close()
     side = summary_path(args.events)
     atse = json.loads(side.read_text()) if side.exists() else {}
@@ -46,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
     with atomic_path(args.out_samples) as tmp_s, atomic_path(args.out_overall) as tmp_o:
         per_sample.to_csv(tmp_s, sep="\t", index=False, float_format="%.4g")
         overall.to_csv(tmp_o, sep="\t", index=False)
-    print_summary("splicevi qc", [*overall.itertuples(index=False, name=None),
-                                  ("wrote", f"{args.out_samples}, {args.out_overall}")])
+    print_summary(
+        "splicevi qc",
+        [*overall.itertuples(index=False, name=None), ("wrote", f"{args.out_samples}, {args.out_overall}")],
+    )
     return 0

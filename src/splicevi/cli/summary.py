@@ -17,10 +17,15 @@ from ._summary import print_summary
 
 def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     """Register ``splicevi summary``."""
-    p = subparsers.add_parser("summary", help=help_text, description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run-info", required=True, help="JSON of the run's settings (input, samples, gtf, ds, de, "
-                                                     "resolution), as the workflow writes it")
+    p = subparsers.add_parser(
+        "summary", help=help_text, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--run-info",
+        required=True,
+        help="JSON of the run's settings (input, samples, gtf, ds, de, "
+        "resolution), as the workflow writes it",
+    )
     p.add_argument("--qc-samples", required=True, help="splicevi qc per-sample table (TSV)")
     p.add_argument("--qc-overall", required=True, help="splicevi qc overall table (TSV)")
     p.add_argument("--cells", required=True, help="splicevi cluster cell table (TSV)")
@@ -60,10 +65,16 @@ def run(args: argparse.Namespace) -> int:
 
         sheet = read_cohort_sheet(args.sample_sheet, check_paths=False)
     figures = [
-        ("Top events: arc plots", args.arcs,
-         "Junction reads pooled over each side of the contrast (arc width) with their PSI, for the top ATSEs."),
-        ("Top junctions: observed PSI on the UMAP", args.psi_umap,
-         "Each cell's observed PSI of the top junction of each contrast; grey: the ATSE has no read in the cell."),
+        (
+            "Top events: arc plots",
+            args.arcs,
+            "Junction reads pooled over each side of the contrast (arc width) with their PSI, for the top ATSEs.",
+        ),
+        (
+            "Top junctions: observed PSI on the UMAP",
+            args.psi_umap,
+            "Each cell's observed PSI of the top junction of each contrast; grey: the ATSE has no read in the cell.",
+        ),
     ]
     text = render_summary(
         info,

@@ -27,12 +27,24 @@ def check_model_kwargs(model_kwargs: dict) -> None:
     known = set()
     for fn in (SPLICEVI.__init__, SPLICEVI._module_cls.__init__):
         known |= {
-            name for name, par in inspect.signature(fn).parameters.items()
+            name
+            for name, par in inspect.signature(fn).parameters.items()
             if par.kind not in (par.VAR_KEYWORD, par.VAR_POSITIONAL)
         }
     # set by the model from the registered data, never by the user
-    known -= {"self", "adata", "n_input_genes", "n_input_junctions", "n_batch", "n_obs", "n_labels",
-              "junction_event_codes", "splicing_offset", "n_continuous_cov", "n_cats_per_cov"}
+    known -= {
+        "self",
+        "adata",
+        "n_input_genes",
+        "n_input_junctions",
+        "n_batch",
+        "n_obs",
+        "n_labels",
+        "junction_event_codes",
+        "splicing_offset",
+        "n_continuous_cov",
+        "n_cats_per_cov",
+    }
     for name in model_kwargs:
         if name not in known:
             close = difflib.get_close_matches(name, sorted(known), n=1)
@@ -83,18 +95,30 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     p.add_argument(
         "--model-kwargs",
         default="{}",
-        help='SPLICEVI constructor arguments as JSON, e.g. \'{"n_latent": 10}\'',
+        help="SPLICEVI constructor arguments as JSON, e.g. '{\"n_latent\": 10}'",
     )
     p.add_argument("--max-epochs", type=int, default=500, help="maximum number of epochs")
     p.add_argument("--batch-size", type=int, default=128, help="minibatch size (cells)")
     p.add_argument("--lr", type=float, default=3e-3, help="learning rate")
-    p.add_argument("--early-stopping", action=argparse.BooleanOptionalAction, default=True,
-                   help="stop when the validation reconstruction loss stops improving")
-    p.add_argument("--early-stopping-patience", type=int, default=50, help="epochs without improvement before stopping")
-    p.add_argument("--train-size", type=float, default=0.9, help="fraction of cells for training (rest: validation)")
-    p.add_argument("--n-epochs-kl-warmup", type=int, default=50, help="epochs over which the KL term is warmed up")
+    p.add_argument(
+        "--early-stopping",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="stop when the validation reconstruction loss stops improving",
+    )
+    p.add_argument(
+        "--early-stopping-patience", type=int, default=50, help="epochs without improvement before stopping"
+    )
+    p.add_argument(
+        "--train-size", type=float, default=0.9, help="fraction of cells for training (rest: validation)"
+    )
+    p.add_argument(
+        "--n-epochs-kl-warmup", type=int, default=50, help="epochs over which the KL term is warmed up"
+    )
     p.add_argument("--accelerator", default="auto", help="cpu, gpu or auto")
-    p.add_argument("--devices", type=_devices, default="auto", help="number of devices of the accelerator, or auto")
+    p.add_argument(
+        "--devices", type=_devices, default="auto", help="number of devices of the accelerator, or auto"
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed of training")
     p.add_argument("--threads", type=int, default=None, help="CPU threads of torch")
     p.add_argument("--out-model", required=True, help="output model directory")
@@ -154,5 +178,7 @@ def run(args: argparse.Namespace) -> int:
     with atomic_path(args.out_history) as tmp:
         history.to_csv(tmp, sep="\t")
     last = history.iloc[-1]
-    log.info("epochs: %d; last: %s", len(history), ", ".join(f"{k}={v:.4g}" for k, v in last.dropna().items()))
+    log.info(
+        "epochs: %d; last: %s", len(history), ", ".join(f"{k}={v:.4g}" for k, v in last.dropna().items())
+    )
     return 0

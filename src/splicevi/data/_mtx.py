@@ -47,9 +47,13 @@ def read_mtx(path: str | os.PathLike, *, what: str = "Matrix Market", integer: b
             first = fh.readline()
             n_header = 1
             if not first.startswith("%%MatrixMarket"):
-                raise InputError(path, "not a Matrix Market file (first line lacks '%%MatrixMarket')", fix, line=1)
+                raise InputError(
+                    path, "not a Matrix Market file (first line lacks '%%MatrixMarket')", fix, line=1
+                )
             if "coordinate" not in first:
-                raise InputError(path, "only the sparse 'coordinate' Matrix Market format is supported", fix, line=1)
+                raise InputError(
+                    path, "only the sparse 'coordinate' Matrix Market format is supported", fix, line=1
+                )
             is_real = "real" in first or "double" in first
             line = fh.readline()
             n_header += 1
@@ -57,12 +61,18 @@ def read_mtx(path: str | os.PathLike, *, what: str = "Matrix Market", integer: b
                 line = fh.readline()
                 n_header += 1
     except (EOFError, OSError, UnicodeDecodeError) as err:  # zlib/gzip errors are OSError or EOFError
-        raise InputError(path, f"the file is truncated, unreadable or not text ({err})", fix,
-                         line=first_bad_line(path) or 1) from None
+        raise InputError(
+            path,
+            f"the file is truncated, unreadable or not text ({err})",
+            fix,
+            line=first_bad_line(path) or 1,
+        ) from None
     try:
         n_rows, n_cols, nnz = (int(x) for x in line.split())
     except ValueError:
-        raise InputError(path, f"bad size line {line.strip()!r} (expected 'rows columns entries')", fix, n_header) from None
+        raise InputError(
+            path, f"bad size line {line.strip()!r} (expected 'rows columns entries')", fix, n_header
+        ) from None
     if nnz == 0:
         empty = sp.coo_matrix((n_rows, n_cols), dtype=np.float32)
         empty.size_line = n_header  # for messages about the matrix's shape
@@ -75,7 +85,10 @@ def read_mtx(path: str | os.PathLike, *, what: str = "Matrix Market", integer: b
     df = read_typed(path, dtypes, what=what, fix=fix, sep=r"\s+", skiprows=n_header, count_cols=(2,))
     if len(df) != nnz:
         raise InputError(
-            path, f"{len(df)} entries where the size line says {nnz} (truncated file?)", fix, line=n_header + len(df)
+            path,
+            f"{len(df)} entries where the size line says {nnz} (truncated file?)",
+            fix,
+            line=n_header + len(df),
         )
     rows = df[0].to_numpy() - 1
     cols = df[1].to_numpy() - 1
@@ -84,7 +97,9 @@ def read_mtx(path: str | os.PathLike, *, what: str = "Matrix Market", integer: b
         bad = (idx < 0) | (idx >= limit)
         if bad.any():
             i = int(np.nonzero(bad)[0][0])
-            raise InputError(path, f"{name} index {idx[i] + 1} outside 1..{limit}", fix, line=n_header + i + 1)
+            raise InputError(
+                path, f"{name} index {idx[i] + 1} outside 1..{limit}", fix, line=n_header + i + 1
+            )
     if integer and np.any(vals != np.floor(vals)):
         i = int(np.nonzero(vals != np.floor(vals))[0][0])
         raise InputError(path, f"count {vals[i]} is not an integer", fix, line=n_header + i + 1)

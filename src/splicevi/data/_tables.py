@@ -54,15 +54,25 @@ _BAD_NAME_RE = re.compile(r"[\x00-\x1f\x7f\"']")
 
 
 def check_names(
-    values, *, path: str | os.PathLike, field: str, fix: str, line_offset: int = 0,
+    values,
+    *,
+    path: str | os.PathLike,
+    field: str,
+    fix: str,
+    line_offset: int = 0,
 ) -> None:
     """Names (chromosomes) must hold no quote and no control character; else an error naming the line."""
     text = pd.Series(np.asarray(values, dtype=object)).astype(str)
     bad = text.str.contains(_BAD_NAME_RE).to_numpy(dtype=bool)
     if bad.any():
         i = int(np.nonzero(bad)[0][0])
-        raise InputError(path, f"{field} {text.iloc[i]!r} holds a quote or a control character (these formats have "
-                         "no quoting: a damaged or hand-edited line?)", fix, line=line_offset + i + 1)
+        raise InputError(
+            path,
+            f"{field} {text.iloc[i]!r} holds a quote or a control character (these formats have "
+            "no quoting: a damaged or hand-edited line?)",
+            fix,
+            line=line_offset + i + 1,
+        )
 
 
 def count_totals(x, axis: int) -> np.ndarray:
@@ -78,7 +88,12 @@ def count_totals(x, axis: int) -> np.ndarray:
 
 
 def check_count_values(
-    values: np.ndarray, *, path: str | os.PathLike, field: str, fix: str, line_offset: int = 0,
+    values: np.ndarray,
+    *,
+    path: str | os.PathLike,
+    field: str,
+    fix: str,
+    line_offset: int = 0,
 ) -> None:
     """Counts (numbers already parsed) must be finite, whole, ≥ 0 and ≤ :data:`MAX_COUNT`; else the line."""
     arr = np.asarray(values)
@@ -97,8 +112,10 @@ def check_count_values(
         elif v < 0:
             problem = f"{field} is negative ({v})"
         else:
-            problem = (f"{field} is {int(v):,}, above the largest count stored exactly ({MAX_COUNT:,}, float32 as "
-                       "the model reads it)")
+            problem = (
+                f"{field} is {int(v):,}, above the largest count stored exactly ({MAX_COUNT:,}, float32 as "
+                "the model reads it)"
+            )
         raise InputError(path, problem, fix, line=line_offset + i + 1)
 
 
@@ -162,7 +179,9 @@ def read_delimited(
         ) from None
     except (EOFError, gzip.BadGzipFile, zlib.error, UnicodeDecodeError) as err:
         raise InputError(
-            path, f"the file is truncated or not a valid {what} text file ({type(err).__name__}: {err})", fix,
+            path,
+            f"the file is truncated or not a valid {what} text file ({type(err).__name__}: {err})",
+            fix,
             line=first_bad_line(path),
         ) from None
     if df.shape[1] not in accepted:
@@ -223,16 +242,25 @@ def integer_column(
     n_digits = digits.str.lstrip("+-").str.lstrip("0").str.len().to_numpy()
     if (n_digits > _SAFE_DIGITS).any():
         i = int(np.nonzero(n_digits > _SAFE_DIGITS)[0][0])
-        raise InputError(path, f"{field} is {values.iloc[i]!r}, too large for a count or coordinate", fix,
-                         line=line_offset + i + 1)
+        raise InputError(
+            path,
+            f"{field} is {values.iloc[i]!r}, too large for a count or coordinate",
+            fix,
+            line=line_offset + i + 1,
+        )
     arr = digits.astype(np.int64).to_numpy()
     if not allow_negative and (arr < 0).any():
         i = int(np.nonzero(arr < 0)[0][0])
         raise InputError(path, f"{field} is negative ({values.iloc[i]})", fix, line=line_offset + i + 1)
     if max_value is not None and (arr > max_value).any():
         i = int(np.nonzero(arr > max_value)[0][0])
-        raise InputError(path, f"{field} is {arr[i]:,}, above the largest count stored exactly ({max_value:,}, "
-                         "float32 as the model reads it)", fix, line=line_offset + i + 1)
+        raise InputError(
+            path,
+            f"{field} is {arr[i]:,}, above the largest count stored exactly ({max_value:,}, "
+            "float32 as the model reads it)",
+            fix,
+            line=line_offset + i + 1,
+        )
     return arr.astype(dtype)
 
 
@@ -295,7 +323,9 @@ def _chunk_has_non_integer_field(chunk: bytes) -> bool:
             start = max(chunk.rfind(b"\t", 0, pos), chunk.rfind(b"\n", 0, pos), chunk.rfind(b" ", 0, pos)) + 1
             if _NOT_INTEGER_FIELD.match(chunk, start):
                 return True
-            end = min((i for i in (chunk.find(b"\t", pos), chunk.find(b"\n", pos)) if i >= 0), default=len(chunk))
+            end = min(
+                (i for i in (chunk.find(b"\t", pos), chunk.find(b"\n", pos)) if i >= 0), default=len(chunk)
+            )
             pos = chunk.find(mark, end)
     return False
 
@@ -334,14 +364,22 @@ def check_no_nul(path: str | os.PathLike, *, what: str, fix: str, find_non_integ
                 chunk += fh.readline()  # whole lines only: no field is cut between two chunks
                 pos = chunk.find(b"\x00")
                 if pos >= 0:
-                    raise InputError(path, f"NUL byte in the {what} file (binary data or a damaged copy)", fix,
-                                     line=line + chunk.count(b"\n", 0, pos))
+                    raise InputError(
+                        path,
+                        f"NUL byte in the {what} file (binary data or a damaged copy)",
+                        fix,
+                        line=line + chunk.count(b"\n", 0, pos),
+                    )
                 line += chunk.count(b"\n")
                 if find_non_integer and not found:
                     found = _chunk_has_non_integer_field(chunk)
     except (EOFError, OSError, zlib.error) as err:
-        raise InputError(path, f"the file is truncated or not a valid {what} file ({type(err).__name__}: {err})",
-                         fix, line=first_bad_line(path)) from None
+        raise InputError(
+            path,
+            f"the file is truncated or not a valid {what} file ({type(err).__name__}: {err})",
+            fix,
+            line=first_bad_line(path),
+        ) from None
     return found
 
 
@@ -399,8 +437,12 @@ def read_typed(
         ok = False
     suspicious = False
     if ok:
-        suspicious = check_no_nul(path, what=what, fix=fix, find_non_integer=any(
-            np.issubdtype(np.dtype(dt), np.integer) for dt in dtypes.values()))
+        suspicious = check_no_nul(
+            path,
+            what=what,
+            fix=fix,
+            find_non_integer=any(np.issubdtype(np.dtype(dt), np.integer) for dt in dtypes.values()),
+        )
         if not suspicious:
             return df
     strict = read_delimited(path, n_cols, what=what, fix=fix, sep=sep, skiprows=skiprows)
@@ -420,10 +462,17 @@ def read_typed(
             num = pd.to_numeric(strict[c], errors="coerce")
             if num.isna().any():
                 i = int(np.nonzero(num.isna().to_numpy())[0][0])
-                raise InputError(path, f"column {c + 1} is {strict[c].iloc[i]!r}, not a number", fix, skiprows + i + 1)
+                raise InputError(
+                    path, f"column {c + 1} is {strict[c].iloc[i]!r}, not a number", fix, skiprows + i + 1
+                )
             if c in count_cols and max_count is not None:
-                check_count_values(num.to_numpy(dtype=np.float64), path=path, field=f"column {c + 1}", fix=fix,
-                                   line_offset=skiprows)
+                check_count_values(
+                    num.to_numpy(dtype=np.float64),
+                    path=path,
+                    field=f"column {c + 1}",
+                    fix=fix,
+                    line_offset=skiprows,
+                )
     if suspicious:  # the decimal/exponent fields were text columns (or allowed floats): the typed read stands
         return df
     raise InputError(path, f"could not be read as {what}", fix)

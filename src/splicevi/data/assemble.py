@@ -36,15 +36,35 @@ from .layers import (
     splicing_layers,
 )
 
-SPLICING_VAR_COLUMNS = ["chrom", "start", "end", "strand", "motif", "annotated", EVENT_ID_COLUMN, "gene_id", "gene_name"]
+SPLICING_VAR_COLUMNS = [
+    "chrom",
+    "start",
+    "end",
+    "strand",
+    "motif",
+    "annotated",
+    EVENT_ID_COLUMN,
+    "gene_id",
+    "gene_name",
+]
 
 
 def read_events(path: str | os.PathLike) -> pd.DataFrame:
     """Read an ``events.tsv`` written by ``splicevi atse``, checking its columns."""
     fix = "pass the events.tsv written by `splicevi atse`"
     try:
-        ev = pd.read_csv(path, sep="\t", dtype={"junction_id": str, EVENT_ID_COLUMN: str, "chrom": str, "strand": str,
-                                                  "gene_id": str, "gene_name": str})
+        ev = pd.read_csv(
+            path,
+            sep="\t",
+            dtype={
+                "junction_id": str,
+                EVENT_ID_COLUMN: str,
+                "chrom": str,
+                "strand": str,
+                "gene_id": str,
+                "gene_name": str,
+            },
+        )
     except pd.errors.EmptyDataError:
         raise InputError(path, "the events table is empty", fix, line=1) from None
     except pd.errors.ParserError as err:
@@ -53,8 +73,12 @@ def read_events(path: str | os.PathLike) -> pd.DataFrame:
     if missing:
         raise InputError(path, f"missing column(s) {sorted(missing)}", fix, line=1)
     if ev.empty:
-        raise InputError(path, "no events (every junction was filtered out)",
-                         "relax the `splicevi atse` filters (e.g. --min-reads, --min-cells)", line=2)
+        raise InputError(
+            path,
+            "no events (every junction was filtered out)",
+            "relax the `splicevi atse` filters (e.g. --min-reads, --min-cells)",
+            line=2,
+        )
     dup = ev["junction_id"].duplicated().to_numpy()
     if dup.any():
         i = int(np.nonzero(dup)[0][0])
@@ -76,10 +100,14 @@ def read_transcript_lengths(path: str | os.PathLike) -> pd.Series:
     if bad.any():
         i = int(np.nonzero(bad)[0][0])
         raise InputError(path, f"length {df['length'].iloc[i]!r} is not a positive number", fix, line=i + 2)
-    return pd.Series(length.to_numpy(dtype=np.float64), index=df["gene_id"].astype(str)).groupby(level=0).first()
+    return (
+        pd.Series(length.to_numpy(dtype=np.float64), index=df["gene_id"].astype(str)).groupby(level=0).first()
+    )
 
 
-def length_normalize(counts: sp.csr_matrix, gene_ids: pd.Index, lengths: pd.Series) -> tuple[sp.csr_matrix, int]:
+def length_normalize(
+    counts: sp.csr_matrix, gene_ids: pd.Index, lengths: pd.Series
+) -> tuple[sp.csr_matrix, int]:
     """``counts / (length / median length)`` per gene; genes without a length keep their counts.
 
     Returns the CSR layer and the number of genes without a length.
@@ -136,9 +164,13 @@ def assemble(
     missing = ~events["junction_id"].isin(junctions.var_names)
     if missing.any():
         i = int(np.nonzero(missing.to_numpy())[0][0])
-        raise InputError(events_source, f"{int(missing.sum())} junction(s) are not in the junctions file, e.g. "
-                         f"{events['junction_id'].iloc[i]}", "make events.tsv with `splicevi atse` from the same "
-                         "junctions.h5ad", line=i + 2)
+        raise InputError(
+            events_source,
+            f"{int(missing.sum())} junction(s) are not in the junctions file, e.g. "
+            f"{events['junction_id'].iloc[i]}",
+            "make events.tsv with `splicevi atse` from the same junctions.h5ad",
+            line=i + 2,
+        )
     report: dict = {"n_cells_in": int(junctions.n_obs)}
     jun = junctions[:, events["junction_id"].to_numpy()]
     match_info = None
@@ -155,8 +187,11 @@ def assemble(
         keep &= (reads > 0) | (np.asarray(genes.X.sum(axis=1)).ravel() > 0)
     report["n_cells_dropped_min_reads"] = int((~keep).sum())
     if not keep.any():
-        raise InputError(events_source, f"no cell has ≥ {max(min_cell_reads, 1)} reads on the ATSE junctions",
-                         "lower --min-cell-reads or relax the `splicevi atse` filters")
+        raise InputError(
+            events_source,
+            f"no cell has ≥ {max(min_cell_reads, 1)} reads on the ATSE junctions",
+            "lower --min-cell-reads or relax the `splicevi atse` filters",
+        )
     jun = jun[keep].copy()
     k = k[keep]
     codes, _ = event_codes(events[EVENT_ID_COLUMN])
@@ -190,8 +225,12 @@ def assemble(
     obs["n_junctions_detected"] = np.diff(k.indptr).astype(np.int64)
     obs["n_events_observed"] = ev_per_cell
     obs["frac_events_observed"] = ev_per_cell / n_events
-    splicing = ad.AnnData(X=x, obs=obs, var=var[SPLICING_VAR_COLUMNS + [
-        c for c in var.columns if c not in SPLICING_VAR_COLUMNS]], layers=layers)
+    splicing = ad.AnnData(
+        X=x,
+        obs=obs,
+        var=var[SPLICING_VAR_COLUMNS + [c for c in var.columns if c not in SPLICING_VAR_COLUMNS]],
+        layers=layers,
+    )
     mods = {"splicing": splicing}
     if genes is not None:
         g = genes[keep].copy()
@@ -210,22 +249,30 @@ def assemble(
         for col in ("n_counts", "n_genes"):
             mdata.obs[col] = mods["rna"].obs[col].reindex(mdata.obs_names).to_numpy()
     mdata.obs["batch"] = pd.Categorical(mdata.obs["batch"].astype(str))
-    report.update({
-        "n_cells": int(mdata.n_obs),
-        "n_junctions": int(splicing.n_vars),
-        "n_events": n_events,
-        "n_genes": int(genes.n_vars) if genes is not None else 0,
-        "frac_observed": float(n_observed_entries / max(k.shape[0] * k.shape[1], 1)),
-        "layout": "published" if published_layout else "lean",
-        "frac_cell_event_observed": float(ev_per_cell.sum() / max(n_events * mdata.n_obs, 1)),
-    })
-    mdata.uns["splicevi_provenance"] = clean_uns({
-        "version": __version__,
-        "versions": _versions(),
-        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "assemble": {"min_cell_reads": min_cell_reads, "length_norm": transcript_lengths is not None, **report},
-        **(provenance or {}),
-    })
+    report.update(
+        {
+            "n_cells": int(mdata.n_obs),
+            "n_junctions": int(splicing.n_vars),
+            "n_events": n_events,
+            "n_genes": int(genes.n_vars) if genes is not None else 0,
+            "frac_observed": float(n_observed_entries / max(k.shape[0] * k.shape[1], 1)),
+            "layout": "published" if published_layout else "lean",
+            "frac_cell_event_observed": float(ev_per_cell.sum() / max(n_events * mdata.n_obs, 1)),
+        }
+    )
+    mdata.uns["splicevi_provenance"] = clean_uns(
+        {
+            "version": __version__,
+            "versions": _versions(),
+            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "assemble": {
+                "min_cell_reads": min_cell_reads,
+                "length_norm": transcript_lengths is not None,
+                **report,
+            },
+            **(provenance or {}),
+        }
+    )
     return mdata, report
 
 

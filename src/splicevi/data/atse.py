@@ -73,7 +73,12 @@ class AtseParams:
 
 
 def _site_codes(chrom: np.ndarray, strand: np.ndarray, pos: np.ndarray) -> np.ndarray:
-    return pd.DataFrame({"c": chrom, "s": strand, "p": pos}).groupby(["c", "s", "p"], sort=False).ngroup().to_numpy()
+    return (
+        pd.DataFrame({"c": chrom, "s": strand, "p": pos})
+        .groupby(["c", "s", "p"], sort=False)
+        .ngroup()
+        .to_numpy()
+    )
 
 
 def site_components(chrom, strand, start, end) -> np.ndarray:
@@ -167,31 +172,49 @@ def group_atse(junctions: pd.DataFrame, params: AtseParams | None = None) -> tup
     reason[bad_size] = "event_size"
     keep = reason == ""
 
-    events = pd.DataFrame({
-        "junction_id": np.asarray(j.index, dtype=str)[keep],
-        "chrom": chrom[keep],
-        "start": start[keep],
-        "end": end[keep],
-        "strand": strand[keep],
-        "motif": motif[keep].astype(np.int8),
-        "total_reads": reads[keep].astype(np.int64),
-        "n_cells": cells[keep],
-        "usage_start": np.round(u_start[keep], 4),
-        "usage_end": np.round(u_end[keep], 4),
-        "n_junctions": n_in_event[keep],
-        "_label": label[keep],
-    })
+    events = pd.DataFrame(
+        {
+            "junction_id": np.asarray(j.index, dtype=str)[keep],
+            "chrom": chrom[keep],
+            "start": start[keep],
+            "end": end[keep],
+            "strand": strand[keep],
+            "motif": motif[keep].astype(np.int8),
+            "total_reads": reads[keep].astype(np.int64),
+            "n_cells": cells[keep],
+            "usage_start": np.round(u_start[keep], 4),
+            "usage_end": np.round(u_end[keep], 4),
+            "n_junctions": n_in_event[keep],
+            "_label": label[keep],
+        }
+    )
     for col in ("annotated",):
         if col in j:
             events[col] = j[col].to_numpy()[keep]
-    span = events.groupby("_label").agg(ev_chrom=("chrom", "first"), ev_start=("start", "min"),
-                                        ev_end=("end", "max"), ev_strand=("strand", "first"))
-    span[EVENT_ID_COLUMN] = ("ATSE_" + span["ev_chrom"] + ":" + span["ev_start"].astype(str) + "-"
-                        + span["ev_end"].astype(str) + ":" + span["ev_strand"])
+    span = events.groupby("_label").agg(
+        ev_chrom=("chrom", "first"),
+        ev_start=("start", "min"),
+        ev_end=("end", "max"),
+        ev_strand=("strand", "first"),
+    )
+    span[EVENT_ID_COLUMN] = (
+        "ATSE_"
+        + span["ev_chrom"]
+        + ":"
+        + span["ev_start"].astype(str)
+        + "-"
+        + span["ev_end"].astype(str)
+        + ":"
+        + span["ev_strand"]
+    )
     events[EVENT_ID_COLUMN] = span[EVENT_ID_COLUMN].reindex(events["_label"]).to_numpy()
     events = events.merge(span[["ev_start"]], left_on="_label", right_index=True)
-    events = events.sort_values(["chrom", "ev_start", EVENT_ID_COLUMN, "start", "end"]).drop(columns=["_label", "ev_start"])
-    cols = ["junction_id", EVENT_ID_COLUMN] + [c for c in events.columns if c not in ("junction_id", EVENT_ID_COLUMN)]
+    events = events.sort_values(["chrom", "ev_start", EVENT_ID_COLUMN, "start", "end"]).drop(
+        columns=["_label", "ev_start"]
+    )
+    cols = ["junction_id", EVENT_ID_COLUMN] + [
+        c for c in events.columns if c not in ("junction_id", EVENT_ID_COLUMN)
+    ]
     events = events[cols].reset_index(drop=True)
 
     removed = {name: int((reason == name).sum()) for name in FILTER_ORDER}
@@ -214,9 +237,14 @@ def annotate_events(events: pd.DataFrame, assigned: pd.DataFrame) -> pd.DataFram
     ev["_gene"] = assigned["gene_id"].to_numpy()
     ev["_name"] = assigned["gene_name"].to_numpy()
     known = ev.dropna(subset=["_gene"])
-    mode = (known.groupby([EVENT_ID_COLUMN, "_gene", "_name"], sort=False).size().reset_index(name="n")
-            .sort_values([EVENT_ID_COLUMN, "n"], ascending=[True, False]).drop_duplicates(EVENT_ID_COLUMN)
-            .set_index(EVENT_ID_COLUMN))
+    mode = (
+        known.groupby([EVENT_ID_COLUMN, "_gene", "_name"], sort=False)
+        .size()
+        .reset_index(name="n")
+        .sort_values([EVENT_ID_COLUMN, "n"], ascending=[True, False])
+        .drop_duplicates(EVENT_ID_COLUMN)
+        .set_index(EVENT_ID_COLUMN)
+    )
     ev["gene_id"] = mode["_gene"].reindex(ev[EVENT_ID_COLUMN]).to_numpy()
     ev["gene_name"] = mode["_name"].reindex(ev[EVENT_ID_COLUMN]).to_numpy()
     if "annotated" in ev:

@@ -36,8 +36,12 @@ def _strip(ids: pd.Index) -> pd.Index:
     return pd.Index(ids.astype(str).str.replace(_SUFFIX, "", regex=True))
 
 
-def match_cells(junctions: ad.AnnData, genes: ad.AnnData, genes_source: str = "gene counts",
-                junctions_source: str = "junction counts") -> tuple[ad.AnnData, ad.AnnData, BarcodeMatch]:
+def match_cells(
+    junctions: ad.AnnData,
+    genes: ad.AnnData,
+    genes_source: str = "gene counts",
+    junctions_source: str = "junction counts",
+) -> tuple[ad.AnnData, ad.AnnData, BarcodeMatch]:
     """Restrict both AnnData to their common cells, in the junctions' order.
 
     Barcodes are compared as given; if that finds fewer common cells than comparing them without a
@@ -71,8 +75,9 @@ def match_cells(junctions: ad.AnnData, genes: ad.AnnData, genes_source: str = "g
             "in the sample sheet",
         )
     order = junctions.obs_names[junctions.obs_names.isin(common)]
-    info = BarcodeMatch(len(j_ids), len(g_ids), len(common), len(j_ids) - len(common), len(g_ids) - len(common),
-                        normalised)
+    info = BarcodeMatch(
+        len(j_ids), len(g_ids), len(common), len(j_ids) - len(common), len(g_ids) - len(common), normalised
+    )
     return junctions[order].copy(), genes[order].copy(), info
 
 
@@ -87,7 +92,10 @@ def apply_allowlist(adata: ad.AnnData, path: str | os.PathLike) -> tuple[ad.AnnD
         allowed_s, names_s = _strip(allowed), _strip(adata.obs_names)
         keep = names_s.isin(allowed_s)
         if not keep.any():
-            raise InputError(path, f"none of the {len(allowed)} listed barcodes is among the {adata.n_obs} cells read "
-                             f"(listed e.g. {list(allowed[:3])}, read e.g. {list(adata.obs_names[:3])})",
-                             "pass the barcode list of the same sample/run")
+            raise InputError(
+                path,
+                f"none of the {len(allowed)} listed barcodes is among the {adata.n_obs} cells read "
+                f"(listed e.g. {list(allowed[:3])}, read e.g. {list(adata.obs_names[:3])})",
+                "pass the barcode list of the same sample/run",
+            )
     return adata[np.asarray(keep)].copy(), int(len(allowed) - keep.sum())

@@ -51,9 +51,7 @@ def read_cell_table(path: str | os.PathLike) -> pd.DataFrame:
         table = table.iloc[:, 1:]
     if ids.has_duplicates:
         pos = int(ids.duplicated().argmax())
-        raise CellTableError(
-            f"{path}, line {pos + 2}: cell '{ids[pos]}' occurs twice; give one row per cell"
-        )
+        raise CellTableError(f"{path}, line {pos + 2}: cell '{ids[pos]}' occurs twice; give one row per cell")
     table.index = ids.rename("cell_id")
     return table
 

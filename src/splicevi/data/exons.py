@@ -62,9 +62,19 @@ def read_exons(path: str | os.PathLike, regions: Iterable[tuple[str, int, int]])
                 continue  # a malformed line; `splicevi atse` names those when it reads the GTF
             for lo, hi, name in spans:
                 if start <= hi and end >= lo:
-                    attrs = {k: (m.group(1) if (m := rx.search(fields[8])) else "") for k, rx in _ATTR.items()}
-                    rows.append((name, start, end, fields[6], attrs["gene_name"] or attrs["gene_id"],
-                                 attrs["transcript_id"]))
+                    attrs = {
+                        k: (m.group(1) if (m := rx.search(fields[8])) else "") for k, rx in _ATTR.items()
+                    }
+                    rows.append(
+                        (
+                            name,
+                            start,
+                            end,
+                            fields[6],
+                            attrs["gene_name"] or attrs["gene_id"],
+                            attrs["transcript_id"],
+                        )
+                    )
                     break
     columns = ["chrom", "start", "end", "strand", "gene_name", "transcript_id"]
     return pd.DataFrame(rows, columns=columns).drop_duplicates().reset_index(drop=True)

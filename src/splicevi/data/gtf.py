@@ -43,11 +43,18 @@ def read_gtf(path: str | os.PathLike) -> Annotation:
     gaps between consecutive exons of each transcript.
     """
     path = require_file(path, "GTF annotation")
-    fix = "pass a GTF (9 tab-separated columns, attributes with gene_id \"...\"), e.g. from GENCODE or Ensembl"
+    fix = 'pass a GTF (9 tab-separated columns, attributes with gene_id "..."), e.g. from GENCODE or Ensembl'
     try:
         header = _count_header_lines(Path(path))
-        df = pd.read_csv(path, sep="\t", header=None, comment="#", usecols=[0, 2, 3, 4, 6, 8],
-                         dtype={0: str, 2: str, 3: np.int64, 4: np.int64, 6: str, 8: str}, compression="infer")
+        df = pd.read_csv(
+            path,
+            sep="\t",
+            header=None,
+            comment="#",
+            usecols=[0, 2, 3, 4, 6, 8],
+            dtype={0: str, 2: str, 3: np.int64, 4: np.int64, 6: str, 8: str},
+            compression="infer",
+        )
     except pd.errors.EmptyDataError:
         raise InputError(path, "the GTF is empty", fix, line=1) from None
     except (pd.errors.ParserError, ValueError) as err:
@@ -69,18 +76,23 @@ def read_gtf(path: str | os.PathLike) -> Annotation:
     gene_lines = df[df["feature"] == "gene"]
     src = gene_lines if len(gene_lines) else exons
     genes = src.groupby("gene_id", sort=False).agg(
-        chrom=("chrom", "first"), start=("start", "min"), end=("end", "max"), strand=("strand", "first"),
+        chrom=("chrom", "first"),
+        start=("start", "min"),
+        end=("end", "max"),
+        strand=("strand", "first"),
         gene_name=("gene_name", "first"),
     )
     exons = exons.sort_values(["transcript_id", "start"], kind="stable")
     same_tx = exons["transcript_id"].to_numpy()[1:] == exons["transcript_id"].to_numpy()[:-1]
-    introns = pd.DataFrame({
-        "chrom": exons["chrom"].to_numpy()[1:][same_tx],
-        "start": exons["end"].to_numpy()[:-1][same_tx] + 1,
-        "end": exons["start"].to_numpy()[1:][same_tx] - 1,
-        "strand": exons["strand"].to_numpy()[1:][same_tx],
-        "gene_id": exons["gene_id"].to_numpy()[1:][same_tx],
-    })
+    introns = pd.DataFrame(
+        {
+            "chrom": exons["chrom"].to_numpy()[1:][same_tx],
+            "start": exons["end"].to_numpy()[:-1][same_tx] + 1,
+            "end": exons["start"].to_numpy()[1:][same_tx] - 1,
+            "strand": exons["strand"].to_numpy()[1:][same_tx],
+            "gene_id": exons["gene_id"].to_numpy()[1:][same_tx],
+        }
+    )
     introns = introns[introns["end"] >= introns["start"]].drop_duplicates(["chrom", "start", "end", "strand"])
     return Annotation(str(path), genes, introns.reset_index(drop=True), header + 1)
 
@@ -100,15 +112,21 @@ def _naming_diagnosis(junction_chroms: pd.Index, gtf_chroms: pd.Index, prefix_mi
 
 def _naming_fix(junction_chroms: pd.Index, gtf_chroms: pd.Index, prefix_mismatch: bool) -> str:
     if prefix_mismatch and _uses_chr(junction_chroms):
-        return ("use the GENCODE/UCSC GTF of the genome the reads were aligned to, or add the prefix to this one: "
-                "awk 'BEGIN{OFS=\"\\t\"} /^#/{print; next} {$1=($1==\"MT\" ? \"chrM\" : \"chr\"$1); print}'")
+        return (
+            "use the GENCODE/UCSC GTF of the genome the reads were aligned to, or add the prefix to this one: "
+            'awk \'BEGIN{OFS="\\t"} /^#/{print; next} {$1=($1=="MT" ? "chrM" : "chr"$1); print}\''
+        )
     if prefix_mismatch:
-        return ("use the Ensembl GTF of the genome the reads were aligned to, or remove the prefix from this one: "
-                "sed -e 's/^chrM\\t/MT\\t/' -e 's/^chr//'")
+        return (
+            "use the Ensembl GTF of the genome the reads were aligned to, or remove the prefix from this one: "
+            "sed -e 's/^chrM\\t/MT\\t/' -e 's/^chr//'"
+        )
     return "use the GTF of the genome the reads were aligned to (GENCODE/UCSC: chr1, Ensembl: 1)"
 
 
-def check_chromosomes(junction_chroms: pd.Series, ann: Annotation, junctions_source: str = "junctions") -> float:
+def check_chromosomes(
+    junction_chroms: pd.Series, ann: Annotation, junctions_source: str = "junctions"
+) -> float:
     """Fraction of junction chromosomes present in the GTF; raise on a naming mismatch.
 
     Raises
@@ -183,17 +201,27 @@ def assign_genes(junctions: pd.DataFrame, ann: Annotation) -> pd.DataFrame:
     fill(j.merge(intr.drop(columns="start"), on=["chrom", "end"]))
     # Containing gene: the gene with the nearest start at or before the junction, if it spans it.
     todo = j[pd.isna(gene_id)].sort_values("start")
-    genes = ann.genes.reset_index().rename(columns={"start": "g_start", "end": "g_end", "strand": "ann_strand"})
+    genes = ann.genes.reset_index().rename(
+        columns={"start": "g_start", "end": "g_end", "strand": "ann_strand"}
+    )
     genes = genes.sort_values("g_start")
     if len(todo):
-        m = pd.merge_asof(todo, genes[["chrom", "g_start", "g_end", "ann_strand", "gene_id"]], left_on="start",
-                          right_on="g_start", by="chrom", direction="backward")
+        m = pd.merge_asof(
+            todo,
+            genes[["chrom", "g_start", "g_end", "ann_strand", "gene_id"]],
+            left_on="start",
+            right_on="g_start",
+            by="chrom",
+            direction="backward",
+        )
         m = m[m["g_end"].notna() & (m["end"] <= m["g_end"])]
         fill(m)
     names = ann.genes["gene_name"].reindex(pd.Index(gene_id.astype(str))).to_numpy()
     names = np.where(pd.isna(gene_id), None, names)
-    return pd.DataFrame({"gene_id": gene_id, "gene_name": names, "strand": strand_out, "annotated_gtf": annotated},
-                        index=junctions.index)
+    return pd.DataFrame(
+        {"gene_id": gene_id, "gene_name": names, "strand": strand_out, "annotated_gtf": annotated},
+        index=junctions.index,
+    )
 
 
 def infer_strand(junctions: pd.DataFrame, ann: Annotation) -> tuple[pd.DataFrame, int]:

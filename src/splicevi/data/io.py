@@ -18,8 +18,9 @@ _H5_ERRORS = (OSError, KeyError, ValueError, TypeError, AttributeError, IndexErr
 
 
 def _h5_fix(what: str, made_by: str | None) -> str:
-    return (f"pass the {what} written by {made_by}" if made_by else f"pass a valid {what}") + \
-        " (re-create it if the copy is incomplete)"
+    return (
+        f"pass the {what} written by {made_by}" if made_by else f"pass a valid {what}"
+    ) + " (re-create it if the copy is incomplete)"
 
 
 def read_anndata(path: str | os.PathLike, what: str, made_by: str | None = None, **kwargs) -> ad.AnnData:
@@ -30,8 +31,11 @@ def read_anndata(path: str | os.PathLike, what: str, made_by: str | None = None,
     except FileNotFoundError:
         raise
     except _H5_ERRORS as err:
-        raise InputError(path, f"not a readable {what} ({type(err).__name__}: {' '.join(str(err).split())})",
-                         _h5_fix(what, made_by)) from None
+        raise InputError(
+            path,
+            f"not a readable {what} ({type(err).__name__}: {' '.join(str(err).split())})",
+            _h5_fix(what, made_by),
+        ) from None
 
 
 def read_mudata_file(path: str | os.PathLike, what: str = "MuData (.h5mu)", made_by: str | None = None):
@@ -44,8 +48,11 @@ def read_mudata_file(path: str | os.PathLike, what: str = "MuData (.h5mu)", made
     except FileNotFoundError:
         raise
     except _H5_ERRORS as err:
-        raise InputError(path, f"not a readable {what} ({type(err).__name__}: {' '.join(str(err).split())})",
-                         _h5_fix(what, made_by)) from None
+        raise InputError(
+            path,
+            f"not a readable {what} ({type(err).__name__}: {' '.join(str(err).split())})",
+            _h5_fix(what, made_by),
+        ) from None
 
 
 def read_junction_var(path: str | os.PathLike) -> pd.DataFrame:
@@ -54,10 +61,14 @@ def read_junction_var(path: str | os.PathLike) -> pd.DataFrame:
         with h5py.File(path, "r") as f:
             var = ad.io.read_elem(f["var"])
     except (OSError, KeyError) as err:
-        raise InputError(path, f"not a junctions .h5ad ({err})", "pass the --out-junctions file of `splicevi ingest`") \
-            from None
+        raise InputError(
+            path, f"not a junctions .h5ad ({err})", "pass the --out-junctions file of `splicevi ingest`"
+        ) from None
     need = {"chrom", "start", "end", "strand", "total_reads", "n_cells"}
     if not need <= set(var.columns):
-        raise InputError(path, f"junction table lacks {sorted(need - set(var.columns))}",
-                         "pass the --out-junctions file of `splicevi ingest`")
+        raise InputError(
+            path,
+            f"junction table lacks {sorted(need - set(var.columns))}",
+            "pass the --out-junctions file of `splicevi ingest`",
+        )
     return var

@@ -260,7 +260,9 @@ def layer_or_derived(adata, name: str, event_key: str = EVENT_ID_COLUMN) -> sp.c
     if name in adata.layers:
         return sp.csr_matrix(adata.layers[name])
     if name not in SPLICING_LAYERS:
-        raise KeyError(f"layer {name!r} is not in the data and cannot be derived (derivable: {SPLICING_LAYERS})")
+        raise KeyError(
+            f"layer {name!r} is not in the data and cannot be derived (derivable: {SPLICING_LAYERS})"
+        )
     if JUNCTION_COUNTS not in adata.layers or event_key not in adata.var:
         raise KeyError(
             f"layer {name!r} is missing and cannot be derived: it needs layer {JUNCTION_COUNTS!r} and "

@@ -23,7 +23,9 @@ from .samples import SEPARATOR, annotation_columns, cell_ids
 _SUM_COLUMNS = ("total_reads", "n_cells")
 
 
-def _prefixed_obs(adata: ad.AnnData, sample: str, row: pd.Series, free: list[str], has_batch: bool) -> pd.DataFrame:
+def _prefixed_obs(
+    adata: ad.AnnData, sample: str, row: pd.Series, free: list[str], has_batch: bool
+) -> pd.DataFrame:
     obs = pd.DataFrame(index=pd.Index(cell_ids(sample, adata.obs_names), name=None))
     obs["sample"] = sample
     obs["barcode"] = adata.obs_names.to_numpy()
@@ -66,8 +68,10 @@ def harmonize_samples(parts: list[tuple[str, ad.AnnData]]) -> tuple[list[tuple[s
         uniq, inverse = np.unique(ids.to_numpy(dtype=str), return_inverse=True)
         x = sp.csr_matrix(adata.X)
         if len(uniq) < len(ids):  # both spellings within one sample: sum the two columns
-            combine = sp.csr_matrix((np.ones(len(ids), dtype=x.dtype), (np.arange(len(ids)), inverse)),
-                                    shape=(len(ids), len(uniq)))
+            combine = sp.csr_matrix(
+                (np.ones(len(ids), dtype=x.dtype), (np.arange(len(ids)), inverse)),
+                shape=(len(ids), len(uniq)),
+            )
             x = (x @ combine).tocsr()
             first = np.zeros(len(uniq), dtype=np.int64)
             first[inverse[::-1]] = np.arange(len(ids))[::-1]
@@ -109,15 +113,19 @@ def merge_junctions(parts: list[tuple[str, ad.AnnData]], sheet: pd.DataFrame) ->
         cols = union.get_indexer(adata.var_names)
         # remap column indices into the union; the same sparsity, no dense intermediate (data copied:
         # sort_indices reorders it in place and must not touch the sample's own matrix)
-        block = sp.csr_matrix((x.data.copy(), cols[x.indices], x.indptr.copy()), shape=(adata.n_obs, len(union)))
+        block = sp.csr_matrix(
+            (x.data.copy(), cols[x.indices], x.indptr.copy()), shape=(adata.n_obs, len(union))
+        )
         block.sort_indices()
         blocks.append(block)
         obs.append(_prefixed_obs(adata, sample, sheet.loc[sample], free, has_batch))
         row = sheet.loc[sample]
         prov[sample] = {
             "inputs": {c: row.get(c) or "" for c in ("junctions", "cell_sheet", "genes", "barcodes")},
-            "n_cells": int(adata.n_obs), "n_junctions": int(adata.n_vars),
-            "n_junction_reads": int(count_totals(x, axis=0).sum()), "ingest": dict(adata.uns.get("splicevi_ingest", {})),
+            "n_cells": int(adata.n_obs),
+            "n_junctions": int(adata.n_vars),
+            "n_junction_reads": int(count_totals(x, axis=0).sum()),
+            "ingest": dict(adata.uns.get("splicevi_ingest", {})),
         }
     X = sp.vstack(blocks, format="csr")
     merged = ad.AnnData(X=X, obs=pd.concat(obs), var=var)
@@ -152,10 +160,13 @@ def merge_genes(parts: list[tuple[str, ad.AnnData]], obs: pd.DataFrame) -> ad.An
             raise ValueError(
                 f"samples '{first_sample}' and '{sample}' have different gene sets ({len(genes)} vs "
                 f"{adata.n_vars} genes; only in '{sample}': {only_here}, only in '{first_sample}': {only_first}); "
-                "fix: count every sample against the same annotation")
+                "fix: count every sample against the same annotation"
+            )
         blocks.append(sp.csr_matrix(adata[:, genes].X))
         names += cell_ids(sample, adata.obs_names)
-    merged = ad.AnnData(X=sp.vstack(blocks, format="csr"), obs=pd.DataFrame(index=names), var=first.var.copy())
+    merged = ad.AnnData(
+        X=sp.vstack(blocks, format="csr"), obs=pd.DataFrame(index=names), var=first.var.copy()
+    )
     for col in obs.columns:
         merged.obs[col] = obs[col].reindex(merged.obs_names).to_numpy()
     return merged

@@ -38,7 +38,9 @@ def _row(splicing: ad.AnnData, mask: np.ndarray, codes: np.ndarray, k) -> dict:
     }
 
 
-def qc_tables(splicing: ad.AnnData, ingested: dict[str, int], atse_summary: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+def qc_tables(
+    splicing: ad.AnnData, ingested: dict[str, int], atse_summary: dict
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-sample and overall QC tables.
 
     Parameters
@@ -59,15 +61,23 @@ def qc_tables(splicing: ad.AnnData, ingested: dict[str, int], atse_summary: dict
 
     k = sp.csr_matrix(splicing.layers["cell_by_junction_matrix"])
     codes = pd.factorize(splicing.var[EVENT_ID_COLUMN])[0]
-    samples = (splicing.obs["sample"].astype(str).to_numpy() if "sample" in splicing.obs
-               else np.full(splicing.n_obs, SINGLE))
+    samples = (
+        splicing.obs["sample"].astype(str).to_numpy()
+        if "sample" in splicing.obs
+        else np.full(splicing.n_obs, SINGLE)
+    )
     rows = []
     for name, n_in in ingested.items():
-        rows.append({"sample": name, "cells_ingested": int(n_in), **_row(splicing, samples == name, codes, k)})
+        rows.append(
+            {"sample": name, "cells_ingested": int(n_in), **_row(splicing, samples == name, codes, k)}
+        )
     per_sample = pd.DataFrame(rows)
-    overall = {"samples": len(ingested), "cells_ingested": int(sum(ingested.values())),
-               **_row(splicing, np.ones(splicing.n_obs, bool), codes, k),
-               "junctions_into_atse_filters": atse_summary.get("n_junctions_in", "")}
+    overall = {
+        "samples": len(ingested),
+        "cells_ingested": int(sum(ingested.values())),
+        **_row(splicing, np.ones(splicing.n_obs, bool), codes, k),
+        "junctions_into_atse_filters": atse_summary.get("n_junctions_in", ""),
+    }
     for filt, n in atse_summary.get("removed", {}).items():
         overall[f"junctions_removed_by_{filt}"] = n
     overall["junctions_kept"] = atse_summary.get("n_junctions_kept", splicing.n_vars)

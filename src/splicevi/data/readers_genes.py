@@ -56,12 +56,23 @@ _STRANDED_COLUMN = {"unstranded": 1, "forward": 2, "reverse": 3}
 
 
 def _find_mtx_dir(p: Path) -> Path:
-    for cand in (p, p / "filtered", p / "Gene" / "filtered", p / "Solo.out" / "Gene" / "filtered", p / "raw",
-                 p / "Gene" / "raw", p / "Solo.out" / "Gene" / "raw", p / "filtered_feature_bc_matrix"):
+    for cand in (
+        p,
+        p / "filtered",
+        p / "Gene" / "filtered",
+        p / "Solo.out" / "Gene" / "filtered",
+        p / "raw",
+        p / "Gene" / "raw",
+        p / "Solo.out" / "Gene" / "raw",
+        p / "filtered_feature_bc_matrix",
+    ):
         if (cand / "matrix.mtx").exists() or (cand / "matrix.mtx.gz").exists():
             return cand
-    raise InputError(p, "no matrix.mtx under this path",
-                     "point --genes at Solo.out/Gene/filtered (or the run folder / a Cell Ranger matrix folder)")
+    raise InputError(
+        p,
+        "no matrix.mtx under this path",
+        "point --genes at Solo.out/Gene/filtered (or the run folder / a Cell Ranger matrix folder)",
+    )
 
 
 def read_mtx_dir(path: str | os.PathLike) -> ad.AnnData:
@@ -77,19 +88,29 @@ def read_mtx_dir(path: str | os.PathLike) -> ad.AnnData:
     mat = read_mtx(pick("matrix.mtx", "matrix.mtx.gz"), what="gene matrix.mtx")
     barcodes = read_barcodes(pick("barcodes.tsv", "barcodes.tsv.gz"))
     feat_path = pick("features.tsv", "features.tsv.gz", "genes.tsv", "genes.tsv.gz")
-    feat = read_delimited(feat_path, (1, 2, 3, 4), what="gene features.tsv",
-                          fix="features.tsv needs gene id and name columns (STARsolo / Cell Ranger layout)")
+    feat = read_delimited(
+        feat_path,
+        (1, 2, 3, 4),
+        what="gene features.tsv",
+        fix="features.tsv needs gene id and name columns (STARsolo / Cell Ranger layout)",
+    )
     if mat.shape != (len(feat), len(barcodes)):
-        raise InputError(folder / "matrix.mtx",
-                         f"matrix is {mat.shape[0]} × {mat.shape[1]} but there are {len(feat)} features and "
-                         f"{len(barcodes)} barcodes", "use matrix, features and barcodes of the same run")
+        raise InputError(
+            folder / "matrix.mtx",
+            f"matrix is {mat.shape[0]} × {mat.shape[1]} but there are {len(feat)} features and "
+            f"{len(barcodes)} barcodes",
+            "use matrix, features and barcodes of the same run",
+        )
     names = feat[1] if feat.shape[1] > 1 else feat[0]
     keep = np.ones(len(feat), dtype=bool)
     if feat.shape[1] > 2:  # Cell Ranger v3: keep gene expression features only
-        keep = (feat[2] == "Gene Expression").to_numpy() | ~feat[2].isin(["Antibody Capture", "CRISPR Guide Capture",
-                                                                          "Custom", "Peaks"]).to_numpy()
+        keep = (feat[2] == "Gene Expression").to_numpy() | ~feat[2].isin(
+            ["Antibody Capture", "CRISPR Guide Capture", "Custom", "Peaks"]
+        ).to_numpy()
     x = mat.T.tocsr()[:, keep]
-    var = pd.DataFrame({"gene_name": names.to_numpy()[keep]}, index=pd.Index(feat[0].to_numpy()[keep], name="gene_id"))
+    var = pd.DataFrame(
+        {"gene_name": names.to_numpy()[keep]}, index=pd.Index(feat[0].to_numpy()[keep], name="gene_id")
+    )
     obs = pd.DataFrame(index=pd.Index(barcodes, name="cell_id"))
     adata = ad.AnnData(X=x, obs=obs, var=var)
     adata.var_names_make_unique()
@@ -108,8 +129,9 @@ def read_10x_h5(path: str | os.PathLike) -> ad.AnnData:
             g = f["matrix"]
             shape = tuple(int(s) for s in g["shape"][:])
             data = g["data"][:]
-            check_count_values(data, path=path, field="a count in /matrix/data (entry numbered as the line)",
-                               fix=fix)
+            check_count_values(
+                data, path=path, field="a count in /matrix/data (entry numbered as the line)", fix=fix
+            )
             x = sp.csc_matrix((data.astype(np.float32), g["indices"][:], g["indptr"][:]), shape=shape)
             barcodes = g["barcodes"][:].astype(str)
             ids = g["features"]["id"][:].astype(str)
@@ -119,8 +141,11 @@ def read_10x_h5(path: str | os.PathLike) -> ad.AnnData:
         raise InputError(path, f"not a readable HDF5 file ({err})", fix) from None
     keep = np.ones(len(ids), dtype=bool) if ftype is None else ftype == "Gene Expression"
     x = x.T.tocsr()[:, keep]
-    adata = ad.AnnData(X=x, obs=pd.DataFrame(index=pd.Index(barcodes, name="cell_id")),
-                       var=pd.DataFrame({"gene_name": names[keep]}, index=pd.Index(ids[keep], name="gene_id")))
+    adata = ad.AnnData(
+        X=x,
+        obs=pd.DataFrame(index=pd.Index(barcodes, name="cell_id")),
+        var=pd.DataFrame({"gene_name": names[keep]}, index=pd.Index(ids[keep], name="gene_id")),
+    )
     adata.var_names_make_unique()
     return adata
 
@@ -131,14 +156,21 @@ def read_h5ad_counts(path: str | os.PathLike) -> ad.AnnData:
     from .io import read_anndata
 
     a = read_anndata(path, "gene counts .h5ad")
-    for name, mat, var in (("X", a.X, a.var), ("layers['counts']", a.layers.get("counts"), a.var),
-                           ("raw.X", a.raw.X if a.raw is not None else None, a.raw.var if a.raw is not None else None)):
+    for name, mat, var in (
+        ("X", a.X, a.var),
+        ("layers['counts']", a.layers.get("counts"), a.var),
+        ("raw.X", a.raw.X if a.raw is not None else None, a.raw.var if a.raw is not None else None),
+    ):
         if mat is None:
             continue
         m = sp.csr_matrix(mat)
         if m.nnz and np.asarray(m.data).max() > MAX_COUNT:
-            raise InputError(path, f"{name} holds a count of {m.data.max():,.0f}, above the largest count stored "
-                             f"exactly ({MAX_COUNT:,}, float32 as the model reads it)", "check the counts")
+            raise InputError(
+                path,
+                f"{name} holds a count of {m.data.max():,.0f}, above the largest count stored "
+                f"exactly ({MAX_COUNT:,}, float32 as the model reads it)",
+                "check the counts",
+            )
         m = sp.csr_matrix(m, dtype=np.float32)
         if m.nnz == 0 or (np.all(m.data >= 0) and np.all(m.data == np.floor(m.data))):
             var = var.copy()
@@ -147,37 +179,61 @@ def read_h5ad_counts(path: str | os.PathLike) -> ad.AnnData:
             out = ad.AnnData(X=m, obs=a.obs.copy(), var=var[["gene_name"]].copy())
             out.uns["splicevi_ingest"] = {"gene_format": "h5ad", "counts_from": name}
             return out
-    raise InputError(path, "no raw integer counts in X, layers['counts'] or raw.X (looks normalised)",
-                     "store raw counts in X or layers['counts'] of the .h5ad")
+    raise InputError(
+        path,
+        "no raw integer counts in X, layers['counts'] or raw.X (looks normalised)",
+        "store raw counts in X or layers['counts'] of the .h5ad",
+    )
 
 
-def read_star_counts(sheet: pd.DataFrame, strandedness: str = "unstranded", progress: bool = True) -> ad.AnnData:
+def read_star_counts(
+    sheet: pd.DataFrame, strandedness: str = "unstranded", progress: bool = True
+) -> ad.AnnData:
     """Read STAR ``ReadsPerGene.out.tab`` files (cell sheet ``cell_id``, ``path``) into cells × genes."""
     col = _STRANDED_COLUMN[strandedness]
     fix = "pass STAR's ReadsPerGene.out.tab unchanged (4 tab-separated columns, 4 N_ summary lines)"
     genes = None
     cols = []
-    for path in tqdm(sheet["path"].tolist(), desc="reading ReadsPerGene files", unit="cell", disable=not progress):
-        df = read_typed(path, {0: str, 1: np.int64, 2: np.int64, 3: np.int64}, what="STAR ReadsPerGene.out.tab",
-                        fix=fix, count_cols=(1, 2, 3), max_count=None)
+    for path in tqdm(
+        sheet["path"].tolist(), desc="reading ReadsPerGene files", unit="cell", disable=not progress
+    ):
+        df = read_typed(
+            path,
+            {0: str, 1: np.int64, 2: np.int64, 3: np.int64},
+            what="STAR ReadsPerGene.out.tab",
+            fix=fix,
+            count_cols=(1, 2, 3),
+            max_count=None,
+        )
         df = df[~df[0].str.startswith("N_")]  # summary lines: read counts of the whole cell, not stored
         for c in (1, 2, 3):  # the index is the 0-based line
             bad = df[c].to_numpy() > MAX_COUNT
             if bad.any():
                 i = int(np.nonzero(bad)[0][0])
-                check_count_values(df[c].to_numpy()[i:i + 1], path=path, field=f"column {c + 1}", fix=fix,
-                                   line_offset=int(df.index[i]))
+                check_count_values(
+                    df[c].to_numpy()[i : i + 1],
+                    path=path,
+                    field=f"column {c + 1}",
+                    fix=fix,
+                    line_offset=int(df.index[i]),
+                )
         if genes is None:
             genes = df[0].to_numpy()
         elif len(df) != len(genes) or not np.array_equal(df[0].to_numpy(), genes):
-            raise InputError(path, "gene list differs from the first file's", "count all cells with the same annotation")
+            raise InputError(
+                path, "gene list differs from the first file's", "count all cells with the same annotation"
+            )
         cols.append(sp.csr_matrix(df[col].to_numpy(dtype=np.float32)[None, :]))
     x = sp.vstack(cols).tocsr()
     obs = sheet.drop(columns=["path"]).copy()
-    return ad.AnnData(X=x, obs=obs, var=pd.DataFrame({"gene_name": genes}, index=pd.Index(genes, name="gene_id")))
+    return ad.AnnData(
+        X=x, obs=obs, var=pd.DataFrame({"gene_name": genes}, index=pd.Index(genes, name="gene_id"))
+    )
 
 
-def read_star_counts_sheet(path: str | os.PathLike, strandedness: str = "unstranded", progress: bool = True) -> ad.AnnData:
+def read_star_counts_sheet(
+    path: str | os.PathLike, strandedness: str = "unstranded", progress: bool = True
+) -> ad.AnnData:
     """Read the ``ReadsPerGene.out.tab`` files listed in a cell sheet (``cell_id``, ``path``)."""
     return read_star_counts(read_cell_sheet(path), strandedness=strandedness, progress=progress)
 
@@ -191,8 +247,9 @@ def detect_gene_format(path: str | os.PathLike) -> str:
     return fmt
 
 
-def read_genes(path: str | os.PathLike, fmt: str = "auto", strandedness: str = "unstranded",
-               progress: bool = True) -> ad.AnnData:
+def read_genes(
+    path: str | os.PathLike, fmt: str = "auto", strandedness: str = "unstranded", progress: bool = True
+) -> ad.AnnData:
     """Read gene counts of any registered format (see module docstring) into cells × genes CSR."""
     if fmt != formats.AUTO:
         formats.get_reader("genes", fmt)
@@ -206,18 +263,42 @@ def read_genes(path: str | os.PathLike, fmt: str = "auto", strandedness: str = "
     adata.X = sp.csr_matrix(adata.X, dtype=np.float32)
     adata.obs["n_counts"] = count_totals(adata.X, axis=1)
     adata.obs["n_genes"] = np.diff(adata.X.indptr)
-    adata.uns["splicevi_ingest"] = {**adata.uns.get("splicevi_ingest", {}), "gene_format": fmt, "genes": str(path)}
+    adata.uns["splicevi_ingest"] = {
+        **adata.uns.get("splicevi_ingest", {}),
+        "gene_format": fmt,
+        "genes": str(path),
+    }
     return adata
 
 
 # the registry entries (detection tries them in this order)
-formats.register_reader("genes", formats.Reader(
-    "starsolo", read_mtx_dir, is_folder=Path.is_dir, help="STARsolo Gene folder (matrix.mtx, features, barcodes)"))
-formats.register_reader("genes", formats.Reader("10x_h5", read_10x_h5, suffixes=(".h5",), help="Cell Ranger v3 .h5"))
-formats.register_reader("genes", formats.Reader(
-    "mtx", read_mtx_dir, help="matrix.mtx folder (Cell Ranger filtered_feature_bc_matrix)"))
-formats.register_reader("genes", formats.Reader("h5ad", read_h5ad_counts, suffixes=(".h5ad",),
-                                                help="AnnData with integer counts"))
-formats.register_reader("genes", formats.Reader(
-    "star_counts", read_star_counts_sheet, suffixes=(".tsv", ".csv", ".txt"), per_cell=True,
-    options=("strandedness", "progress"), help="cell sheet of STAR ReadsPerGene.out.tab files"))
+formats.register_reader(
+    "genes",
+    formats.Reader(
+        "starsolo",
+        read_mtx_dir,
+        is_folder=Path.is_dir,
+        help="STARsolo Gene folder (matrix.mtx, features, barcodes)",
+    ),
+)
+formats.register_reader(
+    "genes", formats.Reader("10x_h5", read_10x_h5, suffixes=(".h5",), help="Cell Ranger v3 .h5")
+)
+formats.register_reader(
+    "genes",
+    formats.Reader("mtx", read_mtx_dir, help="matrix.mtx folder (Cell Ranger filtered_feature_bc_matrix)"),
+)
+formats.register_reader(
+    "genes", formats.Reader("h5ad", read_h5ad_counts, suffixes=(".h5ad",), help="AnnData with integer counts")
+)
+formats.register_reader(
+    "genes",
+    formats.Reader(
+        "star_counts",
+        read_star_counts_sheet,
+        suffixes=(".tsv", ".csv", ".txt"),
+        per_cell=True,
+        options=("strandedness", "progress"),
+        help="cell sheet of STAR ReadsPerGene.out.tab files",
+    ),
+)

@@ -92,17 +92,26 @@ def read_sj_out_tab_records(path: str | os.PathLike, multimappers: bool = False)
     _check_range(df[3].to_numpy(), 0, 2, path, "column 4 (strand, 0/1/2)", fix)
     _check_range(df[4].to_numpy(), 0, 6, path, "column 5 (motif, 0-6)", fix)
     count = df[6].to_numpy() + (df[7].to_numpy() if multimappers else 0)
-    return _records(path, df[0], df[1], df[2], _STAR_STRAND[df[3].to_numpy()], df[4], df[5], count, fix, first_line=1)
+    return _records(
+        path, df[0], df[1], df[2], _STAR_STRAND[df[3].to_numpy()], df[4], df[5], count, fix, first_line=1
+    )
 
 
 def read_junc_records(path: str | os.PathLike) -> pd.DataFrame:
     """Records of one LeafCutter legacy ``.junc`` (0-based intron start converted to 1-based)."""
     fix = "use LeafCutter's 6-column .junc (chrom, start0, end, name, count, strand), tab-separated"
-    df = read_typed(path, {0: str, 1: np.int64, 2: np.int64, 3: str, 4: np.int64, 5: str}, what="LeafCutter .junc",
-                    fix=fix, count_cols=(4,))
+    df = read_typed(
+        path,
+        {0: str, 1: np.int64, 2: np.int64, 3: str, 4: np.int64, 5: str},
+        what="LeafCutter .junc",
+        fix=fix,
+        count_cols=(4,),
+    )
     n = len(df)
     unknown = np.full(n, -1, dtype=np.int8)
-    return _records(path, df[0], df[1] + 1, df[2], df[5].to_numpy(), unknown, unknown, df[4], fix, first_line=1)
+    return _records(
+        path, df[0], df[1] + 1, df[2], df[5].to_numpy(), unknown, unknown, df[4], fix, first_line=1
+    )
 
 
 def read_regtools_records(path: str | os.PathLike) -> pd.DataFrame:
@@ -113,8 +122,20 @@ def read_regtools_records(path: str | os.PathLike) -> pd.DataFrame:
     last intron base ``start + blockStarts[1]``.
     """
     fix = "use `regtools junctions extract` output (BED12: 12 tab-separated columns, 2 blocks)"
-    dtypes = {0: str, 1: np.int64, 2: np.int64, 3: str, 4: np.int64, 5: str, 6: np.int64, 7: np.int64, 8: str,
-              9: np.int64, 10: str, 11: str}
+    dtypes = {
+        0: str,
+        1: np.int64,
+        2: np.int64,
+        3: str,
+        4: np.int64,
+        5: str,
+        6: np.int64,
+        7: np.int64,
+        8: str,
+        9: np.int64,
+        10: str,
+        11: str,
+    }
     df = read_typed(path, dtypes, what="regtools BED12 junctions", fix=fix, count_cols=(4,))
     if (df[9] != 2).any():
         i = int(np.nonzero((df[9] != 2).to_numpy())[0][0])
@@ -127,8 +148,18 @@ def read_regtools_records(path: str | os.PathLike) -> pd.DataFrame:
     start1 = integer_column(starts[1], path=path, field="blockStarts", fix=fix)
     unknown = np.full(len(df), -1, dtype=np.int8)
     base = df[1].to_numpy()
-    return _records(path, df[0], base + size0 + 1, base + start1, df[5].to_numpy(), unknown, unknown, df[4], fix,
-                    first_line=1)
+    return _records(
+        path,
+        df[0],
+        base + size0 + 1,
+        base + start1,
+        df[5].to_numpy(),
+        unknown,
+        unknown,
+        df[4],
+        fix,
+        first_line=1,
+    )
 
 
 def _check_range(values, lo, hi, path, field, fix):
@@ -145,8 +176,12 @@ def _records(path, chrom, start, end, strand, motif, annotated, count, fix, firs
     bad = (start < 1) | (end < start)
     if bad.any():
         i = int(np.nonzero(bad)[0][0])
-        raise InputError(path, f"intron start {start[i]} / end {end[i]} invalid (start must be ≥ 1 and ≤ end)", fix,
-                         line=first_line + i)
+        raise InputError(
+            path,
+            f"intron start {start[i]} / end {end[i]} invalid (start must be ≥ 1 and ≤ end)",
+            fix,
+            line=first_line + i,
+        )
     chrom = np.asarray(chrom, dtype=object)
     if (chrom == "").any():
         i = int(np.nonzero(chrom == "")[0][0])
@@ -185,38 +220,61 @@ def read_cell_sheet(path: str | os.PathLike) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         raise InputError(path, "the cell sheet is empty", fix, line=1) from None
     except pd.errors.ParserError as err:
-        raise InputError(path, f"malformed cell sheet ({str(err).strip()})", fix, line=parser_error_line(err)) from None
+        raise InputError(
+            path, f"malformed cell sheet ({str(err).strip()})", fix, line=parser_error_line(err)
+        ) from None
     except (UnicodeDecodeError, EOFError, OSError, zlib.error) as err:
-        raise InputError(path, f"the file is truncated or not UTF-8 text ({type(err).__name__}: {err})", fix,
-                         line=first_bad_line(path)) from None
+        raise InputError(
+            path,
+            f"the file is truncated or not UTF-8 text ({type(err).__name__}: {err})",
+            fix,
+            line=first_bad_line(path),
+        ) from None
     missing = {"cell_id", "path"} - set(sheet.columns)
     if missing:
-        raise InputError(path, f"missing column(s) {sorted(missing)}; header is {list(sheet.columns)}", fix, line=1)
+        raise InputError(
+            path, f"missing column(s) {sorted(missing)}; header is {list(sheet.columns)}", fix, line=1
+        )
     if len(sheet) == 0:
         raise InputError(path, "the cell sheet lists no cells", fix, line=2)
     dup = sheet["cell_id"].duplicated().to_numpy()
     if dup.any():
         i = int(np.nonzero(dup)[0][0])
-        raise InputError(path, f"cell_id {sheet['cell_id'].iloc[i]!r} listed twice", "give each cell a unique id",
-                         line=i + 2)
+        raise InputError(
+            path,
+            f"cell_id {sheet['cell_id'].iloc[i]!r} listed twice",
+            "give each cell a unique id",
+            line=i + 2,
+        )
     blank = (sheet["path"].str.strip() == "").to_numpy()
     if blank.any():
         i = int(np.nonzero(blank)[0][0])
-        raise InputError(path, f"cell {sheet['cell_id'].iloc[i]!r} has an empty path",
-                         "give the junction file of every cell (relative paths are relative to the cell sheet)",
-                         line=i + 2)
+        raise InputError(
+            path,
+            f"cell {sheet['cell_id'].iloc[i]!r} has an empty path",
+            "give the junction file of every cell (relative paths are relative to the cell sheet)",
+            line=i + 2,
+        )
     base = Path(path).resolve().parent
     paths = [p if os.path.isabs(p) else str(base / p) for p in sheet["path"]]
     folders = np.array([os.path.isdir(p) for p in paths])
     if folders.any():
         i = int(np.nonzero(folders)[0][0])
-        raise InputError(path, f"the path of cell {sheet['cell_id'].iloc[i]!r} is a folder: {paths[i]}",
-                         "give the junction file of each cell, not a folder", line=i + 2)
+        raise InputError(
+            path,
+            f"the path of cell {sheet['cell_id'].iloc[i]!r} is a folder: {paths[i]}",
+            "give the junction file of each cell, not a folder",
+            line=i + 2,
+        )
     exists = np.array([os.path.exists(p) for p in paths])
     if not exists.all():
         i = int(np.nonzero(~exists)[0][0])
-        raise InputError(path, f"file of cell {sheet['cell_id'].iloc[i]!r} not found: {paths[i]}",
-                         "fix the path (relative paths are relative to the cell sheet)", line=i + 2)
+        raise InputError(
+            path,
+            f"file of cell {sheet['cell_id'].iloc[i]!r} not found: {paths[i]}",
+            "fix the path (relative paths are relative to the cell sheet)",
+            line=i + 2,
+        )
     sheet["path"] = paths
     return sheet.set_index("cell_id")
 
@@ -227,7 +285,9 @@ def cell_sheet_from_dir(directory: str | os.PathLike, fmt: str) -> pd.DataFrame:
     rows = []
     per_cell = {r.name: r.files_suffixes() for r in formats.JUNCTION_READERS.values() if r.per_cell}
     # Junction files of another format would be skipped without a word: refuse the mix instead.
-    others = sorted({s for f, suffixes in per_cell.items() if f != fmt for s in suffixes} - set(per_cell[fmt]))
+    others = sorted(
+        {s for f, suffixes in per_cell.items() if f != fmt for s in suffixes} - set(per_cell[fmt])
+    )
     foreign = []
     for p in sorted(directory.iterdir()):
         name = p.name[:-3] if p.name.endswith(".gz") else p.name
@@ -241,8 +301,11 @@ def cell_sheet_from_dir(directory: str | os.PathLike, fmt: str) -> pd.DataFrame:
             if p.is_file() and name.endswith(tuple(others)):
                 foreign.append(p.name)
     if not rows:
-        raise InputError(directory, f"no {fmt} files ({', '.join(per_cell[fmt])}) in this directory",
-                         "point --junctions at the folder of per-cell files or pass --cell-sheet")
+        raise InputError(
+            directory,
+            f"no {fmt} files ({', '.join(per_cell[fmt])}) in this directory",
+            "point --junctions at the folder of per-cell files or pass --cell-sheet",
+        )
     if foreign:
         raise InputError(
             directory,
@@ -253,7 +316,9 @@ def cell_sheet_from_dir(directory: str | os.PathLike, fmt: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["cell_id", "path"]).set_index("cell_id")
 
 
-def read_per_cell(sheet: pd.DataFrame, fmt: str, progress: bool = True, multimappers: bool = False) -> ad.AnnData:
+def read_per_cell(
+    sheet: pd.DataFrame, fmt: str, progress: bool = True, multimappers: bool = False
+) -> ad.AnnData:
     """Read per-cell junction files listed in a cell sheet into one AnnData.
 
     ``multimappers`` adds STAR's multi-mapping reads (``sj_out_tab`` only).
@@ -262,10 +327,15 @@ def read_per_cell(sheet: pd.DataFrame, fmt: str, progress: bool = True, multimap
     if not entry.per_cell:
         per_cell = [r.name for r in formats.JUNCTION_READERS.values() if r.per_cell]
         raise ValueError(f"{fmt!r} is not a per-cell junction format; use one of {per_cell}")
-    reader = partial(entry.read, multimappers=True) if multimappers and "multimappers" in entry.options else entry.read
+    reader = (
+        partial(entry.read, multimappers=True)
+        if multimappers and "multimappers" in entry.options
+        else entry.read
+    )
     parts = []
-    for code, path in enumerate(tqdm(sheet["path"].tolist(), desc=f"reading {fmt} files", unit="cell",
-                                     disable=not progress)):
+    for code, path in enumerate(
+        tqdm(sheet["path"].tolist(), desc=f"reading {fmt} files", unit="cell", disable=not progress)
+    ):
         rec = reader(path)
         rec["cell"] = np.int32(code)
         parts.append(rec)
@@ -291,8 +361,11 @@ def find_starsolo_dir(path: str | os.PathLike, feature: str = "SJ", sub: str = "
     for cand in (p, p / sub, p / feature / sub, p / "Solo.out" / feature / sub):
         if _first_existing(cand, ("matrix.mtx", "matrix.mtx.gz")):
             return cand
-    raise InputError(p, f"no STARsolo {feature}/{sub}/matrix.mtx under this path",
-                     f"point to the STAR run folder, Solo.out, Solo.out/{feature} or Solo.out/{feature}/{sub}")
+    raise InputError(
+        p,
+        f"no STARsolo {feature}/{sub}/matrix.mtx under this path",
+        f"point to the STAR run folder, Solo.out, Solo.out/{feature} or Solo.out/{feature}/{sub}",
+    )
 
 
 def _starsolo_features(raw: Path) -> Path:
@@ -330,7 +403,9 @@ def read_starsolo_sj(path: str | os.PathLike) -> ad.AnnData:
     barcodes = read_barcodes(bc_path)
     fix = "features.tsv must be STAR's SJ.out.tab (9 tab-separated columns)"
     ints = dict.fromkeys(range(1, 9), np.int64)
-    feat = read_typed(feat_path, {0: str, **ints}, what="STARsolo SJ features (SJ.out.tab)", fix=fix, count_cols=(6, 7))
+    feat = read_typed(
+        feat_path, {0: str, **ints}, what="STARsolo SJ features (SJ.out.tab)", fix=fix, count_cols=(6, 7)
+    )
     mtx_path = _first_existing(raw, ("matrix.mtx", "matrix.mtx.gz"))
     mat = read_mtx(mtx_path, what="STARsolo SJ matrix.mtx")
     if mat.shape != (len(feat), len(barcodes)):
@@ -342,14 +417,28 @@ def read_starsolo_sj(path: str | os.PathLike) -> ad.AnnData:
             line=getattr(mat, "size_line", None),
         )
     _check_range(feat[3].to_numpy(), 0, 2, feat_path, "column 4 (strand, 0/1/2)", fix)
-    junctions = _records(feat_path, feat[0], feat[1], feat[2], _STAR_STRAND[feat[3].to_numpy()], feat[4], feat[5],
-                         np.zeros(len(feat), dtype=np.int64), fix, first_line=1)
+    junctions = _records(
+        feat_path,
+        feat[0],
+        feat[1],
+        feat[2],
+        _STAR_STRAND[feat[3].to_numpy()],
+        feat[4],
+        feat[5],
+        np.zeros(len(feat), dtype=np.int64),
+        fix,
+        first_line=1,
+    )
     # Junction identity is per feature row: merge the rows (empty ones stay), then map matrix rows.
     junctions, note = _harmonized(junctions)
     var, jkey = merge_records(junctions)
     obs = pd.DataFrame(index=pd.Index(barcodes, name="cell_id"))
     adata = _build_anndata(mat.col, jkey[mat.row], mat.data, obs, var)
-    adata.uns["splicevi_ingest"] = {**adata.uns.get("splicevi_ingest", {}), **note, "features": str(feat_path)}
+    adata.uns["splicevi_ingest"] = {
+        **adata.uns.get("splicevi_ingest", {}),
+        **note,
+        "features": str(feat_path),
+    }
     return adata
 
 
@@ -368,8 +457,14 @@ def read_barcodes(path: str | os.PathLike) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # long table
 # --------------------------------------------------------------------------------------------
-_TABLE_ALIASES = {"cell_id": "cell", "barcode": "cell", "chr": "chrom", "chromosome": "chrom", "reads": "count",
-                  "counts": "count"}
+_TABLE_ALIASES = {
+    "cell_id": "cell",
+    "barcode": "cell",
+    "chr": "chrom",
+    "chromosome": "chrom",
+    "reads": "count",
+    "counts": "count",
+}
 
 
 def read_junction_table(path: str | os.PathLike) -> ad.AnnData:
@@ -387,17 +482,27 @@ def read_junction_table(path: str | os.PathLike) -> ad.AnnData:
         except pd.errors.EmptyDataError:
             raise InputError(path, "the junction table is empty", fix, line=1) from None
         except pd.errors.ParserError as err:
-            raise InputError(path, f"wrong number of columns ({str(err).split('C error: ')[-1].strip()})", fix,
-                             line=parser_error_line(err)) from None
+            raise InputError(
+                path,
+                f"wrong number of columns ({str(err).split('C error: ')[-1].strip()})",
+                fix,
+                line=parser_error_line(err),
+            ) from None
         except (UnicodeDecodeError, EOFError, OSError, zlib.error) as err:
-            raise InputError(path, f"the file is truncated or not UTF-8 text ({type(err).__name__}: {err})",
-                             fix, line=first_bad_line(path)) from None
+            raise InputError(
+                path,
+                f"the file is truncated or not UTF-8 text ({type(err).__name__}: {err})",
+                fix,
+                line=first_bad_line(path),
+            ) from None
         line_offset = 1  # header line
         check_no_nul(path, what="junction table", fix=fix)
     df = df.rename(columns={c: _TABLE_ALIASES.get(c.lower(), c.lower()) for c in df.columns})
     missing = {"cell", "chrom", "start", "end", "strand", "count"} - set(df.columns)
     if missing:
-        raise InputError(path, f"missing column(s) {sorted(missing)}; columns are {list(df.columns)}", fix, line=1)
+        raise InputError(
+            path, f"missing column(s) {sorted(missing)}; columns are {list(df.columns)}", fix, line=1
+        )
     if len(df) == 0:
         raise InputError(path, "the junction table has no rows", fix, line=2)
     ints = {}
@@ -408,12 +513,31 @@ def read_junction_table(path: str | os.PathLike) -> ad.AnnData:
             if col == "count":
                 check_count_values(ints[col], path=path, field=col, fix=fix, line_offset=line_offset)
         else:
-            ints[col] = integer_column(s.astype(str), path=path, field=col, fix=fix, line_offset=line_offset,
-                                       allow_negative=col != "count", max_value=MAX_COUNT if col == "count" else None)
+            ints[col] = integer_column(
+                s.astype(str),
+                path=path,
+                field=col,
+                fix=fix,
+                line_offset=line_offset,
+                allow_negative=col != "count",
+                max_value=MAX_COUNT if col == "count" else None,
+            )
     motif = df["motif"].to_numpy(dtype=np.int8) if "motif" in df else np.full(len(df), -1, dtype=np.int8)
-    annotated = df["annotated"].to_numpy(dtype=np.int8) if "annotated" in df else np.full(len(df), -1, np.int8)
-    rec = _records(path, df["chrom"].astype(str), ints["start"], ints["end"], df["strand"].astype(str).to_numpy(),
-                   motif, annotated, ints["count"], fix, first_line=line_offset + 1)
+    annotated = (
+        df["annotated"].to_numpy(dtype=np.int8) if "annotated" in df else np.full(len(df), -1, np.int8)
+    )
+    rec = _records(
+        path,
+        df["chrom"].astype(str),
+        ints["start"],
+        ints["end"],
+        df["strand"].astype(str).to_numpy(),
+        motif,
+        annotated,
+        ints["count"],
+        fix,
+        first_line=line_offset + 1,
+    )
     cell = df["cell"]
     if isinstance(cell.dtype, pd.CategoricalDtype):  # Parquet dictionary columns: reuse the codes
         cell = cell.cat.remove_unused_categories()
@@ -456,7 +580,9 @@ def merge_records(records: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     np.maximum.at(intron_motif, ikey, motif.astype(np.int16))
     n_plus = np.bincount(ikey, weights=(strand == "+"), minlength=n_introns)
     n_minus = np.bincount(ikey, weights=(strand == "-"), minlength=n_introns)
-    from_records = np.where((n_plus > 0) & (n_minus == 0), "+", np.where((n_minus > 0) & (n_plus == 0), "-", "."))
+    from_records = np.where(
+        (n_plus > 0) & (n_minus == 0), "+", np.where((n_minus > 0) & (n_plus == 0), "-", ".")
+    )
     from_motif = strand_from_motif(intron_motif)
     resolved = np.where(from_motif != ".", from_motif, from_records)
     strand = np.where(strand == ".", resolved[ikey], strand)
@@ -468,12 +594,16 @@ def merge_records(records: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     n_junctions = len(combined)
     first = np.zeros(n_junctions, dtype=np.int64)
     first[jkey[::-1]] = np.arange(len(jkey))[::-1]  # a record of each junction (the first)
-    var = pd.DataFrame({
-        "chrom": np.asarray(chrom.cat.categories, dtype=object)[chrom.cat.codes.to_numpy()[first]].astype(str),
-        "start": records["start"].to_numpy()[first],
-        "end": records["end"].to_numpy()[first],
-        "strand": np.array(["+", "-", "."])[combined % 3],
-    })
+    var = pd.DataFrame(
+        {
+            "chrom": np.asarray(chrom.cat.categories, dtype=object)[chrom.cat.codes.to_numpy()[first]].astype(
+                str
+            ),
+            "start": records["start"].to_numpy()[first],
+            "end": records["end"].to_numpy()[first],
+            "strand": np.array(["+", "-", "."])[combined % 3],
+        }
+    )
     jmotif = np.full(n_junctions, -1, dtype=np.int16)
     np.maximum.at(jmotif, jkey, motif.astype(np.int16))
     jann = np.full(n_junctions, -1, dtype=np.int16)
@@ -517,8 +647,11 @@ def _harmonized(records: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     if not renamed:
         return records, {}
     n_records = int(records["chrom"].isin(list(renamed)).sum())
-    log.warning("chromosome names spelt with and without 'chr'; renamed %s (%d records)",
-                ", ".join(f"{a}→{b}" for a, b in sorted(renamed.items())), n_records)
+    log.warning(
+        "chromosome names spelt with and without 'chr'; renamed %s (%d records)",
+        ", ".join(f"{a}→{b}" for a, b in sorted(renamed.items())),
+        n_records,
+    )
     records = records.copy()
     records["chrom"] = chrom.to_numpy()
     return records, {"chrom_renamed": dict(sorted(renamed.items())), "chrom_renamed_records": n_records}
@@ -542,8 +675,9 @@ def records_to_anndata(records: pd.DataFrame, obs: pd.DataFrame) -> ad.AnnData:
     return adata
 
 
-def _build_anndata(cell: np.ndarray, jkey: np.ndarray, counts: np.ndarray, obs: pd.DataFrame,
-                   var: pd.DataFrame) -> ad.AnnData:
+def _build_anndata(
+    cell: np.ndarray, jkey: np.ndarray, counts: np.ndarray, obs: pd.DataFrame, var: pd.DataFrame
+) -> ad.AnnData:
     """Cells × junctions CSR (duplicates summed, zeros dropped) with per-junction and per-cell totals."""
     x = sp.csr_matrix((counts.astype(np.float32), (cell, jkey)), shape=(len(obs), len(var)))
     n_entries = len(cell)
@@ -553,10 +687,17 @@ def _build_anndata(cell: np.ndarray, jkey: np.ndarray, counts: np.ndarray, obs: 
         pair = np.asarray(cell, dtype=np.int64) * len(var) + np.asarray(jkey, dtype=np.int64)
         uniq, n = np.unique(pair, return_counts=True)
         cells_dup = np.unique(uniq[n > 1] // len(var))
-        duplicates = {"duplicate_records": int(n_entries - len(uniq)), "cells_with_duplicates": int(len(cells_dup)),
-                      "duplicate_example_cell": str(obs.index[cells_dup[0]])}
-        log.warning("%d duplicate junction record(s) in %d cell(s) (e.g. %s) were summed",
-                    duplicates["duplicate_records"], len(cells_dup), duplicates["duplicate_example_cell"])
+        duplicates = {
+            "duplicate_records": int(n_entries - len(uniq)),
+            "cells_with_duplicates": int(len(cells_dup)),
+            "duplicate_example_cell": str(obs.index[cells_dup[0]]),
+        }
+        log.warning(
+            "%d duplicate junction record(s) in %d cell(s) (e.g. %s) were summed",
+            duplicates["duplicate_records"],
+            len(cells_dup),
+            duplicates["duplicate_example_cell"],
+        )
     x.eliminate_zeros()
     var = var.copy()
     var["total_reads"] = count_totals(x, axis=0)
@@ -592,7 +733,12 @@ def introns_on_both_strands(var: pd.DataFrame) -> tuple[int, str]:
 def junction_ids(var: pd.DataFrame) -> np.ndarray:
     """``chrom:start-end:strand`` ids (1-based intron) of a junction table."""
     return (
-        var["chrom"].astype(str) + ":" + var["start"].astype(str) + "-" + var["end"].astype(str) + ":"
+        var["chrom"].astype(str)
+        + ":"
+        + var["start"].astype(str)
+        + "-"
+        + var["end"].astype(str)
+        + ":"
         + var["strand"].astype(str)
     ).to_numpy()
 
@@ -612,7 +758,9 @@ def detect_junction_format(path: str | os.PathLike) -> str:
         fmt = formats.format_of_folder("junctions", p)
         if fmt is None:
             per_cell = ", ".join(formats.format_choices("junctions")[1:])
-            raise InputError(p, "cannot tell the junction format of this folder", f"pass --junction-format ({per_cell})")
+            raise InputError(
+                p, "cannot tell the junction format of this folder", f"pass --junction-format ({per_cell})"
+            )
         return fmt
     fmt = formats.format_of_name("junctions", p.name)
     if fmt is not None:
@@ -621,8 +769,11 @@ def detect_junction_format(path: str | os.PathLike) -> str:
     try:
         header = pd.read_csv(p, sep="," if suffix == ".csv" else "\t", nrows=5, dtype=str)
     except (ValueError, EOFError, OSError, zlib.error) as err:  # pandas' parser errors are ValueErrors
-        raise InputError(p, f"cannot tell the junction format: not a readable table ({type(err).__name__})",
-                         "pass --junction-format, or check that the file is a complete text table") from None
+        raise InputError(
+            p,
+            f"cannot tell the junction format: not a readable table ({type(err).__name__})",
+            "pass --junction-format, or check that the file is a complete text table",
+        ) from None
     cols = {c.lower() for c in header.columns}
     if {"cell_id", "path"} <= cols:
         first = str(header["path"].iloc[0]) if len(header) else ""
@@ -667,8 +818,10 @@ def read_junctions(
         p = Path(require_file(src, "junction input"))
         if p.is_dir():
             sheet = cell_sheet_from_dir(p, fmt)
-        elif cell_sheet is not None or table_suffix(p) in (".tsv", ".csv", ".txt") and not p.name.endswith(
-            (".out.tab", ".out.tab.gz")
+        elif (
+            cell_sheet is not None
+            or table_suffix(p) in (".tsv", ".csv", ".txt")
+            and not p.name.endswith((".out.tab", ".out.tab.gz"))
         ):
             sheet = read_cell_sheet(p)
         else:  # a single per-cell file
@@ -695,15 +848,44 @@ def _is_starsolo(folder: Path) -> bool:
     return True
 
 
-formats.register_reader("junctions", formats.Reader(
-    "starsolo", read_starsolo_sj, is_folder=_is_starsolo, help="STARsolo SJ output folder"))
-formats.register_reader("junctions", formats.Reader(
-    "sj_out_tab", read_sj_out_tab_records, suffixes=(".out.tab",), per_cell=True, options=("multimappers",),
-    help="STAR SJ.out.tab per cell"))
-formats.register_reader("junctions", formats.Reader(
-    "junc", read_junc_records, suffixes=(".junc",), per_cell=True, help="LeafCutter .junc per cell"))
-formats.register_reader("junctions", formats.Reader(
-    "regtools", read_regtools_records, suffixes=(".bed",), per_cell=True,
-    cell_suffixes=(".bed", ".junc", ".junctions.bed"), help="regtools junctions extract BED12 per cell"))
-formats.register_reader("junctions", formats.Reader(
-    "table", read_junction_table, suffixes=(".parquet", ".pq"), help="long table cell, chrom, start, end, strand, count"))
+formats.register_reader(
+    "junctions",
+    formats.Reader("starsolo", read_starsolo_sj, is_folder=_is_starsolo, help="STARsolo SJ output folder"),
+)
+formats.register_reader(
+    "junctions",
+    formats.Reader(
+        "sj_out_tab",
+        read_sj_out_tab_records,
+        suffixes=(".out.tab",),
+        per_cell=True,
+        options=("multimappers",),
+        help="STAR SJ.out.tab per cell",
+    ),
+)
+formats.register_reader(
+    "junctions",
+    formats.Reader(
+        "junc", read_junc_records, suffixes=(".junc",), per_cell=True, help="LeafCutter .junc per cell"
+    ),
+)
+formats.register_reader(
+    "junctions",
+    formats.Reader(
+        "regtools",
+        read_regtools_records,
+        suffixes=(".bed",),
+        per_cell=True,
+        cell_suffixes=(".bed", ".junc", ".junctions.bed"),
+        help="regtools junctions extract BED12 per cell",
+    ),
+)
+formats.register_reader(
+    "junctions",
+    formats.Reader(
+        "table",
+        read_junction_table,
+        suffixes=(".parquet", ".pq"),
+        help="long table cell, chrom, start, end, strand, count",
+    ),
+)

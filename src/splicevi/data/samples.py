@@ -86,8 +86,10 @@ def read_cohort_sheet(
     sheet.columns = [c.strip() for c in sheet.columns]
     for col in ("sample", "junctions"):
         if col not in sheet.columns:
-            raise SampleSheetError(f"{path}, line 1: no '{col}' column (columns: {', '.join(sheet.columns)}); "
-                                   "fix: a tab-separated header with at least 'sample' and 'junctions'")
+            raise SampleSheetError(
+                f"{path}, line 1: no '{col}' column (columns: {', '.join(sheet.columns)}); "
+                "fix: a tab-separated header with at least 'sample' and 'junctions'"
+            )
     if sheet.empty:
         raise SampleSheetError(f"{path}: no sample rows; fix: add one row per sample")
     sheet = sheet.apply(lambda c: c.str.strip())
@@ -106,20 +108,28 @@ def read_cohort_sheet(
         sample = sheet.iloc[i - 2]["sample"]
         where = f"{path}, line {i}"
         if not re.fullmatch(SAMPLE_ID_PATTERN, sample or ""):
-            raise SampleSheetError(f"{where}, column 'sample': id {sample!r} is not allowed; fix: use letters, digits, "
-                                   f"'.' and '-' only, starting with a letter or digit (no '_': it separates the "
-                                   f"sample from the barcode in cell ids)")
+            raise SampleSheetError(
+                f"{where}, column 'sample': id {sample!r} is not allowed; fix: use letters, digits, "
+                f"'.' and '-' only, starting with a letter or digit (no '_': it separates the "
+                f"sample from the barcode in cell ids)"
+            )
         if sample in seen:
-            raise SampleSheetError(f"{where}, column 'sample': duplicate sample id '{sample}' (also on line "
-                                   f"{seen[sample]}); fix: give every sample its own id")
+            raise SampleSheetError(
+                f"{where}, column 'sample': duplicate sample id '{sample}' (also on line "
+                f"{seen[sample]}); fix: give every sample its own id"
+            )
         seen[sample] = i
         for col in PATH_COLUMNS:
             value = sheet.iloc[i - 2].get(col, "")
             if col == "junctions" and not value:
-                raise SampleSheetError(f"{where}, column 'junctions': empty; fix: the sample's junction input")
+                raise SampleSheetError(
+                    f"{where}, column 'junctions': empty; fix: the sample's junction input"
+                )
             if value and check_paths and not Path(value).exists():
-                raise SampleSheetError(f"{where}, column '{col}': path not found: '{value}' (paths are relative "
-                                       f"to the working directory {os.getcwd()})")
+                raise SampleSheetError(
+                    f"{where}, column '{col}': path not found: '{value}' (paths are relative "
+                    f"to the working directory {os.getcwd()})"
+                )
         # after the checks above, whose messages say more about the id and the paths
         if row_schema is not None:
             _check_row_schema(sheet.iloc[i - 2].to_dict(), row_schema, where)

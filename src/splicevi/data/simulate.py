@@ -184,7 +184,9 @@ def simulate(
     program_of_type = np.minimum(np.arange(n_types), n_programs - 1)
     de = rng.random((n_programs, n_genes)) < frac_de_genes
     lfc = np.where(de, rng.normal(0.0, expression_lfc, size=(n_programs, n_genes)), 0.0)
-    batch_effect = rng.normal(0.0, batch_lfc, size=(n_batches, n_genes)) if n_batches > 1 else np.zeros((1, n_genes))
+    batch_effect = (
+        rng.normal(0.0, batch_lfc, size=(n_batches, n_genes)) if n_batches > 1 else np.zeros((1, n_genes))
+    )
     log_mu = base_log_mu[None, :] + lfc[program_of_type[cell_type]] + batch_effect[batch]
     if n_samples:
         log_mu = log_mu + rng_s.normal(0.0, sample_lfc, size=(n_samples, n_genes))[sample]
@@ -234,7 +236,10 @@ def simulate(
     junctions["gene_id"] = gene_ids[junctions["gene"].to_numpy()]
     junctions["gene_name"] = gene_names[junctions["gene"].to_numpy()]
     junctions.index = pd.Index(
-        [f"{c}:{a}-{b}:{s}" for c, a, b, s in junctions[["chrom", "start", "end", "strand"]].itertuples(index=False)],
+        [
+            f"{c}:{a}-{b}:{s}"
+            for c, a, b, s in junctions[["chrom", "start", "end", "strand"]].itertuples(index=False)
+        ],
         name="junction_id",
     )
 
@@ -267,8 +272,15 @@ def simulate(
     sample_psi = None
     if n_samples:
         sample_psi, cond_dpsi, is_cond = _sample_psi(
-            type_psi, starts, n_junc, cell_type, n_samples, sample_concentration, frac_condition_events,
-            min_dpsi if condition_min_dpsi is None else condition_min_dpsi, rng_s,
+            type_psi,
+            starts,
+            n_junc,
+            cell_type,
+            n_samples,
+            sample_concentration,
+            frac_condition_events,
+            min_dpsi if condition_min_dpsi is None else condition_min_dpsi,
+            rng_s,
         )
         junctions["true_dpsi_condition"] = cond_dpsi
         junctions["is_condition_ds"] = is_cond[j_event] & (np.abs(cond_dpsi) > 1e-9)
@@ -280,7 +292,10 @@ def simulate(
             "is_ds": is_ds,
             "ds_types": ds_types_of_event,
             "max_abs_dpsi": np.array(
-                [np.ptp(type_psi[:, starts[e] : starts[e] + n_junc[e]], axis=0).max() for e in range(n_events)]
+                [
+                    np.ptp(type_psi[:, starts[e] : starts[e] + n_junc[e]], axis=0).max()
+                    for e in range(n_events)
+                ]
             ),
         },
         index=pd.Index([f"E{e:05d}" for e in range(n_events)], name=EVENT_ID_COLUMN),
@@ -462,5 +477,8 @@ def to_mudata(sim: SimulatedData, with_expression: bool = True) -> md.MuData:
         mdata.obs[col] = sim.obs[col].reindex(mdata.obs_names).to_numpy()
         if isinstance(sim.obs[col].dtype, pd.CategoricalDtype):
             mdata.obs[col] = pd.Categorical(mdata.obs[col], categories=sim.obs[col].cat.categories)
-    mdata.uns["splicevi_provenance"] = {"source": "splicevi.data.simulate", "params": {k: str(v) for k, v in sim.params.items()}}
+    mdata.uns["splicevi_provenance"] = {
+        "source": "splicevi.data.simulate",
+        "params": {k: str(v) for k, v in sim.params.items()},
+    }
     return mdata

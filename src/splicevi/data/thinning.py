@@ -61,9 +61,7 @@ THETA_BOUNDS = (1e-2, 1e4)
 GENE_METHOD_OF = {"dm": "nb", "binomial": "binomial"}
 
 
-def atse_overdispersion(
-    junction_counts: sp.spmatrix, codes: np.ndarray, min_cells: int = 10
-) -> np.ndarray:
+def atse_overdispersion(junction_counts: sp.spmatrix, codes: np.ndarray, min_cells: int = 10) -> np.ndarray:
     """Dirichlet-multinomial overdispersion ρ = 1 / (1 + c) per junction, by moments per ATSE.
 
     For a cell with ``n`` reads in the ATSE, ``Var(k_j) = n p_j (1 − p_j) (1 + (n − 1) ρ)`` around
@@ -223,7 +221,9 @@ def split_reads(
     """
     spl = _splicing_modality(data)
     if layer not in spl.layers:
-        raise ValueError(f"the splicing data has no layer {layer!r} (layers: {sorted(spl.layers)}); give layer=")
+        raise ValueError(
+            f"the splicing data has no layer {layer!r} (layers: {sorted(spl.layers)}); give layer="
+        )
     if event_key not in spl.var:
         raise ValueError(f"the splicing data has no var[{event_key!r}] (the ATSE of each junction)")
     codes, _ = event_codes(spl.var[event_key])
@@ -344,7 +344,9 @@ def thin_gene_counts(
             theta = gene_inverse_dispersion(x)
         theta = np.asarray(theta, dtype=np.float64).ravel()
         if theta.shape != (x.shape[1],) or not np.all(np.isfinite(theta) & (theta > 0)):
-            raise ValueError(f"theta must hold one positive value per gene ({x.shape[1]}), got shape {theta.shape}")
+            raise ValueError(
+                f"theta must hold one positive value per gene ({x.shape[1]}), got shape {theta.shape}"
+            )
         shape = theta[x.indices]
         held = rng.binomial(counts, rng.beta(fraction * shape, (1.0 - fraction) * shape))
     out = sp.csr_matrix((held.astype(np.float32), x.indices.copy(), x.indptr.copy()), shape=x.shape)
@@ -390,7 +392,9 @@ def split_genes(
         raise ValueError(f"the MuData has no 'rna' modality (modalities: {list(mod)})")
     rna = data if mod is None else mod["rna"]
     if layer is not None and layer not in rna.layers:
-        raise ValueError(f"the expression data have no layer {layer!r} (layers: {sorted(rna.layers)}); give layer=")
+        raise ValueError(
+            f"the expression data have no layer {layer!r} (layers: {sorted(rna.layers)}); give layer="
+        )
     counts = rna.X if layer is None else rna.layers[layer]
     if counts is None:
         raise ValueError("the expression data have no X; give layer= (the layer with the gene counts)")
@@ -429,11 +433,19 @@ def split_data(
     """
     if method not in SPLIT_METHODS:
         raise ValueError(f"method must be one of {SPLIT_METHODS}, got {method!r}")
-    out = {"splicing": split_reads(mdata, fraction=fraction, method=method, seed=seed, concentration=concentration)}
+    out = {
+        "splicing": split_reads(
+            mdata, fraction=fraction, method=method, seed=seed, concentration=concentration
+        )
+    }
     mod = getattr(mdata, "mod", None)
     if mod is not None and "rna" in mod and mod["rna"].n_vars:
         out["rna"] = split_genes(
-            mdata, fraction=fraction, method=GENE_METHOD_OF[method], seed=_gene_seed(seed), layer=rna_layer,
+            mdata,
+            fraction=fraction,
+            method=GENE_METHOD_OF[method],
+            seed=_gene_seed(seed),
+            layer=rna_layer,
             theta=theta,
         )
         # The record names the shared seed (the gene stream is derived from it).
@@ -479,7 +491,9 @@ def heldout_gene_parts(data, layer: str | None = None) -> tuple[sp.csr_matrix, s
     total = rna.X if name in (None, "X") else rna.layers.get(name)
     if total is None:
         raise ValueError(f"the held-out gene counts were split from {name!r}, which the data no longer have")
-    fit, held = _fit_part(total, rna.layers[HELDOUT_GENE_LAYER], HELDOUT_GENE_LAYER, "gene counts", "split_data")
+    fit, held = _fit_part(
+        total, rna.layers[HELDOUT_GENE_LAYER], HELDOUT_GENE_LAYER, "gene counts", "split_data"
+    )
     return fit, held, record
 
 
@@ -508,7 +522,9 @@ def heldout_parts(data, layer: str = JUNCTION_COUNTS) -> tuple[sp.csr_matrix, sp
     layer = record.get("layer", layer)
     if layer not in spl.layers:
         raise ValueError(f"the held-out reads were split from layer {layer!r}, which the data no longer have")
-    fit, held = _fit_part(spl.layers[layer], spl.layers[HELDOUT_LAYER], HELDOUT_LAYER, "junction counts", "split_reads")
+    fit, held = _fit_part(
+        spl.layers[layer], spl.layers[HELDOUT_LAYER], HELDOUT_LAYER, "junction counts", "split_reads"
+    )
     return fit, held, record
 
 
@@ -539,4 +555,9 @@ def _fit_part(total, held, held_layer: str, what: str, splitter: str) -> tuple[s
 def split_summary(held: sp.spmatrix, total: sp.spmatrix) -> pd.Series:
     """Share of reads and of observed entries that went to the held-out part (for logs)."""
     held, total = sp.csr_matrix(held), sp.csr_matrix(total)
-    return pd.Series({"reads_heldout": float(held.sum() / max(total.sum(), 1.0)), "entries_heldout": held.nnz / max(total.nnz, 1)})
+    return pd.Series(
+        {
+            "reads_heldout": float(held.sum() / max(total.sum(), 1.0)),
+            "entries_heldout": held.nnz / max(total.nnz, 1),
+        }
+    )

@@ -95,7 +95,9 @@ def atse_variation(junction_counts: sp.spmatrix, codes: np.ndarray, min_cells: i
     # Pooled PSI of every junction: its reads over its ATSE's reads (over all cells).
     junction_reads = np.asarray(k.sum(axis=0)).ravel()
     event_reads = np.bincount(codes, weights=junction_reads, minlength=n_events)
-    pooled = np.divide(junction_reads, event_reads[codes], out=np.zeros_like(junction_reads), where=event_reads[codes] > 0)
+    pooled = np.divide(
+        junction_reads, event_reads[codes], out=np.zeros_like(junction_reads), where=event_reads[codes] > 0
+    )
     q = np.bincount(codes, weights=pooled**2, minlength=n_events)
     one_minus_q = np.maximum(1.0 - q, 1e-12)
 

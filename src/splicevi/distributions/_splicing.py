@@ -71,14 +71,18 @@ def segment_log_softmax(logits: torch.Tensor, group: torch.Tensor, n_groups: int
     # the check below catches (then the per-group maximum, as before).
     shift = logits.detach().max()
     shifted = logits - shift
-    denom = torch.zeros(n_groups, dtype=logits.dtype, device=logits.device).index_add_(0, group, shifted.exp())
+    denom = torch.zeros(n_groups, dtype=logits.dtype, device=logits.device).index_add_(
+        0, group, shifted.exp()
+    )
     # sqrt of the smallest normal float (float32: 1e-19): the group's largest term is far from the
     # subnormal range and keeps full relative precision.
     if bool((denom < torch.finfo(logits.dtype).tiny ** 0.5).any()):
         group_max = torch.full((n_groups,), float("-inf"), dtype=logits.dtype, device=logits.device)
         group_max = group_max.scatter_reduce(0, group, logits.detach(), reduce="amax", include_self=True)
         shifted = logits - group_max.index_select(0, group)
-        denom = torch.zeros(n_groups, dtype=logits.dtype, device=logits.device).index_add_(0, group, shifted.exp())
+        denom = torch.zeros(n_groups, dtype=logits.dtype, device=logits.device).index_add_(
+            0, group, shifted.exp()
+        )
     return shifted - denom.log().index_select(0, group)
 
 
@@ -145,8 +149,10 @@ def count_order(
     knows the counts are whole numbers ``≥ 0`` (e.g. sums of such counts); they are not checked.
     """
     cap = RISING_TERMS_MAX + 2
-    if counts.numel() and not whole and (
-        bool((counts < 0).any()) or not bool((counts == torch.floor(counts)).all())
+    if (
+        counts.numel()
+        and not whole
+        and (bool((counts < 0).any()) or not bool((counts == torch.floor(counts)).all()))
     ):
         return None
     # A stable sort of small unsigned keys (cap - count) is several times faster than sorting the
@@ -208,7 +214,9 @@ class _LogRisingSorted(torch.autograd.Function):
         return grad * dx, None, None
 
 
-def log_rising_factorial(x: torch.Tensor, k: torch.Tensor, above: tuple[int, ...] | None = None) -> torch.Tensor:
+def log_rising_factorial(
+    x: torch.Tensor, k: torch.Tensor, above: tuple[int, ...] | None = None
+) -> torch.Tensor:
     """``lgamma(x + k) - lgamma(x)`` (the log of ``x (x+1) ... (x+k-1)``) for ``x > 0``, whole ``k ≥ 0``.
 
     With ``above`` (``above[i]`` = number of elements with ``k > i``, ``i = 0 .. RISING_TERMS_MAX``)
@@ -302,7 +310,9 @@ def dirichlet_multinomial_log_prob(
         alpha = (log_p.index_select(0, positions).exp() * phi.index_select(0, group_nz)).clamp_min(eps)
         per_entry = torch.lgamma(k_nz + alpha) - torch.lgamma(alpha)
         return lgamma_phi - torch.lgamma(n + phi) + log_factorials + zeros.index_add(0, group_nz, per_entry)
-    log_phi = phi.log() if concentration_index is None else concentration.log().index_select(0, concentration_index)
+    log_phi = (
+        phi.log() if concentration_index is None else concentration.log().index_select(0, concentration_index)
+    )
     log_alpha = log_p.index_select(0, positions) + log_phi.index_select(0, group_nz)
     # Entries with k ≥ 2 come first: log α + log (α+1)...(α+k-1); a single read is log α alone.
     several = reads.above[1]
@@ -313,5 +323,7 @@ def dirichlet_multinomial_log_prob(
     if totals is None:
         return ll + torch.lgamma(phi) - torch.lgamma(n + phi)
     # lgamma(φ) - lgamma(n + φ) = -log φ(φ+1)...(φ+n-1), by groups ordered by n.
-    ratio = log_rising_factorial(phi.index_select(0, totals.order), n.index_select(0, totals.order), totals.above)
+    ratio = log_rising_factorial(
+        phi.index_select(0, totals.order), n.index_select(0, totals.order), totals.above
+    )
     return ll.index_add(0, totals.order, -ratio)

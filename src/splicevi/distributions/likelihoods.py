@@ -83,7 +83,9 @@ class SplicingLikelihood:
         """PSI from dense decoder logits (last axis: junctions; ``groups`` their ATSE codes)."""
         return torch.sigmoid(logits)
 
-    def log_likelihood(self, obs, logits: torch.Tensor, log_concentration: torch.Tensor | None) -> torch.Tensor:
+    def log_likelihood(
+        self, obs, logits: torch.Tensor, log_concentration: torch.Tensor | None
+    ) -> torch.Tensor:
         """Log-likelihood per cell of the observed entries, shape ``(obs.n_cells,)``."""
         raise NotImplementedError
 
@@ -100,7 +102,9 @@ def register_likelihood(cls: type[SplicingLikelihood]) -> type[SplicingLikelihoo
         raise ValueError(f"{cls.__name__} has no name")
     known = SPLICING_LIKELIHOODS.get(cls.name)
     if known is not None and known.__qualname__ != cls.__qualname__:
-        raise ValueError(f"a splicing likelihood named {cls.name!r} is already registered ({known.__qualname__})")
+        raise ValueError(
+            f"a splicing likelihood named {cls.name!r} is already registered ({known.__qualname__})"
+        )
     SPLICING_LIKELIHOODS[cls.name] = cls
     return cls
 
@@ -192,8 +196,14 @@ class DirichletMultinomial(SplicingLikelihood):
         # One φ per ATSE (or one scalar): lgamma(φ) once per ATSE, gathered to the groups.
         index = obs.group_event if phi.numel() > 1 else torch.zeros_like(obs.group_event)
         ll = dirichlet_multinomial_log_prob(
-            obs.k, log_p, phi, obs.group, obs.n_groups, concentration_index=index,
-            group_totals=obs.group_totals(), nonzero=obs.reads_by_count() or obs.nonzero(),
+            obs.k,
+            log_p,
+            phi,
+            obs.group,
+            obs.n_groups,
+            concentration_index=index,
+            group_totals=obs.group_totals(),
+            nonzero=obs.reads_by_count() or obs.nonzero(),
             totals_order=obs.groups_by_total(),
         )
         return per_cell.index_add(0, obs.group_row, ll)

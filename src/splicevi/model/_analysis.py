@@ -68,7 +68,9 @@ class SplicingAnalysisMixin:
         if transform_batch is None:
             return [None]
         mapping = list(self.adata_manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY).categorical_mapping)
-        values = transform_batch if isinstance(transform_batch, list | tuple | np.ndarray) else [transform_batch]
+        values = (
+            transform_batch if isinstance(transform_batch, list | tuple | np.ndarray) else [transform_batch]
+        )
         codes = []
         for value in values:
             if value in mapping:
@@ -177,8 +179,19 @@ class SplicingAnalysisMixin:
         return pd.DataFrame(values, index=adata.obs_names[indices], columns=names)
 
     def _normalized(
-        self, what, adata, indices, n_samples_overall, transform_batch, subset, use_z_mean, n_samples,
-        batch_size, return_mean, return_numpy, silent,
+        self,
+        what,
+        adata,
+        indices,
+        n_samples_overall,
+        transform_batch,
+        subset,
+        use_z_mean,
+        n_samples,
+        batch_size,
+        return_mean,
+        return_numpy,
+        silent,
     ):
         self._check_if_trained(warn=False)
         adata = self._validate_anndata(adata)
@@ -241,8 +254,18 @@ class SplicingAnalysisMixin:
             Hide the progress bar over minibatches.
         """
         return self._normalized(
-            "expression", adata, indices, n_samples_overall, transform_batch, gene_list, use_z_mean, n_samples,
-            batch_size, return_mean, return_numpy, silent,
+            "expression",
+            adata,
+            indices,
+            n_samples_overall,
+            transform_batch,
+            gene_list,
+            use_z_mean,
+            n_samples,
+            batch_size,
+            return_mean,
+            return_numpy,
+            silent,
         )
 
     def get_normalized_splicing(
@@ -266,8 +289,18 @@ class SplicingAnalysisMixin:
         when ``n_samples > 1`` and ``return_mean`` is False.
         """
         return self._normalized(
-            "psi", adata, indices, n_samples_overall, transform_batch, junction_list, use_z_mean, n_samples,
-            batch_size, return_mean, return_numpy, silent,
+            "psi",
+            adata,
+            indices,
+            n_samples_overall,
+            transform_batch,
+            junction_list,
+            use_z_mean,
+            n_samples,
+            batch_size,
+            return_mean,
+            return_numpy,
+            silent,
         )
 
     def get_normalized_splicing_DM(
@@ -295,8 +328,18 @@ class SplicingAnalysisMixin:
         Parameters are those of :meth:`get_normalized_splicing`.
         """
         return self._normalized(
-            "dm", adata, indices, n_samples_overall, transform_batch, junction_list, use_z_mean, n_samples,
-            batch_size, return_mean, return_numpy, silent,
+            "dm",
+            adata,
+            indices,
+            n_samples_overall,
+            transform_batch,
+            junction_list,
+            use_z_mean,
+            n_samples,
+            batch_size,
+            return_mean,
+            return_numpy,
+            silent,
         )
 
     # ------------------------------------------------------------------ observed data
@@ -309,9 +352,19 @@ class SplicingAnalysisMixin:
         """
         start = 0
         for tensors in self._data_loader(adata, indices, batch_size):
-            obs = self.module.observed(*(self.module._get_inference_input(tensors)[key] for key in (
-                "junction_counts", "atse_counts", "psi_mask", "junction_ratio")))
-            yield start, obs.rows.cpu().numpy(), obs.cols.cpu().numpy(), obs.k.cpu().numpy(), obs.n.cpu().numpy()
+            obs = self.module.observed(
+                *(
+                    self.module._get_inference_input(tensors)[key]
+                    for key in ("junction_counts", "atse_counts", "psi_mask", "junction_ratio")
+                )
+            )
+            yield (
+                start,
+                obs.rows.cpu().numpy(),
+                obs.cols.cpu().numpy(),
+                obs.k.cpu().numpy(),
+                obs.n.cpu().numpy(),
+            )
             start += obs.n_cells
 
     def _observed_counts(self, adata, indices: np.ndarray, batch_size: int | None = None):
@@ -329,7 +382,9 @@ class SplicingAnalysisMixin:
         return k, n
 
     # ------------------------------------------------------------------ differential splicing
-    def _group_indices(self, adata, groupby, group1, group2, idx1, idx2) -> list[tuple[str, str, np.ndarray, np.ndarray]]:
+    def _group_indices(
+        self, adata, groupby, group1, group2, idx1, idx2
+    ) -> list[tuple[str, str, np.ndarray, np.ndarray]]:
         """(name1, name2, cells1, cells2) of each comparison, as scvi-tools' DE interface."""
 
         def as_idx(idx):
@@ -356,7 +411,10 @@ class SplicingAnalysisMixin:
             if group2 is None:
                 cells2, name2 = np.nonzero(known & (labels != str(g)))[0], "rest"
             else:
-                cells2, name2 = np.nonzero(np.isin(labels, [str(x) for x in group2]))[0], ",".join(map(str, group2))
+                cells2, name2 = (
+                    np.nonzero(np.isin(labels, [str(x) for x in group2]))[0],
+                    ",".join(map(str, group2)),
+                )
             if cells1.size == 0 or cells2.size == 0:
                 raise ValueError(f"empty group in comparison {g} vs {name2} ({groupby})")
             comparisons.append((str(g), name2, cells1, cells2))
@@ -374,13 +432,16 @@ class SplicingAnalysisMixin:
         comparisons
             ``(name1, name2, strata1, strata2)`` per comparison.
         """
+
         def as_idx(idx):
             idx = np.asarray(idx)
             return np.nonzero(idx)[0] if idx.dtype == bool else idx.astype(np.int64)
 
         if idx1 is not None:
             cells1 = np.unique(as_idx(idx1))
-            cells2 = np.unique(as_idx(idx2)) if idx2 is not None else np.setdiff1d(np.arange(adata.n_obs), cells1)
+            cells2 = (
+                np.unique(as_idx(idx2)) if idx2 is not None else np.setdiff1d(np.arange(adata.n_obs), cells1)
+            )
             shared = np.intersect1d(cells1, cells2)
             if shared.size:
                 raise ValueError(f"idx1 and idx2 share {shared.size} cells; a cell can be in one group only")
@@ -388,7 +449,11 @@ class SplicingAnalysisMixin:
                 raise ValueError("idx1 and idx2 must both select at least one cell")
             cells = np.concatenate([cells1, cells2])
             stratum = np.r_[np.zeros(cells1.size, dtype=np.int64), np.ones(cells2.size, dtype=np.int64)]
-            return cells, stratum, [("idx1", "idx2" if idx2 is not None else "rest", np.array([0]), np.array([1]))]
+            return (
+                cells,
+                stratum,
+                [("idx1", "idx2" if idx2 is not None else "rest", np.array([0]), np.array([1]))],
+            )
         comparisons = self._group_indices(adata, groupby, group1, group2, None, None)
         labels = group_labels(adata, groupby).to_numpy()
         cells = np.unique(np.concatenate([np.r_[c1, c2] for _, _, c1, c2 in comparisons]))
@@ -398,7 +463,9 @@ class SplicingAnalysisMixin:
             s1 = np.nonzero(np.isin(names, np.unique(labels[c1])))[0]
             s2 = np.nonzero(np.isin(names, np.unique(labels[c2])))[0]
             if np.intersect1d(s1, s2).size:
-                raise ValueError(f"group1 {name1!r} is also in group2 ({name2}) of {groupby!r}; give disjoint groups")
+                raise ValueError(
+                    f"group1 {name1!r} is also in group2 ({name2}) of {groupby!r}; give disjoint groups"
+                )
             out.append((name1, name2, s1, s2))
         return cells, stratum.astype(np.int64), out
 
@@ -418,7 +485,9 @@ class SplicingAnalysisMixin:
         if use_dm:
             # A likelihood without concentration (binomial) has no overdispersion.
             if module.likelihood.has_concentration:
-                rho = 1.0 / (1.0 + module.splicing_concentration_per_junction().detach().cpu().double().numpy())
+                rho = 1.0 / (
+                    1.0 + module.splicing_concentration_per_junction().detach().cpu().double().numpy()
+                )
         if dstats.CELL_OVERDISPERSION_WEIGHTS:
             # The model's overdispersion is that of the reads around the cell's decoded PSI; where the
             # cells of a group differ far more than that (and the model does not follow them), the
@@ -455,13 +524,21 @@ class SplicingAnalysisMixin:
                     p_model = p_own.copy()
                     for codes in distinct:
                         p_tb = sum(decode(torch.full_like(own, c)) for c in codes) / len(codes)
-                        rows_tb = np.array([model_batches[s] is not None and tuple(model_batches[s]) == codes
-                                            for s in strat])
+                        rows_tb = np.array(
+                            [model_batches[s] is not None and tuple(model_batches[s]) == codes for s in strat]
+                        )
                         p_model[rows_tb] = p_tb[rows_tb]
                 obs = out["observed"]
                 mom.add(
-                    strat, p_own, obs.rows.cpu().numpy(), obs.cols.cpu().numpy(), obs.k.cpu().double().numpy(),
-                    obs.n.cpu().double().numpy(), rho, p_model, rho_reads,
+                    strat,
+                    p_own,
+                    obs.rows.cpu().numpy(),
+                    obs.cols.cpu().numpy(),
+                    obs.k.cpu().double().numpy(),
+                    obs.n.cpu().double().numpy(),
+                    rho,
+                    p_model,
+                    rho_reads,
                 )
                 start += n_rows
         return mom
@@ -648,7 +725,9 @@ class SplicingAnalysisMixin:
             then by increasing ``pvalue`` (``log10_pvalue``), ties by decreasing |``effect_size``|.
         """
         if kwargs:
-            raise TypeError(f"differential_splicing() got unexpected keyword argument(s): {', '.join(sorted(kwargs))}")
+            raise TypeError(
+                f"differential_splicing() got unexpected keyword argument(s): {', '.join(sorted(kwargs))}"
+            )
         # The options checked at the entry point, before any work (the public stats functions check the ones they take).
         check_choice("norm_splicing_function", norm_splicing_function, choices.NORM_SPLICING_FUNCTIONS)
         check_choice("level", level, choices.LEVELS)
@@ -678,7 +757,9 @@ class SplicingAnalysisMixin:
             skip = dsdesign.too_few_cells(c1, c2, with_reads, int(min_cells))
             if skip is not None:
                 log.warning("differential splicing: comparison %s skipped: %s", label, skip)
-                plans.append((name1, name2, s1, s2, c1, c2, dsdesign.DesignChoice(design, "not tested", skip, True)))
+                plans.append(
+                    (name1, name2, s1, s2, c1, c2, dsdesign.DesignChoice(design, "not tested", skip, True))
+                )
                 continue
             if samples is None and design in ("auto", "samples"):
                 samples = self._sample_labels(adata, sample_key)
@@ -687,9 +768,13 @@ class SplicingAnalysisMixin:
                 nested = samples_nested_in_groups(samples, c1, c2, min_samples=2)
                 info = dsdesign.describe_samples(samples, c1, c2)
             choice = dsdesign.choose_design(
-                design, nested, info, sample_key or "the batch key",
+                design,
+                nested,
+                info,
+                sample_key or "the batch key",
                 lambda c1=c1, c2=c2: groups_look_like_clusters(self, adata, c1, c2),
-                recorded_clustering=recorded, has_heldout_reads=heldout_present,
+                recorded_clustering=recorded,
+                has_heldout_reads=heldout_present,
             )
             if "WARNING" in choice.reason and not silent:
                 log.warning("differential splicing %s: %s", label, choice.reason)
@@ -703,11 +788,30 @@ class SplicingAnalysisMixin:
         labels = [p for p in plans if p[6].design == "labels" and not p[6].skipped]
         tables = {}
         if labels:
-            for (name1, name2, *_), table in zip(labels, self._labels_tables(
-                adata, cells, stratum, [(p[0], p[1], p[2], p[3]) for p in labels], mode, delta, batch_size,
-                all_stats, batch_correction, batchid1, batchid2, fdr_target, silent, norm_splicing_function, level,
-                n_samples, seed, fdr_method,
-            ), strict=True):
+            for (name1, name2, *_), table in zip(
+                labels,
+                self._labels_tables(
+                    adata,
+                    cells,
+                    stratum,
+                    [(p[0], p[1], p[2], p[3]) for p in labels],
+                    mode,
+                    delta,
+                    batch_size,
+                    all_stats,
+                    batch_correction,
+                    batchid1,
+                    batchid2,
+                    fdr_target,
+                    silent,
+                    norm_splicing_function,
+                    level,
+                    n_samples,
+                    seed,
+                    fdr_method,
+                ),
+                strict=True,
+            ):
                 tables[(name1, name2)] = table
         out = []
         for name1, name2, _, _, c1, c2, choice in plans:
@@ -721,17 +825,31 @@ class SplicingAnalysisMixin:
                 )
             else:
                 table = heldout_ds(
-                    self, adata, c1, c2, delta=delta, fdr_target=fdr_target, level=level, mode=mode,
+                    self,
+                    adata,
+                    c1,
+                    c2,
+                    delta=delta,
+                    fdr_target=fdr_target,
+                    level=level,
+                    mode=mode,
                     # The held-out reads of selected groups keep the interval test's level, not the
                     # point null's (bench/results/ds_clusters.md): "bh" and "bh_lfdr" mean the
                     # interval test here.
                     fdr_method="interval" if fdr_method in ("bh", "bh_lfdr") else fdr_method,
-                    batch_size=batch_size, all_stats=all_stats,
+                    batch_size=batch_size,
+                    all_stats=all_stats,
                 )
             table = dsdesign.finish_table(table, choice)
             if not silent and not choice.skipped:
-                log.info("differential splicing %s vs %s: %s (%s): %s", name1, name2, choice.test, choice.design,
-                         choice.reason)
+                log.info(
+                    "differential splicing %s vs %s: %s (%s): %s",
+                    name1,
+                    name2,
+                    choice.test,
+                    choice.design,
+                    choice.reason,
+                )
             if len(plans) > 1:
                 table["comparison"] = f"{name1} vs {name2}"
                 table["group1"], table["group2"] = name1, name2
@@ -742,7 +860,9 @@ class SplicingAnalysisMixin:
         # all-NA columns would decide dtypes), and they add no rows.
         frames = [t for _, t in out if len(t)] or [out[0][1]]
         result = pd.concat(frames)
-        result.attrs["splicevi_ds"] = dsdesign.combined_attrs({name: t.attrs["splicevi_ds"] for name, t in out})
+        result.attrs["splicevi_ds"] = dsdesign.combined_attrs(
+            {name: t.attrs["splicevi_ds"] for name, t in out}
+        )
         return result
 
     def _cells_with_reads(self, adata) -> np.ndarray:
@@ -768,17 +888,44 @@ class SplicingAnalysisMixin:
         return codes.astype(str).astype(object)
 
     def _labels_tables(
-        self, adata, cells, stratum, comparisons, mode, delta, batch_size, all_stats, batch_correction, batchid1,
-        batchid2, fdr_target, silent, norm_splicing_function, level, n_samples, seed, fdr_method,
+        self,
+        adata,
+        cells,
+        stratum,
+        comparisons,
+        mode,
+        delta,
+        batch_size,
+        all_stats,
+        batch_correction,
+        batchid1,
+        batchid2,
+        fdr_target,
+        silent,
+        norm_splicing_function,
+        level,
+        n_samples,
+        seed,
+        fdr_method,
     ) -> list[pd.DataFrame]:
         """The model-assisted cell-level test of each comparison (strata of ``stratum``)."""
         var, _ = self._splicing_var(adata, self.n_genes)
         codes = self.module.junc2atse.cpu().numpy()
         n_strata = int(stratum.max()) + 1
         use_dm = norm_splicing_function == "dm_posterior_mean"
-        all_batches = list(range(len(self.adata_manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY).categorical_mapping)))
-        tb1 = (self._batch_codes(list(batchid1)) if batchid1 is not None else all_batches) if batch_correction else None
-        tb2 = (self._batch_codes(list(batchid2)) if batchid2 is not None else all_batches) if batch_correction else None
+        all_batches = list(
+            range(len(self.adata_manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY).categorical_mapping))
+        )
+        tb1 = (
+            (self._batch_codes(list(batchid1)) if batchid1 is not None else all_batches)
+            if batch_correction
+            else None
+        )
+        tb2 = (
+            (self._batch_codes(list(batchid2)) if batchid2 is not None else all_batches)
+            if batch_correction
+            else None
+        )
         filt = delta if mode == "change" else 0.0
 
         def moments(assign):
@@ -809,7 +956,9 @@ class SplicingAnalysisMixin:
             table["event_id"] = var["event_id"].to_numpy()
             table["gene_name"] = var["gene_name"].to_numpy() if "gene_name" in var else None
             if level == "event":
-                table = dstats.event_level(table, codes, fdr_target=fdr_target, fdr_method=fdr_method, delta=filt)
+                table = dstats.event_level(
+                    table, codes, fdr_target=fdr_target, fdr_method=fdr_method, delta=filt
+                )
             if not all_stats:
                 table = table.drop(columns=[c for c in ("emp_psi1", "emp_psi2", "emp_effect") if c in table])
             tables.append(dstats.sort_table(table, fdr_method))
@@ -909,23 +1058,45 @@ class SplicingAnalysisMixin:
         adata = self._validate_anndata(adata)
         col_names = self._feature_names(adata, "genes")
         if design == "labels":
-            return self._labels_de_table(adata, col_names, groupby, group1, group2, idx1, idx2, mode, delta,
-                                         batch_size, all_stats, batch_correction, batchid1, batchid2, fdr_target,
-                                         silent, "design='labels' given explicitly", **kwargs)
+            return self._labels_de_table(
+                adata,
+                col_names,
+                groupby,
+                group1,
+                group2,
+                idx1,
+                idx2,
+                mode,
+                delta,
+                batch_size,
+                all_stats,
+                batch_correction,
+                batchid1,
+                batchid2,
+                fdr_target,
+                silent,
+                "design='labels' given explicitly",
+                **kwargs,
+            )
         comparisons = self._group_indices(adata, groupby, group1, group2, idx1, idx2)
         samples = None
         if design in ("auto", "samples"):
             samples = sample_labels(self, adata, sample_key)
             nested = samples is not None and all(
-                samples_nested_in_groups(samples, c1, c2, min_samples) for _, _, c1, c2 in comparisons)
+                samples_nested_in_groups(samples, c1, c2, min_samples) for _, _, c1, c2 in comparisons
+            )
             if design == "samples" and not nested:
                 if samples is None:
-                    raise ValueError("design='samples' needs sample labels: give sample_key (an obs column of the "
-                                     "samples) or register a batch key")
+                    raise ValueError(
+                        "design='samples' needs sample labels: give sample_key (an obs column of the "
+                        "samples) or register a batch key"
+                    )
                 for _, _, c1, c2 in comparisons:
                     check_samples(samples, c1, c2, min_samples)
             if nested:
-                return self._pseudobulk_de(adata, comparisons, samples, col_names, covariates, delta, fdr_target)
+                return self._pseudobulk_de(
+                    adata, comparisons, samples, col_names, covariates, delta, fdr_target
+                )
         # Clusters or labels, per comparison, by the rule of differential splicing (stats.design).
         uns_all = [adata.uns] + ([m.uns for m in adata.mod.values()] if isinstance(adata, MuData) else [])
         recorded = dsdesign.recorded_clustering(uns_all, groupby) if design == "auto" else None
@@ -934,21 +1105,49 @@ class SplicingAnalysisMixin:
         for name1, name2, c1, c2 in comparisons:
             info = dsdesign.describe_samples(samples, c1, c2) if samples is not None else None
             choice = dsdesign.choose_design(
-                design, False if info is not None else None, info, sample_key or "the batch key",
+                design,
+                False if info is not None else None,
+                info,
+                sample_key or "the batch key",
                 lambda c1=c1, c2=c2: groups_look_like_clusters(self, adata, c1, c2),
-                recorded_clustering=recorded, has_heldout_reads=held, tests=DE_TESTS, held_out="gene counts",
+                recorded_clustering=recorded,
+                has_heldout_reads=held,
+                tests=DE_TESTS,
+                held_out="gene counts",
             )
             if "WARNING" in choice.reason and not silent:
                 log.warning("differential expression %s vs %s: %s", name1, name2, choice.reason)
             picked.append(choice)
         if all(c.design == "labels" for c in picked):
             # One call of scvi-tools' DE serves every comparison (as before the clusters design).
-            reasons = {f"{n1} vs {n2}": c.reason for (n1, n2, _, _), c in zip(comparisons, picked, strict=True)}
-            reason = next(iter(reasons.values())) if len(reasons) == 1 else "; ".join(
-                f"{k}: {v}" for k, v in reasons.items())
-            return self._labels_de_table(adata, col_names, groupby, group1, group2, idx1, idx2, mode, delta,
-                                         batch_size, all_stats, batch_correction, batchid1, batchid2, fdr_target,
-                                         silent, reason, **kwargs)
+            reasons = {
+                f"{n1} vs {n2}": c.reason for (n1, n2, _, _), c in zip(comparisons, picked, strict=True)
+            }
+            reason = (
+                next(iter(reasons.values()))
+                if len(reasons) == 1
+                else "; ".join(f"{k}: {v}" for k, v in reasons.items())
+            )
+            return self._labels_de_table(
+                adata,
+                col_names,
+                groupby,
+                group1,
+                group2,
+                idx1,
+                idx2,
+                mode,
+                delta,
+                batch_size,
+                all_stats,
+                batch_correction,
+                batchid1,
+                batchid2,
+                fdr_target,
+                silent,
+                reason,
+                **kwargs,
+            )
         tables, attrs = [], {}
         for (name1, name2, c1, c2), choice in zip(comparisons, picked, strict=True):
             if choice.design == "clusters":
@@ -956,12 +1155,35 @@ class SplicingAnalysisMixin:
                 own = table.attrs[DE_ATTRS_KEY]
                 table.attrs[DE_ATTRS_KEY] = {**own, "reason": f"{choice.reason}; {own['reason']}"}
             else:
-                table = self._labels_de_table(adata, col_names, None, None, None, c1, c2, mode, delta, batch_size,
-                                              all_stats, batch_correction, batchid1, batchid2, fdr_target, silent,
-                                              choice.reason, **kwargs)
+                table = self._labels_de_table(
+                    adata,
+                    col_names,
+                    None,
+                    None,
+                    None,
+                    c1,
+                    c2,
+                    mode,
+                    delta,
+                    batch_size,
+                    all_stats,
+                    batch_correction,
+                    batchid1,
+                    batchid2,
+                    fdr_target,
+                    silent,
+                    choice.reason,
+                    **kwargs,
+                )
             if not silent:
-                log.info("differential expression %s vs %s: %s (%s): %s", name1, name2,
-                         table.attrs[DE_ATTRS_KEY]["test"], choice.design, table.attrs[DE_ATTRS_KEY]["reason"])
+                log.info(
+                    "differential expression %s vs %s: %s (%s): %s",
+                    name1,
+                    name2,
+                    table.attrs[DE_ATTRS_KEY]["test"],
+                    choice.design,
+                    table.attrs[DE_ATTRS_KEY]["reason"],
+                )
             if len(comparisons) > 1:
                 table["comparison"] = f"{name1} vs {name2}"
                 table["group1"], table["group2"] = name1, name2
@@ -973,13 +1195,49 @@ class SplicingAnalysisMixin:
         result.attrs[DE_ATTRS_KEY] = dsdesign.combined_attrs(attrs)
         return result
 
-    def _labels_de_table(self, adata, col_names, groupby, group1, group2, idx1, idx2, mode, delta, batch_size,
-                         all_stats, batch_correction, batchid1, batchid2, fdr_target, silent, reason, **kwargs):
+    def _labels_de_table(
+        self,
+        adata,
+        col_names,
+        groupby,
+        group1,
+        group2,
+        idx1,
+        idx2,
+        mode,
+        delta,
+        batch_size,
+        all_stats,
+        batch_correction,
+        batchid1,
+        batchid2,
+        fdr_target,
+        silent,
+        reason,
+        **kwargs,
+    ):
         """The labels design's table (scvi-tools' change mode) with ``design``, ``test`` and the attrs."""
         from ._de_clusters import DE_ATTRS_KEY
 
-        table = self._labels_de(adata, col_names, groupby, group1, group2, idx1, idx2, mode, delta, batch_size,
-                                all_stats, batch_correction, batchid1, batchid2, fdr_target, silent, **kwargs)
+        table = self._labels_de(
+            adata,
+            col_names,
+            groupby,
+            group1,
+            group2,
+            idx1,
+            idx2,
+            mode,
+            delta,
+            batch_size,
+            all_stats,
+            batch_correction,
+            batchid1,
+            batchid2,
+            fdr_target,
+            silent,
+            **kwargs,
+        )
         table["design"] = "labels"
         table["test"] = DE_TESTS["labels"]
         table.attrs[DE_ATTRS_KEY] = {"design": "labels", "test": DE_TESTS["labels"], "reason": reason}
@@ -1003,9 +1261,10 @@ class SplicingAnalysisMixin:
             table["design"] = "samples"
             table["test"] = TEST_NAME
             table.attrs["splicevi_de"] = {
-                "design": "samples", "test": TEST_NAME,
+                "design": "samples",
+                "test": TEST_NAME,
                 "reason": f"every sample lies inside one group ({int(table['n_samples_group1'].iloc[0])} vs "
-                          f"{int(table['n_samples_group2'].iloc[0])} samples): samples are the units",
+                f"{int(table['n_samples_group2'].iloc[0])} samples): samples are the units",
             }
             if len(comparisons) > 1:
                 table["comparison"] = f"{name1} vs {name2}"
@@ -1013,8 +1272,26 @@ class SplicingAnalysisMixin:
             tables.append(table)
         return tables[0] if len(tables) == 1 else pd.concat(tables)
 
-    def _labels_de(self, adata, col_names, groupby, group1, group2, idx1, idx2, mode, delta, batch_size, all_stats,
-                   batch_correction, batchid1, batchid2, fdr_target, silent, **kwargs):
+    def _labels_de(
+        self,
+        adata,
+        col_names,
+        groupby,
+        group1,
+        group2,
+        idx1,
+        idx2,
+        mode,
+        delta,
+        batch_size,
+        all_stats,
+        batch_correction,
+        batchid1,
+        batchid2,
+        fdr_target,
+        silent,
+        **kwargs,
+    ):
         """scvi-tools' DE (cells as units), as MULTIVI's."""
         from scvi.model._utils import scrna_raw_counts_properties
         from scvi.model.base._de_core import _de_core
@@ -1044,9 +1321,7 @@ class SplicingAnalysisMixin:
         )
 
 
-def _dm_posterior_mean(
-    p: torch.Tensor, observed, conc: torch.Tensor, col_pos: torch.Tensor
-) -> torch.Tensor:
+def _dm_posterior_mean(p: torch.Tensor, observed, conc: torch.Tensor, col_pos: torch.Tensor) -> torch.Tensor:
     """ψ* = (c·p + k) / (c + n) at the observed entries of the minibatch; ``p`` elsewhere.
 
     ``p`` is (cells × junctions) or (samples × cells × junctions) over the requested junctions;

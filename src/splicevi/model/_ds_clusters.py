@@ -144,7 +144,9 @@ def junction_concentration(model) -> np.ndarray:
     return model.module.splicing_concentration_per_junction().detach().cpu().double().numpy()
 
 
-def fit_part_latent(model, adata=None, batch_size: int | None = None, indices: np.ndarray | None = None) -> np.ndarray:
+def fit_part_latent(
+    model, adata=None, batch_size: int | None = None, indices: np.ndarray | None = None
+) -> np.ndarray:
     """Latent of every cell computed from the fit part of its junction reads and gene counts (for clustering).
 
     The reads must have been split by :func:`splicevi.data.thinning.split_reads` (or
@@ -172,7 +174,9 @@ def fit_part_latent(model, adata=None, batch_size: int | None = None, indices: n
     spl = _splicing_anndata(model, adata)
     fit, _, _ = heldout_parts(spl, layer=_registered_counts_layer(model))
     with _fit_reads(model, adata, fit):
-        return model.get_latent_representation(_model_adata(model, adata), indices=indices, batch_size=batch_size)
+        return model.get_latent_representation(
+            _model_adata(model, adata), indices=indices, batch_size=batch_size
+        )
 
 
 def _registered_counts_layer(model) -> str:
@@ -368,7 +372,9 @@ def heldout_ds(
             else:
                 p = np.broadcast_to(flat, (chunk.size, n_j))
             rows, cols, k, n = _observed_entries(held_layers, chunk)
-            mom.add(stratum[start : start + CHUNK_CELLS], np.asarray(p), rows, cols, k, n, rho, None, rho_reads)
+            mom.add(
+                stratum[start : start + CHUNK_CELLS], np.asarray(p), rows, cols, k, n, rho, None, rho_reads
+            )
     g1 = dstats.group_estimate(mom.subset(np.array([0])))
     g2 = dstats.group_estimate(mom.subset(np.array([1])))
     test = dstats.difference_test(g1, g2, delta=delta, mode=mode)

@@ -20,8 +20,9 @@ from ..stats import pseudobulk as pb
 TEST_NAME = "pseudobulk Dirichlet-multinomial LRT over samples"
 
 
-def samples_nested_in_groups(samples: np.ndarray, cells1: np.ndarray, cells2: np.ndarray,
-                             min_samples: int = 2) -> bool:
+def samples_nested_in_groups(
+    samples: np.ndarray, cells1: np.ndarray, cells2: np.ndarray, min_samples: int = 2
+) -> bool:
     """True when no sample has cells in both groups and each group has >= min_samples samples."""
     samples = np.asarray(samples, dtype=object)
     s1 = set(pd.unique(samples[np.asarray(cells1)]))
@@ -67,18 +68,21 @@ def check_samples(samples: np.ndarray, cells1: np.ndarray, cells2: np.ndarray, m
         raise ValueError(
             f"samples {_describe(shared)} have cells in both groups, so the groups are not unions of samples; "
             "the sample-level test needs every sample inside one group (use design='labels' to test cells, or a "
-            "sample_key that is nested in the groups)")
+            "sample_key that is nested in the groups)"
+        )
     if len(s1) < min_samples or len(s2) < min_samples:
         raise ValueError(
             f"too few samples for a sample-level test: group 1 has {len(s1)} sample(s) ({_describe(s1)}), group 2 "
             f"has {len(s2)} ({_describe(s2)}); at least {min_samples} per group are needed to tell a group effect "
             "from sample-to-sample variation. Add biological replicates (samples) to each group, or give "
             "sample_key a finer replicate column; design='labels' would test cells as independent units, which "
-            "reads sample-to-sample variation as a group effect")
+            "reads sample-to-sample variation as a group effect"
+        )
 
 
-def per_sample_covariates(covariates: pd.DataFrame | None, samples: np.ndarray, names: np.ndarray,
-                          cells: np.ndarray) -> pd.DataFrame | None:
+def per_sample_covariates(
+    covariates: pd.DataFrame | None, samples: np.ndarray, names: np.ndarray, cells: np.ndarray
+) -> pd.DataFrame | None:
     """Covariates as one row per sample (``names`` order).
 
     ``covariates`` is indexed by sample label (one row per sample), or has one row per cell of the
@@ -90,28 +94,44 @@ def per_sample_covariates(covariates: pd.DataFrame | None, samples: np.ndarray, 
     index = covariates.index.astype(str)
     if set(names) <= set(index):
         if not index.is_unique:
-            raise ValueError("covariates indexed by sample must have one row per sample (duplicate sample ids)")
+            raise ValueError(
+                "covariates indexed by sample must have one row per sample (duplicate sample ids)"
+            )
         out = covariates.copy()
         out.index = index
         return out.loc[names]
     if covariates.shape[0] != np.asarray(samples).shape[0]:
         missing = sorted(set(names) - set(index))[:5]
-        raise ValueError(f"covariates must be indexed by sample (missing: {missing}) or have one row per cell "
-                         f"({np.asarray(samples).shape[0]} rows)")
+        raise ValueError(
+            f"covariates must be indexed by sample (missing: {missing}) or have one row per cell "
+            f"({np.asarray(samples).shape[0]} rows)"
+        )
     frame = covariates.iloc[np.asarray(cells)].copy()
     frame.index = np.asarray(samples)[np.asarray(cells)].astype(str)
     grouped = frame.groupby(level=0, sort=True)
     varying = [c for c in frame.columns if (grouped[c].nunique(dropna=False) > 1).any()]
     if varying:
-        raise ValueError(f"covariate(s) {varying} vary within a sample; a sample-level covariate must be constant "
-                         "within each sample")
+        raise ValueError(
+            f"covariate(s) {varying} vary within a sample; a sample-level covariate must be constant "
+            "within each sample"
+        )
     return grouped.first().loc[names]
 
 
-def sample_level_ds(model, adata, cells1: np.ndarray, cells2: np.ndarray, samples: np.ndarray, *,
-                    delta: float, fdr_target: float, level: str = "junction",
-                    covariates: pd.DataFrame | None = None, min_samples: int = 2,
-                    quasi: bool = True) -> pd.DataFrame:
+def sample_level_ds(
+    model,
+    adata,
+    cells1: np.ndarray,
+    cells2: np.ndarray,
+    samples: np.ndarray,
+    *,
+    delta: float,
+    fdr_target: float,
+    level: str = "junction",
+    covariates: pd.DataFrame | None = None,
+    min_samples: int = 2,
+    quasi: bool = True,
+) -> pd.DataFrame:
     """DS with samples as units.
 
     `adata` is the model's registered data (MuData or AnnData),
@@ -203,14 +223,21 @@ def sample_level_ds(model, adata, cells1: np.ndarray, cells2: np.ndarray, sample
     table["test"] = TEST_NAME
     n1, n2 = int(group.sum()), int((~group).sum())
     table.attrs["splicevi_ds"] = {
-        "design": "samples", "test": TEST_NAME,
+        "design": "samples",
+        "test": TEST_NAME,
         "reason": f"every sample lies inside one group ({n1} vs {n2} samples)",
     }
     return table
 
 
-def _event_table(junctions: pd.DataFrame, codes: np.ndarray, q_atse: np.ndarray, dm: pb.DMTestResult,
-                 delta: float, fdr_target: float) -> pd.DataFrame:
+def _event_table(
+    junctions: pd.DataFrame,
+    codes: np.ndarray,
+    q_atse: np.ndarray,
+    dm: pb.DMTestResult,
+    delta: float,
+    fdr_target: float,
+) -> pd.DataFrame:
     """One row per ATSE: its test, its junction with the largest |ΔPSI| (``best_junction``)."""
     order, starts, atse = dstats.event_segments(codes)
     row = np.searchsorted(dm.atse, atse)

@@ -33,40 +33,42 @@ MODEL_KEYS = ("model_state_dict", "var_names", "attr_dict")
 #: arrays (``var_names``, category mappings) and the pandas frames of the training history. numpy
 #: 1.x and 2.x name the array reconstructor differently: both are listed. Every entry builds data;
 #: none can run an arbitrary function. Storages are resolved by torch before this list is consulted.
-ALLOWED_GLOBALS = frozenset({
-    "collections.OrderedDict",
-    "collections.defaultdict",
-    "builtins.dict",
-    "builtins.list",
-    "builtins.set",
-    "builtins.frozenset",
-    "builtins.tuple",
-    "builtins.bytes",
-    "builtins.bytearray",
-    "builtins.slice",
-    "builtins.complex",
-    "_codecs.encode",  # how protocol 2 rebuilds bytes (torch's weights_only allows it too)
-    "torch._utils._rebuild_tensor_v2",
-    "torch._utils._rebuild_tensor_v3",
-    "torch._utils._rebuild_parameter",
-    "torch._utils._rebuild_parameter_with_state",
-    "torch.Size",
-    "torch.device",
-    "numpy.ndarray",
-    "numpy.dtype",
-    "numpy._core.multiarray._reconstruct",
-    "numpy.core.multiarray._reconstruct",
-    "numpy._core.multiarray.scalar",
-    "numpy.core.multiarray.scalar",
-    "pandas.core.frame.DataFrame",
-    "pandas.core.series.Series",
-    "pandas.core.indexes.base.Index",
-    "pandas.core.indexes.range.RangeIndex",
-    "pandas.core.indexes.base._new_Index",
-    "pandas.core.internals.managers.BlockManager",
-    "pandas.core.internals.managers.SingleBlockManager",
-    "pandas._libs.internals._unpickle_block",
-})
+ALLOWED_GLOBALS = frozenset(
+    {
+        "collections.OrderedDict",
+        "collections.defaultdict",
+        "builtins.dict",
+        "builtins.list",
+        "builtins.set",
+        "builtins.frozenset",
+        "builtins.tuple",
+        "builtins.bytes",
+        "builtins.bytearray",
+        "builtins.slice",
+        "builtins.complex",
+        "_codecs.encode",  # how protocol 2 rebuilds bytes (torch's weights_only allows it too)
+        "torch._utils._rebuild_tensor_v2",
+        "torch._utils._rebuild_tensor_v3",
+        "torch._utils._rebuild_parameter",
+        "torch._utils._rebuild_parameter_with_state",
+        "torch.Size",
+        "torch.device",
+        "numpy.ndarray",
+        "numpy.dtype",
+        "numpy._core.multiarray._reconstruct",
+        "numpy.core.multiarray._reconstruct",
+        "numpy._core.multiarray.scalar",
+        "numpy.core.multiarray.scalar",
+        "pandas.core.frame.DataFrame",
+        "pandas.core.series.Series",
+        "pandas.core.indexes.base.Index",
+        "pandas.core.indexes.range.RangeIndex",
+        "pandas.core.indexes.base._new_Index",
+        "pandas.core.internals.managers.BlockManager",
+        "pandas.core.internals.managers.SingleBlockManager",
+        "pandas._libs.internals._unpickle_block",
+    }
+)
 
 #: numpy 2 arrays carry their dtype's class (numpy.dtypes.Float64DType, ObjectDType, ...): data types.
 ALLOWED_MODULE_PREFIXES = ("numpy.dtypes.",)
@@ -128,9 +130,12 @@ def read_model_file(path: str | os.PathLike) -> dict:
         a ``torch.save`` archive, or does not hold a SPLICEVI model.
     """
     path = os.fspath(path)
+
     def unreadable(detail: str) -> ModelFileError:
-        return ModelFileError(f"{path} cannot be read: the file is empty, truncated or not a saved model ({detail}); "
-                              "save or train the model again (or copy the whole model folder again)")
+        return ModelFileError(
+            f"{path} cannot be read: the file is empty, truncated or not a saved model ({detail}); "
+            "save or train the model again (or copy the whole model folder again)"
+        )
 
     if os.path.getsize(path) == 0:
         raise unreadable("0 bytes")
@@ -139,7 +144,9 @@ def read_model_file(path: str | os.PathLike) -> dict:
     try:
         # weights_only=False only because torch's own allow-list unpickler cannot rebuild the
         # registry's defaultdict; the restricted unpickler takes its place.
-        saved = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_restricted_pickle_module())
+        saved = torch.load(
+            path, map_location="cpu", weights_only=False, pickle_module=_restricted_pickle_module()
+        )
     except pickle.UnpicklingError as err:
         # weights_only refuses a global or an opcode outside the allow-list; name it in one line
         what = _refused_name(str(err))
@@ -163,8 +170,10 @@ def _refused_name(message: str) -> str:
 
 
 def _refusal(path: str, what: str) -> str:
-    return (f"{path} refused: it needs {what}, which a saved SPLICEVI model never holds; loading it could run "
-            "code from the file. Use model files only from sources you trust, or train the model again")
+    return (
+        f"{path} refused: it needs {what}, which a saved SPLICEVI model never holds; loading it could run "
+        "code from the file. Use model files only from sources you trust, or train the model again"
+    )
 
 
 def check_layout(path: str, saved: object) -> None:
@@ -174,23 +183,33 @@ def check_layout(path: str, saved: object) -> None:
     (the layout checks here and the state-dict check of the load refuse what cannot work).
     """
     if not isinstance(saved, dict) or not all(k in saved for k in MODEL_KEYS):
-        kind = "a bare state dict" if isinstance(saved, dict) and saved and all(
-            isinstance(v, torch.Tensor) for k, v in saved.items() if k != "pyro_param_store") else f"a {type(saved).__name__}"
+        kind = (
+            "a bare state dict"
+            if isinstance(saved, dict)
+            and saved
+            and all(isinstance(v, torch.Tensor) for k, v in saved.items() if k != "pyro_param_store")
+            else f"a {type(saved).__name__}"
+        )
         raise ModelFileError(
             f"{path} is not a saved scvi-tools model ({kind}, without the keys {', '.join(MODEL_KEYS)}); "
             "give the folder written by `splicevi train` / SPLICEVI.save"
         )
     state, attrs = saved["model_state_dict"], saved["attr_dict"]
     # scvi-tools adds an (empty) "pyro_param_store" dict next to the module's tensors
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) or k == "pyro_param_store"
-                                              for k, v in state.items()):
+    if not isinstance(state, dict) or not all(
+        isinstance(v, torch.Tensor) or k == "pyro_param_store" for k, v in state.items()
+    ):
         raise ModelFileError(f"{path}: model_state_dict is not a dictionary of tensors; not a saved model")
     registry = attrs.get("registry_") if isinstance(attrs, dict) else None
     if not isinstance(registry, dict) or "init_params_" not in attrs:
-        raise ModelFileError(f"{path}: attr_dict lacks registry_ or init_params_; not a saved scvi-tools model")
+        raise ModelFileError(
+            f"{path}: attr_dict lacks registry_ or init_params_; not a saved scvi-tools model"
+        )
     name = registry.get("model_name")
     if name is not None and name != "SPLICEVI":
-        raise ModelFileError(f"{path} holds a {name} model, not SPLICEVI; give a model saved by `splicevi train`")
+        raise ModelFileError(
+            f"{path} holds a {name} model, not SPLICEVI; give a model saved by `splicevi train`"
+        )
     _warn_versions(path, registry.get("scvi_version"), attrs.get("splicevi_version_"))
 
 
@@ -211,8 +230,10 @@ def _warn_versions(path: str, scvi_version: str | None, splicevi_version: str | 
     elif splicevi_version != __version__:
         notes.append(f"splicevi {splicevi_version} (this is {__version__})")
     if notes:
-        message = (f"{path} was saved by {' and '.join(notes)}; its layout checks passed, but results may "
-                   "differ from the original run: retrain with this version to be sure")
+        message = (
+            f"{path} was saved by {' and '.join(notes)}; its layout checks passed, but results may "
+            "differ from the original run: retrain with this version to be sure"
+        )
         log.warning(message)
         warnings.warn(message, UserWarning, stacklevel=3)
 

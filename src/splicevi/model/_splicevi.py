@@ -51,9 +51,7 @@ _TRANSFER_KWARGS = ("source_registry", "extend_categories", "allow_missing_label
 _SPLICING_LAYER_ARGS = tuple(names[1] for names in SPLICING_FIELD_NAMES.values())
 
 
-class SPLICEVI(
-    SplicingAnalysisMixin, VAEMixin, UnsupervisedTrainingMixin, ArchesMixin, BaseModelClass
-):
+class SPLICEVI(SplicingAnalysisMixin, VAEMixin, UnsupervisedTrainingMixin, ArchesMixin, BaseModelClass):
     """Integration of gene expression and alternative splicing (SpliceVI).
 
     A multimodal VAE in the manner of MULTIVI: an expression encoder (scVI) and a splicing encoder
@@ -205,7 +203,9 @@ class SPLICEVI(
         elif n_genes is None or n_junctions is None:
             raise ValueError("n_genes and n_junctions are required when the model is set up on an AnnData")
         if n_junctions != splicing_var.shape[0]:
-            raise ValueError(f"n_junctions={n_junctions} but the data has {splicing_var.shape[0]} junction columns")
+            raise ValueError(
+                f"n_junctions={n_junctions} but the data has {splicing_var.shape[0]} junction columns"
+            )
         n_cats_per_cov = (
             self.adata_manager.get_state_registry(REGISTRY_KEYS.CAT_COVS_KEY).n_cats_per_key
             if REGISTRY_KEYS.CAT_COVS_KEY in self.adata_manager.data_registry
@@ -345,7 +345,9 @@ class SPLICEVI(
         codes = self.module.junc2atse.cpu().numpy()
         k = self._training_junction_counts()
         center = junction_mean_psi(k, codes)
-        junction_weight = self._encoder_junction_weight(k, codes) if self.module.splicing_encoder_selection else None
+        junction_weight = (
+            self._encoder_junction_weight(k, codes) if self.module.splicing_encoder_selection else None
+        )
         if k.shape[0] > SVD_INIT_MAX_CELLS:
             rows = np.sort(np.random.default_rng(0).choice(k.shape[0], SVD_INIT_MAX_CELLS, replace=False))
             k = k[rows]
@@ -355,7 +357,11 @@ class SPLICEVI(
             # n of every stored entry of ``centred`` (splicing_layers and centred_psi share the pattern).
             totals = splicing_layers(k, codes)[ATSE_COUNTS].data
         self.module.initialize_splicing_encoder(
-            centred, center, pca_embeddings=pca_embeddings, junction_weight=junction_weight, entry_totals=totals
+            centred,
+            center,
+            pca_embeddings=pca_embeddings,
+            junction_weight=junction_weight,
+            entry_totals=totals,
         )
 
     def _encoder_junction_weight(self, k: sp.csr_matrix, codes: np.ndarray) -> np.ndarray:
@@ -506,13 +512,19 @@ class SPLICEVI(
             adata=adata, indices=indices, batch_size=batch_size, load_sparse_tensor=True, **kwargs
         )
 
-    def _make_data_loader(self, adata, indices=None, batch_size=None, shuffle=False, data_loader_class=None, **kwargs):
+    def _make_data_loader(
+        self, adata, indices=None, batch_size=None, shuffle=False, data_loader_class=None, **kwargs
+    ):
         """scvi-tools' loader, reading only the registered fields the module uses (see :meth:`_loader_kwargs`)."""
         manager = self.get_anndata_manager(adata)
         if manager is not None and data_loader_class is None:
             kwargs = {**self._loader_kwargs(manager), **kwargs}
         return super()._make_data_loader(
-            adata, indices=indices, batch_size=batch_size, shuffle=shuffle, data_loader_class=data_loader_class,
+            adata,
+            indices=indices,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            data_loader_class=data_loader_class,
             **kwargs,
         )
 
@@ -535,7 +547,9 @@ class SPLICEVI(
 
     def _check_held_out(self, adata) -> None:
         if adata is not None and self.module.modality_weights == "cell":
-            raise ValueError("modality_weights='cell' learns one weight per training cell; it cannot embed new cells")
+            raise ValueError(
+                "modality_weights='cell' learns one weight per training cell; it cannot embed new cells"
+            )
 
     # ------------------------------------------------------------------ latents
     @torch.inference_mode()
@@ -755,10 +769,14 @@ class SPLICEVI(
             if "rna" in mdata.mod:
                 modalities["rna_layer"] = "rna"
         if "splicing" not in modalities.values() and not any(modalities.get(a) for a in _SPLICING_LAYER_ARGS):
-            raise ValueError("modalities must name the splicing modality (e.g. {'junc_counts_layer': 'splicing'})")
+            raise ValueError(
+                "modalities must name the splicing modality (e.g. {'junc_counts_layer': 'splicing'})"
+            )
         spl_mod = next(modalities[a] for a in _SPLICING_LAYER_ARGS if modalities.get(a))
         if spl_mod not in mdata.mod:
-            raise ValueError(f"splicing modality {spl_mod!r} not in the MuData (modalities: {list(mdata.mod)})")
+            raise ValueError(
+                f"splicing modality {spl_mod!r} not in the MuData (modalities: {list(mdata.mod)})"
+            )
         modalities = dict(modalities)
         for arg in _SPLICING_LAYER_ARGS:
             modalities.setdefault(arg, spl_mod)
@@ -779,7 +797,11 @@ class SPLICEVI(
         _validate_splicing(spl, layers, where=f"mdata[{spl_mod!r}]")
         junction_event_codes(spl.var, where=f"mdata[{spl_mod!r}].var")
         if rna_mod is not None:
-            check_values(get_matrix(mdata.mod[rna_mod], rna_layer, f"mdata[{rna_mod!r}]"), rna_layer or "X", counts=True)
+            check_values(
+                get_matrix(mdata.mod[rna_mod], rna_layer, f"mdata[{rna_mod!r}]"),
+                rna_layer or "X",
+                counts=True,
+            )
 
         # Only the arguments are saved with the model (locals such as the AnnData must not be).
         setup_method_args = cls._get_setup_method_args(
@@ -799,26 +821,40 @@ class SPLICEVI(
         )
         modalities = cls._create_modalities_attr_dict(modalities, setup_method_args)
         mdata.obs["_indices"] = np.arange(mdata.n_obs)
-        batch_field = fields.MuDataCategoricalObsField(REGISTRY_KEYS.BATCH_KEY, batch_key, mod_key=modalities.batch_key)
+        batch_field = fields.MuDataCategoricalObsField(
+            REGISTRY_KEYS.BATCH_KEY, batch_key, mod_key=modalities.batch_key
+        )
         mudata_fields = [
             batch_field,
             fields.MuDataCategoricalObsField(REGISTRY_KEYS.LABELS_KEY, None, mod_key=None),
-            fields.MuDataNumericalObsField(REGISTRY_KEYS.SIZE_FACTOR_KEY, size_factor_key, mod_key=None, required=False),
+            fields.MuDataNumericalObsField(
+                REGISTRY_KEYS.SIZE_FACTOR_KEY, size_factor_key, mod_key=None, required=False
+            ),
             fields.MuDataCategoricalJointObsField(
-                REGISTRY_KEYS.CAT_COVS_KEY, categorical_covariate_keys, mod_key=modalities.categorical_covariate_keys
+                REGISTRY_KEYS.CAT_COVS_KEY,
+                categorical_covariate_keys,
+                mod_key=modalities.categorical_covariate_keys,
             ),
             fields.MuDataNumericalJointObsField(
-                REGISTRY_KEYS.CONT_COVS_KEY, continuous_covariate_keys, mod_key=modalities.continuous_covariate_keys
+                REGISTRY_KEYS.CONT_COVS_KEY,
+                continuous_covariate_keys,
+                mod_key=modalities.continuous_covariate_keys,
             ),
-            fields.MuDataNumericalObsField(REGISTRY_KEYS.INDICES_KEY, "_indices", mod_key=modalities.idx_layer, required=False),
+            fields.MuDataNumericalObsField(
+                REGISTRY_KEYS.INDICES_KEY, "_indices", mod_key=modalities.idx_layer, required=False
+            ),
         ]
         if rna_mod is not None:
             mudata_fields.append(
-                fields.MuDataLayerField(REGISTRY_KEYS.X_KEY, rna_layer, mod_key=rna_mod, is_count_data=True, mod_required=True)
+                fields.MuDataLayerField(
+                    REGISTRY_KEYS.X_KEY, rna_layer, mod_key=rna_mod, is_count_data=True, mod_required=True
+                )
             )
         for key, layer in _registered_layers(layers).items():
             mudata_fields.append(
-                fields.MuDataLayerField(key, layer, mod_key=spl_mod, is_count_data=key in _COUNT_KEYS, mod_required=True)
+                fields.MuDataLayerField(
+                    key, layer, mod_key=spl_mod, is_count_data=key in _COUNT_KEYS, mod_required=True
+                )
             )
         adata_manager = AnnDataManager(fields=mudata_fields, setup_method_args=setup_method_args)
         adata_manager.register_fields(mdata, **_transfer_kwargs("setup_mudata", kwargs))
@@ -946,7 +982,11 @@ def _transfer_kwargs(method: str, kwargs: dict) -> dict:
 _COUNT_KEYS = (JUNCTION_COUNTS_KEY, ATSE_COUNTS_KEY)
 
 #: Data-contract layer name of each field (see :mod:`splicevi.data.layers`); the mask is used only when named.
-_DEFAULT_LAYERS = {JUNCTION_COUNTS_KEY: JUNCTION_COUNTS, ATSE_COUNTS_KEY: ATSE_COUNTS, JUNCTION_RATIO_KEY: JUNCTION_RATIO}
+_DEFAULT_LAYERS = {
+    JUNCTION_COUNTS_KEY: JUNCTION_COUNTS,
+    ATSE_COUNTS_KEY: ATSE_COUNTS,
+    JUNCTION_RATIO_KEY: JUNCTION_RATIO,
+}
 
 
 def _resolve_splicing_layers(adata: AnnData, layers: dict[str, str | None]) -> dict[str, str | None]:

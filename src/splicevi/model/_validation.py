@@ -39,7 +39,9 @@ def check_values(matrix, name: str, counts: bool) -> None:
         return
     if not np.all(np.isfinite(values)):
         n_bad = int((~np.isfinite(values)).sum())
-        raise ValueError(f"layer {name!r} has {n_bad} NaN/inf value(s); replace them (missing is 0 / unobserved).")
+        raise ValueError(
+            f"layer {name!r} has {n_bad} NaN/inf value(s); replace them (missing is 0 / unobserved)."
+        )
     if values.min() < 0:
         raise ValueError(
             f"layer {name!r} has negative values (min {values.min():g}); read counts must be ≥ 0. "

@@ -112,12 +112,18 @@ class SPLICEVAE(BaseModuleClass):
     ):
         super().__init__()
         check_options(
-            splicing_encoder_weighting=splicing_encoder_weighting, dm_concentration=dm_concentration,
-            gene_likelihood=gene_likelihood, gene_dispersion=gene_dispersion, modality_penalty=modality_penalty,
-            modality_weights=modality_weights, splicing_encoder_architecture=splicing_encoder_architecture,
+            splicing_encoder_weighting=splicing_encoder_weighting,
+            dm_concentration=dm_concentration,
+            gene_likelihood=gene_likelihood,
+            gene_dispersion=gene_dispersion,
+            modality_penalty=modality_penalty,
+            modality_weights=modality_weights,
+            splicing_encoder_architecture=splicing_encoder_architecture,
             splicing_decoder_architecture=splicing_decoder_architecture,
-            expression_architecture=expression_architecture, latent_distribution=latent_distribution,
-            use_batch_norm=use_batch_norm, use_layer_norm=use_layer_norm,
+            expression_architecture=expression_architecture,
+            latent_distribution=latent_distribution,
+            use_batch_norm=use_batch_norm,
+            use_layer_norm=use_layer_norm,
         )
         self.likelihood = splicing_likelihood(splicing_loss_type)
         codes = torch.as_tensor(np.asarray(junction_event_codes), dtype=torch.long)
@@ -129,8 +135,10 @@ class SPLICEVAE(BaseModuleClass):
         self.n_input_junctions = int(n_input_junctions)
         self.splicing_offset = int(splicing_offset)
         self.n_batch = n_batch
-        self.n_hidden = int(n_hidden) if n_hidden is not None else int(
-            np.clip(np.sqrt(n_input_genes + n_input_junctions), 64, 256)
+        self.n_hidden = (
+            int(n_hidden)
+            if n_hidden is not None
+            else int(np.clip(np.sqrt(n_input_genes + n_input_junctions), 64, 256))
         )
         self.n_latent = int(n_latent) if n_latent is not None else 30
         self.latent_distribution = latent_distribution
@@ -143,12 +151,18 @@ class SPLICEVAE(BaseModuleClass):
         self.encode_covariates = encode_covariates
         self.use_size_factor_key = use_size_factor_key
         if splicing_weight_prior_sd is not None and splicing_weight_prior_sd <= 0:
-            raise ValueError(f"splicing_weight_prior_sd must be positive or None, got {splicing_weight_prior_sd}")
+            raise ValueError(
+                f"splicing_weight_prior_sd must be positive or None, got {splicing_weight_prior_sd}"
+            )
         self.splicing_weight_prior_sd = splicing_weight_prior_sd
         if not splicing_reconstruction_weight > 0:
-            raise ValueError(f"splicing_reconstruction_weight must be positive, got {splicing_reconstruction_weight}")
+            raise ValueError(
+                f"splicing_reconstruction_weight must be positive, got {splicing_reconstruction_weight}"
+            )
         # A buffer: SPLICEVI may resolve it from the data ("balanced"), and a saved module keeps it.
-        self.register_buffer("splicing_reconstruction_weight", torch.tensor(float(splicing_reconstruction_weight)))
+        self.register_buffer(
+            "splicing_reconstruction_weight", torch.tensor(float(splicing_reconstruction_weight))
+        )
         self.n_obs = max(int(n_obs), 1)
 
         # Junction -> ATSE map and its CSR inverse (ATSE -> junctions), saved with the module.
@@ -157,7 +171,9 @@ class SPLICEVAE(BaseModuleClass):
         order = torch.argsort(codes, stable=True)
         sizes = torch.bincount(codes, minlength=n_events)
         self.register_buffer("junc2atse", codes)
-        self.register_buffer("atse_ptr", torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(sizes, 0)]))
+        self.register_buffer(
+            "atse_ptr", torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(sizes, 0)])
+        )
         self.register_buffer("atse_junctions", order)
         # Per-junction centre of PSI (mean over the cells observing it): both splicing encoders see
         # PSI minus this centre, so an unobserved entry and one at its usual value both read as 0.
@@ -276,7 +292,9 @@ class SPLICEVAE(BaseModuleClass):
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # Models saved before encoder weights existed read every junction with weight 1.
-        state_dict.setdefault(prefix + "encoder_junction_weight", torch.ones_like(self.encoder_junction_weight))
+        state_dict.setdefault(
+            prefix + "encoder_junction_weight", torch.ones_like(self.encoder_junction_weight)
+        )
         # Models saved before the splicing reconstruction weight existed weigh it 1.
         state_dict.setdefault(prefix + "splicing_reconstruction_weight", torch.ones(()))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
@@ -354,7 +372,9 @@ class SPLICEVAE(BaseModuleClass):
         obs = self.observed(junction_counts, atse_counts, psi_mask, junction_ratio)
         n_cells = batch_index.shape[0]
         device = batch_index.device
-        categorical_input = torch.split(cat_covs, 1, dim=1) if (cat_covs is not None and self.encode_covariates) else ()
+        categorical_input = (
+            torch.split(cat_covs, 1, dim=1) if (cat_covs is not None and self.encode_covariates) else ()
+        )
         enc_cats = (batch_index, *categorical_input) if self.encode_covariates else ()
         cont_in = cont_covs if (cont_covs is not None and self.encode_covariates) else None
 
@@ -463,9 +483,13 @@ class SPLICEVAE(BaseModuleClass):
             ATSE reads ``n`` of each stored entry of ``centred`` (needed with
             ``splicing_encoder_weighting="reads"``).
         """
-        self.psi_center.copy_(torch.as_tensor(np.asarray(center), dtype=torch.float32, device=self.psi_center.device))
+        self.psi_center.copy_(
+            torch.as_tensor(np.asarray(center), dtype=torch.float32, device=self.psi_center.device)
+        )
         if junction_weight is not None:
-            self.encoder_junction_weight.copy_(torch.as_tensor(np.asarray(junction_weight), dtype=torch.float32))
+            self.encoder_junction_weight.copy_(
+                torch.as_tensor(np.asarray(junction_weight), dtype=torch.float32)
+            )
         row_weight = None
         if self.splicing_encoder_selection or self.splicing_encoder_weighting != "none":
             # The SVD sees what the encoder pools: weighted entries, mean over the cell's weight.
@@ -527,7 +551,11 @@ class SPLICEVAE(BaseModuleClass):
             outputs.update(px_scale=px_scale, px_r=torch.exp(px_r), px_rate=px_rate, px_dropout=px_dropout)
         if observed is not None and decoder_input.dim() == 2:
             logits = self.z_decoder_splicing.logits_at(
-                decoder_input, observed.rows, observed.cols, batch_index, *categorical_input,
+                decoder_input,
+                observed.rows,
+                observed.cols,
+                batch_index,
+                *categorical_input,
                 layout=observed.layout(),
             )
             outputs["splicing_logits"] = logits
@@ -562,7 +590,9 @@ class SPLICEVAE(BaseModuleClass):
         categorical_input = torch.split(cat_covs, 1, dim=1) if cat_covs is not None else ()
         decoder_input = self._decoder_input(z, cont_covs)
         if not self.likelihood.within_atse:
-            logits = self.z_decoder_splicing.dense_logits(decoder_input, batch_index, *categorical_input, cols=junction_idx)
+            logits = self.z_decoder_splicing.dense_logits(
+                decoder_input, batch_index, *categorical_input, cols=junction_idx
+            )
             return self.likelihood.psi(logits, None, self.n_events)
         if junction_idx is None:
             cols = torch.arange(self.n_input_junctions, device=z.device)
@@ -570,7 +600,9 @@ class SPLICEVAE(BaseModuleClass):
             # All junctions of the requested junctions' ATSEs (ascending), for the within-ATSE softmax.
             events = torch.unique(self.junc2atse[junction_idx])
             cols = torch.nonzero(torch.isin(self.junc2atse, events)).view(-1)
-        logits = self.z_decoder_splicing.dense_logits(decoder_input, batch_index, *categorical_input, cols=cols)
+        logits = self.z_decoder_splicing.dense_logits(
+            decoder_input, batch_index, *categorical_input, cols=cols
+        )
         psi = self.likelihood.psi(logits, self.junc2atse[cols], self.n_events)
         if junction_idx is None:
             return psi

@@ -78,7 +78,10 @@ class EntryLayout:
         if self.rows.numel() == 0:
             return a.new_zeros(0)
         pattern = torch.sparse_csr_tensor(
-            self.crow, self.cols, a.new_zeros(self.cols.shape[0]), (self.n_rows, self.n_cols),
+            self.crow,
+            self.cols,
+            a.new_zeros(self.cols.shape[0]),
+            (self.n_rows, self.n_cols),
             check_invariants=False,
         )
         return torch.sparse.sampled_addmm(pattern, a, b.T, beta=0.0).values()

@@ -5,7 +5,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-MODALITY_WEIGHTS = ("equal", "universal", "cell", "concatenate", "per_dimension_weighted_average", "precision")
+MODALITY_WEIGHTS = (
+    "equal",
+    "universal",
+    "cell",
+    "concatenate",
+    "per_dimension_weighted_average",
+    "precision",
+)
 
 
 class ModalityMixer(nn.Module):
@@ -84,8 +91,13 @@ class ModalityMixer(nn.Module):
             mu = (precision * torch.stack(means, dim=1)).sum(1) / total
             return mu, 1.0 / total
         if self.mode == "concatenate":
-            mu = [torch.where(m[:, None], mu_m, torch.zeros_like(mu_m)) for mu_m, m in zip(means, masks, strict=True)]
-            var = [torch.where(m[:, None], v, torch.ones_like(v)) for v, m in zip(variances, masks, strict=True)]
+            mu = [
+                torch.where(m[:, None], mu_m, torch.zeros_like(mu_m))
+                for mu_m, m in zip(means, masks, strict=True)
+            ]
+            var = [
+                torch.where(m[:, None], v, torch.ones_like(v)) for v, m in zip(variances, masks, strict=True)
+            ]
             return torch.cat(mu, dim=-1), torch.cat(var, dim=-1)
         mask = torch.stack(masks, dim=1)
         w = self.weights(mask, cell_idx)

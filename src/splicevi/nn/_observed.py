@@ -86,7 +86,9 @@ class ObservedEntries:
         """The groups ordered by their total ``n``, largest first (``None``: not whole numbers)."""
         if self._totals_order is None:
             # Sums of whole counts are whole: no need to check them again.
-            self._totals_order = count_order(self.group_totals(), whole=self.reads_by_count() is not None) or False
+            self._totals_order = (
+                count_order(self.group_totals(), whole=self.reads_by_count() is not None) or False
+            )
         return self._totals_order or None
 
     def layout(self) -> EntryLayout | None:
@@ -128,9 +130,7 @@ def stored_entries(x: torch.Tensor, offset: int = 0) -> tuple[torch.Tensor, torc
     """
     if x.layout == torch.sparse_csr:
         crow = x.crow_indices()
-        rows = torch.repeat_interleave(
-            torch.arange(x.shape[0], device=x.device), crow[1:] - crow[:-1]
-        )
+        rows = torch.repeat_interleave(torch.arange(x.shape[0], device=x.device), crow[1:] - crow[:-1])
         cols, vals = x.col_indices(), x.values()
     elif x.layout == torch.sparse_coo:
         x = x.coalesce()
@@ -184,12 +184,15 @@ def _take(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return values.index_select(0, index)
 
 
-def _slot_in_event(junc2atse: torch.Tensor, atse_ptr: torch.Tensor, atse_junctions: torch.Tensor) -> torch.Tensor:
+def _slot_in_event(
+    junc2atse: torch.Tensor, atse_ptr: torch.Tensor, atse_junctions: torch.Tensor
+) -> torch.Tensor:
     """Position of each junction in its ATSE's junction list (``atse_junctions[atse_ptr[e]:]``)."""
     slot = torch.empty_like(atse_junctions)
-    slot[atse_junctions] = torch.arange(atse_junctions.shape[0], device=atse_junctions.device) - atse_ptr[
-        junc2atse[atse_junctions]
-    ]
+    slot[atse_junctions] = (
+        torch.arange(atse_junctions.shape[0], device=atse_junctions.device)
+        - atse_ptr[junc2atse[atse_junctions]]
+    )
     return slot
 
 
@@ -255,8 +258,17 @@ def observed_entries(
         if dest.numel() > 1 and not bool((dest[1:] > dest[:-1]).all()):
             dest = torch.sort(dest).values
         return ObservedEntries(
-            rows=rows, cols=cols, k=k, n=n, group=group, group_row=group_row, group_event=group_event,
-            n_cells=n_cells, n_junctions=n_junctions, _group_n=totals, _nonzero=dest,
+            rows=rows,
+            cols=cols,
+            k=k,
+            n=n,
+            group=group,
+            group_row=group_row,
+            group_event=group_event,
+            n_cells=n_cells,
+            n_junctions=n_junctions,
+            _group_n=totals,
+            _nonzero=dest,
             _group_sizes=sizes,
         )
     else:

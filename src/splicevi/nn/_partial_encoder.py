@@ -149,7 +149,9 @@ class PartialEncoder(nn.Module):
             return
         # TruncatedSVD(n_comp, random_state=seed).fit(centred).components_, without the explained
         # variance it also computes (a full copy of the matrix: the largest allocation at set-up).
-        u, _, vt = randomized_svd(centred, n_comp, n_oversamples=10, n_iter=5, random_state=seed, flip_sign=False)
+        u, _, vt = randomized_svd(
+            centred, n_comp, n_oversamples=10, n_iter=5, random_state=seed, flip_sign=False
+        )
         _, components = svd_flip(u, vt, u_based_decision=False)
         emb = self.feature_embedding.detach().cpu().numpy().copy()
         # Random directions beyond the rank of the data; the singular vectors scaled so that each
@@ -172,7 +174,9 @@ class PartialEncoder(nn.Module):
         """Map a Gaussian sample to the latent space (identity or softmax for ``ln``)."""
         return torch.softmax(z, dim=-1) if self.distribution == "ln" else z
 
-    def pool(self, obs: ObservedEntries, centred: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    def pool(
+        self, obs: ObservedEntries, centred: torch.Tensor, weight: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Pooled per-cell code and ``log1p`` of its number of entries (cells without entries: zeros).
 
         ``centred`` is the centred PSI of each observed entry (aligned with ``obs.rows``). With
@@ -196,14 +200,20 @@ class PartialEncoder(nn.Module):
             for start in range(0, n_entries, max(chunk, 1)):
                 stop = min(start + chunk, n_entries)
                 pooled = pooled + entry_matmul(
-                    None, obs.rows[start:stop], obs.cols[start:stop], centred[start:stop],
-                    self.feature_embedding, obs.n_cells,
+                    None,
+                    obs.rows[start:stop],
+                    obs.cols[start:stop],
+                    centred[start:stop],
+                    self.feature_embedding,
+                    obs.n_cells,
                 )
             counts = torch.zeros(obs.n_cells, device=device).index_add_(
                 0, obs.rows, torch.ones_like(obs.k, device=device)
             )
         if weight is not None:
-            counts = torch.zeros(obs.n_cells, device=device, dtype=pooled.dtype).index_add_(0, obs.rows, weight)
+            counts = torch.zeros(obs.n_cells, device=device, dtype=pooled.dtype).index_add_(
+                0, obs.rows, weight
+            )
         if self.pool_mode == "mean":
             pooled = pooled / counts.clamp_min(1.0)[:, None]
         return torch.cat([pooled, torch.log1p(counts)[:, None]], dim=-1)

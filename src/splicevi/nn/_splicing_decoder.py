@@ -47,7 +47,9 @@ class SplicingDecoder(nn.Module):
     ):
         super().__init__()
         if architecture not in ("linear", "vanilla"):
-            raise ValueError(f"splicing_decoder_architecture must be 'linear' or 'vanilla', got {architecture!r}")
+            raise ValueError(
+                f"splicing_decoder_architecture must be 'linear' or 'vanilla', got {architecture!r}"
+            )
         self.architecture = architecture
         self.cat_sizes = list(n_cat_list or [])
         if architecture == "vanilla":

@@ -56,7 +56,9 @@ def observed_matrix(mdata) -> tuple[sp.csr_matrix, pd.Index]:
 
     spl = mdata["splicing"]
     codes, categories = event_codes(spl.var[EVENT_ID_COLUMN].astype(str))
-    return observed_atses(spl.layers[JUNCTION_COUNTS], codes), pd.Index(categories.astype(str), name=EVENT_ID_COLUMN)
+    return observed_atses(spl.layers[JUNCTION_COUNTS], codes), pd.Index(
+        categories.astype(str), name=EVENT_ID_COLUMN
+    )
 
 
 def observing_cells(mdata, masks: dict[str, np.ndarray], observed=None) -> pd.DataFrame:
@@ -101,7 +103,11 @@ def well_observed(mdata, table: pd.DataFrame, min_cells: int, id_col: str = EVEN
     keep = np.zeros(len(table), dtype=bool)
     observed = observed_matrix(mdata)
     sides = ["groupby", "group1", "group2"]
-    groups = table.groupby(sides, sort=False, dropna=False).indices if set(sides) <= set(table.columns) else {None: None}
+    groups = (
+        table.groupby(sides, sort=False, dropna=False).indices
+        if set(sides) <= set(table.columns)
+        else {None: None}
+    )
     for key, rows in groups.items():
         rows = np.arange(len(table)) if rows is None else rows
         if key is None:
@@ -112,12 +118,16 @@ def well_observed(mdata, table: pd.DataFrame, min_cells: int, id_col: str = EVEN
             masks = {"group1": m1, "group2": m2}
         counts = observing_cells(mdata, masks, observed).reindex(events[rows])
         if counts.isna().any().any():
-            raise ValueError(f"event '{events[rows][counts.isna().any(axis=1).to_numpy()][0]}' not in the data")
+            raise ValueError(
+                f"event '{events[rows][counts.isna().any(axis=1).to_numpy()][0]}' not in the data"
+            )
         keep[rows] = (counts.to_numpy() >= min_cells).all(axis=1)
     return table[keep]
 
 
-def pooled_counts(mdata, junctions: Sequence[str], masks: dict[str, np.ndarray]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def pooled_counts(
+    mdata, junctions: Sequence[str], masks: dict[str, np.ndarray]
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Pooled junction reads, ATSE reads and number of observing cells, per junction and group of cells.
 
     Returns

@@ -43,15 +43,18 @@ def arcs(mdata, event_id: str, groupby: str = "leiden", groups: Sequence[str] | 
     if unknown:
         raise ValueError(f"group(s) {unknown} of '{groupby}' have no cells")
     masks = {g: (labels == g).to_numpy() for g in groups}
-    fig, axes = plt.subplots(len(groups), 1, figsize=(8.5, 1.9 * len(groups) + 0.4), sharex=True, squeeze=False)
+    fig, axes = plt.subplots(
+        len(groups), 1, figsize=(8.5, 1.9 * len(groups) + 0.4), sharex=True, squeeze=False
+    )
     draw_event(list(axes[:, 0]), mdata, event_id, masks, exons=_exons(mdata, [event_id], gtf))
     fig.suptitle(event_title(mdata, event_id), fontsize="medium")
     fig.tight_layout()
     return fig
 
 
-def top_event_arcs(mdata, table: pd.DataFrame, n_top: int = 2, min_cells: int = 10, max_rows: int = MAX_ROWS,
-                   gtf=None):
+def top_event_arcs(
+    mdata, table: pd.DataFrame, n_top: int = 2, min_cells: int = 10, max_rows: int = MAX_ROWS, gtf=None
+):
     """Arc plots of the top differential ATSEs of each contrast: one row per event, its two groups side by side.
 
     Parameters
@@ -128,11 +131,15 @@ def event_title(mdata, event_id: str) -> str:
     var = mdata["splicing"].var
     coords = junction_coordinates(var.loc[event_junctions(mdata, event_id)])
     gene = [g for g in coords["gene_name"].dropna().astype(str).unique() if g.strip()]
-    where = f"{coords['chrom'].iloc[0]}:{coords['start'].min()}-{coords['end'].max()}({coords['strand'].iloc[0]})"
+    where = (
+        f"{coords['chrom'].iloc[0]}:{coords['start'].min()}-{coords['end'].max()}({coords['strand'].iloc[0]})"
+    )
     return f"{event_id}" + (f" ({','.join(gene)})" if len(gene) else "") + f" {where}"
 
 
-def _place_labels(xs: np.ndarray, ys: np.ndarray, sides: np.ndarray, width: float, height: float) -> np.ndarray:
+def _place_labels(
+    xs: np.ndarray, ys: np.ndarray, sides: np.ndarray, width: float, height: float
+) -> np.ndarray:
     """Label heights so no two label boxes (``width`` × ``height``, data units) overlap.
 
     Labels start at their arc's apex and are pushed away from the axis line (up above it, down below
@@ -154,12 +161,33 @@ def draw_exons(ax, exons: pd.DataFrame, y: float = -1.0, height: float = 0.14) -
     from matplotlib.patches import Rectangle
 
     for start, end in exons[["start", "end"]].drop_duplicates().itertuples(index=False):
-        ax.add_patch(Rectangle((start - 1, y - height / 2), end - start + 1, height, fc="0.6", ec="0.35", lw=0.4,
-                               alpha=0.6, zorder=1))
-    ax.text(0.0, y, "GTF exons ", transform=ax.get_yaxis_transform(), ha="right", va="center", fontsize=5.5, color="0.35")
+        ax.add_patch(
+            Rectangle(
+                (start - 1, y - height / 2),
+                end - start + 1,
+                height,
+                fc="0.6",
+                ec="0.35",
+                lw=0.4,
+                alpha=0.6,
+                zorder=1,
+            )
+        )
+    ax.text(
+        0.0,
+        y,
+        "GTF exons ",
+        transform=ax.get_yaxis_transform(),
+        ha="right",
+        va="center",
+        fontsize=5.5,
+        color="0.35",
+    )
 
 
-def draw_event(axes, mdata, event_id: str, masks: dict[str, np.ndarray], exons: pd.DataFrame | None = None) -> pd.DataFrame:
+def draw_event(
+    axes, mdata, event_id: str, masks: dict[str, np.ndarray], exons: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Draw the junctions of one ATSE in each group (one axis per entry of ``masks``).
 
     Each junction has its own colour (the same in every panel) and a number; the legend of each panel
@@ -198,19 +226,46 @@ def draw_event(axes, mdata, event_id: str, masks: dict[str, np.ndarray], exons: 
             reads = float(k.at[j, group])
             psi = reads / n.at[j, group] if n.at[j, group] > 0 else np.nan
             colour = colours[i % len(colours)]
-            ax.plot((s + e) / 2 + (e - s) / 2 * np.cos(t), heights[i] * np.sin(t), color=colour,
-                    lw=0.4 + 6.0 * reads / kmax, alpha=0.85, solid_capstyle="butt", zorder=3)
-            ax.text(mids[i], label_y[i], str(i + 1), ha="center", va="center", fontsize=6.5, color=colour,
-                    fontweight="bold", bbox=dict(boxstyle="round,pad=0.12", fc="white", ec=colour, lw=0.5), zorder=4)
+            ax.plot(
+                (s + e) / 2 + (e - s) / 2 * np.cos(t),
+                heights[i] * np.sin(t),
+                color=colour,
+                lw=0.4 + 6.0 * reads / kmax,
+                alpha=0.85,
+                solid_capstyle="butt",
+                zorder=3,
+            )
+            ax.text(
+                mids[i],
+                label_y[i],
+                str(i + 1),
+                ha="center",
+                va="center",
+                fontsize=6.5,
+                color=colour,
+                fontweight="bold",
+                bbox=dict(boxstyle="round,pad=0.12", fc="white", ec=colour, lw=0.5),
+                zorder=4,
+            )
             value = f"{int(reads)} reads ({psi:.0%})" if np.isfinite(psi) else "0 reads (unobserved)"
             handles.append(Line2D([], [], color=colour, lw=2, label=f"{i + 1}: {j}  {value}"))
         if track:
             draw_exons(ax, exons, y=-span + 0.12)
         n_cells = int(masks[group].sum())
         n_obs = int(cells[group].max())
-        ax.set_title(f"{group}: {n_obs} of {n_cells} cells observe it, {int(n[group].max())} ATSE reads", fontsize="small")
-        ax.legend(handles=handles, fontsize=5.5, frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5),
-                  title="junction: pooled reads (PSI)", title_fontsize=5.5)
+        ax.set_title(
+            f"{group}: {n_obs} of {n_cells} cells observe it, {int(n[group].max())} ATSE reads",
+            fontsize="small",
+        )
+        ax.legend(
+            handles=handles,
+            fontsize=5.5,
+            frameon=False,
+            loc="center left",
+            bbox_to_anchor=(1.0, 0.5),
+            title="junction: pooled reads (PSI)",
+            title_fontsize=5.5,
+        )
         ax.set_xlim(lo - pad, hi + pad)
         ax.set_ylim(-span - (0.1 if track else 0), span)
         ax.set_yticks([])
@@ -218,5 +273,7 @@ def draw_event(axes, mdata, event_id: str, masks: dict[str, np.ndarray], exons: 
             ax.spines[spine].set_visible(False)
         ax.ticklabel_format(axis="x", style="plain", useOffset=False)
         ax.tick_params(axis="x", labelsize=6)
-    axes[-1].set_xlabel(f"{coords['chrom'].iloc[0]} position (arc width: pooled junction reads)", fontsize="small")
+    axes[-1].set_xlabel(
+        f"{coords['chrom'].iloc[0]} position (arc width: pooled junction reads)", fontsize="small"
+    )
     return k

@@ -47,8 +47,11 @@ def umap(cells, color: Sequence[str], basis: tuple[str, str] = ("umap1", "umap2"
             keys += [q for q in QC_COLUMNS if q in cells.columns]
         elif c == "annotations":
             keys += [
-                a for a in cells.columns
-                if a not in keys and a not in ("leiden", *basis) and ":" not in str(a)
+                a
+                for a in cells.columns
+                if a not in keys
+                and a not in ("leiden", *basis)
+                and ":" not in str(a)
                 and (cells[a].dtype == object or isinstance(cells[a].dtype, pd.CategoricalDtype))
                 and 2 <= cells[a].nunique() <= 50
             ]
@@ -70,11 +73,17 @@ def umap(cells, color: Sequence[str], basis: tuple[str, str] = ("umap1", "umap2"
             colors = categorical_colors(len(levels))
             for level, col in zip(levels, colors, strict=True):
                 m = (labels == level).to_numpy()
-                ax.scatter(x[m], y[m], s=size, color=col, label=f"{level} ({m.sum()})", linewidths=0, rasterized=True)
+                ax.scatter(
+                    x[m], y[m], s=size, color=col, label=f"{level} ({m.sum()})", linewidths=0, rasterized=True
+                )
             if len(levels) <= max_categories:
                 ax.legend(
-                    frameon=False, fontsize="small", markerscale=max(1.0, 12 / size), loc="center left",
-                    bbox_to_anchor=(1.0, 0.5), ncols=1 if len(levels) <= 15 else 2,
+                    frameon=False,
+                    fontsize="small",
+                    markerscale=max(1.0, 12 / size),
+                    loc="center left",
+                    bbox_to_anchor=(1.0, 0.5),
+                    ncols=1 if len(levels) <= 15 else 2,
                 )
         else:
             v = values.to_numpy(dtype=float)
@@ -82,7 +91,9 @@ def umap(cells, color: Sequence[str], basis: tuple[str, str] = ("umap1", "umap2"
             if key in _COUNT_LIKE:
                 v, label = np.log10(1 + v), f"log10(1 + {key})"
             order = np.argsort(np.nan_to_num(v, nan=-np.inf))
-            sc = ax.scatter(x[order], y[order], c=v[order], s=size, cmap="viridis", linewidths=0, rasterized=True)
+            sc = ax.scatter(
+                x[order], y[order], c=v[order], s=size, cmap="viridis", linewidths=0, rasterized=True
+            )
             fig.colorbar(sc, ax=ax, label=label, shrink=0.8)
         ax.set_title(key)
         ax.set_xticks([])
@@ -138,14 +149,32 @@ def umap_psi(mdata, junctions: Sequence[str], basis: str = "X_umap", max_panels:
         nj = n[:, i].toarray().ravel()
         seen = nj > 0
         psi = kj[seen] / nj[seen]
-        ax.scatter(xy[~seen, 0], xy[~seen, 1], s=size * 0.5, color="0.85", linewidths=0, rasterized=True,
-                   label=f"not observed ({(~seen).sum()})")
+        ax.scatter(
+            xy[~seen, 0],
+            xy[~seen, 1],
+            s=size * 0.5,
+            color="0.85",
+            linewidths=0,
+            rasterized=True,
+            label=f"not observed ({(~seen).sum()})",
+        )
         order = np.argsort(psi, kind="stable")
-        sc = ax.scatter(xy[seen, 0][order], xy[seen, 1][order], c=psi[order], s=size, cmap="viridis", vmin=0, vmax=1,
-                        linewidths=0, rasterized=True)
+        sc = ax.scatter(
+            xy[seen, 0][order],
+            xy[seen, 1][order],
+            c=psi[order],
+            s=size,
+            cmap="viridis",
+            vmin=0,
+            vmax=1,
+            linewidths=0,
+            rasterized=True,
+        )
         gene = var.at[j, "gene_name"] if "gene_name" in var.columns else None
-        ax.set_title(f"{gene + ' ' if isinstance(gene, str) else ''}{j}\nobserved in {seen.sum()} of {seen.size} cells",
-                     fontsize="small")
+        ax.set_title(
+            f"{gene + ' ' if isinstance(gene, str) else ''}{j}\nobserved in {seen.sum()} of {seen.size} cells",
+            fontsize="small",
+        )
         ax.legend(frameon=False, fontsize="x-small", loc="best", markerscale=2)
         ax.set_xticks([])
         ax.set_yticks([])
@@ -165,5 +194,7 @@ def top_junctions_umap(mdata, table: pd.DataFrame, n_top: int = 1, min_cells: in
         return empty_figure("no differential splicing results")
     table = well_observed(mdata, table, min_cells, id_col="junction_id")
     if table.empty:
-        return empty_figure(f"no differential junction whose ATSE is observed in ≥ {min_cells} cells per group")
+        return empty_figure(
+            f"no differential junction whose ATSE is observed in ≥ {min_cells} cells per group"
+        )
     return umap_psi(mdata, top_per_contrast(table, "junction_id", n_top)[:max_panels], max_panels=max_panels)

@@ -57,20 +57,31 @@ def top_events_psi(mdata, table: pd.DataFrame, groupby: str = "leiden", n_top: i
         return empty_figure("no differential splicing results")
     table = well_observed(mdata, table, min_cells, id_col="junction_id")
     if table.empty:
-        return empty_figure(f"no differential junction whose ATSE is observed in ≥ {min_cells} cells per group")
+        return empty_figure(
+            f"no differential junction whose ATSE is observed in ≥ {min_cells} cells per group"
+        )
     junctions = top_per_contrast(table, "junction_id", n_top)
     psi, frac = group_psi(mdata, junctions, groupby)
     names = table.drop_duplicates("junction_id").set_index("junction_id")
     labels = [
-        f"{names.at[j, 'gene_name']} {j}" if "gene_name" in names.columns and pd.notna(names.at[j, "gene_name"]) else j
+        f"{names.at[j, 'gene_name']} {j}"
+        if "gene_name" in names.columns and pd.notna(names.at[j, "gene_name"])
+        else j
         for j in psi.index
     ]
     n_rows, n_cols = psi.shape
     fig, ax = plt.subplots(figsize=(1.6 + 0.45 * n_cols + 2.5, 0.8 + 0.28 * n_rows))
     yy, xx = np.meshgrid(np.arange(n_rows), np.arange(n_cols), indexing="ij")
     sc = ax.scatter(
-        xx.ravel(), yy.ravel(), c=psi.to_numpy().ravel(), s=20 + 180 * frac.to_numpy().ravel(),
-        cmap="viridis", vmin=0, vmax=1, edgecolors="0.3", linewidths=0.3,
+        xx.ravel(),
+        yy.ravel(),
+        c=psi.to_numpy().ravel(),
+        s=20 + 180 * frac.to_numpy().ravel(),
+        cmap="viridis",
+        vmin=0,
+        vmax=1,
+        edgecolors="0.3",
+        linewidths=0.3,
     )
     ax.set_xticks(range(n_cols), psi.columns, rotation=90 if n_cols > 12 else 0)
     ax.set_yticks(range(n_rows), labels, fontsize=7)
@@ -80,8 +91,16 @@ def top_events_psi(mdata, table: pd.DataFrame, groupby: str = "leiden", n_top: i
     fig.colorbar(sc, ax=ax, label="mean observed PSI", shrink=0.6)
     for f in (0.1, 0.5, 1.0):
         ax.scatter([], [], s=20 + 180 * f, color="0.7", label=f"{f:.0%}")
-    ax.legend(title="cells observed", frameon=False, fontsize="x-small", loc="upper left", bbox_to_anchor=(1.25, 1.0))
-    ax.set_title(f"Top {n_top} differential junctions per contrast: observed PSI by {groupby}", fontsize="medium")
+    ax.legend(
+        title="cells observed",
+        frameon=False,
+        fontsize="x-small",
+        loc="upper left",
+        bbox_to_anchor=(1.25, 1.0),
+    )
+    ax.set_title(
+        f"Top {n_top} differential junctions per contrast: observed PSI by {groupby}", fontsize="medium"
+    )
     fig.tight_layout()
     return fig
 

@@ -54,10 +54,16 @@ _STYLE = (
 
 def esc(value) -> str:
     """HTML-escape a user-provided value for the page (also braces and line breaks; see the module doc)."""
-    text = html.escape("" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value))
+    text = html.escape(
+        "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+    )
     return (
-        text.replace("{", "&#123;").replace("}", "&#125;").replace("\r", " ").replace("\n", " ")
-        .replace("`", "&#96;").replace("\\", "&#92;")
+        text.replace("{", "&#123;")
+        .replace("}", "&#125;")
+        .replace("\r", " ")
+        .replace("\n", " ")
+        .replace("`", "&#96;")
+        .replace("\\", "&#92;")
     )
 
 
@@ -80,11 +86,15 @@ def html_table(frame: pd.DataFrame, index: bool = True, caption: str | None = No
     head = "".join(f"<th>{c}</th>" for c in cols)
     rows = []
     for key, row in frame.iterrows():
-        cells = ([f"<th>{esc(key)}</th>"] if index else []) + [f"<td>{fmt(_py(v))}</td>" for v in row.to_numpy()]
+        cells = ([f"<th>{esc(key)}</th>"] if index else []) + [
+            f"<td>{fmt(_py(v))}</td>" for v in row.to_numpy()
+        ]
         rows.append("<tr>" + "".join(cells) + "</tr>")
     cap = f"<caption>{caption}</caption>" if caption else ""
     body = "\n".join(rows)  # a row a line: docutils refuses lines over 10,000 characters
-    return f'<table class="splicevi-table">{cap}<thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table>'
+    return (
+        f'<table class="splicevi-table">{cap}<thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table>'
+    )
 
 
 def _py(value):
@@ -127,8 +137,10 @@ def group_sizes(cells: pd.DataFrame, groupby: str, group1: str, group2: str) -> 
         return None, None
     labels = cells[groupby].astype("string")
     n1 = int((labels == str(group1)).sum())
-    n2 = int((labels.notna() & (labels != str(group1))).sum()) if group2 in (None, "rest") else int(
-        (labels == str(group2)).sum()
+    n2 = (
+        int((labels.notna() & (labels != str(group1))).sum())
+        if group2 in (None, "rest")
+        else int((labels == str(group2)).sum())
     )
     return n1, n2
 
@@ -143,7 +155,10 @@ def _subset_text(spec) -> str:
 
 
 def contrast_calls(
-    ds_junctions: pd.DataFrame, ds_events: pd.DataFrame, de: pd.DataFrame | None, cells: pd.DataFrame,
+    ds_junctions: pd.DataFrame,
+    ds_events: pd.DataFrame,
+    de: pd.DataFrame | None,
+    cells: pd.DataFrame,
     contrasts: Sequence[Mapping] = (),
 ) -> pd.DataFrame:
     """One row per contrast: the groups, their cells, the test used and the calls of each table.
@@ -191,8 +206,24 @@ def _called(table: pd.DataFrame, col: str) -> str:
 def top_events(ds_events: pd.DataFrame, n_top: int = N_TOP) -> pd.DataFrame:
     """The ``n_top`` best-ranked ATSEs of each contrast, with gene, place, ΔPSI and the evidence."""
     table = ds_events.sort_values(["contrast", "rank"]) if "rank" in ds_events.columns else ds_events
-    cols = [c for c in ("contrast", EVENT_ID_COLUMN, "gene_name", "chrom", "start", "end", "strand", "effect_size",
-                        "max_abs_dpsi", "qvalue", "proba_ds", "is_ds_fdr") if c in table.columns]
+    cols = [
+        c
+        for c in (
+            "contrast",
+            EVENT_ID_COLUMN,
+            "gene_name",
+            "chrom",
+            "start",
+            "end",
+            "strand",
+            "effect_size",
+            "max_abs_dpsi",
+            "qvalue",
+            "proba_ds",
+            "is_ds_fdr",
+        )
+        if c in table.columns
+    ]
     top = table.groupby("contrast", sort=False).head(n_top)[cols]
     rename = {"effect_size": "ΔPSI (best junction)", "max_abs_dpsi": "max |ΔPSI|", "is_ds_fdr": "called"}
     return top.rename(columns=rename).reset_index(drop=True)
@@ -222,8 +253,10 @@ def degenerate_warnings(overall: Mapping, qc_samples: pd.DataFrame, calls: pd.Da
         )
     atses = _num(overall, "atses_kept")
     if atses is not None and atses < MIN_ATSES:
-        out.append(f"only {atses:,.0f} ATSEs were kept (under {MIN_ATSES}): the splicing modality carries "
-                   "little information; check the junction filters (atse.min_reads, atse.min_cells)")
+        out.append(
+            f"only {atses:,.0f} ATSEs were kept (under {MIN_ATSES}): the splicing modality carries "
+            "little information; check the junction filters (atse.min_reads, atse.min_cells)"
+        )
     for sample, row in qc_samples.iterrows():
         k, i = _py(row.get("cells_kept")), _py(row.get("cells_ingested"))
         if isinstance(k, (int, float)) and isinstance(i, (int, float)) and i and k < MIN_CELL_FRACTION * i:
@@ -232,8 +265,10 @@ def degenerate_warnings(overall: Mapping, qc_samples: pd.DataFrame, calls: pd.Da
         for side in ("cells group1", "cells group2"):
             n = row.get(side)
             if isinstance(n, (int, float)) and n < MIN_GROUP_CELLS:
-                out.append(f"contrast {contrast}: {side.split()[-1]} has {n:,.0f} cells (under {MIN_GROUP_CELLS}); "
-                           "its calls rest on very few cells")
+                out.append(
+                    f"contrast {contrast}: {side.split()[-1]} has {n:,.0f} cells (under {MIN_GROUP_CELLS}); "
+                    "its calls rest on very few cells"
+                )
     return out
 
 
@@ -241,10 +276,14 @@ def _inputs_html(run: Mapping, samples: pd.DataFrame | None) -> str:
     items = []
     inp = run.get("input", {})
     if samples is not None:
-        items.append(f"<li>Cohort: sample sheet <code>{esc(run.get('samples'))}</code>, {len(samples)} samples</li>")
+        items.append(
+            f"<li>Cohort: sample sheet <code>{esc(run.get('samples'))}</code>, {len(samples)} samples</li>"
+        )
     else:
-        items.append(f"<li>Junction counts: <code>{esc(inp.get('junctions'))}</code> "
-                     f"(format {esc(inp.get('junction_format', 'auto'))})</li>")
+        items.append(
+            f"<li>Junction counts: <code>{esc(inp.get('junctions'))}</code> "
+            f"(format {esc(inp.get('junction_format', 'auto'))})</li>"
+        )
         items.append(f"<li>Gene counts: {_code_or(inp.get('genes'), 'none (splicing only)')}</li>")
         items.append(f"<li>Barcodes kept: {_code_or(inp.get('barcodes'), 'all')}</li>")
     items.append(f"<li>Cell annotations: {_code_or(inp.get('cell_annotations'), 'none')}</li>")
@@ -299,41 +338,56 @@ def render_summary(
     warnings = degenerate_warnings(overall, qc_samples, calls) + log_warnings(log_dir)
     parts = [_STYLE, '<div class="splicevi-summary">']
     if warnings:
-        parts.append('<div class="splicevi-warnings" style="border:2px solid #c60;padding:0.5em;margin:0.5em 0">'
-                     "<strong>Warnings</strong><ul>" + "".join(f"<li>{esc(w)}</li>" for w in warnings)
-                     + "</ul></div>")
+        parts.append(
+            '<div class="splicevi-warnings" style="border:2px solid #c60;padding:0.5em;margin:0.5em 0">'
+            "<strong>Warnings</strong><ul>" + "".join(f"<li>{esc(w)}</li>" for w in warnings) + "</ul></div>"
+        )
     parts.append("<h2>Inputs</h2>" + _inputs_html(run, samples))
 
     kept = {k: overall.get(k) for k in ("cells_ingested", "cells_kept", "junctions_kept", "atses_kept")}
-    parts.append("<h2>Cells and ATSEs kept</h2><ul>"
-                 f"<li>Cells: {fmt(kept['cells_kept'])} kept of {fmt(kept['cells_ingested'])} ingested</li>"
-                 f"<li>Junctions kept: {fmt(kept['junctions_kept'])}; ATSEs (alternative transcript structure "
-                 f"events) kept: {fmt(kept['atses_kept'])}</li></ul>")
+    parts.append(
+        "<h2>Cells and ATSEs kept</h2><ul>"
+        f"<li>Cells: {fmt(kept['cells_kept'])} kept of {fmt(kept['cells_ingested'])} ingested</li>"
+        f"<li>Junctions kept: {fmt(kept['junctions_kept'])}; ATSEs (alternative transcript structure "
+        f"events) kept: {fmt(kept['atses_kept'])}</li></ul>"
+    )
 
     if cluster_key in cells.columns:
         sizes = cells[cluster_key].astype(str).value_counts()
         sizes = sizes.reindex(sorted(sizes.index, key=lambda s: (len(s), s)))
-        parts.append(f"<h2>Clusters</h2><p>{len(sizes)} Leiden clusters (resolution {fmt(run.get('resolution'))}) "
-                     "on the joint latent space; cells per cluster:</p>"
-                     + html_table(sizes.rename("cells").rename_axis("cluster").to_frame()))
+        parts.append(
+            f"<h2>Clusters</h2><p>{len(sizes)} Leiden clusters (resolution {fmt(run.get('resolution'))}) "
+            "on the joint latent space; cells per cluster:</p>"
+            + html_table(sizes.rename("cells").rename_axis("cluster").to_frame())
+        )
 
     ds_cfg, de_cfg = run.get("ds", {}), run.get("de", {})
     parts.append(
         "<h2>Calls per contrast</h2>"
         f"<p>Differential splicing: |ΔPSI| above {fmt(ds_cfg.get('delta'))} at FDR target "
         f"{fmt(ds_cfg.get('fdr_target'))}"
-        + (f"; differential expression: |LFC| above {fmt(de_cfg.get('delta'))} at FDR target "
-           f"{fmt(de_cfg.get('fdr_target'))}" if de is not None else "")
+        + (
+            f"; differential expression: |LFC| above {fmt(de_cfg.get('delta'))} at FDR target "
+            f"{fmt(de_cfg.get('fdr_target'))}"
+            if de is not None
+            else ""
+        )
         + ". Tables: <code>ds/ds_junctions.tsv</code>, <code>ds/ds_events.tsv</code>"
-        + (", <code>de/de_genes.tsv</code>" if de is not None else "") + ".</p>"
+        + (", <code>de/de_genes.tsv</code>" if de is not None else "")
+        + ".</p>"
         + html_table(calls)
     )
-    parts.append("<h2>Top events</h2><p>The best-ranked ATSEs of each contrast (rank 1 = strongest "
-                 "evidence).</p>" + html_table(top_events(ds_events), index=False))
+    parts.append(
+        "<h2>Top events</h2><p>The best-ranked ATSEs of each contrast (rank 1 = strongest "
+        "evidence).</p>" + html_table(top_events(ds_events), index=False)
+    )
     for title, path, caption in figures:
         parts.append(f"<h3>{esc(title)}</h3>{image(path, title)}<p>{esc(caption)}</p>")
-    parts.append("<h2>Quality control</h2>" + html_table(qc_samples, caption="Per sample")
-                 + html_table(qc_overall, caption="Overall (junctions removed by each filter, in order)"))
+    parts.append(
+        "<h2>Quality control</h2>"
+        + html_table(qc_samples, caption="Per sample")
+        + html_table(qc_overall, caption="Overall (junctions removed by each filter, in order)")
+    )
     parts.append("</div>")
     body = "\n".join(parts)
     indented = "\n".join("   " + line for line in body.splitlines())

@@ -32,7 +32,13 @@ def training_curves(history: pd.DataFrame):
             col = f"{metric}_{split}"
             if col in history.columns:
                 series = history[col].dropna()
-                ax.plot(series.index, series.to_numpy(), style, marker="." if len(series) < 30 else None, label=split)
+                ax.plot(
+                    series.index,
+                    series.to_numpy(),
+                    style,
+                    marker="." if len(series) < 30 else None,
+                    label=split,
+                )
         ax.set_title(METRICS[metric])
         ax.set_xlabel("epoch")
         ax.legend(frameon=False)

@@ -10,7 +10,13 @@ from ._utils import empty_figure, grid
 #: Columns per kind: (effect, probability, FDR call prefix, label columns, x-axis label).
 KINDS = {
     "ds": ("effect_size", "proba_ds", "is_ds_fdr", ("gene_name", "junction_id"), "ΔPSI (group1 − group2)"),
-    "de": ("lfc_mean", "proba_de", "is_de_fdr", ("gene_name", "gene_id"), "log fold change (group1 vs group2)"),
+    "de": (
+        "lfc_mean",
+        "proba_de",
+        "is_de_fdr",
+        ("gene_name", "gene_id"),
+        "log fold change (group1 vs group2)",
+    ),
 }
 
 
@@ -74,7 +80,9 @@ def volcano(table: pd.DataFrame, kind: str = "ds", n_labels: int = 8, max_panels
         effect = next((c for c in ("lfc_median", "effect_size") if c in table.columns), effect)
     for col in (effect, proba):
         if col not in table.columns:
-            raise ValueError(f"{kind} table lacks column '{col}' (columns: {', '.join(map(str, table.columns))})")
+            raise ValueError(
+                f"{kind} table lacks column '{col}' (columns: {', '.join(map(str, table.columns))})"
+            )
     if table.empty:
         return empty_figure("no features tested")
     call = next((c for c in table.columns if str(c).startswith(call_prefix)), None)
@@ -98,14 +106,36 @@ def volcano(table: pd.DataFrame, kind: str = "ds", n_labels: int = 8, max_panels
             (~hit, "0.65", 6, "not called"),
             (hit, "tab:red", 10, f"called ({hit.sum()})"),
         ):
-            ax.scatter(x[mask & ~saturated], y[mask & ~saturated], s=size, color=colour, linewidths=0, rasterized=True,
-                       label=label)
-            ax.scatter(x[mask & saturated], y[mask & saturated], s=size + 4, color=colour, marker="^", linewidths=0,
-                       rasterized=True)
+            ax.scatter(
+                x[mask & ~saturated],
+                y[mask & ~saturated],
+                s=size,
+                color=colour,
+                linewidths=0,
+                rasterized=True,
+                label=label,
+            )
+            ax.scatter(
+                x[mask & saturated],
+                y[mask & saturated],
+                s=size + 4,
+                color=colour,
+                marker="^",
+                linewidths=0,
+                rasterized=True,
+            )
         if saturated.any():
             ax.axhline(cap, color="0.5", lw=0.6, ls="--")
-            ax.text(0.5, cap, f"▲ {proba} = 1 ({saturated.sum()}): ordered by |effect|", transform=ax.get_yaxis_transform(),
-                    ha="center", va="bottom", fontsize=5.5, color="0.35")
+            ax.text(
+                0.5,
+                cap,
+                f"▲ {proba} = 1 ({saturated.sum()}): ordered by |effect|",
+                transform=ax.get_yaxis_transform(),
+                ha="center",
+                va="bottom",
+                fontsize=5.5,
+                color="0.35",
+            )
         ax.margins(x=0.08, y=0.12)
         ax.autoscale_view()
         labels = feature_labels(t, label_cols)
@@ -140,8 +170,9 @@ def feature_labels(table: pd.DataFrame, label_cols) -> np.ndarray | None:
     return both.where(known, base).astype(str).to_numpy()
 
 
-def place_labels(ax, x: np.ndarray, y: np.ndarray, labels: np.ndarray, max_labels: int = 16,
-                 column: float = 0.6) -> list:
+def place_labels(
+    ax, x: np.ndarray, y: np.ndarray, labels: np.ndarray, max_labels: int = 16, column: float = 0.6
+) -> list:
     """Labels in one column at the right of the panel, one slot each, linked to their points by a leader line.
 
     The x range is widened so the points lie left of ``column`` (axes fraction) and the labels right of
@@ -157,9 +188,15 @@ def place_labels(ax, x: np.ndarray, y: np.ndarray, labels: np.ndarray, max_label
     for slot, i in enumerate(idx):
         texts.append(
             ax.annotate(
-                str(labels[i]), xy=(x[i], y[i]), xycoords="data",
-                xytext=(column + 0.02, 0.96 - step * slot), textcoords="axes fraction", ha="left", va="center",
-                fontsize=5, annotation_clip=True,
+                str(labels[i]),
+                xy=(x[i], y[i]),
+                xycoords="data",
+                xytext=(column + 0.02, 0.96 - step * slot),
+                textcoords="axes fraction",
+                ha="left",
+                va="center",
+                fontsize=5,
+                annotation_clip=True,
                 arrowprops=dict(arrowstyle="-", color="0.6", lw=0.5, shrinkA=1, shrinkB=2, clip_on=True),
             )
         )

@@ -84,7 +84,10 @@ def highly_variable_atses(
     for column in ("highly_variable", "hva_rho", "hva_z", "hva_rank", "hva_cells_multi", "hva_mean_reads"):
         adata.var[column] = per_junction[column].to_numpy()
     adata.uns["highly_variable_atses"] = {
-        "n_top": n_top, "min_z": min_z, "min_cells": min_cells, "layer": layer,
+        "n_top": n_top,
+        "min_z": min_z,
+        "min_cells": min_cells,
+        "layer": layer,
         "n_selected": int(table["highly_variable"].sum()),
     }
     if isinstance(data, MuData):

@@ -44,7 +44,9 @@ def _subset_of(spec, where: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
     if isinstance(spec, tuple):  # already in this form
         return spec
     if not isinstance(spec, Mapping):
-        raise ValueError(f"{where}: 'subset' must be a mapping of annotation to value(s), e.g. {{cell_type: T}}")
+        raise ValueError(
+            f"{where}: 'subset' must be a mapping of annotation to value(s), e.g. {{cell_type: T}}"
+        )
     out = []
     for col, values in spec.items():
         values = [values] if isinstance(values, (str, int, float)) else list(values)
@@ -69,7 +71,9 @@ def subset_labels(mdata, groupby: str, subset, where: str = "contrast") -> pd.Se
         absent = [v for v in values if not (column == v).any()]
         if absent:
             present = ", ".join(natural_sort(column.dropna().unique())[:20])
-            raise ValueError(f"{where}: subset value(s) {', '.join(absent)} of '{col}' name no cell; values: {present}")
+            raise ValueError(
+                f"{where}: subset value(s) {', '.join(absent)} of '{col}' name no cell; values: {present}"
+            )
         inside &= column.isin(values).to_numpy()
     return labels.where(inside)
 

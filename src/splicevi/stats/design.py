@@ -37,14 +37,48 @@ ATTRS_KEY = "splicevi_ds"
 
 #: Columns of an empty (skipped) table, per level: those every design's table carries.
 JUNCTION_COLUMNS = (
-    "proba_ds", "bayes_factor", "lfdr", "lfdr_qvalue", "pvalue", "qvalue", "is_ds_fdr", "effect_size",
-    "effect_se", "df", "log10_pvalue", "log10_lfdr", "est_psi1", "est_psi2", "emp_psi1", "emp_psi2",
-    "emp_effect", "n_obs_group1", "n_obs_group2", "junction_id", EVENT_ID_COLUMN, "gene_name",
+    "proba_ds",
+    "bayes_factor",
+    "lfdr",
+    "lfdr_qvalue",
+    "pvalue",
+    "qvalue",
+    "is_ds_fdr",
+    "effect_size",
+    "effect_se",
+    "df",
+    "log10_pvalue",
+    "log10_lfdr",
+    "est_psi1",
+    "est_psi2",
+    "emp_psi1",
+    "emp_psi2",
+    "emp_effect",
+    "n_obs_group1",
+    "n_obs_group2",
+    "junction_id",
+    EVENT_ID_COLUMN,
+    "gene_name",
 )
 EVENT_COLUMNS = (
-    EVENT_ID_COLUMN, "gene_name", "best_junction", "effect_size", "max_abs_dpsi", "proba_ds", "bayes_factor", "lfdr",
-    "lfdr_qvalue", "log10_lfdr", "pvalue", "qvalue", "log10_pvalue", "is_ds_fdr", "n_junctions",
-    "emp_max_abs_dpsi", "n_obs_group1", "n_obs_group2",
+    EVENT_ID_COLUMN,
+    "gene_name",
+    "best_junction",
+    "effect_size",
+    "max_abs_dpsi",
+    "proba_ds",
+    "bayes_factor",
+    "lfdr",
+    "lfdr_qvalue",
+    "log10_lfdr",
+    "pvalue",
+    "qvalue",
+    "log10_pvalue",
+    "is_ds_fdr",
+    "n_junctions",
+    "emp_max_abs_dpsi",
+    "n_obs_group1",
+    "n_obs_group2",
 )
 
 
@@ -65,7 +99,9 @@ class DesignChoice:
         return out
 
 
-def too_few_cells(cells1: np.ndarray, cells2: np.ndarray, with_reads: np.ndarray, min_cells: int) -> str | None:
+def too_few_cells(
+    cells1: np.ndarray, cells2: np.ndarray, with_reads: np.ndarray, min_cells: int
+) -> str | None:
     """Why a comparison cannot be tested (a group below ``min_cells`` cells or observing cells); else None.
 
     Parameters
@@ -153,7 +189,8 @@ def choose_design(
     if nested:
         n1, n2, _ = sample_info
         return DesignChoice(
-            "samples", tests["samples"],
+            "samples",
+            tests["samples"],
             f"every sample of {sample_key} lies inside one group ({n1} vs {n2} samples): samples are the units",
         )
     if sample_info is None:
@@ -161,12 +198,14 @@ def choose_design(
     else:
         n1, n2, shared = sample_info
         why_not = (
-            f"{shared} sample(s) of {sample_key} have cells in both groups" if shared
+            f"{shared} sample(s) of {sample_key} have cells in both groups"
+            if shared
             else f"{n1} vs {n2} samples of {sample_key} (samples need at least 2 per group)"
         )
     if recorded_clustering is not None:
         return DesignChoice(
-            "clusters", tests["clusters"],
+            "clusters",
+            tests["clusters"],
             f"{why_not}; the groups are a clustering ({recorded_clustering}): testing on {held_out} the "
             "clustering did not see",
         )
@@ -178,7 +217,8 @@ def choose_design(
         cluster_note = f"groups do not look like clusters of the latent (score {score:.3g})"
         if looks and has_heldout_reads:
             return DesignChoice(
-                "clusters", tests["clusters"],
+                "clusters",
+                tests["clusters"],
                 f"{why_not}; the model's latent separates the groups almost perfectly (score {score:.3g}) "
                 f"and the data hold held-out {held_out}: testing on {held_out} the clustering did not see",
             )
@@ -212,8 +252,11 @@ def recorded_clustering(uns_mappings: list, groupby: str | None) -> str | None:
         params = entry.get("params") if isinstance(entry, dict) else None
         if isinstance(params, dict) and ("resolution" in params or "n_clusters" in params):
             return f"clustering parameters in uns[{groupby!r}]['params']"
-        cluster = uns.get("splicevi_provenance", {}).get("cluster", {}) if isinstance(
-            uns.get("splicevi_provenance"), dict) else {}
+        cluster = (
+            uns.get("splicevi_provenance", {}).get("cluster", {})
+            if isinstance(uns.get("splicevi_provenance"), dict)
+            else {}
+        )
         if isinstance(cluster, dict) and cluster.get("key") == groupby:
             return f"made by `splicevi cluster` (uns['splicevi_provenance']['cluster'], {cluster.get('reads', 'all')} reads)"
     return None
@@ -223,14 +266,21 @@ def empty_table(level: str) -> pd.DataFrame:
     """A table with the standard columns of ``level`` and no rows (a skipped comparison)."""
     cols = JUNCTION_COLUMNS if level == "junction" else EVENT_COLUMNS
     index = pd.Index([], name="junction_id" if level == "junction" else EVENT_ID_COLUMN)
-    return pd.DataFrame({c: pd.Series([], dtype=bool if c == "is_ds_fdr" else object) for c in cols}, index=index)
+    return pd.DataFrame(
+        {c: pd.Series([], dtype=bool if c == "is_ds_fdr" else object) for c in cols}, index=index
+    )
 
 
 #: Bounds of the effect and PSI columns: rounding of float32 decoder outputs can leave a value a
 #: hair outside them (e.g. an effect of 1.0000000596).
 _BOUNDS = {
-    "effect_size": (-1.0, 1.0), "emp_effect": (-1.0, 1.0), "max_abs_dpsi": (0.0, 1.0),
-    "emp_max_abs_dpsi": (0.0, 1.0), "est_psi1": (0.0, 1.0), "est_psi2": (0.0, 1.0), "emp_psi1": (0.0, 1.0),
+    "effect_size": (-1.0, 1.0),
+    "emp_effect": (-1.0, 1.0),
+    "max_abs_dpsi": (0.0, 1.0),
+    "emp_max_abs_dpsi": (0.0, 1.0),
+    "est_psi1": (0.0, 1.0),
+    "est_psi2": (0.0, 1.0),
+    "emp_psi1": (0.0, 1.0),
     "emp_psi2": (0.0, 1.0),
 }
 
@@ -245,7 +295,9 @@ def finish_table(table: pd.DataFrame, choice: DesignChoice) -> pd.DataFrame:
         if col in table.columns and len(table):
             table[col] = np.clip(pd.to_numeric(table[col], errors="coerce"), lo, hi)
     own = dict(table.attrs.get(ATTRS_KEY, {}))
-    test = own.get("test") or (str(table["test"].iloc[0]) if "test" in table.columns and len(table) else choice.test)
+    test = own.get("test") or (
+        str(table["test"].iloc[0]) if "test" in table.columns and len(table) else choice.test
+    )
     table["design"] = choice.design
     table["test"] = test
     attrs = choice.attrs()

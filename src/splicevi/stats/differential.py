@@ -253,7 +253,9 @@ def _stratum_estimate(mom: GroupMoments) -> tuple[np.ndarray, ...]:
     # The variance the model expects: the reads' own Dirichlet-multinomial sampling variance at a
     # regularised PSI, plus the spread of the model term over the stratum's cells.
     psi_reg = np.clip((mom.k + 0.5) / (mom.n + 1.0), 0.0, 1.0)
-    var_model = psi_reg * (1 - psi_reg) * mom.w2_noise / w_safe**2 + sum_a2 / (big_n * np.maximum(big_n - 1.0, 1.0))
+    var_model = psi_reg * (1 - psi_reg) * mom.w2_noise / w_safe**2 + sum_a2 / (
+        big_n * np.maximum(big_n - 1.0, 1.0)
+    )
     # Moderated variance (limma's idea): the empirical variance of a handful of cells is itself
     # noisy (and can be 0 by chance), so it is pooled with the model's expected variance as a
     # prior. How many degrees of freedom that prior is worth, and its scale, are estimated from
@@ -495,7 +497,9 @@ T_LIKELIHOOD_NODES = 32
 _POSTERIOR_BLOCK = 2048
 
 
-def t_likelihood_variances(var: np.ndarray, df: np.ndarray | None, nodes: int = T_LIKELIHOOD_NODES) -> np.ndarray:
+def t_likelihood_variances(
+    var: np.ndarray, df: np.ndarray | None, nodes: int = T_LIKELIHOOD_NODES
+) -> np.ndarray:
     """Variances (features × nodes) whose equal-weight normal mixture is the estimate's likelihood.
 
     A t-statistic's likelihood is a scale mixture of normals: given the true variance the estimate
@@ -877,13 +881,17 @@ def event_level(
     # The effect filter of the bh calls: some junction's change is at least delta with confidence.
     conf = np.abs(effect)
     if "effect_se" in junctions:
-        conf = conf - EFFECT_BOUND_Z * np.nan_to_num(junctions["effect_se"].to_numpy(dtype=np.float64), nan=np.inf)
+        conf = conf - EFFECT_BOUND_Z * np.nan_to_num(
+            junctions["effect_se"].to_numpy(dtype=np.float64), nan=np.inf
+        )
     conf = conf[order]
     conf_max = np.maximum.reduceat(np.where(np.isfinite(conf), conf, -np.inf), starts)
     q_int = None
     if "interval_pvalue" in junctions:
         with np.errstate(divide="ignore"):
-            log_int, _ = simes_log_pvalues(np.log(junctions["interval_pvalue"].to_numpy(dtype=np.float64)), codes)
+            log_int, _ = simes_log_pvalues(
+                np.log(junctions["interval_pvalue"].to_numpy(dtype=np.float64)), codes
+            )
         q_int = bh_qvalues(log_int)
     log_lfdr = junctions["log10_lfdr"].to_numpy(dtype=np.float64)[order]
     seg = np.repeat(np.arange(starts.shape[0]), np.diff(np.r_[starts, order.shape[0]]))
@@ -1031,7 +1039,9 @@ class CellOverdispersion:
         self.shape = (n_strata, n_junctions)
         self.sums = np.zeros((6, n_strata * n_junctions))  # m, Σ1/n, Σy, Σy², Σk, Σn
 
-    def add(self, stratum: np.ndarray, rows: np.ndarray, cols: np.ndarray, k: np.ndarray, n: np.ndarray) -> None:
+    def add(
+        self, stratum: np.ndarray, rows: np.ndarray, cols: np.ndarray, k: np.ndarray, n: np.ndarray
+    ) -> None:
         """Add the observed entries (row in the minibatch, junction, reads, ATSE reads) of a minibatch."""
         s = np.asarray(stratum)[rows]
         keep = (s >= 0) & (np.asarray(n) > 0)

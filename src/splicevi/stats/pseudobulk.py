@@ -101,7 +101,9 @@ class WelchResult:
     n2: np.ndarray
 
 
-def welch_test(counts: np.ndarray, totals: np.ndarray, group: np.ndarray, min_samples: int = 2) -> WelchResult:
+def welch_test(
+    counts: np.ndarray, totals: np.ndarray, group: np.ndarray, min_samples: int = 2
+) -> WelchResult:
     """Welch t-test of the per-sample PSI between two groups of samples, per junction.
 
     Parameters
@@ -120,7 +122,9 @@ def welch_test(counts: np.ndarray, totals: np.ndarray, group: np.ndarray, min_sa
         x = psi[sel]
         n = np.sum(np.isfinite(x), axis=0)
         with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.nanmean(np.where(n > 0, x, 0.0), axis=0) if x.shape[0] else np.full(psi.shape[1], np.nan)
+            mean = (
+                np.nanmean(np.where(n > 0, x, 0.0), axis=0) if x.shape[0] else np.full(psi.shape[1], np.nan)
+            )
             mean = np.where(n > 0, mean, np.nan)
             var = np.where(n > 1, np.nansum((x - mean) ** 2, axis=0) / np.maximum(n - 1, 1), np.nan)
         out.append((mean, var, n))
@@ -156,7 +160,9 @@ def design_matrix(group: np.ndarray, covariates: pd.DataFrame | None = None) -> 
             if pd.api.types.is_numeric_dtype(v) and not pd.api.types.is_bool_dtype(v):
                 x = v.to_numpy(dtype=float)
                 if not np.isfinite(x).all():
-                    raise ValueError(f"covariate {col!r} has missing or infinite values; give one value per sample")
+                    raise ValueError(
+                        f"covariate {col!r} has missing or infinite values; give one value per sample"
+                    )
                 sd = x.std()
                 cols.append((x - x.mean()) / (sd if sd > 0 else 1.0))
                 names.append(str(col))
@@ -168,12 +174,16 @@ def design_matrix(group: np.ndarray, covariates: pd.DataFrame | None = None) -> 
     x = np.column_stack(cols)
     rank = np.linalg.matrix_rank(x)
     if rank < x.shape[1]:
-        raise ValueError(f"the per-sample design ({', '.join(names)}) is not of full rank over {x.shape[0]} samples: "
-                         "a covariate is constant, confounded with the groups or with another covariate; "
-                         "drop it or add samples")
+        raise ValueError(
+            f"the per-sample design ({', '.join(names)}) is not of full rank over {x.shape[0]} samples: "
+            "a covariate is constant, confounded with the groups or with another covariate; "
+            "drop it or add samples"
+        )
     if x.shape[0] <= x.shape[1]:
-        raise ValueError(f"{x.shape[0]} samples for {x.shape[1]} design terms ({', '.join(names)}): no residual "
-                         "degree of freedom to estimate sample-to-sample variation; drop covariates or add samples")
+        raise ValueError(
+            f"{x.shape[0]} samples for {x.shape[1]} design terms ({', '.join(names)}): no residual "
+            "degree of freedom to estimate sample-to-sample variation; drop covariates or add samples"
+        )
     return x, names
 
 
@@ -283,8 +293,9 @@ def _dm_derivatives(theta, y, mask, x, log_conc, ridge):
     a = torch.where(m, c * p, torch.ones_like(p))
     n = y.sum(dim=2)  # E × S
     cc = c[:, :, 0]
-    ll = (torch.lgamma(cc) - torch.lgamma(n + cc)) + torch.where(m, torch.lgamma(y + a) - torch.lgamma(a),
-                                                                  torch.zeros_like(a)).sum(dim=2)
+    ll = (torch.lgamma(cc) - torch.lgamma(n + cc)) + torch.where(
+        m, torch.lgamma(y + a) - torch.lgamma(a), torch.zeros_like(a)
+    ).sum(dim=2)
     obj = -ll.sum(dim=1) + ridge * (beta**2).sum(dim=(1, 2))
     g = torch.where(m, torch.digamma(y + a) - torch.digamma(a), torch.zeros_like(a))
     h = torch.where(m, torch.polygamma(1, y + a) - torch.polygamma(1, a), torch.zeros_like(a))
@@ -293,9 +304,14 @@ def _dm_derivatives(theta, y, mask, x, log_conc, ridge):
     b = c**2 * p**2 * h
     s2 = (p**2 * h).sum(dim=2, keepdim=True)
     # Hessian of ℓ in η per sample: E × S × J × J
-    h_eta = (torch.diag_embed(big_g + b) - big_g[..., :, None] * p[..., None, :] - p[..., :, None] * big_g[..., None, :]
-             - b[..., :, None] * p[..., None, :] - p[..., :, None] * b[..., None, :]
-             + (c**2 * s2)[..., None] * p[..., :, None] * p[..., None, :])
+    h_eta = (
+        torch.diag_embed(big_g + b)
+        - big_g[..., :, None] * p[..., None, :]
+        - p[..., :, None] * big_g[..., None, :]
+        - b[..., :, None] * p[..., None, :]
+        - p[..., :, None] * b[..., None, :]
+        + (c**2 * s2)[..., None] * p[..., :, None] * p[..., None, :]
+    )
     grad_beta = torch.einsum("sp,esk->epk", x, big_g[:, :, 1:]).reshape(n_e, n_coef)
     hess_beta = torch.einsum("sp,sq,eskm->epkqm", x, x, h_eta[:, :, 1:, 1:]).reshape(n_e, n_coef, n_coef)
     grad = -grad_beta + 2 * ridge * beta.reshape(n_e, n_coef)
@@ -304,7 +320,7 @@ def _dm_derivatives(theta, y, mask, x, log_conc, ridge):
         dig = torch.digamma(cc) - torch.digamma(n + cc)
         tri = torch.polygamma(1, cc) - torch.polygamma(1, n + cc)
         has = (n > 0).to(y.dtype)
-        d_lc = (cc * (dig + gbar[..., 0]) * has)  # E × S
+        d_lc = cc * (dig + gbar[..., 0]) * has  # E × S
         dd_lc = (d_lc + cc**2 * (tri + s2[..., 0]) * has).sum(dim=1)
         cross = big_g + b - c**2 * s2 * p  # E × S × J
         cross_beta = torch.einsum("sp,esk->epk", x, cross[:, :, 1:]).reshape(n_e, n_coef)
@@ -351,8 +367,11 @@ def _newton(y, mask, x, theta, log_conc, ridge, max_iter=80, tol=1e-4):
             # a concentration at its bound that pushes outwards is done (e.g. no overdispersion: c → ∞)
             lc_now = theta[idx, -1]
             outward = ((lc_now >= LOG_CONC_BOUNDS[1] - 1e-9) & (g[:, -1] < 0)) | (
-                (lc_now <= LOG_CONC_BOUNDS[0] + 1e-9) & (g[:, -1] > 0))
-            g = torch.cat([g[:, :-1], torch.where(outward, torch.zeros_like(g[:, -1]), g[:, -1])[:, None]], dim=1)
+                (lc_now <= LOG_CONC_BOUNDS[0] + 1e-9) & (g[:, -1] > 0)
+            )
+            g = torch.cat(
+                [g[:, :-1], torch.where(outward, torch.zeros_like(g[:, -1]), g[:, -1])[:, None]], dim=1
+            )
         converged = (better & (gain < tol)) | (lam[idx] > 1e4) | (g.abs().amax(dim=1) < tol)
         active[idx] = ~converged
     return theta, obj
@@ -372,7 +391,9 @@ def _fit_bucket(y, mask, x_full, x_null, log_conc_fixed=None, theta_full=None):
         beta[:, 0, :] = torch.where(mask[:, 1:], logit0, torch.zeros_like(logit0))
         theta_full = beta.reshape(y.shape[0], -1)
         if log_conc_fixed is None:
-            theta_full = torch.cat([theta_full, torch.full((y.shape[0], 1), np.log(20.0), dtype=y.dtype)], dim=1)
+            theta_full = torch.cat(
+                [theta_full, torch.full((y.shape[0], 1), np.log(20.0), dtype=y.dtype)], dim=1
+            )
     return _newton(y, mask, x_full, theta_full.clone(), log_conc_fixed, RIDGE)
 
 
@@ -392,8 +413,11 @@ def _fitted_psi(theta, mask, x):
 def trigamma_inverse(x: np.ndarray) -> np.ndarray:
     """Inverse of the trigamma function (Newton's method, as limma's ``trigammaInverse``)."""
     x = np.asarray(x, dtype=float)
-    y = np.where(x > 1e7, 1.0 / np.sqrt(np.maximum(x, 1e-300)), np.where(x < 1e-6, 1.0 / np.maximum(x, 1e-300),
-                                                                          0.5 + 1.0 / np.maximum(x, 1e-300)))
+    y = np.where(
+        x > 1e7,
+        1.0 / np.sqrt(np.maximum(x, 1e-300)),
+        np.where(x < 1e-6, 1.0 / np.maximum(x, 1e-300), 0.5 + 1.0 / np.maximum(x, 1e-300)),
+    )
     for _ in range(50):
         tri = special.polygamma(1, y)
         dif = tri * (1.0 - tri / x) / special.polygamma(2, y)
@@ -495,12 +519,18 @@ def dm_glm_test(
     # Junctions with reads in the compared samples, per ATSE (those without reads carry no information).
     members = [order[s:e][total_reads[order[s:e]] > 0] for s, e in zip(starts, ends, strict=True)]
     sizes = np.array([m.size for m in members])
-    n_per_sample = np.stack([counts[:, m].sum(axis=1) if m.size else np.zeros(counts.shape[0]) for m in members], 1)
+    n_per_sample = np.stack(
+        [counts[:, m].sum(axis=1) if m.size else np.zeros(counts.shape[0]) for m in members], 1
+    )
     obs1 = (n_per_sample[group] > 0).sum(axis=0)
     obs2 = (n_per_sample[~group] > 0).sum(axis=0)
     s_obs = obs1 + obs2
-    testable = (sizes >= 2) & (obs1 >= min_observed_samples) & (obs2 >= min_observed_samples) & (
-        s_obs > x_full_np.shape[1])
+    testable = (
+        (sizes >= 2)
+        & (obs1 >= min_observed_samples)
+        & (obs2 >= min_observed_samples)
+        & (s_obs > x_full_np.shape[1])
+    )
     lr = np.zeros(n_atse)
     df = np.zeros(n_atse)
     pearson = np.full(n_atse, np.nan)
@@ -560,8 +590,11 @@ def dm_glm_test(
         n = yy.sum(axis=2, keepdims=True)
         conc = np.exp(conc_used[b])[:, None, None]
         with np.errstate(invalid="ignore", divide="ignore"):
-            resid = np.where(mask.numpy()[:, None, :] & (n > 0),
-                             (yy - n * p) ** 2 / np.maximum(n * p, 1e-12) * (1 + conc) / (n + conc), 0.0)
+            resid = np.where(
+                mask.numpy()[:, None, :] & (n > 0),
+                (yy - n * p) ** 2 / np.maximum(n * p, 1e-12) * (1 + conc) / (n + conc),
+                0.0,
+            )
         pearson[b] = resid.sum(axis=(1, 2))
     log_p = np.zeros(n_atse)
     disp = np.ones(n_atse)
@@ -579,16 +612,27 @@ def dm_glm_test(
     # NaN (no evidence) → 1; an underflowed tail → a very small p-value that still sorts first
     log_p = np.where(np.isnan(log_p), 0.0, np.minimum(np.maximum(log_p, -1e4), 0.0))
     return DMTestResult(
-        atse=atse, lr=lr, df=df, dispersion=disp, df_residual=df2, log_pvalue=log_p,
-        concentration=np.exp(conc_used), concentration_mle=np.exp(conc_mle), testable=testable,
+        atse=atse,
+        lr=lr,
+        df=df,
+        dispersion=disp,
+        df_residual=df2,
+        log_pvalue=log_p,
+        concentration=np.exp(conc_used),
+        concentration_mle=np.exp(conc_mle),
+        testable=testable,
     )
 
 
 # ---------------------------------------------------------------------------- junctions of called ATSEs
-def junction_tests(counts: np.ndarray, codes: np.ndarray, group: np.ndarray,
-                   covariates: pd.DataFrame | None = None,
-                   min_observed_samples: int = MIN_OBSERVED_SAMPLES,
-                   atse_result: DMTestResult | None = None) -> np.ndarray:
+def junction_tests(
+    counts: np.ndarray,
+    codes: np.ndarray,
+    group: np.ndarray,
+    covariates: pd.DataFrame | None = None,
+    min_observed_samples: int = MIN_OBSERVED_SAMPLES,
+    atse_result: DMTestResult | None = None,
+) -> np.ndarray:
     """Per junction, the beta-binomial (two-column DM) GLM test of its reads against the rest of its ATSE.
 
     The same test as :func:`dm_glm_test` (concentration shrunk across junctions, quasi-likelihood
@@ -611,14 +655,20 @@ def junction_tests(counts: np.ndarray, codes: np.ndarray, group: np.ndarray,
         pairs = np.empty((counts.shape[0], 2 * cols.size))
         pairs[:, 0::2] = counts[:, cols]
         pairs[:, 1::2] = totals[:, cols] - counts[:, cols]
-        res = dm_glm_test(pairs, np.repeat(np.arange(cols.size), 2), group, covariates=covariates,
-                          min_observed_samples=min_observed_samples)
+        res = dm_glm_test(
+            pairs,
+            np.repeat(np.arange(cols.size), 2),
+            group,
+            covariates=covariates,
+            min_observed_samples=min_observed_samples,
+        )
         log_p[cols] = res.log_pvalue  # res.atse is 0..len(cols)-1 in order
     return log_p
 
 
-def stagewise_confirmation(log_p_atse: np.ndarray, atse: np.ndarray, log_p_junction: np.ndarray,
-                           codes: np.ndarray, fdr_target: float) -> tuple[np.ndarray, np.ndarray]:
+def stagewise_confirmation(
+    log_p_atse: np.ndarray, atse: np.ndarray, log_p_junction: np.ndarray, codes: np.ndarray, fdr_target: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Stage-wise testing (screen ATSEs, confirm junctions; Van den Berge et al. 2017, stageR's idea).
 
     Screening: Benjamini–Hochberg over ATSEs at ``fdr_target`` (R of m ATSEs pass). Confirmation:

@@ -70,7 +70,9 @@ def deseq2_test(
         from pydeseq2.default_inference import DefaultInference
         from pydeseq2.ds import DeseqStats
     except ImportError as err:  # pragma: no cover - a dependency of the package
-        raise ImportError("sample-level differential expression needs PyDESeq2: pip install pydeseq2") from err
+        raise ImportError(
+            "sample-level differential expression needs PyDESeq2: pip install pydeseq2"
+        ) from err
     group = np.asarray(group, dtype=bool)
     counts = np.rint(np.asarray(counts, dtype=float)).astype(np.int64)
     names = [f"s{i}" for i in range(counts.shape[0])]
@@ -89,12 +91,16 @@ def deseq2_test(
     frame = pd.DataFrame(counts[:, keep], index=names, columns=[f"g{i}" for i in np.nonzero(keep)[0]])
     inference = DefaultInference(n_cpus=n_cpus)
     params = inspect.signature(DeseqDataSet).parameters
-    design = dict(design="~" + " + ".join([*terms, "group"])) if "design" in params else dict(
-        design_factors=[*terms, "group"])
+    design = (
+        dict(design="~" + " + ".join([*terms, "group"]))
+        if "design" in params
+        else dict(design_factors=[*terms, "group"])
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        dds = DeseqDataSet(counts=frame, metadata=meta, refit_cooks=True, inference=inference, quiet=True,
-                           **design)
+        dds = DeseqDataSet(
+            counts=frame, metadata=meta, refit_cooks=True, inference=inference, quiet=True, **design
+        )
         dds.deseq2()
         res = DeseqStats(dds, contrast=["group", "group1", "group2"], inference=inference, quiet=True)
         res.summary()
@@ -130,8 +136,15 @@ def deseq2_test(
     )
 
 
-def pseudobulk_de(gene_counts, samples: np.ndarray, cells1: np.ndarray, cells2: np.ndarray, genes: pd.Index,
-                  covariates: pd.DataFrame | None = None, fdr_target: float = 0.05) -> pd.DataFrame:
+def pseudobulk_de(
+    gene_counts,
+    samples: np.ndarray,
+    cells1: np.ndarray,
+    cells2: np.ndarray,
+    genes: pd.Index,
+    covariates: pd.DataFrame | None = None,
+    fdr_target: float = 0.05,
+) -> pd.DataFrame:
     """Sum gene counts per sample over the compared cells and run :func:`deseq2_test`.
 
     ``covariates`` has one row per sample, in sorted sample order (see

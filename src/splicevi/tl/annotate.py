@@ -80,7 +80,11 @@ def event_coordinates(var: pd.DataFrame) -> pd.DataFrame:
             "gene_name": grouped["gene_name"].agg(_join_unique),
         }
     )
-    n_annotated = coords.assign(a=coords["annotated"].fillna(False).astype(bool)).groupby(EVENT_ID_COLUMN, sort=False)["a"].sum()
+    n_annotated = (
+        coords.assign(a=coords["annotated"].fillna(False).astype(bool))
+        .groupby(EVENT_ID_COLUMN, sort=False)["a"]
+        .sum()
+    )
     all_known = known.groupby(coords[EVENT_ID_COLUMN], sort=False).all()
     size = grouped.size()
     out["annotated"] = pd.array(np.where(all_known, n_annotated == size, pd.NA), dtype="boolean")
@@ -121,9 +125,13 @@ def annotate_table(table: pd.DataFrame, annotations: pd.DataFrame, id_col: str) 
 
 def gene_annotations(var: pd.DataFrame) -> pd.DataFrame:
     """``gene_name`` of each gene of ``mdata["rna"].var`` (the id when the data has no names)."""
-    names = var["gene_name"].astype(object) if "gene_name" in var.columns else pd.Series(pd.NA, index=var.index)
+    names = (
+        var["gene_name"].astype(object) if "gene_name" in var.columns else pd.Series(pd.NA, index=var.index)
+    )
     names = names.where(names.notna(), pd.Series(var.index, index=var.index))
-    return pd.DataFrame({"gene_name": names.astype(str).to_numpy()}, index=pd.Index(var.index.astype(str), name="gene_id"))
+    return pd.DataFrame(
+        {"gene_name": names.astype(str).to_numpy()}, index=pd.Index(var.index.astype(str), name="gene_id")
+    )
 
 
 def rename_call_columns(table: pd.DataFrame, kind: str) -> pd.DataFrame:
@@ -150,7 +158,9 @@ def _as_boolean(values: pd.Series) -> pd.arrays.BooleanArray:
     """Annotation flags of any input encoding (bool, 0/1, "True"/"False") as a nullable boolean."""
     mapping = {"true": True, "1": True, "false": False, "0": False, "yes": True, "no": False}
     out = [
-        pd.NA if v is pd.NA or v is None or (isinstance(v, float) and np.isnan(v)) else mapping.get(str(v).strip().lower(), pd.NA)
+        pd.NA
+        if v is pd.NA or v is None or (isinstance(v, float) and np.isnan(v))
+        else mapping.get(str(v).strip().lower(), pd.NA)
         for v in values
     ]
     return pd.array(out, dtype="boolean")

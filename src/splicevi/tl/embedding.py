@@ -13,7 +13,11 @@ import pandas as pd
 import scipy.sparse as sp
 
 #: obsm keys of the latent representations and the UMAP written by the workflow.
-LATENT_KEYS = {"joint": "X_splicevi", "expression": "X_splicevi_expression", "splicing": "X_splicevi_splicing"}
+LATENT_KEYS = {
+    "joint": "X_splicevi",
+    "expression": "X_splicevi_expression",
+    "splicing": "X_splicevi_splicing",
+}
 UMAP_KEY = "X_umap"
 
 

@@ -58,13 +58,17 @@ def pseudobulk_samples(mdata, groupby: str, replicates: str | None = None) -> tu
     names = names.where(labels.notna() & names.notna())
     bad = sorted({str(n) for n in names.dropna() if any(c.isspace() for c in str(n))})
     if bad:
-        raise ValueError(f"sample name '{bad[0]}' contains white space, which LeafCutter cannot read; "
-                         f"rename the values of '{groupby}'" + (f" or '{replicates}'" if replicates else ""))
+        raise ValueError(
+            f"sample name '{bad[0]}' contains white space, which LeafCutter cannot read; "
+            f"rename the values of '{groupby}'" + (f" or '{replicates}'" if replicates else "")
+        )
     pairs = pd.DataFrame({"sample": names, "group": group}).dropna().drop_duplicates("sample")
     order = {g: i for i, g in enumerate(natural_sort(pairs["group"].unique()))}
     pairs = pairs.assign(_o=pairs["group"].map(order))
     pairs = pairs.iloc[np.lexsort((natural_sort_keys(pairs["sample"]), pairs["_o"].to_numpy()))]
-    return names, pd.Series(pairs["group"].to_numpy(), index=pd.Index(pairs["sample"].to_numpy(), name="sample"))
+    return names, pd.Series(
+        pairs["group"].to_numpy(), index=pd.Index(pairs["sample"].to_numpy(), name="sample")
+    )
 
 
 def natural_sort_keys(values: pd.Series) -> np.ndarray:
@@ -120,8 +124,15 @@ def leafcutter_counts(mdata, groupby: str | None = "leiden", replicates: str | N
     nn = ((pooled @ m) @ m.T).toarray()  # n: reads of the junction's ATSE in each sample
     coords = junction_coordinates(spl.var)
     names = (
-        coords["chrom"] + ":" + (coords["start"] - 1).astype(str) + ":" + (coords["end"] + 1).astype(str)
-        + ":clu_" + pd.Series(codes + 1, index=coords.index).astype(str) + "_" + coords["strand"]
+        coords["chrom"]
+        + ":"
+        + (coords["start"] - 1).astype(str)
+        + ":"
+        + (coords["end"] + 1).astype(str)
+        + ":clu_"
+        + pd.Series(codes + 1, index=coords.index).astype(str)
+        + "_"
+        + coords["strand"]
     )
     values = np.char.add(np.char.add(kk.astype(np.int64).astype(str), "/"), nn.astype(np.int64).astype(str))
     table = pd.DataFrame(values.T, index=pd.Index(names.to_numpy(), name="chrom"), columns=samples)
@@ -148,7 +159,9 @@ def write_leafcutter(table: pd.DataFrame, path: str | os.PathLike) -> None:
     """
     bad = [s for s in table.columns if any(c.isspace() for c in str(s))]
     if bad:
-        raise ValueError(f"sample name '{bad[0]}' contains white space, which LeafCutter cannot read; rename the groups")
+        raise ValueError(
+            f"sample name '{bad[0]}' contains white space, which LeafCutter cannot read; rename the groups"
+        )
     buf = io.StringIO()
     buf.write(" ".join(["chrom", *map(str, table.columns)]) + "\n")
     table.to_csv(buf, sep=" ", header=False)
@@ -172,7 +185,9 @@ def select_contrast(table: pd.DataFrame, contrast: str | None) -> pd.DataFrame:
     names = list(pd.unique(table["contrast"].astype(str)))
     if contrast is None:
         if len(names) > 1:
-            raise ValueError(f"the table has {len(names)} contrasts; choose one with --contrast ({', '.join(names[:10])})")
+            raise ValueError(
+                f"the table has {len(names)} contrasts; choose one with --contrast ({', '.join(names[:10])})"
+            )
         return table
     if contrast not in names:
         raise ValueError(f"no contrast '{contrast}' in the table (contrasts: {', '.join(names[:10])})")
@@ -183,12 +198,19 @@ def _score_name_rgb(t: pd.DataFrame, id_col: str) -> tuple[np.ndarray, np.ndarra
     proba = t["proba_ds"].to_numpy(dtype=float) if "proba_ds" in t.columns else np.zeros(len(t))
     score = np.clip(np.rint(1000 * np.nan_to_num(proba)), 0, 1000).astype(int)
     effect = t["effect_size"].to_numpy(dtype=float) if "effect_size" in t.columns else np.zeros(len(t))
-    called = t["is_ds_fdr"].astype(bool).to_numpy() if "is_ds_fdr" in t.columns else np.zeros(len(t), dtype=bool)
+    called = (
+        t["is_ds_fdr"].astype(bool).to_numpy() if "is_ds_fdr" in t.columns else np.zeros(len(t), dtype=bool)
+    )
     rgb = np.where(called & (effect > 0), RGB_UP, np.where(called & (effect < 0), RGB_DOWN, RGB_NONE))
     gene = t["gene_name"].astype(object).where(t["gene_name"].notna(), "") if "gene_name" in t.columns else ""
     # BED names may not contain white space: ids have none; gene lists are joined with commas.
-    name = (pd.Series(gene, index=t.index).astype(str).str.replace(r"\s+", "_", regex=True) + "|"
-            + t[id_col].astype(str) + "|dPSI=" + pd.Series(effect, index=t.index).map(lambda v: f"{v:+.3f}"))
+    name = (
+        pd.Series(gene, index=t.index).astype(str).str.replace(r"\s+", "_", regex=True)
+        + "|"
+        + t[id_col].astype(str)
+        + "|dPSI="
+        + pd.Series(effect, index=t.index).map(lambda v: f"{v:+.3f}")
+    )
     return score, name.str.lstrip("|").to_numpy(), rgb
 
 
@@ -210,11 +232,22 @@ def junctions_bed(mdata, table: pd.DataFrame, contrast: str | None = None) -> pd
     chrom_end = c["end"].to_numpy() + 1  # exclusive end after the first exonic base after it
     score, name, rgb = _score_name_rgb(t, "junction_id")
     second = (chrom_end - 1 - chrom_start).astype(str)
-    bed = pd.DataFrame({
-        "chrom": c["chrom"].to_numpy(), "chromStart": chrom_start, "chromEnd": chrom_end, "name": name,
-        "score": score, "strand": c["strand"].to_numpy(), "thickStart": chrom_start, "thickEnd": chrom_end,
-        "itemRgb": rgb, "blockCount": 2, "blockSizes": "1,1", "blockStarts": np.char.add("0,", second),
-    })
+    bed = pd.DataFrame(
+        {
+            "chrom": c["chrom"].to_numpy(),
+            "chromStart": chrom_start,
+            "chromEnd": chrom_end,
+            "name": name,
+            "score": score,
+            "strand": c["strand"].to_numpy(),
+            "thickStart": chrom_start,
+            "thickEnd": chrom_end,
+            "itemRgb": rgb,
+            "blockCount": 2,
+            "blockSizes": "1,1",
+            "blockStarts": np.char.add("0,", second),
+        }
+    )
     return bed.sort_values(["chrom", "chromStart", "chromEnd"], kind="stable").reset_index(drop=True)
 
 
@@ -230,11 +263,22 @@ def events_bed(mdata, table: pd.DataFrame, contrast: str | None = None) -> pd.Da
     var = mdata["splicing"].var
     coords = junction_coordinates(var)
     coords[EVENT_ID_COLUMN] = var[EVENT_ID_COLUMN].astype(str).to_numpy()
-    flanks = pd.concat([
-        pd.DataFrame({EVENT_ID_COLUMN: coords[EVENT_ID_COLUMN], "pos": coords["start"] - 2}),  # 0-based, before the intron
-        pd.DataFrame({EVENT_ID_COLUMN: coords[EVENT_ID_COLUMN], "pos": coords["end"]}),  # 0-based, after the intron
-    ])
-    sites = flanks.drop_duplicates().sort_values([EVENT_ID_COLUMN, "pos"]).groupby(EVENT_ID_COLUMN)["pos"].agg(list)
+    flanks = pd.concat(
+        [
+            pd.DataFrame(
+                {EVENT_ID_COLUMN: coords[EVENT_ID_COLUMN], "pos": coords["start"] - 2}
+            ),  # 0-based, before the intron
+            pd.DataFrame(
+                {EVENT_ID_COLUMN: coords[EVENT_ID_COLUMN], "pos": coords["end"]}
+            ),  # 0-based, after the intron
+        ]
+    )
+    sites = (
+        flanks.drop_duplicates()
+        .sort_values([EVENT_ID_COLUMN, "pos"])
+        .groupby(EVENT_ID_COLUMN)["pos"]
+        .agg(list)
+    )
     first = coords.groupby(EVENT_ID_COLUMN)[["chrom", "strand"]].first()
     ids = t[EVENT_ID_COLUMN].astype(str)
     missing = ~ids.isin(sites.index)
@@ -245,10 +289,39 @@ def events_bed(mdata, table: pd.DataFrame, contrast: str | None = None) -> pd.Da
     for i, e in enumerate(ids):
         pos = np.asarray(sites[e], dtype=np.int64)
         start, end = int(pos[0]), int(pos[-1]) + 1
-        rows.append((first.at[e, "chrom"], start, end, name[i], score[i], first.at[e, "strand"], start, end, rgb[i],
-                     len(pos), ",".join(["1"] * len(pos)), ",".join((pos - start).astype(str))))
-    bed = pd.DataFrame(rows, columns=["chrom", "chromStart", "chromEnd", "name", "score", "strand", "thickStart",
-                                      "thickEnd", "itemRgb", "blockCount", "blockSizes", "blockStarts"])
+        rows.append(
+            (
+                first.at[e, "chrom"],
+                start,
+                end,
+                name[i],
+                score[i],
+                first.at[e, "strand"],
+                start,
+                end,
+                rgb[i],
+                len(pos),
+                ",".join(["1"] * len(pos)),
+                ",".join((pos - start).astype(str)),
+            )
+        )
+    bed = pd.DataFrame(
+        rows,
+        columns=[
+            "chrom",
+            "chromStart",
+            "chromEnd",
+            "name",
+            "score",
+            "strand",
+            "thickStart",
+            "thickEnd",
+            "itemRgb",
+            "blockCount",
+            "blockSizes",
+            "blockStarts",
+        ],
+    )
     return bed.sort_values(["chrom", "chromStart", "chromEnd"], kind="stable").reset_index(drop=True)
 
 

@@ -80,9 +80,7 @@ def hide_events(
     hidden_entry = hidden_pair[pair_of_entry]
     kvals = np.asarray(k[rows[hidden_entry], cols[hidden_entry]]).ravel()
     hidden = HiddenEntries(rows[hidden_entry], cols[hidden_entry], kvals, n[hidden_entry].astype(np.float64))
-    drop = sp.csr_matrix(
-        (np.ones(hidden.rows.size), (hidden.rows, hidden.cols)), shape=k.shape
-    )
+    drop = sp.csr_matrix((np.ones(hidden.rows.size), (hidden.rows, hidden.cols)), shape=k.shape)
     masked = k - k.multiply(drop)
     masked = sp.csr_matrix(masked, dtype=np.float32)
     masked.eliminate_zeros()

@@ -34,7 +34,12 @@ def ranking_quality(truth: Sequence[bool], score: Sequence[float]) -> dict[str, 
     finite = np.isfinite(score)
     score = np.where(finite, score, (score[finite].min() if finite.any() else 0.0) - 1.0)
     if truth.all() or not truth.any():
-        return {"auroc": float("nan"), "auprc": float("nan"), "n_true": int(truth.sum()), "n": int(truth.size)}
+        return {
+            "auroc": float("nan"),
+            "auprc": float("nan"),
+            "n_true": int(truth.sum()),
+            "n": int(truth.size),
+        }
     return {
         "auroc": float(roc_auc_score(truth, score)),
         "auprc": float(average_precision_score(truth, score)),
@@ -56,4 +61,3 @@ def call_quality(truth: Sequence[bool], calls: Sequence[bool]) -> dict[str, floa
         "empirical_fdr": float(false / n_calls) if n_calls else 0.0,
         "power": float((calls & truth).sum() / truth.sum()) if truth.any() else float("nan"),
     }
-

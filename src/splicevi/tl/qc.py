@@ -63,9 +63,15 @@ def cell_table(mdata, cluster_key: str = CLUSTER_KEY) -> pd.DataFrame:
     obs = obs.loc[:, [c for c in obs.columns if ":" not in str(c)]]  # global annotations only
     for name, mod in mdata.mod.items():
         for col in mod.obs.columns:
-            if col not in obs.columns and (isinstance(mod.obs[col].dtype, pd.CategoricalDtype) or mod.obs[col].dtype == object):
+            if col not in obs.columns and (
+                isinstance(mod.obs[col].dtype, pd.CategoricalDtype) or mod.obs[col].dtype == object
+            ):
                 obs[col] = mod.obs[col].reindex(obs.index)
-            elif col not in obs.columns and col not in ("_scvi_batch", "_scvi_labels") and not col.startswith("_"):
+            elif (
+                col not in obs.columns
+                and col not in ("_scvi_batch", "_scvi_labels")
+                and not col.startswith("_")
+            ):
                 obs[f"{name}:{col}"] = mod.obs[col].reindex(obs.index)
     qc = qc_metrics(mdata)
     for col in qc.columns:
