@@ -23,11 +23,11 @@ def _h5_fix(what: str, made_by: str | None) -> str:
     ) + " (re-create it if the copy is incomplete)"
 
 
-def read_anndata(path: str | os.PathLike, what: str, made_by: str | None = None, **kwargs) -> ad.AnnData:
-    """``anndata.read_h5ad`` with errors that name the file (a garbage or truncated file included)."""
+def _read_hdf5(path, what: str, made_by: str | None, read):
+    """``read(path)`` of an HDF5-based file, with errors that name the file and the fix."""
     path = require_file(path, what)
     try:
-        return ad.read_h5ad(path, **kwargs)
+        return read(path)
     except FileNotFoundError:
         raise
     except _H5_ERRORS as err:
@@ -36,23 +36,18 @@ def read_anndata(path: str | os.PathLike, what: str, made_by: str | None = None,
             f"not a readable {what} ({type(err).__name__}: {' '.join(str(err).split())})",
             _h5_fix(what, made_by),
         ) from None
+
+
+def read_anndata(path: str | os.PathLike, what: str, made_by: str | None = None, **kwargs) -> ad.AnnData:
+    """``anndata.read_h5ad`` with errors that name the file (a garbage or truncated file included)."""
+    return _read_hdf5(path, what, made_by, lambda p: ad.read_h5ad(p, **kwargs))
 
 
 def read_mudata_file(path: str | os.PathLike, what: str = "MuData (.h5mu)", made_by: str | None = None):
     """``mudata.read_h5mu`` with errors that name the file (a garbage or truncated file included)."""
     import mudata as md
 
-    path = require_file(path, what)
-    try:
-        return md.read_h5mu(path)
-    except FileNotFoundError:
-        raise
-    except _H5_ERRORS as err:
-        raise InputError(
-            path,
-            f"not a readable {what} ({type(err).__name__}: {' '.join(str(err).split())})",
-            _h5_fix(what, made_by),
-        ) from None
+    return _read_hdf5(path, what, made_by, md.read_h5mu)
 
 
 def read_junction_var(path: str | os.PathLike) -> pd.DataFrame:
