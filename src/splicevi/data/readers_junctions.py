@@ -207,6 +207,16 @@ def _records(path, chrom, start, end, strand, motif, annotated, count, fix, firs
     )
 
 
+def _unreadable_text(path, err: Exception, fix: str) -> InputError:
+    """The error for a text table that cannot be decoded (truncated gzip, binary, not UTF-8)."""
+    return InputError(
+        path,
+        f"the file is truncated or not UTF-8 text ({type(err).__name__}: {err})",
+        fix,
+        line=first_bad_line(path),
+    )
+
+
 def read_cell_sheet(path: str | os.PathLike) -> pd.DataFrame:
     """Cell sheet of per-cell files: columns ``cell_id``, ``path`` (+ optional ``batch`` and others).
 
@@ -224,12 +234,7 @@ def read_cell_sheet(path: str | os.PathLike) -> pd.DataFrame:
             path, f"malformed cell sheet ({str(err).strip()})", fix, line=parser_error_line(err)
         ) from None
     except (UnicodeDecodeError, EOFError, OSError, zlib.error) as err:
-        raise InputError(
-            path,
-            f"the file is truncated or not UTF-8 text ({type(err).__name__}: {err})",
-            fix,
-            line=first_bad_line(path),
-        ) from None
+        raise _unreadable_text(path, err, fix) from None
     missing = {"cell_id", "path"} - set(sheet.columns)
     if missing:
         raise InputError(
@@ -489,12 +494,7 @@ def read_junction_table(path: str | os.PathLike) -> ad.AnnData:
                 line=parser_error_line(err),
             ) from None
         except (UnicodeDecodeError, EOFError, OSError, zlib.error) as err:
-            raise InputError(
-                path,
-                f"the file is truncated or not UTF-8 text ({type(err).__name__}: {err})",
-                fix,
-                line=first_bad_line(path),
-            ) from None
+            raise _unreadable_text(path, err, fix) from None
         line_offset = 1  # header line
         check_no_nul(path, what="junction table", fix=fix)
     df = df.rename(columns={c: _TABLE_ALIASES.get(c.lower(), c.lower()) for c in df.columns})
