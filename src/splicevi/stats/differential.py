@@ -19,14 +19,18 @@ the sub-groups' cell counts as weights, so "the rest" means the cells present.
 
 Evidence, from a Student-t approximation (Welch–Satterthwaite degrees of freedom):
 
-* ``pvalue``: test of the interval null ``|ΔPSI| ≤ delta`` (``change`` mode) or ``ΔPSI = 0``
-  (``vanilla``); ``qvalue``: Benjamini–Hochberg; by default ``is_ds_fdr`` is ``qvalue ≤
-  fdr_target`` (valid whatever the true changes look like);
+* ``pvalue``: test of ``ΔPSI = 0``, ``interval_pvalue`` (``change`` mode) of the interval null
+  ``|ΔPSI| ≤ delta``; ``qvalue``: Benjamini–Hochberg;
 * ``proba_ds`` = P(|ΔPSI| > delta | data), ``bayes_factor`` (its log odds) and the local FDR
   ``lfdr`` = 1 − ``proba_ds``: posterior under an empirical-Bayes prior, a zero-centred normal
-  scale mixture fitted to all junctions (ashr's idea), so a junction with little coverage is not
-  "probably changed" for lack of data. Computed in logs, they resolve strong from very strong
-  evidence; ``lfdr_qvalue`` (mean lfdr of the calls) is the optional Bayesian FDR control.
+  scale mixture fitted to all junctions (ashr's idea), with the t-statistic's own Student-t
+  likelihood, so neither little coverage nor a variance resting on a handful of cells reads as
+  "probably changed". Computed in logs, they resolve strong from very strong evidence;
+  ``lfdr_qvalue`` is the mean lfdr of the calls.
+
+The calls ``is_ds_fdr`` combine these as :func:`call_rows` says (:data:`FDR_METHODS`; the model's
+default ``bh_lfdr``: the BH calls with a confident effect of at least ``delta``, together with the
+calls whose ``lfdr_qvalue`` is within the target).
 
 Everything works on per-stratum sufficient statistics (:class:`GroupMoments`) accumulated over
 minibatches of cells, so no cells × junctions matrix is ever held for all cells.
