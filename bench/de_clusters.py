@@ -119,12 +119,15 @@ def model_calls(model, mdata, labels, design):
     # A recorded clustering (as sc.tl.leiden writes), so auto picks the clusters design.
     mdata.uns["_bench"] = {"params": {"resolution": 1.0}}
     genes = mdata["rna"].var_names
+    # One call over every cluster against the rest, as users run it (the held-out contrasts then
+    # share one Benjamini–Hochberg family).
+    table = model.differential_expression(
+        mdata, groupby="_bench", delta=DELTA, fdr_target=FDR, silent=True, design=design
+    )
+    col = "is_de_fdr" if "is_de_fdr" in table else f"is_de_fdr_{FDR}"
     out = []
     for g, _, _ in groups(labels):
-        t = model.differential_expression(
-            mdata, groupby="_bench", group1=g, delta=DELTA, fdr_target=FDR, silent=True, design=design
-        )
-        col = "is_de_fdr" if "is_de_fdr" in t else f"is_de_fdr_{FDR}"
+        t = table[table["group1"].astype(str) == str(g)] if "group1" in table else table
         out.append(t[col].reindex(genes).fillna(False).to_numpy(dtype=bool))
     return out
 

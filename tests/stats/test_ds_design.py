@@ -77,7 +77,9 @@ def test_default_beats_welch_on_a_planted_splice_only_pair(sparse_pair):
     peer = call_quality(truth, welch.qvalue <= 0.05)
     own_true = own["n_calls"] - own["n_false"]
     peer_true = peer["n_calls"] - peer["n_false"]
-    assert own_true > peer_true, (own, peer)
+    # Issue 18's bar at droplet coverage: 1.2× Welch's true junctions (before the reads-only rule of
+    # stats.read_test: 20 against Welch's 18 here; with it: 26).
+    assert own_true >= 1.2 * peer_true, (own, peer)
     assert own["empirical_fdr"] <= 0.1, own
     assert table.attrs["splicevi_ds"]["design"] == "labels"
     assert (table["design"] == "labels").all() and (table["test"] == dsdesign.TESTS["labels"]).all()
@@ -189,7 +191,7 @@ def test_cli_continues_after_a_skipped_contrast(caplog):
         out = run_contrasts(method, contrasts, "junction_id", describe=True)
     assert list(out["contrast"]) == ["a"] and out["design"].iloc[0] == "labels"
     assert "contrast b skipped: group1 has 3 cells" in caplog.text
-    assert "1 of 2 contrasts skipped" in caplog.text and "model-assisted cell-level test" in caplog.text
+    assert "1 of 2 contrasts skipped" in caplog.text and dsdesign.TESTS["labels"] in caplog.text
 
 
 def test_effects_stay_within_bounds():

@@ -17,7 +17,7 @@ from splicevi._io import atomic_path
 from splicevi.stats.choices import DE_DESIGNS
 
 from ._common import configure, load_model, read_mudata
-from .ds import add_contrast_arguments, contrasts_of, parse_contrasts, run_contrasts
+from .ds import add_contrast_arguments, clusters_family, contrasts_of, parse_contrasts, run_contrasts
 
 log = logging.getLogger("splicevi")
 
@@ -79,12 +79,19 @@ def run(args: argparse.Namespace) -> int:
         )
     contrasts = contrasts_of(args, mdata)
     model = load_model(args.model, mdata)
+    from splicevi.model._de_clusters import family_calls_de
+
+    def adjust(held):
+        family_calls_de(held, args.delta, args.fdr_target)
+        return held
+
     table = run_contrasts(
         model.differential_expression,
         contrasts,
         "gene_id",
         describe=True,
         attrs_key="splicevi_de",
+        family=lambda tables: clusters_family(tables, adjust),
         delta=args.delta,
         fdr_target=args.fdr_target,
         batch_correction=args.batch_correction,

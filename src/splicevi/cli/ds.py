@@ -74,14 +74,21 @@ def contrasts_of(args: argparse.Namespace, mdata):
 
 
 def run_contrasts(
-    method, contrasts, id_col: str, describe: bool = False, attrs_key: str = "splicevi_ds", **kwargs
+    method,
+    contrasts,
+    id_col: str,
+    describe: bool = False,
+    attrs_key: str = "splicevi_ds",
+    family=None,
+    **kwargs,
 ) -> pd.DataFrame:
     """Call a differential method of the model once per contrast; stack the tables.
 
     The feature id (the tables' index) becomes column ``id_col`` unless the table already has it.
     A table that says it was skipped (``attrs["splicevi_ds"]["skipped"]``: too few cells) is left
     out with a warning; with ``describe`` the design, test and reason of each contrast are logged
-    (from ``attrs[attrs_key]``).
+    (from ``attrs[attrs_key]``). ``family`` (the per-contrast tables → the same, adjusted) lets the
+    held-out contrasts share one Benjamini–Hochberg family, as in one call of the model's method.
     """
     tables = []
     skipped = []
@@ -123,7 +130,18 @@ def run_contrasts(
         )
     if not tables:
         return pd.DataFrame(columns=["contrast", "groupby", "group1", "group2", id_col])
+    if family is not None:
+        tables = family(tables)
     return pd.concat(tables, ignore_index=True)
+
+
+def clusters_family(tables: list[pd.DataFrame], adjust) -> list[pd.DataFrame]:
+    """Apply ``adjust`` (list of tables → list) to the tables of the ``clusters`` design, keep the rest."""
+    held = [i for i, t in enumerate(tables) if "design" in t and (t["design"] == "clusters").all()]
+    out = list(tables)
+    for i, table in zip(held, adjust([tables[i] for i in held]), strict=True):
+        out[i] = table
+    return out
 
 
 def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
@@ -216,8 +234,18 @@ def run(args: argparse.Namespace) -> int:
         sample_key=args.sample_key,
         min_cells=args.min_cells,
     )
-    junctions = run_contrasts(model.differential_splicing, contrasts, "junction_id", describe=True, **kwargs)
-    events = run_contrasts(model.differential_splicing, contrasts, EVENT_ID_COLUMN, level="event", **kwargs)
+    from splicevi.model._ds_clusters import family_calls_ds
+
+    # The default contrasts (each cluster against the rest) are one family, as in one model call.
+    def family(tables):
+        return clusters_family(tables, lambda held: family_calls_ds(held, args.fdr_target, "interval"))
+
+    junctions = run_contrasts(
+        model.differential_splicing, contrasts, "junction_id", describe=True, family=family, **kwargs
+    )
+    events = run_contrasts(
+        model.differential_splicing, contrasts, EVENT_ID_COLUMN, level="event", family=family, **kwargs
+    )
     if junctions.empty:
         # Every contrast was skipped (too few cells): header-only tables, so the workflow goes on.
         log.warning("every contrast was skipped (see --min-cells); writing empty tables")

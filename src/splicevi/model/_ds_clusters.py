@@ -401,3 +401,30 @@ def heldout_ds(
         ),
     }
     return table
+
+
+def family_calls_ds(tables: list[pd.DataFrame], fdr_target: float, fdr_method: str) -> list[pd.DataFrame]:
+    """The held-out contrasts of one call, their calls re-adjusted as one family (re-sorted copies).
+
+    As :func:`splicevi.model._de_clusters.family_calls_de`: the interval-null (or, in ``vanilla``
+    mode, point-null) p-values of every contrast go through one Benjamini–Hochberg, so that on data
+    without any difference no contrast has a call with probability at least 1 − target. Other FDR
+    methods (``lfdr``) and a single table are returned unchanged.
+    """
+    if len(tables) < 2 or fdr_method != "interval":
+        return tables
+    col = "interval_pvalue" if all("interval_pvalue" in t for t in tables) else "pvalue"
+    with np.errstate(divide="ignore"):
+        qs = dstats.family_bh_qvalues([np.log(t[col].to_numpy(dtype=np.float64)) for t in tables])
+    out = []
+    for table, q in zip(tables, qs, strict=True):
+        table = table.copy()
+        table["interval_qvalue" if col == "interval_pvalue" else "qvalue"] = q
+        table["is_ds_fdr"] = dstats.fdr_calls(q, fdr_target)
+        info = dict(table.attrs.get("splicevi_ds", {}))
+        info["reason"] = (
+            f"{info.get('reason', '')}; q-values over all {len(tables)} cluster contrasts together"
+        )
+        table.attrs["splicevi_ds"] = info
+        out.append(dstats.sort_table(table, fdr_method))
+    return out

@@ -3,7 +3,8 @@
 The units of a valid test depend on where the two groups come from:
 
 * ``labels``: groups from annotations independent of the reads (cell types, a labelled column):
-  cells are the units (the model-assisted cell-level test of :mod:`splicevi.stats.differential`);
+  cells are the units (the model-assisted cell-level test of :mod:`splicevi.stats.differential`
+  and the reads-only test of :mod:`splicevi.stats.read_test`);
 * ``samples``: groups that are unions of samples (condition, donor): samples are the units;
 * ``clusters``: groups found on the same reads (clusters of the model's latent): the test must
   use reads that the clustering did not see.
@@ -28,7 +29,7 @@ from .choices import DS_DESIGNS, check_choice
 MIN_CELLS = 10
 #: Short human-readable name of each design's test (the table's ``test`` column).
 TESTS = {
-    "labels": "model-assisted cell-level test",
+    "labels": "model-assisted and reads-only (quasi-binomial) cell-level tests",
     "samples": "pseudobulk Dirichlet-multinomial LRT over samples",
     "clusters": "held-out reads (count splitting)",
 }

@@ -46,6 +46,7 @@ import scipy.sparse as sp
 from scipy import special, stats
 
 from .choices import FDR_METHODS, MODES, check_choice
+from .read_test import ReadTest
 
 _EPS = 1e-12
 #: Below this many observing cells a stratum's residuals are not used on their own (see
@@ -649,6 +650,21 @@ def bh_qvalues(log_pvalues: np.ndarray) -> np.ndarray:
     return q
 
 
+def family_bh_qvalues(log_pvalues: list[np.ndarray]) -> list[np.ndarray]:
+    """Benjamini–Hochberg over several tests' p-values as one family, split back per test.
+
+    The contrasts of one clustering (every cluster against the rest) are one family: adjusting
+    them together keeps the FDR over all their calls at the target, and on data without any
+    difference no contrast has a call with probability at least 1 − target (per contrast,
+    ``G`` contrasts would each have up to that chance).
+    """
+    sizes = [len(x) for x in log_pvalues]
+    if not sizes:
+        return []
+    q = bh_qvalues(np.concatenate([np.asarray(x, dtype=np.float64) for x in log_pvalues]))
+    return np.split(q, np.cumsum(sizes)[:-1])
+
+
 def fdr_calls(qvalues: np.ndarray, fdr_target: float = 0.05) -> np.ndarray:
     """Features called at ``fdr_target``: q-value at most the target (NaN never called)."""
     q = np.asarray(qvalues, dtype=np.float64)
@@ -686,14 +702,18 @@ def call_rows(
     lfdr_qvalue: np.ndarray | None = None,
     fdr_method: str = "bh",
     se: np.ndarray | None = None,
+    reads_qvalue: np.ndarray | None = None,
+    reads_bound: np.ndarray | None = None,
 ) -> np.ndarray:
     """The calls ``is_ds_fdr`` of a table's columns under ``fdr_method`` (see :data:`FDR_METHODS`).
 
     ``bh``: ``qvalue ≤ fdr_target`` (Benjamini–Hochberg on the point null ΔPSI = 0) and the
     change is at least ``delta`` with confidence, ``|effect| − EFFECT_BOUND_Z · se ≥ delta``
-    (``delta`` 0: no effect filter; ``se`` None: on the bare estimate); ``interval``:
-    ``interval_qvalue ≤ fdr_target``; ``lfdr``: ``lfdr_qvalue ≤ fdr_target``; ``bh_lfdr``: the
-    ``bh`` calls and the ``lfdr`` calls (``lfdr_qvalue`` None: the ``bh`` calls only).
+    (``delta`` 0: no effect filter; ``se`` None: on the bare estimate); with the reads-only test
+    (``reads_qvalue``, its confident change ``reads_bound``) the same rule on it is added
+    (:mod:`splicevi.stats.read_test`); ``interval``: ``interval_qvalue ≤ fdr_target``; ``lfdr``:
+    ``lfdr_qvalue ≤ fdr_target``; ``bh_lfdr``: the ``bh`` calls and the ``lfdr`` calls
+    (``lfdr_qvalue`` None: the ``bh`` calls only).
     """
     if fdr_method == "interval":
         return fdr_calls(qvalue if interval_qvalue is None else interval_qvalue, fdr_target)
@@ -703,6 +723,9 @@ def call_rows(
     if se is not None and delta > 0:
         size = size - EFFECT_BOUND_Z * np.nan_to_num(np.asarray(se, dtype=np.float64), nan=np.inf)
     calls = fdr_calls(qvalue, fdr_target) & (size >= delta - 1e-12)
+    if reads_qvalue is not None:
+        bound = np.nan_to_num(np.asarray(reads_bound, dtype=np.float64), nan=-np.inf)
+        calls = calls | (fdr_calls(reads_qvalue, fdr_target) & (bound >= delta - 1e-12))
     if fdr_method == "bh_lfdr" and lfdr_qvalue is not None:
         calls = calls | fdr_calls(lfdr_qvalue, fdr_target)
     return calls
@@ -715,12 +738,16 @@ def junction_table(
     fdr_target: float,
     fdr_method: str = "bh",
     delta: float = 0.0,
+    reads: ReadTest | None = None,
 ) -> pd.DataFrame:
     """The per-junction columns of a test (index: position); see :func:`event_level` for ATSEs.
 
     ``delta`` is the effect filter of the ``bh`` calls (0 in ``vanilla`` mode); with an
     interval-null test (``change`` mode) the table also has ``interval_pvalue`` and
-    ``interval_qvalue``.
+    ``interval_qvalue``. With ``reads`` (the quasi-binomial test on the reads alone,
+    :mod:`splicevi.stats.read_test`) the table has ``reads_effect``, ``reads_se``,
+    ``reads_pvalue``, ``reads_qvalue`` and ``reads_rho``, and the ``bh`` rule calls what either
+    test calls.
     """
     check_choice("fdr_method", fdr_method, FDR_METHODS)
     q_bh = bh_qvalues(test.log_pvalue)
@@ -731,7 +758,28 @@ def junction_table(
     extra = {}
     if has_interval:
         extra = {"interval_pvalue": np.exp(test.log_pvalue_interval), "interval_qvalue": q_int}
-    calls = call_rows(q_bh, test.effect, fdr_target, delta, q_int, q_lfdr, fdr_method, se=test.se)
+    if reads is not None:
+        q_reads = bh_qvalues(reads.log_pvalue)
+        bound_reads = np.abs(reads.effect) - EFFECT_BOUND_Z * reads.se
+        extra.update(
+            reads_effect=reads.effect,
+            reads_se=reads.se,
+            reads_pvalue=np.exp(reads.log_pvalue),
+            reads_qvalue=q_reads,
+            reads_rho=reads.rho,
+        )
+    calls = call_rows(
+        q_bh,
+        test.effect,
+        fdr_target,
+        delta,
+        q_int,
+        q_lfdr,
+        fdr_method,
+        se=test.se,
+        reads_qvalue=None if reads is None else q_reads,
+        reads_bound=None if reads is None else bound_reads,
+    )
     return pd.DataFrame(
         {
             "proba_ds": test.proba,
@@ -890,6 +938,20 @@ def event_level(
         )
     conf = conf[order]
     conf_max = np.maximum.reduceat(np.where(np.isfinite(conf), conf, -np.inf), starts)
+    q_reads = conf_reads = None
+    if "reads_pvalue" in junctions:
+        # The reads-only test's rule at the ATSE level, as the model's: Simes over the junctions,
+        # some junction's confident change at least delta.
+        with np.errstate(divide="ignore"):
+            log_reads, _ = simes_log_pvalues(
+                np.log(junctions["reads_pvalue"].to_numpy(dtype=np.float64)), codes
+            )
+        q_reads = bh_qvalues(log_reads)
+        bound = np.abs(junctions["reads_effect"].to_numpy(dtype=np.float64)) - EFFECT_BOUND_Z * junctions[
+            "reads_se"
+        ].to_numpy(dtype=np.float64)
+        bound = np.nan_to_num(bound, nan=-np.inf)[order]
+        conf_reads = np.maximum.reduceat(bound, starts)
     q_int = None
     if "interval_pvalue" in junctions:
         with np.errstate(divide="ignore"):
@@ -918,11 +980,24 @@ def event_level(
             "pvalue": np.exp(log_event),
             "qvalue": q,
             "log10_pvalue": log_event / np.log(10.0),
-            "is_ds_fdr": call_rows(q, conf_max, fdr_target, delta, q_int, q_lfdr, fdr_method),
+            "is_ds_fdr": call_rows(
+                q,
+                conf_max,
+                fdr_target,
+                delta,
+                q_int,
+                q_lfdr,
+                fdr_method,
+                reads_qvalue=q_reads,
+                reads_bound=conf_reads,
+            ),
             "n_junctions": np.diff(np.r_[starts, order.shape[0]]),
         },
         index=pd.Index(ids, name="event_id"),
     )
+    if q_reads is not None:
+        out.insert(out.columns.get_loc("is_ds_fdr"), "reads_pvalue", np.exp(log_reads))
+        out.insert(out.columns.get_loc("is_ds_fdr"), "reads_qvalue", q_reads)
     if q_int is not None:
         out.insert(out.columns.get_loc("is_ds_fdr"), "interval_pvalue", np.exp(log_int))
         out.insert(out.columns.get_loc("is_ds_fdr"), "interval_qvalue", q_int)
@@ -1042,6 +1117,17 @@ class CellOverdispersion:
     def __init__(self, n_strata: int, n_junctions: int):
         self.shape = (n_strata, n_junctions)
         self.sums = np.zeros((6, n_strata * n_junctions))  # m, Σ1/n, Σy, Σy², Σk, Σn
+
+    @classmethod
+    def from_sums(cls, sums: np.ndarray, n_strata: int, n_junctions: int) -> CellOverdispersion:
+        """The accumulator over sums already taken elsewhere (first six rows: m, Σ1/n, Σy, Σy², Σk, Σn).
+
+        The reads-only test (:class:`splicevi.stats.read_test.ReadSums`) takes the same sums in
+        its first pass; reusing them saves a pass over the observed entries.
+        """
+        acc = cls(n_strata, n_junctions)
+        acc.sums = np.array(sums[:6], dtype=np.float64, copy=True)
+        return acc
 
     def add(
         self, stratum: np.ndarray, rows: np.ndarray, cols: np.ndarray, k: np.ndarray, n: np.ndarray
