@@ -132,10 +132,9 @@ def null_summary(table_j, table_e) -> dict:
     return out
 
 
-def run_regime(n_events, frac_ds, observed, conc, args) -> dict:
-    """Simulate one regime, train, run DS and the baselines, and score each ranking."""
-    t0 = time.time()
-    sim = simulate(
+def simulate_regime(n_events, frac_ds, observed, conc, args):
+    """The simulated data of one regime (6 types, 2 batches; ``args``: n_cells, n_genes, seed)."""
+    return simulate(
         n_cells=args.n_cells,
         n_genes=args.n_genes,
         n_events=n_events,
@@ -146,6 +145,36 @@ def run_regime(n_events, frac_ds, observed, conc, args) -> dict:
         dm_concentration=conc,
         seed=args.seed,
     )
+
+
+def contrast_cells(types: np.ndarray, batch: np.ndarray, seed: int) -> tuple[dict, dict]:
+    """The cells of every contrast and of the two null splits (name → (cells1, cells2)), drawn from ``seed``."""
+    rng = np.random.default_rng(seed)
+    of = {t: np.nonzero(types == t)[0] for t in np.unique(types)}
+    t_a, t_b = f"type{N_TYPES - 2}", f"type{N_TYPES - 1}"
+    unb = rng.choice(of["type1"], max(3, of["type0"].size // 10), replace=False)
+    small = rng.choice(of[t_a], min(25, of[t_a].size), replace=False)
+    members = {
+        "pair_splice_only": (of[t_a], of[t_b]),
+        "pair_expr": (of["type0"], of["type1"]),
+        "one_vs_rest": (of["type0"], np.nonzero(types != "type0")[0]),
+        "unbalanced_10to1": (of["type0"], unb),
+        "small_group": (small, of[t_b]),
+    }
+    halves = rng.permutation(of["type0"])
+    h = halves.size // 2
+    own = of["type0"]
+    nulls = {
+        "null_halves": (halves[:h], halves[h:]),
+        "null_batch": (own[batch[own] == "batch0"], own[batch[own] == "batch1"]),
+    }
+    return members, nulls
+
+
+def run_regime(n_events, frac_ds, observed, conc, args) -> dict:
+    """Simulate one regime, train, run DS and the baselines, and score each ranking."""
+    t0 = time.time()
+    sim = simulate_regime(n_events, frac_ds, observed, conc, args)
     mdata = sim.to_mudata()
     SPLICEVI.setup_mudata(mdata, batch_key="batch")
     torch.manual_seed(args.seed)
@@ -160,24 +189,15 @@ def run_regime(n_events, frac_ds, observed, conc, args) -> dict:
     t_train = time.time() - t0
     types = mdata.obs["cell_type"].astype(str).to_numpy()
     batch = mdata.obs["batch"].astype(str).to_numpy()
-    rng = np.random.default_rng(args.seed)
-    of = {t: np.nonzero(types == t)[0] for t in np.unique(types)}
+    members, nulls = contrast_cells(types, batch, args.seed)
     t_a, t_b = f"type{N_TYPES - 2}", f"type{N_TYPES - 1}"
-    unb = rng.choice(of["type1"], max(3, of["type0"].size // 10), replace=False)
-    small = rng.choice(of[t_a], min(25, of[t_a].size), replace=False)
+    # The same groups as the model sees them: type labels where the groups are types, cells elsewhere.
     contrasts = {
         "pair_splice_only": dict(groupby="cell_type", group1=t_a, group2=t_b),
         "pair_expr": dict(groupby="cell_type", group1="type0", group2="type1"),
         "one_vs_rest": dict(groupby="cell_type", group1="type0"),
-        "unbalanced_10to1": dict(idx1=of["type0"], idx2=unb),
-        "small_group": dict(idx1=small, idx2=of[t_b]),
-    }
-    members = {
-        "pair_splice_only": (of[t_a], of[t_b]),
-        "pair_expr": (of["type0"], of["type1"]),
-        "one_vs_rest": (of["type0"], np.nonzero(types != "type0")[0]),
-        "unbalanced_10to1": (of["type0"], unb),
-        "small_group": (small, of[t_b]),
+        "unbalanced_10to1": dict(idx1=members["unbalanced_10to1"][0], idx2=members["unbalanced_10to1"][1]),
+        "small_group": dict(idx1=members["small_group"][0], idx2=members["small_group"][1]),
     }
     result = {"contrasts": {}, "nulls": {}}
     spl_mod = mdata["splicing"]
@@ -198,15 +218,7 @@ def run_regime(n_events, frac_ds, observed, conc, args) -> dict:
             **score_contrast(sim, tj, te, dpsi),
             "labels": labels_vs_welch(tj, k_obs, n_obs, c1, c2, dpsi, spl_mod.var_names),
         }
-    halves = rng.permutation(of["type0"])
-    h = halves.size // 2
-    for name, (i1, i2) in {
-        "null_halves": (halves[:h], halves[h:]),
-        "null_batch": (
-            of["type0"][batch[of["type0"]] == "batch0"],
-            of["type0"][batch[of["type0"]] == "batch1"],
-        ),
-    }.items():
+    for name, (i1, i2) in nulls.items():
         tj = model.differential_splicing(idx1=i1, idx2=i2, delta=DELTA, silent=True)
         te = model.differential_splicing(idx1=i1, idx2=i2, delta=DELTA, level="event", silent=True)
         result["nulls"][name] = null_summary(tj, te)

@@ -24,8 +24,14 @@ import numpy as np
 import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ds_quality import DELTA, N_TYPES, real_patients, regime_name, true_group_psi  # noqa: E402
-from splicevi.data import simulate  # noqa: E402
+from ds_quality import (  # noqa: E402
+    DELTA,
+    contrast_cells,
+    real_patients,
+    regime_name,
+    simulate_regime,
+    true_group_psi,
+)
 from splicevi.data.layers import layer_or_derived  # noqa: E402
 from splicevi.stats import read_test as rt  # noqa: E402
 from splicevi.stats.differential import EFFECT_BOUND_Z, bh_qvalues, welch_per_cell  # noqa: E402
@@ -52,52 +58,18 @@ def reads_only_calls(k, n, labels: np.ndarray, cells1: np.ndarray, cells2: np.nd
     return (bh_qvalues(res.log_pvalue) <= TARGET) & (bound >= DELTA - 1e-12), overall
 
 
-def contrasts_of(types, batch, seed):
-    """The contrasts of ``bench/ds_quality.py`` (same draws) and its two null splits."""
-    rng = np.random.default_rng(seed)
-    of = {t: np.nonzero(types == t)[0] for t in np.unique(types)}
-    t_a, t_b = f"type{N_TYPES - 2}", f"type{N_TYPES - 1}"
-    unb = rng.choice(of["type1"], max(3, of["type0"].size // 10), replace=False)
-    small = rng.choice(of[t_a], min(25, of[t_a].size), replace=False)
-    members = {
-        "pair_splice_only": (of[t_a], of[t_b]),
-        "pair_expr": (of["type0"], of["type1"]),
-        "one_vs_rest": (of["type0"], np.nonzero(types != "type0")[0]),
-        "unbalanced_10to1": (of["type0"], unb),
-        "small_group": (small, of[t_b]),
-    }
-    halves = rng.permutation(of["type0"])
-    h = halves.size // 2
-    own = of["type0"]
-    nulls = {
-        "null_halves": (halves[:h], halves[h:]),
-        "null_batch": (own[batch[own] == "batch0"], own[batch[own] == "batch1"]),
-    }
-    return members, nulls
-
-
 def run_grid(args) -> list[dict]:
     """Every regime × contrast: the reads-only calls and Welch's against the truth."""
     rows = []
     for n_events, frac, observed, conc in itertools.product((300, 2500), (0.1, 0.3), (0.03, 0.15), (20, 100)):
-        sim = simulate(
-            n_cells=args.n_cells,
-            n_genes=args.n_genes,
-            n_events=n_events,
-            n_types=N_TYPES,
-            n_batches=2,
-            frac_ds_events=frac,
-            observed_fraction=observed,
-            dm_concentration=conc,
-            seed=args.seed,
-        )
+        sim = simulate_regime(n_events, frac, observed, conc, args)
         mdata = sim.to_mudata()
         spl = mdata["splicing"]
         k = layer_or_derived(spl, "cell_by_junction_matrix")
         n = layer_or_derived(spl, "cell_by_cluster_matrix")
         types = mdata.obs["cell_type"].astype(str).to_numpy()
         batch = mdata.obs["batch"].astype(str).to_numpy()
-        members, nulls = contrasts_of(types, batch, args.seed)
+        members, nulls = contrast_cells(types, batch, args.seed)
         for name, (c1, c2) in {**members, **nulls}.items():
             if name.startswith("null"):
                 dpsi = np.zeros(spl.n_vars)
