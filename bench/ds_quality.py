@@ -64,8 +64,13 @@ DEFAULT_METHOD = inspect.signature(SPLICEVI.differential_splicing).parameters["f
 N_TYPES = 6
 
 
-def regime_name(n_events: int, frac_ds: float, observed: float, conc: float) -> str:
-    """Short label of a regime (ATSEs, differential fraction, observed fraction, concentration)."""
+def regime_name(n_events: int, frac_ds: float, observed: float, conc: float | None) -> str:
+    """Short label of a regime (ATSEs, differential fraction, observed fraction, concentration).
+
+    ``conc`` None: the independent generator (``bench/droplet.py``), whose concentration varies by ATSE.
+    """
+    if conc is None:
+        return f"independent_ev{n_events}_ds{frac_ds}_obs{observed}"
     return f"ev{n_events}_ds{frac_ds}_obs{observed}_conc{int(conc)}"
 
 
@@ -133,7 +138,22 @@ def null_summary(table_j, table_e) -> dict:
 
 
 def simulate_regime(n_events, frac_ds, observed, conc, args):
-    """The simulated data of one regime (6 types, 2 batches; ``args``: n_cells, n_genes, seed)."""
+    """The simulated data of one regime (6 types, 2 batches; ``args``: n_cells, n_genes, seed).
+
+    ``conc`` None: ``bench/droplet.py``'s independent generator (per-ATSE concentration
+    log-uniform 10-200, heavy-tailed depth), which the project never tuned on.
+    """
+    if conc is None:
+        from droplet import generate
+
+        return generate(
+            n_cells=args.n_cells,
+            n_genes=args.n_genes,
+            n_events=n_events,
+            frac_ds=frac_ds,
+            observed_fraction=observed,
+            seed=args.seed,
+        )
     return simulate(
         n_cells=args.n_cells,
         n_genes=args.n_genes,
@@ -164,9 +184,10 @@ def contrast_cells(types: np.ndarray, batch: np.ndarray, seed: int) -> tuple[dic
     halves = rng.permutation(of["type0"])
     h = halves.size // 2
     own = of["type0"]
+    b0, b1 = np.unique(batch)[:2]
     nulls = {
         "null_halves": (halves[:h], halves[h:]),
-        "null_batch": (own[batch[own] == "batch0"], own[batch[own] == "batch1"]),
+        "null_batch": (own[batch[own] == b0], own[batch[own] == b1]),
     }
     return members, nulls
 
@@ -605,6 +626,12 @@ def main() -> None:
         "--grid300", action="store_true", help="only the regimes with 300 ATSEs (half the grid)"
     )
     parser.add_argument("--real", action="store_true", help="add the real cells (../shared/data)")
+    parser.add_argument(
+        "--generator",
+        choices=("simulate", "independent"),
+        default="simulate",
+        help="splicevi.data.simulate (the grid) or bench/droplet.py:generate (data the project never tuned on)",
+    )
     parser.add_argument("--real-seeds", type=int, default=5)
     parser.add_argument(
         "--cached-only",
@@ -621,7 +648,8 @@ def main() -> None:
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     logging.getLogger("scvi").setLevel(logging.ERROR)
     torch.set_num_threads(1)
-    grid = list(itertools.product((300, 2500), (0.1, 0.3), (0.03, 0.15), (20.0, 100.0)))
+    concs = (20.0, 100.0) if args.generator == "simulate" else (None,)
+    grid = list(itertools.product((300, 2500), (0.1, 0.3), (0.03, 0.15), concs))
     if args.quick:
         args.n_cells, args.n_genes, args.epochs = 400, 80, 3
         grid = [(200, 0.3, 0.15, 20.0)]

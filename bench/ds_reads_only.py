@@ -61,8 +61,11 @@ def reads_only_calls(k, n, labels: np.ndarray, cells1: np.ndarray, cells2: np.nd
 def run_grid(args) -> list[dict]:
     """Every regime × contrast: the reads-only calls and Welch's against the truth."""
     rows = []
-    for n_events, frac, observed, conc in itertools.product((300, 2500), (0.1, 0.3), (0.03, 0.15), (20, 100)):
+    # The independent generator has a per-ATSE concentration (log-uniform 10-200) instead of one.
+    concs = (20, 100) if args.generator == "simulate" else (None,)
+    for n_events, frac, observed, conc in itertools.product((300, 2500), (0.1, 0.3), (0.03, 0.15), concs):
         sim = simulate_regime(n_events, frac, observed, conc, args)
+        name = regime_name(n_events, frac, observed, conc)
         mdata = sim.to_mudata()
         spl = mdata["splicing"]
         k = layer_or_derived(spl, "cell_by_junction_matrix")
@@ -70,8 +73,8 @@ def run_grid(args) -> list[dict]:
         types = mdata.obs["cell_type"].astype(str).to_numpy()
         batch = mdata.obs["batch"].astype(str).to_numpy()
         members, nulls = contrast_cells(types, batch, args.seed)
-        for name, (c1, c2) in {**members, **nulls}.items():
-            if name.startswith("null"):
+        for contrast, (c1, c2) in {**members, **nulls}.items():
+            if contrast.startswith("null"):
                 dpsi = np.zeros(spl.n_vars)
             else:
                 dpsi = (
@@ -83,9 +86,9 @@ def run_grid(args) -> list[dict]:
             calls, overall = reads_only_calls(k, n, types, c1, c2)
             welch = welch_per_cell(k, n, c1, c2).qvalue <= TARGET
             row = {
-                "regime": regime_name(n_events, frac, observed, conc),
+                "regime": name,
                 "observed": observed,
-                "contrast": name,
+                "contrast": contrast,
                 "n_true": int(truth.sum()),
                 "reads_true": int((calls & truth).sum()),
                 "reads_false": int((calls & ~truth).sum()),
@@ -168,6 +171,12 @@ def main() -> None:
     parser.add_argument("--n-genes", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--real", action="store_true")
+    parser.add_argument(
+        "--generator",
+        choices=("simulate", "independent"),
+        default="simulate",
+        help="splicevi.data.simulate (the grid of ds_quality.py) or bench/droplet.py:generate",
+    )
     parser.add_argument(
         "--shared-data", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data")
     )

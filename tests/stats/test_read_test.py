@@ -70,3 +70,20 @@ def test_more_power_than_welch_at_droplet_coverage():
     true_reads, true_welch = (calls & changed).sum(), (welch & changed).sum()
     assert true_reads >= 1.2 * true_welch, (true_reads, true_welch)
     assert (calls & ~changed).sum() <= 0.05 * max(calls.sum(), 1) + 2
+
+
+def test_reads_rule_joins_the_calls_with_the_models_effect_filter():
+    q_model = np.array([0.01, 1.0, 1.0, 1.0])
+    effect = np.array([0.5, 0.0, 0.0, 0.0])
+    q_reads = np.array([1.0, 0.01, 0.01, 1.0])
+    bound = np.array([np.nan, 0.3, 0.05, 0.4])  # confident |ΔPSI| of the reads-only test
+    calls = ds.call_rows(q_model, effect, 0.05, 0.1, reads_qvalue=q_reads, reads_bound=bound)
+    assert calls.tolist() == [True, True, False, False]
+    # vanilla mode (delta 0): no effect filter on either rule
+    calls = ds.call_rows(q_model, effect, 0.05, 0.0, reads_qvalue=q_reads, reads_bound=bound)
+    assert calls.tolist() == [True, True, True, False]
+    # the interval and lfdr methods do not use the point-null rules
+    calls = ds.call_rows(
+        q_model, effect, 0.05, 0.1, lfdr_qvalue=np.ones(4), fdr_method="lfdr", reads_qvalue=q_reads
+    )
+    assert not calls.any()

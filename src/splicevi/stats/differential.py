@@ -724,8 +724,11 @@ def call_rows(
         size = size - EFFECT_BOUND_Z * np.nan_to_num(np.asarray(se, dtype=np.float64), nan=np.inf)
     calls = fdr_calls(qvalue, fdr_target) & (size >= delta - 1e-12)
     if reads_qvalue is not None:
-        bound = np.nan_to_num(np.asarray(reads_bound, dtype=np.float64), nan=-np.inf)
-        calls = calls | (fdr_calls(reads_qvalue, fdr_target) & (bound >= delta - 1e-12))
+        reads_calls = fdr_calls(reads_qvalue, fdr_target)
+        if delta > 0:  # as the model's rule: no effect filter without a delta (vanilla mode)
+            bound = np.nan_to_num(np.asarray(reads_bound, dtype=np.float64), nan=-np.inf)
+            reads_calls = reads_calls & (bound >= delta - 1e-12)
+        calls = calls | reads_calls
     if fdr_method == "bh_lfdr" and lfdr_qvalue is not None:
         calls = calls | fdr_calls(lfdr_qvalue, fdr_target)
     return calls
