@@ -34,7 +34,7 @@ from ds_quality import (  # noqa: E402
 )
 from splicevi.data.layers import layer_or_derived  # noqa: E402
 from splicevi.stats import read_test as rt  # noqa: E402
-from splicevi.stats.differential import EFFECT_BOUND_Z, bh_qvalues, welch_per_cell  # noqa: E402
+from splicevi.stats.differential import bh_qvalues, confident_change, welch_per_cell  # noqa: E402
 
 TARGET = 0.05
 
@@ -54,7 +54,7 @@ def reads_only_calls(k, n, labels: np.ndarray, cells1: np.ndarray, cells2: np.nd
     s1 = np.array([i for i, x in enumerate(names) if x.startswith("1|")])
     s2 = np.array([i for i, x in enumerate(names) if x.startswith("2|")])
     res = rt.read_test(sums, rho, s1, counts[s1], s2, counts[s2])
-    bound = np.nan_to_num(np.abs(res.effect) - EFFECT_BOUND_Z * res.se, nan=-np.inf)
+    bound = confident_change(res.effect, res.se)
     return (bh_qvalues(res.log_pvalue) <= TARGET) & (bound >= DELTA - 1e-12), overall
 
 

@@ -81,17 +81,15 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.model, mdata)
     from splicevi.model._de_clusters import family_calls_de
 
-    def adjust(held):
-        family_calls_de(held, args.delta, args.fdr_target)
-        return held
-
     table = run_contrasts(
         model.differential_expression,
         contrasts,
         "gene_id",
         describe=True,
         attrs_key="splicevi_de",
-        family=lambda tables: clusters_family(tables, adjust),
+        family=lambda tables: clusters_family(
+            tables, lambda held: family_calls_de(held, args.delta, args.fdr_target)
+        ),
         delta=args.delta,
         fdr_target=args.fdr_target,
         batch_correction=args.batch_correction,

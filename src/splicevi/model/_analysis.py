@@ -25,7 +25,13 @@ from ..stats.contrasts import group_labels
 from ..stats.heldout_de import TEST_NAME as HELDOUT_DE_TEST
 from ..stats.pseudobulk_de import TEST_NAME as PSEUDOBULK_DE_TEST
 from ._de_clusters import family_calls_de, heldout_de
-from ._ds_clusters import family_calls_ds, groups_look_like_clusters, has_heldout_reads, heldout_ds
+from ._ds_clusters import (
+    clusters_fdr_method,
+    family_calls_ds,
+    groups_look_like_clusters,
+    has_heldout_reads,
+    heldout_ds,
+)
 from ._ds_samples import sample_level_ds, samples_nested_in_groups
 
 log = logging.getLogger(__name__)
@@ -558,18 +564,21 @@ class SplicingAnalysisMixin:
 
     def _cell_overdispersion(self, adata, cells, stratum, n_strata, batch_size) -> np.ndarray:
         """:class:`~splicevi.stats.differential.CellOverdispersion` of the cells, one minibatch at a time."""
-        acc = dstats.CellOverdispersion(n_strata, self.module.n_input_junctions)
-        for start, rows, cols, k, n in self._observed_minibatches(adata, cells, batch_size):
-            # ``rows`` are positions within the minibatch: the strata from its first row on line up.
-            acc.add(stratum[start:], rows, cols, k.astype(np.float64), n.astype(np.float64))
-        return acc.rho()
+        sums, _ = self._read_sums(adata, cells, stratum, n_strata, batch_size, weighted=False)
+        return dstats.CellOverdispersion(n_strata, self.module.n_input_junctions, sums=sums).rho()
 
-    def _read_sums(self, adata, cells, stratum, n_strata, batch_size):
-        """:class:`~splicevi.stats.read_test.ReadSums` of the cells (two passes: ρ, then the weights)."""
+    def _read_sums(self, adata, cells, stratum, n_strata, batch_size, weighted=True):
+        """:class:`~splicevi.stats.read_test.ReadSums` of the cells and the ρ of its weights.
+
+        One pass over the observed counts for the unweighted sums; with ``weighted`` a second pass
+        adds the effective-read weighted sums under the ρ of the first (else ρ is ``None``).
+        """
         sums = read_test.ReadSums(n_strata, self.module.n_input_junctions)
         for start, rows, cols, k, n in self._observed_minibatches(adata, cells, batch_size):
             # ``rows`` are positions within the minibatch: the strata from its first row on line up.
             sums.add(stratum[start:], rows, cols, k, n)
+        if not weighted:
+            return sums, None
         rho, _ = sums.overdispersion()
         for start, rows, cols, k, n in self._observed_minibatches(adata, cells, batch_size):
             sums.add_weighted(stratum[start:], rows, cols, k, n, rho)
@@ -665,8 +674,9 @@ class SplicingAnalysisMixin:
         adds the posterior's power (it borrows the spread of true changes across junctions) to
         the point-null test, and each part is calibrated on its own (measured per contrast kind
         in ``bench/ds_quality.py``; a union of calibrated rules can exceed the target, so the
-        bench reports the empirical FDR of the union itself). ``fdr_method="interval"`` instead tests the interval null
-        |ΔPSI| ≤ ``delta`` (guarantees the true change exceeds ``delta``; far less power).
+        bench reports the empirical FDR of the union itself). ``fdr_method="interval"`` instead
+        tests the interval null |ΔPSI| ≤ ``delta`` (guarantees the true change exceeds ``delta``;
+        far less power).
 
         With ``groupby`` and ``group2=None`` the second group is **the rest as the cells present**:
         the cell-count-weighted mean of the other groups' mean PSI, each group estimated on its own
@@ -868,10 +878,7 @@ class SplicingAnalysisMixin:
                     fdr_target=fdr_target,
                     level=level,
                     mode=mode,
-                    # The held-out reads of selected groups keep the interval test's level, not the
-                    # point null's (bench/results/ds_clusters.md): "bh" and "bh_lfdr" mean the
-                    # interval test here.
-                    fdr_method="interval" if fdr_method in ("bh", "bh_lfdr") else fdr_method,
+                    fdr_method=clusters_fdr_method(fdr_method),
                     batch_size=batch_size,
                     all_stats=all_stats,
                 )
@@ -890,9 +897,8 @@ class SplicingAnalysisMixin:
                 table["group1"], table["group2"] = name1, name2
             out.append((f"{name1} vs {name2}", table))
         held = [i for i, plan in enumerate(plans) if plan[6].design == "clusters" and not plan[6].skipped]
-        method = "interval" if fdr_method in ("bh", "bh_lfdr") else fdr_method  # as heldout_ds above
         for i, table in zip(
-            held, family_calls_ds([out[i][1] for i in held], fdr_target, method), strict=True
+            held, family_calls_ds([out[i][1] for i in held], fdr_target, fdr_method), strict=True
         ):
             out[i] = (out[i][0], table)
         if len(out) == 1:
@@ -975,8 +981,8 @@ class SplicingAnalysisMixin:
             reads, rho_reads = self._read_sums(adata, cells, stratum, n_strata, batch_size)
             cells_per_stratum = np.bincount(stratum, minlength=n_strata).astype(np.float64)
             if dstats.CELL_OVERDISPERSION_WEIGHTS:  # the model term's weights from the same first pass
-                acc = dstats.CellOverdispersion.from_sums(reads.raw, n_strata, self.module.n_input_junctions)
-                rho_cells = acc.rho()
+                n_j = self.module.n_input_junctions
+                rho_cells = dstats.CellOverdispersion(n_strata, n_j, sums=reads).rho()
 
         def moments(assign):
             return self._ds_moments(

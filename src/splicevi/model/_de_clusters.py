@@ -79,8 +79,8 @@ def heldout_de(
     return table
 
 
-def family_calls_de(tables: list[pd.DataFrame], delta: float, fdr_target: float) -> None:
-    """Re-adjust the q-values and calls of several held-out contrasts as one family (in place).
+def family_calls_de(tables: list[pd.DataFrame], delta: float, fdr_target: float) -> list[pd.DataFrame]:
+    """Re-adjust the q-values and calls of several held-out contrasts as one family (in place; returned).
 
     The contrasts of one clustering are tested on the same held-out counts and read as one result;
     with Benjamini–Hochberg per contrast, each of ``G`` contrasts may make a false call with
@@ -90,7 +90,7 @@ def family_calls_de(tables: list[pd.DataFrame], delta: float, fdr_target: float)
     A single table is left as it is.
     """
     if len(tables) < 2:
-        return
+        return tables
     qs = family_bh_qvalues([t["log10_pvalue"].to_numpy(dtype=np.float64) * np.log(10.0) for t in tables])
     for table, q in zip(tables, qs, strict=True):
         table["qvalue"] = q
@@ -102,3 +102,4 @@ def family_calls_de(tables: list[pd.DataFrame], delta: float, fdr_target: float)
             **own,
             "reason": f"{own.get('reason', '')}; q-values over all {len(tables)} cluster contrasts together",
         }
+    return tables

@@ -403,14 +403,27 @@ def heldout_ds(
     return table
 
 
-def family_calls_ds(tables: list[pd.DataFrame], fdr_target: float, fdr_method: str) -> list[pd.DataFrame]:
+def clusters_fdr_method(fdr_method: str) -> str:
+    """The call rule of the held-out test for a user's ``fdr_method``.
+
+    The held-out reads of selected groups keep the interval test's level, not the point null's
+    (``bench/results/ds_clusters.md``): ``bh`` and ``bh_lfdr`` mean ``interval`` here.
+    """
+    return "interval" if fdr_method in ("bh", "bh_lfdr") else fdr_method
+
+
+def family_calls_ds(
+    tables: list[pd.DataFrame], fdr_target: float, fdr_method: str = "bh_lfdr"
+) -> list[pd.DataFrame]:
     """The held-out contrasts of one call, their calls re-adjusted as one family (re-sorted copies).
 
     As :func:`splicevi.model._de_clusters.family_calls_de`: the interval-null (or, in ``vanilla``
     mode, point-null) p-values of every contrast go through one Benjamini–Hochberg, so that on data
-    without any difference no contrast has a call with probability at least 1 − target. Other FDR
-    methods (``lfdr``) and a single table are returned unchanged.
+    without any difference no contrast has a call with probability at least 1 − target.
+    ``fdr_method`` is the user's (see :func:`clusters_fdr_method`); under ``lfdr``, and for a single
+    table, the tables are returned unchanged.
     """
+    fdr_method = clusters_fdr_method(fdr_method)
     if len(tables) < 2 or fdr_method != "interval":
         return tables
     col = "interval_pvalue" if all("interval_pvalue" in t for t in tables) else "pvalue"

@@ -46,7 +46,7 @@ import scipy.sparse as sp
 from scipy import special, stats
 
 from .choices import FDR_METHODS, MODES, check_choice
-from .read_test import ReadTest
+from .read_test import ReadSums, ReadTest
 
 _EPS = 1e-12
 #: Below this many observing cells a stratum's residuals are not used on their own (see
@@ -693,6 +693,18 @@ def lfdr_qvalues(lfdr: np.ndarray) -> np.ndarray:
 EFFECT_BOUND_Z = 1.645
 
 
+def confident_change(effect: np.ndarray, se: np.ndarray) -> np.ndarray:
+    """``|effect| − EFFECT_BOUND_Z · se``: the change the data support with one-sided 95 % confidence.
+
+    ``-inf`` where either is missing (never passes an effect filter).
+    """
+    with np.errstate(invalid="ignore"):
+        bound = np.abs(np.asarray(effect, dtype=np.float64)) - EFFECT_BOUND_Z * np.asarray(
+            se, dtype=np.float64
+        )
+    return np.where(np.isfinite(bound), bound, -np.inf)
+
+
 def call_rows(
     qvalue: np.ndarray,
     effect: np.ndarray,
@@ -727,7 +739,7 @@ def call_rows(
         reads_calls = fdr_calls(reads_qvalue, fdr_target)
         if delta > 0:  # as the model's rule: no effect filter without a delta (vanilla mode)
             bound = np.nan_to_num(np.asarray(reads_bound, dtype=np.float64), nan=-np.inf)
-            reads_calls = reads_calls & (bound >= delta - 1e-12)
+            reads_calls &= bound >= delta - 1e-12
         calls = calls | reads_calls
     if fdr_method == "bh_lfdr" and lfdr_qvalue is not None:
         calls = calls | fdr_calls(lfdr_qvalue, fdr_target)
@@ -763,7 +775,7 @@ def junction_table(
         extra = {"interval_pvalue": np.exp(test.log_pvalue_interval), "interval_qvalue": q_int}
     if reads is not None:
         q_reads = bh_qvalues(reads.log_pvalue)
-        bound_reads = np.abs(reads.effect) - EFFECT_BOUND_Z * reads.se
+        bound_reads = confident_change(reads.effect, reads.se)
         extra.update(
             reads_effect=reads.effect,
             reads_se=reads.se,
@@ -936,9 +948,7 @@ def event_level(
     # The effect filter of the bh calls: some junction's change is at least delta with confidence.
     conf = np.abs(effect)
     if "effect_se" in junctions:
-        conf = conf - EFFECT_BOUND_Z * np.nan_to_num(
-            junctions["effect_se"].to_numpy(dtype=np.float64), nan=np.inf
-        )
+        conf = confident_change(effect, junctions["effect_se"].to_numpy(dtype=np.float64))
     conf = conf[order]
     conf_max = np.maximum.reduceat(np.where(np.isfinite(conf), conf, -np.inf), starts)
     q_reads = conf_reads = None
@@ -950,11 +960,8 @@ def event_level(
                 np.log(junctions["reads_pvalue"].to_numpy(dtype=np.float64)), codes
             )
         q_reads = bh_qvalues(log_reads)
-        bound = np.abs(junctions["reads_effect"].to_numpy(dtype=np.float64)) - EFFECT_BOUND_Z * junctions[
-            "reads_se"
-        ].to_numpy(dtype=np.float64)
-        bound = np.nan_to_num(bound, nan=-np.inf)[order]
-        conf_reads = np.maximum.reduceat(bound, starts)
+        bound = confident_change(junctions["reads_effect"].to_numpy(), junctions["reads_se"].to_numpy())
+        conf_reads = np.maximum.reduceat(bound[order], starts)
     q_int = None
     if "interval_pvalue" in junctions:
         with np.errstate(divide="ignore"):
@@ -1117,38 +1124,20 @@ class CellOverdispersion:
     Accumulated one minibatch of observed entries at a time (memory: strata × junctions).
     """
 
-    def __init__(self, n_strata: int, n_junctions: int):
-        self.shape = (n_strata, n_junctions)
-        self.sums = np.zeros((6, n_strata * n_junctions))  # m, Σ1/n, Σy, Σy², Σk, Σn
-
-    @classmethod
-    def from_sums(cls, sums: np.ndarray, n_strata: int, n_junctions: int) -> CellOverdispersion:
-        """The accumulator over sums already taken elsewhere (first six rows: m, Σ1/n, Σy, Σy², Σk, Σn).
-
-        The reads-only test (:class:`splicevi.stats.read_test.ReadSums`) takes the same sums in
-        its first pass; reusing them saves a pass over the observed entries.
-        """
-        acc = cls(n_strata, n_junctions)
-        acc.sums = np.array(sums[:6], dtype=np.float64, copy=True)
-        return acc
+    def __init__(self, n_strata: int, n_junctions: int, sums: ReadSums | None = None):
+        # The sums (m, Σ1/n, Σy, Σy², Σk, Σn, ...) are the first pass of the reads-only test's; given
+        # ``sums`` already taken there, no pass over the observed entries is repeated.
+        self.sums = ReadSums(n_strata, n_junctions) if sums is None else sums
 
     def add(
         self, stratum: np.ndarray, rows: np.ndarray, cols: np.ndarray, k: np.ndarray, n: np.ndarray
     ) -> None:
         """Add the observed entries (row in the minibatch, junction, reads, ATSE reads) of a minibatch."""
-        s = np.asarray(stratum)[rows]
-        keep = (s >= 0) & (np.asarray(n) > 0)
-        s, cols = s[keep], np.asarray(cols)[keep]
-        k = np.asarray(k, dtype=np.float64)[keep]
-        n = np.asarray(n, dtype=np.float64)[keep]
-        flat = s * self.shape[1] + cols
-        y = k / n
-        for i, values in enumerate((np.ones_like(n), 1.0 / n, y, y * y, k, n)):
-            self.sums[i] += np.bincount(flat, weights=values, minlength=self.sums.shape[1])
+        self.sums.add(stratum, rows, cols, k, n)
 
     def rho(self) -> np.ndarray:
         """ρ per junction in [0, 1] (0 where it cannot be estimated)."""
-        m, s_inv, s_y, s_y2, k_sum, n_sum = (x.reshape(self.shape) for x in self.sums)
+        m, s_inv, s_y, s_y2, k_sum, n_sum = (x.reshape(self.sums.shape) for x in self.sums.raw[:6])
         with np.errstate(invalid="ignore", divide="ignore"):
             psi = np.where(n_sum > 0, k_sum / np.maximum(n_sum, _EPS), 0.0)
             pq = psi * (1.0 - psi)

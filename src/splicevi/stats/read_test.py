@@ -15,9 +15,10 @@ differ more than ρ says cannot pass on the reads alone.
 
 ρ is estimated per junction by the method of moments with the bias of the pooled PSI removed,
 moderated towards the estimate over all junctions and never below it: a junction seen in a few
-cells cannot claim that its cells agree better than the typical junction's do (without the floor,
-measured on the quality grid at 3 % coverage: empirical FDR 0.096 on the splice-only pair; with it
-0.000, ``bench/ds_quality.py``).
+cells cannot claim that its cells agree better than the typical junction's do (a development run
+without the floor, on the quality grid's splice-only pair at 3 % coverage: empirical FDR 0.096,
+from junctions seen in 2–14 cells whose own estimate was 0; with it, ``bench/ds_reads_only.py``:
+at most 0.019 on every regime).
 
 Measured beside a Welch t-test on per-cell PSI (``bench/ds_reads_only.py``, no model): on two
 simulators at 3 % of (cell, ATSE) pairs observed this test alone finds 1.0–2.4× Welch's true
@@ -53,7 +54,7 @@ class ReadSums:
 
     def __init__(self, n_strata: int, n_junctions: int):
         self.shape = (n_strata, n_junctions)
-        # The first six rows are those of differential.CellOverdispersion (which reuses them).
+        # m, Σ1/n, Σy, Σy², Σk, Σn, Σn²: the first six also serve differential.CellOverdispersion.
         self.raw = np.zeros((7, n_strata * n_junctions))
         self.weighted = np.zeros((6, n_strata * n_junctions))
 
