@@ -23,7 +23,8 @@ truth (|true ΔPSI| > delta), plus the AUPRC of |pooled ΔPSI| and |group-mean P
 null contrasts count the false calls of both. ``--real`` adds the real cells of
 ``../shared/data/scasl_tnbc_smartseq2`` (37 Smart-seq2 cells, patients PT039 and PT084): patient
 vs patient calls per training seed beside Welch's, the Jaccard index of every pair of seeds'
-call sets, and random halves within PT039 (false calls of both).
+call sets, random splits within one patient (false calls of both) and differences planted on
+the real cells (power and false calls of both).
 
 Restartable: each regime's result is a JSON under ``--work`` and is reused when present.
 The summary goes to ``--out`` (JSON) and a markdown table beside it.
@@ -368,11 +369,32 @@ def labels_lines(summary: dict) -> list[str]:
             f"Jaccard index of the call sets of every pair of seeds: min {real['jaccard_min']:.3f}, "
             f"median {real['jaccard_median']:.3f}.",
             "",
-            f"Random halves within PT039 ({len(real['halves'])} splits, every call false): default "
-            f"{[h['default'] for h in real['halves']]} (splits with any call: "
-            f"{sum(h['default'] > 0 for h in real['halves'])}); Welch {[h['welch'] for h in real['halves']]} "
-            f"(splits with any call: {sum(h['welch'] > 0 for h in real['halves'])}).",
+            "Null splits within one patient (every call false; "
+            f"{REAL_NULL_REPEATS} random splits each, `min_cells=3`):",
+            "",
+            "| patient | split | splits with any call: default / Welch | false calls in all: default / Welch |",
+            "|---|---|---|---|",
         ]
+        for r in real["null_splits"]:
+            d, w = r["default_calls"], r["welch_calls"]
+            lines.append(
+                f"| {r['patient']} | {r['sizes']} | {sum(x > 0 for x in d)} / {sum(x > 0 for x in w)} "
+                f"| {sum(d)} / {sum(w)} |"
+            )
+        lines += [
+            "",
+            f"Planted on the real cells (all {real['n_cells']} cells split at random; in {PLANTED_SHARE:.0%} of "
+            "the ATSEs the junctions' counts reversed in group 2; a model trained per repeat; truth "
+            "|true ΔPSI| > 0.1):",
+            "",
+            "| repeat | true junctions | default true / false | Welch true / false |",
+            "|---|---|---|---|",
+        ]
+        for r in real["planted"]:
+            lines.append(
+                f"| {r['repeat']} | {r['n_true']} | {r['default_true']} / {r['default_false']} "
+                f"| {r['welch_true']} / {r['welch_false']} |"
+            )
     return lines
 
 
@@ -454,8 +476,127 @@ def real_patients(shared_data: str):
     return mdata
 
 
+#: Null splits of one patient's cells (size of the smaller group): every call is false. The smaller
+#: groups leave junctions with two to five observing cells, as the patient contrast does.
+REAL_NULL_SPLITS = (("PT039", 5), ("PT039", 7), ("PT039", 11), ("PT084", 7))
+REAL_NULL_REPEATS = 20
+#: Planted on the real cells: share of ATSEs whose junction counts are reversed in group 2.
+PLANTED_SHARE = 0.3
+PLANTED_REPEATS = 5
+
+
+def _train_real(mdata, seed: int):
+    """The real cells' model as ``.test/config_real.yaml`` trains it."""
+    import scvi
+
+    scvi.settings.seed = seed
+    model = SPLICEVI(mdata, n_latent=8)
+    model.train(
+        max_epochs=10,
+        batch_size=64,
+        lr=0.005,
+        early_stopping=False,
+        train_size=0.8,
+        n_epochs_kl_warmup=2,
+        enable_progress_bar=False,
+    )
+    return model
+
+
+def real_null_splits(model, patient, k_obs, n_obs, rng) -> list[dict]:
+    """False calls of the default and of Welch on random splits within one patient.
+
+    ``min_cells=3`` lets the small splits through the default's guard of 10 cells per group: the
+    point is how each test treats junctions seen in a handful of cells, which every contrast has.
+    """
+    rows = []
+    for name, small in REAL_NULL_SPLITS:
+        own = np.nonzero(patient == name)[0]
+        default, welch = [], []
+        for _ in range(REAL_NULL_REPEATS):
+            perm = rng.permutation(own)
+            a, b = perm[small:], perm[:small]
+            t = model.differential_splicing(idx1=a, idx2=b, silent=True, min_cells=3)
+            default.append(int(t["is_ds_fdr"].sum()))
+            welch.append(int((welch_per_cell(k_obs, n_obs, a, b).qvalue <= 0.05).sum()))
+        rows.append(
+            {
+                "patient": name,
+                "sizes": f"{own.size - small} vs {small}",
+                "default_calls": default,
+                "welch_calls": welch,
+            }
+        )
+        print(f"real null {name} {own.size - small} vs {small}: default {default} Welch {welch}", flush=True)
+    return rows
+
+
+def _mean_cell_psi(k_obs, n_obs) -> np.ndarray:
+    """Mean per-cell PSI over the cells observing each junction's ATSE (NaN: none)."""
+    import scipy.sparse as sp
+
+    n = sp.csr_matrix(n_obs)
+    k = sp.csr_matrix(k_obs)
+    obs = (n > 0).astype(np.float64)
+    y = k.multiply(n.power(-1.0).tocsr())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray(y.sum(0)).ravel() / np.asarray(obs.sum(0)).ravel()
+
+
+def planted_real(mdata, k_obs, n_obs, rng) -> list[dict]:
+    """Differences planted on the real cells: power and false calls of the default and Welch.
+
+    All cells are split at random into two groups; in a random ``PLANTED_SHARE`` of the ATSEs the
+    order of the junctions' counts is reversed in group 2 (two junctions swap), so the reads keep
+    the real cells' depth and overdispersion. True ΔPSI of a junction: its mean per-cell PSI minus
+    that of the junction whose counts it received (0 outside the chosen ATSEs); true if above delta.
+    A model is trained on each planted data set.
+    """
+    import scipy.sparse as sp
+
+    spl = mdata["splicing"]
+    events = spl.var["event_id"].astype(str).to_numpy()
+    mu = _mean_cell_psi(k_obs, n_obs)
+    out = []
+    for rep in range(PLANTED_REPEATS):
+        order = np.arange(spl.n_vars)
+        uniq = np.unique(events)
+        chosen = rng.choice(uniq, size=int(round(PLANTED_SHARE * uniq.size)), replace=False)
+        for e in chosen:
+            cols = np.nonzero(events == e)[0]
+            order[cols] = cols[::-1]
+        true_dpsi = np.nan_to_num(mu - mu[order])
+        perm = rng.permutation(mdata.n_obs)
+        g1, g2 = np.sort(perm[: mdata.n_obs // 2]), np.sort(perm[mdata.n_obs // 2 :])
+        k = sp.csr_matrix(k_obs).tolil()
+        k[g2] = sp.csr_matrix(k_obs)[g2][:, order]
+        k = sp.csr_matrix(k)
+        planted = mdata.copy()
+        planted["splicing"].layers["cell_by_junction_matrix"] = k
+        if sp.issparse(planted["splicing"].X) or isinstance(planted["splicing"].X, np.ndarray):
+            planted["splicing"].X = k.copy()
+        planted.obs["planted_group"] = np.where(np.isin(np.arange(mdata.n_obs), g2), "g2", "g1")
+        SPLICEVI.setup_mudata(planted)
+        model = _train_real(planted, rep)
+        table = model.differential_splicing(groupby="planted_group", group1="g1", group2="g2", silent=True)
+        calls = table["is_ds_fdr"].reindex(spl.var_names).fillna(False).to_numpy(dtype=bool)
+        truth = np.abs(true_dpsi) > DELTA
+        welch = welch_per_cell(k, n_obs, g1, g2).qvalue <= 0.05
+        row = {
+            "repeat": rep,
+            "n_true": int(truth.sum()),
+            "default_true": int((calls & truth).sum()),
+            "default_false": int((calls & ~truth).sum()),
+            "welch_true": int((welch & truth).sum()),
+            "welch_false": int((welch & ~truth).sum()),
+        }
+        out.append(row)
+        print(f"planted on real cells: {row}", flush=True)
+    return out
+
+
 def real_cells(args) -> dict | None:
-    """Patient vs patient on the real Smart-seq2 cells, five seeds, beside Welch; random halves."""
+    """Patient vs patient on the real Smart-seq2 cells, five seeds, beside Welch; nulls and planted."""
     import itertools
 
     mdata = real_patients(args.shared_data)
@@ -472,19 +613,7 @@ def real_cells(args) -> dict | None:
     SPLICEVI.setup_mudata(mdata)
     seeds, sets, first = [], [], None
     for seed in range(args.real_seeds):
-        import scvi
-
-        scvi.settings.seed = seed
-        model = SPLICEVI(mdata, n_latent=8)
-        model.train(
-            max_epochs=10,
-            batch_size=64,
-            lr=0.005,
-            early_stopping=False,
-            train_size=0.8,
-            n_epochs_kl_warmup=2,
-            enable_progress_bar=False,
-        )
+        model = _train_real(mdata, seed)
         table = model.differential_splicing(
             groupby="patient", group1="PT039", group2="PT084", sample_key="patient", silent=True
         )
@@ -497,14 +626,6 @@ def real_cells(args) -> dict | None:
     jac = [len(a & b) / max(len(a | b), 1) for a, b in itertools.combinations(sets, 2)]
     model, attrs = first
     rng = np.random.default_rng(0)
-    own = np.nonzero(patient == "PT039")[0]
-    halves = []
-    for _ in range(10):
-        perm = rng.permutation(own)
-        h = perm.size // 2
-        t = model.differential_splicing(idx1=perm[:h], idx2=perm[h:], silent=True)
-        w = welch_per_cell(k_obs, n_obs, perm[:h], perm[h:])
-        halves.append({"default": int(t["is_ds_fdr"].sum()), "welch": int((w.qvalue <= 0.05).sum())})
     return {
         "n_cells": int(mdata.n_obs),
         "n_junctions": int(spl.n_vars),
@@ -515,7 +636,8 @@ def real_cells(args) -> dict | None:
         "seeds": seeds,
         "jaccard_min": float(min(jac)) if jac else float("nan"),
         "jaccard_median": float(np.median(jac)) if jac else float("nan"),
-        "halves": halves,
+        "null_splits": real_null_splits(model, patient, k_obs, n_obs, rng),
+        "planted": planted_real(mdata, k_obs, n_obs, rng),
     }
 
 

@@ -231,15 +231,59 @@ def test_assemble_warns_when_little_data_remains():
 
 
 def test_cell_overdispersion_sees_bimodal_cells():
-    # PSI 0.05 or 0.95 cell by cell (bimodal) versus one PSI for every cell: ρ near 1 versus near 0.
+    # One junction whose PSI is 0.05 or 0.95 cell by cell (bimodal) among 20 with one PSI for every
+    # cell: ρ far above the others' for the first (its own estimate, near 0.85, is moderated towards
+    # the over-all one); the others stay near 0.
     rng = np.random.default_rng(0)
-    n = rng.integers(0, 20, (400, 2)).astype(float)
-    p = np.column_stack([np.where(rng.random(400) < 0.5, 0.05, 0.95), np.full(400, 0.5)])
+    n = rng.integers(0, 20, (400, 21)).astype(float)
+    p = np.column_stack([np.where(rng.random(400) < 0.5, 0.05, 0.95), np.full((400, 20), 0.5)])
     k = rng.binomial(n.astype(int), p).astype(float)
     import scipy.sparse as sp
 
     rho = ds.between_cell_overdispersion(sp.csr_matrix(k), sp.csr_matrix(n), np.zeros(400, dtype=int))
-    assert rho[0] > 0.6 and rho[1] < 0.05, rho
+    assert rho[0] > 0.2 and rho[1:].max() < 0.05, rho
+
+
+def test_random_splits_of_bimodal_deep_cells_make_no_calls():
+    """A null split of deep cells whose PSI is nearly 0 or 1 cell by cell (as Smart-seq2 cells are).
+
+    Before the variance the model expects was taken at both groups' pooled PSI and with the cells'
+    own overdispersion, a group whose two or three observing cells all read 1 looked certain:
+    6-29 false calls in every one of ten such splits.
+    """
+    warnings.filterwarnings("ignore")
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    sim = simulate(
+        n_cells=80,
+        n_genes=40,
+        n_events=200,
+        n_types=2,
+        frac_ds_events=0.0,
+        observed_fraction=0.25,
+        mean_event_reads=40.0,
+        dm_concentration=0.3,
+        seed=5,
+    )
+    mdata = sim.to_mudata()
+    SPLICEVI.setup_mudata(mdata)
+    torch.manual_seed(0)
+    model = SPLICEVI(mdata, n_latent=4, n_hidden=32, encoder_hidden_dim=32, code_dim=8)
+    model.train(
+        max_epochs=20,
+        lr=1e-2,
+        batch_size=64,
+        early_stopping=False,
+        n_epochs_kl_warmup=5,
+        enable_progress_bar=False,
+    )
+    own = np.nonzero(mdata.obs["cell_type"].astype(str).to_numpy() == "type0")[0]
+    rng = np.random.default_rng(0)
+    calls = []
+    for _ in range(6):
+        perm = rng.permutation(own)
+        table = model.differential_splicing(idx1=perm[12:], idx2=perm[:12], silent=True)
+        calls.append(int(table["is_ds_fdr"].sum()))
+    assert sum(c > 0 for c in calls) <= 1 and sum(calls) <= 2, calls
 
 
 def test_auto_rule_recorded_clusterings_and_latent_separated_groups():

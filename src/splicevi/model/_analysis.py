@@ -508,14 +508,13 @@ class SplicingAnalysisMixin:
                 )
         if dstats.CELL_OVERDISPERSION_WEIGHTS:
             # The model's overdispersion is that of the reads around the cell's decoded PSI; where the
-            # cells of a group differ far more than that (and the model does not follow them), the
-            # weights must not let a few deep cells stand for the group.
+            # cells of a group differ far more than that (and the model does not follow them), neither
+            # the weights nor the variance the model expects may let a few deep cells stand for the
+            # group. On deep Smart-seq2 cells (PSI 0 or 1 cell by cell) the model's ρ alone made
+            # random splits of one patient call dozens of junctions (bench/ds_quality.py, real cells).
             if rho_cells is None:
                 rho_cells = self._cell_overdispersion(adata, cells, stratum, n_strata, batch_size)
-            rho_reads = np.zeros(n_j) if rho is None else rho
-            rho = np.maximum(rho_reads, rho_cells)
-        else:
-            rho_reads = rho
+            rho = rho_cells if rho is None else np.maximum(rho, rho_cells)
         mom = dstats.GroupMoments.zeros(n_strata, n_j)
         distinct = sorted({tuple(b) for b in model_batches if b is not None})
         start = 0
@@ -557,15 +556,14 @@ class SplicingAnalysisMixin:
                     obs.n.cpu().double().numpy(),
                     rho,
                     p_model,
-                    rho_reads,
                 )
                 start += n_rows
         return mom
 
     def _cell_overdispersion(self, adata, cells, stratum, n_strata, batch_size) -> np.ndarray:
-        """:class:`~splicevi.stats.differential.CellOverdispersion` of the cells, one minibatch at a time."""
+        """The cells' PSI overdispersion per junction (the reads-only test's ρ), one minibatch at a time."""
         sums, _ = self._read_sums(adata, cells, stratum, n_strata, batch_size, weighted=False)
-        return dstats.CellOverdispersion(n_strata, self.module.n_input_junctions, sums=sums).rho()
+        return sums.overdispersion()[0]
 
     def _read_sums(self, adata, cells, stratum, n_strata, batch_size, weighted=True):
         """:class:`~splicevi.stats.read_test.ReadSums` of the cells and the ρ of its weights.
@@ -980,9 +978,7 @@ class SplicingAnalysisMixin:
             # The reads-only quasi-binomial rule of the calls (stats.read_test), strata as the model's.
             reads, rho_reads = self._read_sums(adata, cells, stratum, n_strata, batch_size)
             cells_per_stratum = np.bincount(stratum, minlength=n_strata).astype(np.float64)
-            if dstats.CELL_OVERDISPERSION_WEIGHTS:  # the model term's weights from the same first pass
-                n_j = self.module.n_input_junctions
-                rho_cells = dstats.CellOverdispersion(n_strata, n_j, sums=reads).rho()
+            rho_cells = rho_reads  # one ρ for both rules, from the same first pass
 
         def moments(assign):
             return self._ds_moments(
@@ -1013,8 +1009,9 @@ class SplicingAnalysisMixin:
                 mom = moments(assign)
             else:
                 mom = shared
-            g1 = dstats.group_estimate(mom.subset(s1))
-            g2 = dstats.group_estimate(mom.subset(s2))
+            psi_null = dstats.null_psi(mom.subset(np.concatenate([np.asarray(s1), np.asarray(s2)])))
+            g1 = dstats.group_estimate(mom.subset(s1), psi_null=psi_null)
+            g2 = dstats.group_estimate(mom.subset(s2), psi_null=psi_null)
             test = dstats.difference_test(g1, g2, delta=delta, mode=mode)
             by_reads = None
             if reads is not None:

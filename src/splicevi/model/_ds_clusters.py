@@ -347,14 +347,14 @@ def heldout_ds(
     cells = np.r_[cells1, cells2]
     stratum = np.r_[np.zeros(cells1.size, dtype=np.int64), np.ones(cells2.size, dtype=np.int64)]
     n_j = module.n_input_junctions
-    rho_reads = rho
     if dstats.CELL_OVERDISPERSION_WEIGHTS:
         # As the labels test: where the groups' cells differ more than the reads' overdispersion,
-        # the weights must not let a few deep cells stand for the group.
+        # neither the weights nor the variance the model expects may let a few deep cells stand for
+        # the group.
         rho_cells = dstats.between_cell_overdispersion(
             held_layers[JUNCTION_COUNTS][cells], held_layers[ATSE_COUNTS][cells], stratum
         )
-        rho = np.maximum(np.zeros(n_j) if rho is None else rho, rho_cells)
+        rho = rho_cells if rho is None else np.maximum(rho, rho_cells)
     mom = dstats.GroupMoments.zeros(2, n_j)
     if estimator == "cells":
         k_sum = np.asarray(held_layers[JUNCTION_COUNTS][cells].sum(axis=0)).ravel()
@@ -372,11 +372,10 @@ def heldout_ds(
             else:
                 p = np.broadcast_to(flat, (chunk.size, n_j))
             rows, cols, k, n = _observed_entries(held_layers, chunk)
-            mom.add(
-                stratum[start : start + CHUNK_CELLS], np.asarray(p), rows, cols, k, n, rho, None, rho_reads
-            )
-    g1 = dstats.group_estimate(mom.subset(np.array([0])))
-    g2 = dstats.group_estimate(mom.subset(np.array([1])))
+            mom.add(stratum[start : start + CHUNK_CELLS], np.asarray(p), rows, cols, k, n, rho, None)
+    psi_null = dstats.null_psi(mom)  # the variance under the null, as the labels test
+    g1 = dstats.group_estimate(mom.subset(np.array([0])), psi_null=psi_null)
+    g2 = dstats.group_estimate(mom.subset(np.array([1])), psi_null=psi_null)
     test = dstats.difference_test(g1, g2, delta=delta, mode=mode)
     table = dstats.junction_table(test, g1, g2, fdr_target, fdr_method)
     var = spl.var

@@ -66,9 +66,9 @@ DEFAULT_PRIOR_DF = 4.0
 #: Small-sample correction of the weighted residual variance and its degrees of freedom by the
 #: effective number of observing cells (see :func:`_stratum_estimate`).
 SMALL_SAMPLE_WEIGHTS = True
-#: Residual weights from the larger of the model's read overdispersion and the cells' own
-#: (:func:`between_cell_overdispersion`), so that a few deep cells cannot stand for a group whose
-#: cells differ far more than their reads.
+#: Residual weights and the variance the model expects from the larger of the model's read
+#: overdispersion and the cells' own (:func:`between_cell_overdispersion`, the reads-only test's ρ),
+#: so that a few deep cells cannot stand for a group whose cells differ far more than their reads.
 CELL_OVERDISPERSION_WEIGHTS = True
 #: Keep the model's expected variance (scaled by the prior's scale, at least 1) a floor of the
 #: empirical variance (see :func:`_stratum_estimate`).
@@ -129,7 +129,6 @@ class GroupMoments:
         n: np.ndarray,
         rho: np.ndarray | None,
         p_model: np.ndarray | None = None,
-        rho_reads: np.ndarray | None = None,
     ) -> None:
         """Add one minibatch of cells.
 
@@ -143,14 +142,12 @@ class GroupMoments:
         rows, cols, k, n
             Observed entries of the minibatch (row in the minibatch, junction, reads, ATSE reads).
         rho
-            Per junction Dirichlet-multinomial overdispersion ``1 / (1 + concentration)`` (weights
-            ``w = n / (1 + (n − 1) ρ)``, the reads' effective number); ``None``: ``w = n``.
+            Per junction overdispersion of the cells' PSI (weights ``w = n / (1 + (n − 1) ρ)``, the
+            reads' effective number, and the variance the model expects, ``w2_noise``); ``None``:
+            binomial reads, ``w = n``.
         p_model
             Decoded PSI averaged over the chosen batches (batch correction) for the model term;
             ``None``: ``p``.
-        rho_reads
-            The reads' own overdispersion around the decoded PSI, for the variance the model
-            expects (``w2_noise``); ``None``: ``rho``.
         """
         stratum = np.asarray(stratum)
         p = np.asarray(p)
@@ -173,8 +170,6 @@ class GroupMoments:
         r = k / n - p_obs
         noise = np.ones_like(n) if rho is None else 1.0 + (n - 1.0) * rho[cols]
         w = n / noise
-        if rho_reads is not None:
-            noise = 1.0 + (n - 1.0) * rho_reads[cols]
         flat = s * n_j + cols
         size = self.n_strata * n_j
 
@@ -224,8 +219,12 @@ class GroupEstimate:
     pooled: np.ndarray  # Σ k / Σ n over the observing cells (NaN: none)
 
 
-def _stratum_estimate(mom: GroupMoments) -> tuple[np.ndarray, ...]:
-    """Mean, variance and df per stratum (strata × junctions) of the difference estimator."""
+def _stratum_estimate(mom: GroupMoments, psi_null: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+    """Mean, variance and df per stratum (strata × junctions) of the difference estimator.
+
+    ``psi_null``: the PSI per junction at which the model's expected variance is evaluated (see
+    :func:`group_estimate`); ``None``: each stratum's own regularised pooled PSI.
+    """
     big_n = np.maximum(mom.n_cells[:, None], 1.0)
     m, w = mom.m, mom.w
     has = m > 0
@@ -257,7 +256,7 @@ def _stratum_estimate(mom: GroupMoments) -> tuple[np.ndarray, ...]:
     var_if = np.maximum(sum_a2 + sum_b2 + 2 * sum_ab, 0.0) / (big_n * np.maximum(big_n - 1.0, 1.0))
     # The variance the model expects: the reads' own Dirichlet-multinomial sampling variance at a
     # regularised PSI, plus the spread of the model term over the stratum's cells.
-    psi_reg = np.clip((mom.k + 0.5) / (mom.n + 1.0), 0.0, 1.0)
+    psi_reg = np.clip((mom.k + 0.5) / (mom.n + 1.0), 0.0, 1.0) if psi_null is None else psi_null[None, :]
     var_model = psi_reg * (1 - psi_reg) * mom.w2_noise / w_safe**2 + sum_a2 / (
         big_n * np.maximum(big_n - 1.0, 1.0)
     )
@@ -327,7 +326,9 @@ def fit_variance_prior(
     return d0, s0
 
 
-def group_estimate(mom: GroupMoments, weights: np.ndarray | None = None) -> GroupEstimate:
+def group_estimate(
+    mom: GroupMoments, weights: np.ndarray | None = None, psi_null: np.ndarray | None = None
+) -> GroupEstimate:
     """Mean PSI of a group made of ``mom``'s strata, each weighted by its share of the cells.
 
     A junction is estimated stratum by stratum only where every stratum with cells has at least
@@ -340,6 +341,13 @@ def group_estimate(mom: GroupMoments, weights: np.ndarray | None = None) -> Grou
         Sums of the group's strata.
     weights
         Weight of each stratum (default: its number of cells).
+    psi_null
+        PSI per junction at which the variance the model expects (the moderation's prior and
+        the floor of the empirical variance) is evaluated: for a test, both groups' pooled PSI
+        (:func:`null_psi`), as a score test evaluates the variance under the null. At each group's
+        own PSI that variance vanishes where a group's few observing cells all read 0 or 1, and
+        random splits of one patient's deep Smart-seq2 cells got dozens of false calls
+        (``bench/ds_quality.py``, real cells). ``None``: each stratum's own PSI.
 
     Returns
     -------
@@ -347,7 +355,7 @@ def group_estimate(mom: GroupMoments, weights: np.ndarray | None = None) -> Grou
     """
     weights = mom.n_cells if weights is None else np.asarray(weights, dtype=np.float64)
     pi = (weights / max(weights.sum(), _EPS))[:, None]
-    mean_s, var_s, df_s, m_s = _stratum_estimate(mom)
+    mean_s, var_s, df_s, m_s = _stratum_estimate(mom, psi_null)
     mean_strat = (pi * mean_s).sum(axis=0)
     parts = pi**2 * var_s
     var_strat = parts.sum(axis=0)
@@ -355,7 +363,8 @@ def group_estimate(mom: GroupMoments, weights: np.ndarray | None = None) -> Grou
     present = (mom.n_cells > 0)[:, None]
     stratified_ok = np.all(~present | (m_s >= MIN_OBS_PER_STRATUM), axis=0)
     if mom.n_strata > 1:
-        mean_1, var_1, df_1, _ = (x[0] for x in _stratum_estimate(mom.merged(np.arange(mom.n_strata))))
+        merged = mom.merged(np.arange(mom.n_strata))
+        mean_1, var_1, df_1, _ = (x[0] for x in _stratum_estimate(merged, psi_null))
     else:
         mean_1, var_1, df_1 = mean_strat, var_strat, df_strat
     m_total = m_s.sum(axis=0)
@@ -370,6 +379,11 @@ def group_estimate(mom: GroupMoments, weights: np.ndarray | None = None) -> Grou
         n_obs=m_total,
         pooled=pooled,
     )
+
+
+def null_psi(mom: GroupMoments) -> np.ndarray:
+    """The pooled PSI per junction of all of ``mom``'s strata (both groups of a test), regularised."""
+    return np.clip((mom.k.sum(axis=0) + 0.5) / (mom.n.sum(axis=0) + 1.0), 0.0, 1.0)
 
 
 def _satterthwaite(parts: np.ndarray, df: np.ndarray) -> np.ndarray:
@@ -1113,50 +1127,21 @@ def welch_per_cell(
     )
 
 
-class CellOverdispersion:
-    """Intra-class correlation ρ of the cells' PSI per junction, around each stratum's pooled PSI.
-
-    Method of moments for the beta-binomial: ``E[(k/n − ψ)²] = ψ(1 − ψ) (1/n + ρ (1 − 1/n))``,
-    summed over the observing cells of every stratum (a stratum's own PSI, so that differences
-    between strata do not count). ρ near 1 means the cells differ far more than their reads do
-    (e.g. PSI 0 in some cells and 1 in others): a deep cell then says little more about its group
-    than a shallow one, and the residual weights ``n / (1 + (n − 1) ρ)`` become nearly equal.
-    Accumulated one minibatch of observed entries at a time (memory: strata × junctions).
-    """
-
-    def __init__(self, n_strata: int, n_junctions: int, sums: ReadSums | None = None):
-        # The sums (m, Σ1/n, Σy, Σy², Σk, Σn, ...) are the first pass of the reads-only test's; given
-        # ``sums`` already taken there, no pass over the observed entries is repeated.
-        self.sums = ReadSums(n_strata, n_junctions) if sums is None else sums
-
-    def add(
-        self, stratum: np.ndarray, rows: np.ndarray, cols: np.ndarray, k: np.ndarray, n: np.ndarray
-    ) -> None:
-        """Add the observed entries (row in the minibatch, junction, reads, ATSE reads) of a minibatch."""
-        self.sums.add(stratum, rows, cols, k, n)
-
-    def rho(self) -> np.ndarray:
-        """ρ per junction in [0, 1] (0 where it cannot be estimated)."""
-        m, s_inv, s_y, s_y2, k_sum, n_sum = (x.reshape(self.sums.shape) for x in self.sums.raw[:6])
-        with np.errstate(invalid="ignore", divide="ignore"):
-            psi = np.where(n_sum > 0, k_sum / np.maximum(n_sum, _EPS), 0.0)
-            pq = psi * (1.0 - psi)
-            ss = np.maximum(s_y2 - 2 * psi * s_y + psi**2 * m, 0.0)
-            num = (ss - pq * s_inv).sum(axis=0)
-            den = (pq * (m - s_inv)).sum(axis=0)
-            rho = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
-        return np.clip(rho, 0.0, 1.0)
-
-
 def between_cell_overdispersion(
     junction_counts: sp.spmatrix, atse_counts: sp.spmatrix, stratum: np.ndarray
 ) -> np.ndarray:
-    """:class:`CellOverdispersion` of cells × junctions ``k`` and ``n`` (one stratum per row)."""
+    """The cells' PSI overdispersion ρ per junction around each stratum's pooled PSI.
+
+    :meth:`ReadSums.overdispersion` of cells × junctions ``k`` and ``n`` (one stratum per row):
+    bias-corrected moments, moderated towards the estimate over all junctions and never below it.
+    ρ near 1 means the cells differ far more than their reads do (PSI 0 in some cells and 1 in
+    others): a deep cell then says little more about its group than a shallow one.
+    """
     n = sp.coo_matrix(atse_counts)
     k = sp.csr_matrix(junction_counts)
     stratum = np.asarray(stratum, dtype=np.int64)
-    acc = CellOverdispersion(int(stratum.max()) + 1 if stratum.size else 1, n.shape[1])
+    sums = ReadSums(int(stratum.max()) + 1 if stratum.size else 1, n.shape[1])
     keep = n.data > 0
     rows, cols = n.row[keep], n.col[keep]
-    acc.add(stratum, rows, cols, np.asarray(k[rows, cols]).ravel(), n.data[keep])
-    return acc.rho()
+    sums.add(stratum, rows, cols, np.asarray(k[rows, cols]).ravel(), n.data[keep])
+    return sums.overdispersion()[0]

@@ -54,7 +54,7 @@ class ReadSums:
 
     def __init__(self, n_strata: int, n_junctions: int):
         self.shape = (n_strata, n_junctions)
-        # m, Σ1/n, Σy, Σy², Σk, Σn, Σn²: the first six also serve differential.CellOverdispersion.
+        # m, Σ1/n, Σy, Σy², Σk, Σn, Σn²: the moments of :meth:`overdispersion`.
         self.raw = np.zeros((7, n_strata * n_junctions))
         self.weighted = np.zeros((6, n_strata * n_junctions))
 
