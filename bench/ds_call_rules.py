@@ -195,8 +195,6 @@ def real_cells(shared_data: str) -> str:
     """Patient vs patient (5 seeds) and random halves of PT039 under each ``fdr_method``."""
     import itertools
 
-    import scvi
-
     from splicevi import SPLICEVI
     from splicevi.data.layers import layer_or_derived
 
@@ -217,17 +215,7 @@ def real_cells(shared_data: str) -> str:
     halves = {m: [] for m in methods}
     rng = np.random.default_rng(0)
     for seed in range(5):
-        scvi.settings.seed = seed
-        model = SPLICEVI(mdata, n_latent=8)
-        model.train(
-            max_epochs=10,
-            batch_size=64,
-            lr=0.005,
-            early_stopping=False,
-            train_size=0.8,
-            n_epochs_kl_warmup=2,
-            enable_progress_bar=False,
-        )
+        model = dq.train_real(mdata, seed)
         for m in methods:
             t = model.differential_splicing(
                 groupby="patient",

@@ -485,7 +485,7 @@ PLANTED_SHARE = 0.3
 PLANTED_REPEATS = 5
 
 
-def _train_real(mdata, seed: int):
+def train_real(mdata, seed: int):
     """The real cells' model as ``.test/config_real.yaml`` trains it."""
     import scvi
 
@@ -577,7 +577,7 @@ def planted_real(mdata, k_obs, n_obs, rng) -> list[dict]:
             planted["splicing"].X = k.copy()
         planted.obs["planted_group"] = np.where(np.isin(np.arange(mdata.n_obs), g2), "g2", "g1")
         SPLICEVI.setup_mudata(planted)
-        model = _train_real(planted, rep)
+        model = train_real(planted, rep)
         table = model.differential_splicing(groupby="planted_group", group1="g1", group2="g2", silent=True)
         calls = table["is_ds_fdr"].reindex(spl.var_names).fillna(False).to_numpy(dtype=bool)
         truth = np.abs(true_dpsi) > DELTA
@@ -613,7 +613,7 @@ def real_cells(args) -> dict | None:
     SPLICEVI.setup_mudata(mdata)
     seeds, sets, first = [], [], None
     for seed in range(args.real_seeds):
-        model = _train_real(mdata, seed)
+        model = train_real(mdata, seed)
         table = model.differential_splicing(
             groupby="patient", group1="PT039", group2="PT084", sample_key="patient", silent=True
         )
