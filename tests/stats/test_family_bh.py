@@ -51,3 +51,38 @@ def test_cli_contrasts_of_one_clustering_share_one_family():
     assert [int(t["is_ds_fdr"].sum()) for t in out[:8]] == [0] * 8
     assert out[8] is labels and int(labels["is_ds_fdr"].sum()) == 1  # other designs untouched
     assert "8 cluster contrasts together" in out[0].attrs["splicevi_ds"]["reason"]
+
+
+def test_default_family_rule_is_point_null_bh_with_the_confident_change_filter():
+    import pandas as pd
+
+    from splicevi.model._ds_clusters import family_calls_ds
+
+    rng = np.random.default_rng(5)
+
+    def table(p, bound):
+        p = np.asarray(p, dtype=np.float64)
+        return pd.DataFrame(
+            {
+                "pvalue": p,
+                "qvalue": ds.bh_qvalues(np.log(p)),
+                "interval_pvalue": np.ones_like(p),  # the interval test would call nothing
+                "abs_dpsi_bound": np.asarray(bound, dtype=np.float64),
+                "is_ds_fdr": np.zeros(p.size, dtype=bool),
+                "log10_pvalue": np.log10(p),
+                "effect_size": np.full(p.size, 0.3),
+                "design": "clusters",
+            }
+        )
+
+    # Two strong changes in contrast 0: one confidently above delta, one whose bound is below it.
+    tables = [table(np.r_[1e-9, 1e-9, rng.uniform(0.05, 1, 98)], np.r_[0.15, 0.05, np.zeros(98)])]
+    tables += [table(rng.uniform(0.05, 1, 100), np.zeros(100)) for _ in range(3)]
+    out = family_calls_ds(tables, 0.05)  # the user's default bh_lfdr means bh here
+    assert int(out[0]["is_ds_fdr"].sum()) == 1
+    assert out[0].loc[out[0]["abs_dpsi_bound"] == 0.15, "is_ds_fdr"].all()
+    assert not out[0].loc[out[0]["abs_dpsi_bound"] == 0.05, "is_ds_fdr"].any()
+    assert sum(int(t["is_ds_fdr"].sum()) for t in out[1:]) == 0
+    # Without delta (vanilla mode) both strong changes are calls; under interval neither is.
+    assert int(family_calls_ds(tables, 0.05, delta=0.0)[0]["is_ds_fdr"].sum()) == 2
+    assert int(family_calls_ds(tables, 0.05, "interval")[0]["is_ds_fdr"].sum()) == 0

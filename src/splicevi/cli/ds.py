@@ -238,7 +238,7 @@ def run(args: argparse.Namespace) -> int:
 
     # The default contrasts (each cluster against the rest) are one family, as in one model call.
     def family(tables):
-        return clusters_family(tables, lambda held: family_calls_ds(held, args.fdr_target))
+        return clusters_family(tables, lambda held: family_calls_ds(held, args.fdr_target, delta=args.delta))
 
     junctions = run_contrasts(
         model.differential_splicing, contrasts, "junction_id", describe=True, family=family, **kwargs

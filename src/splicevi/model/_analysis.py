@@ -629,8 +629,9 @@ class SplicingAnalysisMixin:
           perfectly **and** the data hold held-out reads (``split_reads``); such groups without
           held-out reads (a well-separated cell type looks the same as a cluster) get ``labels``
           with a double-dipping warning in the log and the reason; else ``labels``. Decided per
-          comparison. The clusters test uses the interval null (``fdr_method`` ``bh`` and
-          ``bh_lfdr`` mean ``interval`` there; see :func:`~splicevi.model._ds_clusters.heldout_ds`),
+          comparison. The clusters test calls with BH on ΔPSI = 0 and the confident |ΔPSI| ≥ delta
+          filter on the held-out reads (``fdr_method`` ``bh_lfdr`` means ``bh`` there, without the lfdr
+          and reads-only parts; see :func:`~splicevi.model._ds_clusters.clusters_fdr_method`),
           and the clusters contrasts of one call are one Benjamini–Hochberg family
           (:func:`~splicevi.model._ds_clusters.family_calls_ds`): on data without any difference
           no contrast has a call with probability at least 1 − ``fdr_target``.
@@ -896,7 +897,11 @@ class SplicingAnalysisMixin:
             out.append((f"{name1} vs {name2}", table))
         held = [i for i, plan in enumerate(plans) if plan[6].design == "clusters" and not plan[6].skipped]
         for i, table in zip(
-            held, family_calls_ds([out[i][1] for i in held], fdr_target, fdr_method), strict=True
+            held,
+            family_calls_ds(
+                [out[i][1] for i in held], fdr_target, fdr_method, delta=delta if mode == "change" else 0.0
+            ),
+            strict=True,
         ):
             out[i] = (out[i][0], table)
         if len(out) == 1:
