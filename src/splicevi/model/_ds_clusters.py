@@ -410,8 +410,9 @@ def clusters_fdr_method(fdr_method: str) -> str:
     are left out: their posterior is fitted per contrast and does not form one family. With the
     filter, the point-null rule keeps null data free of calls on the held-out reads and finds
     about twice the true junctions of the interval test (stop 28, ``bench/results/ds_clusters_stop28.md``).
-    Without the filter it did not, because the split leaves the parts slightly dependent at strong
-    overdispersion.
+    An earlier stop found the point-null rule anti-conservative there; :func:`heldout_ds` then
+    applied no effect filter to it (the split leaves the parts slightly dependent at strong
+    overdispersion, and small dependence-made differences pass a bare point null).
     """
     return "bh" if fdr_method in ("bh", "bh_lfdr") else fdr_method
 
