@@ -493,9 +493,9 @@ class SplicingAnalysisMixin:
         """Per-stratum sufficient statistics of the cells, one minibatch of cells at a time.
 
         ``model_batches`` lists, per stratum, the batch codes whose decoded PSI the model term
-        averages (``None``: the cells' own batches). ``rho_cells``: the cells' overdispersion when
-        already known (else one pass over the observed counts computes it). Only one minibatch of
-        cells × junctions is ever dense.
+        averages (``None``: the cells' own batches). ``rho_cells``: the cells' overdispersion per
+        junction (:meth:`_read_sums`), used where ``dstats.CELL_OVERDISPERSION_WEIGHTS``. Only one
+        minibatch of cells × junctions is ever dense.
         """
         module = self.module
         n_j = module.n_input_junctions
@@ -512,8 +512,6 @@ class SplicingAnalysisMixin:
             # the weights nor the variance the model expects may let a few deep cells stand for the
             # group. On deep Smart-seq2 cells (PSI 0 or 1 cell by cell) the model's ρ alone made
             # random splits of one patient call dozens of junctions (bench/ds_quality.py, real cells).
-            if rho_cells is None:
-                rho_cells = self._cell_overdispersion(adata, cells, stratum, n_strata, batch_size)
             rho = rho_cells if rho is None else np.maximum(rho, rho_cells)
         mom = dstats.GroupMoments.zeros(n_strata, n_j)
         distinct = sorted({tuple(b) for b in model_batches if b is not None})
@@ -560,26 +558,20 @@ class SplicingAnalysisMixin:
                 start += n_rows
         return mom
 
-    def _cell_overdispersion(self, adata, cells, stratum, n_strata, batch_size) -> np.ndarray:
-        """The cells' PSI overdispersion per junction (the reads-only test's ρ), one minibatch at a time."""
-        sums, _ = self._read_sums(adata, cells, stratum, n_strata, batch_size, weighted=False)
-        return sums.overdispersion()[0]
-
     def _read_sums(self, adata, cells, stratum, n_strata, batch_size, weighted=True):
-        """:class:`~splicevi.stats.read_test.ReadSums` of the cells and the ρ of its weights.
+        """:class:`~splicevi.stats.read_test.ReadSums` of the cells and the cells' overdispersion ρ.
 
-        One pass over the observed counts for the unweighted sums; with ``weighted`` a second pass
-        adds the effective-read weighted sums under the ρ of the first (else ρ is ``None``).
+        One pass over the observed counts for the unweighted sums and ρ; with ``weighted`` a second
+        pass adds the effective-read weighted sums under that ρ (the reads-only test's).
         """
         sums = read_test.ReadSums(n_strata, self.module.n_input_junctions)
         for start, rows, cols, k, n in self._observed_minibatches(adata, cells, batch_size):
             # ``rows`` are positions within the minibatch: the strata from its first row on line up.
             sums.add(stratum[start:], rows, cols, k, n)
-        if not weighted:
-            return sums, None
         rho, _ = sums.overdispersion()
-        for start, rows, cols, k, n in self._observed_minibatches(adata, cells, batch_size):
-            sums.add_weighted(stratum[start:], rows, cols, k, n, rho)
+        if weighted:
+            for start, rows, cols, k, n in self._observed_minibatches(adata, cells, batch_size):
+                sums.add_weighted(stratum[start:], rows, cols, k, n, rho)
         return sums, rho
 
     def differential_splicing(
@@ -978,12 +970,11 @@ class SplicingAnalysisMixin:
         )
         filt = delta if mode == "change" else 0.0
 
-        reads = rho_cells = None
-        if fdr_method in ("bh", "bh_lfdr"):
-            # The reads-only quasi-binomial rule of the calls (stats.read_test), strata as the model's.
-            reads, rho_reads = self._read_sums(adata, cells, stratum, n_strata, batch_size)
-            cells_per_stratum = np.bincount(stratum, minlength=n_strata).astype(np.float64)
-            rho_cells = rho_reads  # one ρ for both rules, from the same first pass
+        # The cells' overdispersion, once for every comparison: the model term's weights and the
+        # reads-only quasi-binomial rule of the calls (stats.read_test, strata as the model's) share it.
+        uses_reads = fdr_method in ("bh", "bh_lfdr")
+        reads, rho_cells = self._read_sums(adata, cells, stratum, n_strata, batch_size, weighted=uses_reads)
+        cells_per_stratum = np.bincount(stratum, minlength=n_strata).astype(np.float64)
 
         def moments(assign):
             return self._ds_moments(
@@ -1019,10 +1010,10 @@ class SplicingAnalysisMixin:
             g2 = dstats.group_estimate(mom.subset(s2), psi_null=psi_null)
             test = dstats.difference_test(g1, g2, delta=delta, mode=mode)
             by_reads = None
-            if reads is not None:
+            if uses_reads:
                 s1, s2 = np.asarray(s1), np.asarray(s2)
                 by_reads = read_test.read_test(
-                    reads, rho_reads, s1, cells_per_stratum[s1], s2, cells_per_stratum[s2]
+                    reads, rho_cells, s1, cells_per_stratum[s1], s2, cells_per_stratum[s2]
                 )
             table = dstats.junction_table(test, g1, g2, fdr_target, fdr_method, delta=filt, reads=by_reads)
             table.index = pd.Index(var.index, name="junction_id")

@@ -46,7 +46,7 @@ import scipy.sparse as sp
 from scipy import special, stats
 
 from .choices import FDR_METHODS, MODES, check_choice
-from .read_test import ReadSums, ReadTest
+from .read_test import ReadSums, ReadTest, regularised_psi
 
 _EPS = 1e-12
 #: Below this many observing cells a stratum's residuals are not used on their own (see
@@ -256,7 +256,7 @@ def _stratum_estimate(mom: GroupMoments, psi_null: np.ndarray | None = None) -> 
     var_if = np.maximum(sum_a2 + sum_b2 + 2 * sum_ab, 0.0) / (big_n * np.maximum(big_n - 1.0, 1.0))
     # The variance the model expects: the reads' own Dirichlet-multinomial sampling variance at a
     # regularised PSI, plus the spread of the model term over the stratum's cells.
-    psi_reg = np.clip((mom.k + 0.5) / (mom.n + 1.0), 0.0, 1.0) if psi_null is None else psi_null[None, :]
+    psi_reg = np.clip(regularised_psi(mom.k, mom.n), 0.0, 1.0) if psi_null is None else psi_null[None, :]
     var_model = psi_reg * (1 - psi_reg) * mom.w2_noise / w_safe**2 + sum_a2 / (
         big_n * np.maximum(big_n - 1.0, 1.0)
     )
@@ -383,7 +383,7 @@ def group_estimate(
 
 def null_psi(mom: GroupMoments) -> np.ndarray:
     """The pooled PSI per junction of all of ``mom``'s strata (both groups of a test), regularised."""
-    return np.clip((mom.k.sum(axis=0) + 0.5) / (mom.n.sum(axis=0) + 1.0), 0.0, 1.0)
+    return np.clip(regularised_psi(mom.k.sum(axis=0), mom.n.sum(axis=0)), 0.0, 1.0)
 
 
 def _satterthwaite(parts: np.ndarray, df: np.ndarray) -> np.ndarray:

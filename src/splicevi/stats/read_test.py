@@ -44,6 +44,11 @@ RHO_PRIOR_WEIGHT = 2.0
 MIN_OBS = 2
 
 
+def regularised_psi(k, n):
+    """``(k + ½) / (n + 1)``: a PSI from ``k`` of ``n`` reads that stays inside (0, 1) however few."""
+    return (k + 0.5) / (n + 1.0)
+
+
 class ReadSums:
     """Per stratum × junction sums of the observing cells' reads, one minibatch at a time.
 
@@ -173,7 +178,7 @@ def read_test(
     """
     mean1, f1, e1, w1, wy1, m1 = _group(sums, np.asarray(strata1), shares1)
     mean2, f2, e2, w2, wy2, m2 = _group(sums, np.asarray(strata2), shares2)
-    p0 = (wy1 + wy2 + 0.5) / (w1 + w2 + 1.0)
+    p0 = regularised_psi(wy1 + wy2, w1 + w2)
     var0 = np.maximum(p0 * (1.0 - p0) * (f1 + f2), e1 + e2)
     ok = (m1 >= MIN_OBS) & (m2 >= MIN_OBS) & (var0 > 0)
     z = np.where(ok, (mean1 - mean2) / np.sqrt(np.where(ok, var0, 1.0)), 0.0)
