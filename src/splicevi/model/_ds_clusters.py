@@ -443,11 +443,12 @@ def family_calls_ds(
     for table, q in zip(tables, qs, strict=True):
         table = table.copy()
         table["interval_qvalue" if col == "interval_pvalue" else "qvalue"] = q
-        calls = dstats.fdr_calls(q, fdr_target)
-        if fdr_method == "bh" and delta > 0:
-            bound = np.nan_to_num(table["abs_dpsi_bound"].to_numpy(dtype=np.float64), nan=-np.inf)
-            calls &= bound >= delta - 1e-12
-        table["is_ds_fdr"] = calls
+        # The bh rule of every table, on the confident change the table already holds.
+        table["is_ds_fdr"] = (
+            dstats.call_rows(q, table["abs_dpsi_bound"].to_numpy(dtype=np.float64), fdr_target, delta)
+            if fdr_method == "bh"
+            else dstats.fdr_calls(q, fdr_target)
+        )
         info = dict(table.attrs.get("splicevi_ds", {}))
         info["reason"] = (
             f"{info.get('reason', '')}; q-values over all {len(tables)} cluster contrasts together"

@@ -747,7 +747,7 @@ def call_rows(
         return fdr_calls(lfdr_qvalue, fdr_target)
     size = np.abs(np.nan_to_num(np.asarray(effect, dtype=np.float64), nan=0.0))
     if se is not None and delta > 0:
-        size = size - EFFECT_BOUND_Z * np.nan_to_num(np.asarray(se, dtype=np.float64), nan=np.inf)
+        size = confident_change(effect, se)
     calls = fdr_calls(qvalue, fdr_target) & (size >= delta - 1e-12)
     if reads_qvalue is not None:
         reads_calls = fdr_calls(reads_qvalue, fdr_target)
