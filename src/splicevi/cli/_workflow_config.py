@@ -54,6 +54,7 @@ def choices() -> dict[tuple[str, ...], tuple]:
             "splicing_decoder_architecture",
             "expression_architecture",
             "splicing_encoder_weighting",
+            "pool_mode",
         )
     }
     return {

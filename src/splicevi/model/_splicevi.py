@@ -135,7 +135,8 @@ class SPLICEVI(SplicingAnalysisMixin, VAEMixin, UnsupervisedTrainingMixin, Arche
         by default (``bench/results/quality.md``, section "Droplet coverage").
     **model_kwargs
         Passed to :class:`~splicevi.module.SPLICEVAE` (e.g. ``splicing_weight_prior_sd``, the prior
-        standard deviation of the splicing decoder's junction weights, default 0.1).
+        standard deviation of the splicing decoder's junction weights, default 0.1; ``None`` or
+        ``"none"``: no prior, part of the droplet recipe in the README).
 
     Examples
     --------
@@ -193,6 +194,9 @@ class SPLICEVI(SplicingAnalysisMixin, VAEMixin, UnsupervisedTrainingMixin, Arche
         super().__init__(adata)
         # One meaning for "no penalty" whichever way it is spelled (Python None, "None", YAML null).
         modality_penalty = "None" if modality_penalty in (None, "none", "null") else modality_penalty
+        # A config file's null means "the model default" (0.1), so "no prior" is spelled "none" there.
+        if str(model_kwargs.get("splicing_weight_prior_sd", "")).lower() == "none":
+            model_kwargs["splicing_weight_prior_sd"] = None
         is_mudata = isinstance(adata, MuData)
         splicing_var, offset = self._splicing_var(adata, n_genes)
         codes = junction_event_codes(splicing_var, where="splicing var")

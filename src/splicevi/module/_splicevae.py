@@ -124,6 +124,7 @@ class SPLICEVAE(BaseModuleClass):
             latent_distribution=latent_distribution,
             use_batch_norm=use_batch_norm,
             use_layer_norm=use_layer_norm,
+            pool_mode=pool_mode,
         )
         self.likelihood = splicing_likelihood(splicing_loss_type)
         codes = torch.as_tensor(np.asarray(junction_event_codes), dtype=torch.long)

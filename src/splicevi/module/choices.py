@@ -29,6 +29,7 @@ OPTION_CHOICES: dict[str, tuple[str, ...]] = {
     "use_layer_norm": NORM_PLACES,
     "splicing_encoder_weighting": ENCODER_WEIGHTINGS,
     "dm_concentration": CONCENTRATION_SHARING,
+    "pool_mode": ("mean", "sum"),
 }
 
 
