@@ -133,6 +133,14 @@ class SPLICEVI(SplicingAnalysisMixin, VAEMixin, UnsupervisedTrainingMixin, Arche
         drowned by its thousands of gene reads. At 3 % coverage it raises the separation of cell
         states that differ only in splicing but lowers the imputation of hidden ATSEs, hence off
         by default (``bench/results/quality.md``, section "Droplet coverage").
+    splicing_latent_weight
+        Factor on the gradient that the splicing reconstruction sends into the latent during
+        training (``1``: the ELBO). The decoder is still fitted by the ELBO, so, unlike the
+        reconstruction weight, it does not fit each cell's few reads and keeps imputing hidden
+        ATSEs. At droplet coverage ``5`` (with ``splicing_encoder_weighting="reads"`` and
+        ``pool_mode="sum"``, the droplet recipe of the README) separates cell states that differ
+        only in splicing far better than the default (``bench/results/quality_droplet_recipe.md``);
+        it stays 1 by default until the differential splicing tests are re-validated with it.
     **model_kwargs
         Passed to :class:`~splicevi.module.SPLICEVAE` (e.g. ``splicing_weight_prior_sd``, the prior
         standard deviation of the splicing decoder's junction weights, default 0.1; ``None`` or
@@ -189,6 +197,7 @@ class SPLICEVI(SplicingAnalysisMixin, VAEMixin, UnsupervisedTrainingMixin, Arche
         splicing_encoder_atses: Literal["all", "highly_variable"] = "all",
         splicing_encoder_weighting: Literal["none", "reads"] = "none",
         splicing_reconstruction_weight: float | Literal["balanced"] = 1.0,
+        splicing_latent_weight: float = 1.0,
         **model_kwargs,
     ):
         super().__init__(adata)
@@ -232,6 +241,10 @@ class SPLICEVI(SplicingAnalysisMixin, VAEMixin, UnsupervisedTrainingMixin, Arche
                 "splicing_reconstruction_weight must be a positive number or 'balanced', "
                 f"got {splicing_reconstruction_weight!r}"
             )
+        if isinstance(splicing_latent_weight, bool) or not isinstance(splicing_latent_weight, int | float):
+            raise ValueError(
+                f"splicing_latent_weight must be a positive number, got {splicing_latent_weight!r}"
+            )
         self.module = self._module_cls(
             n_input_genes=n_genes,
             n_input_junctions=n_junctions,
@@ -270,6 +283,7 @@ class SPLICEVI(SplicingAnalysisMixin, VAEMixin, UnsupervisedTrainingMixin, Arche
             splicing_encoder_weighting=splicing_encoder_weighting,
             splicing_encoder_selection=splicing_encoder_atses == "highly_variable",
             splicing_reconstruction_weight=1.0 if balanced else splicing_reconstruction_weight,
+            splicing_latent_weight=splicing_latent_weight,
             **model_kwargs,
         )
         self.n_genes = n_genes
@@ -281,7 +295,8 @@ class SPLICEVI(SplicingAnalysisMixin, VAEMixin, UnsupervisedTrainingMixin, Arche
             f"SpliceVI model: genes {n_genes}, junctions {n_junctions}, ATSEs {self.module.n_events}, "
             f"latent {self.module.n_joint_latent}, hidden {self.module.n_hidden}, splicing loss {splicing_loss_type}, "
             f"encoder {splicing_encoder_architecture}, modality weights {modality_weights}, penalty {modality_penalty}, "
-            f"splicing reconstruction weight {float(self.module.splicing_reconstruction_weight):.3g}"
+            f"splicing reconstruction weight {float(self.module.splicing_reconstruction_weight):.3g}, "
+            f"splicing latent weight {float(self.module.splicing_latent_weight):.3g}"
         )
         self.init_params_ = self._get_init_params(locals())
         # Saved with the model (scvi-tools saves attributes ending in "_") so a load can say which

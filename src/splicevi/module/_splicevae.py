@@ -62,6 +62,11 @@ class SPLICEVAE(BaseModuleClass):
         balances a splicing likelihood of a few hundred reads per cell against an expression
         likelihood of thousands, which otherwise decides the latent alone. Set by
         :class:`splicevi.SPLICEVI` (a number, or resolved from the data with ``"balanced"``).
+    splicing_latent_weight
+        Factor on the gradient that the splicing reconstruction sends into the latent (and so into
+        the encoders) during training; the decoder and the reported loss still follow the ELBO.
+        Above 1 the latent is shaped more by a cell's few junction reads without letting the
+        decoder fit them (which the reconstruction weight does). Set by :class:`splicevi.SPLICEVI`.
 
     Other Parameters
     ----------------
@@ -109,6 +114,7 @@ class SPLICEVAE(BaseModuleClass):
         splicing_encoder_weighting: str = "none",
         splicing_encoder_selection: bool = False,
         splicing_reconstruction_weight: float = 1.0,
+        splicing_latent_weight: float = 1.0,
     ):
         super().__init__()
         check_options(
@@ -164,6 +170,9 @@ class SPLICEVAE(BaseModuleClass):
         self.register_buffer(
             "splicing_reconstruction_weight", torch.tensor(float(splicing_reconstruction_weight))
         )
+        if not splicing_latent_weight > 0:
+            raise ValueError(f"splicing_latent_weight must be positive, got {splicing_latent_weight}")
+        self.register_buffer("splicing_latent_weight", torch.tensor(float(splicing_latent_weight)))
         self.n_obs = max(int(n_obs), 1)
 
         # Junction -> ATSE map and its CSR inverse (ATSE -> junctions), saved with the module.
@@ -298,6 +307,7 @@ class SPLICEVAE(BaseModuleClass):
         )
         # Models saved before the splicing reconstruction weight existed weigh it 1.
         state_dict.setdefault(prefix + "splicing_reconstruction_weight", torch.ones(()))
+        state_dict.setdefault(prefix + "splicing_latent_weight", torch.ones(()))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ------------------------------------------------------------------ inputs
@@ -551,8 +561,11 @@ class SPLICEVAE(BaseModuleClass):
                 px_r = self.px_r
             outputs.update(px_scale=px_scale, px_r=torch.exp(px_r), px_rate=px_rate, px_dropout=px_dropout)
         if observed is not None and decoder_input.dim() == 2:
+            splicing_input = decoder_input
+            if self.training and float(self.splicing_latent_weight) != 1.0:
+                splicing_input = scale_gradient(decoder_input, float(self.splicing_latent_weight))
             logits = self.z_decoder_splicing.logits_at(
-                decoder_input,
+                splicing_input,
                 observed.rows,
                 observed.cols,
                 batch_index,
@@ -683,6 +696,28 @@ class SPLICEVAE(BaseModuleClass):
         a, b = io["qzm_expr"][paired], io["qzm_spl"][paired]
         mmd = _gaussian_mmd(a, b)
         return torch.where(paired, mmd.expand_as(zeros), zeros)
+
+
+class _ScaleGradient(torch.autograd.Function):
+    """Identity forward; the backward multiplies the incoming gradient by a constant."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, factor: float) -> torch.Tensor:
+        ctx.factor = factor
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return grad * ctx.factor, None
+
+
+def scale_gradient(x: torch.Tensor, factor: float) -> torch.Tensor:
+    """``x`` unchanged, with the gradient flowing back through it multiplied by ``factor``.
+
+    The splicing decoder reads the latent through it, so the splicing term's pull on the latent
+    (the encoders) is ``factor`` times its pull in the ELBO while the decoder's own gradient is not.
+    """
+    return _ScaleGradient.apply(x, factor)
 
 
 def _gaussian_mmd(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
