@@ -75,3 +75,32 @@ def test_config_check_accepts_the_recipe_and_refuses_its_misspellings():
         assert len(errors) == 1 and f"model.{key}" in errors[0], (key, bad, errors)
     template = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     assert all(template["model"][key] is None for key in RECIPE)
+
+
+def test_recipe_encoder_sums_read_weighted_residuals(small_mdata):
+    """Recipe encoder: sum over a cell's entries of read information × (PSI − centre) × embedding.
+
+    So a cell's code grows with its reads, as the likelihood ratio of a count model does.
+    """
+    from splicevi.module._splicevae import read_information
+
+    model = _model(
+        small_mdata, splicing_latent_weight=5.0, splicing_encoder_weighting="reads", pool_mode="sum"
+    )
+    module = model.module
+    assert float(module.splicing_latent_weight) == pytest.approx(5.0)
+    tensors = next(iter(model._data_loader(batch_size=32)))
+    inputs = module._get_inference_input(tensors)
+    obs = module.observed(
+        inputs["junction_counts"], inputs["atse_counts"], inputs["psi_mask"], inputs["junction_ratio"]
+    )
+    centred = obs.psi - module.psi_center.index_select(0, obs.cols)
+    weight = module.encoder_entry_weight(obs)
+    assert weight is not None
+    torch.testing.assert_close(weight, read_information(obs.n))
+    encoder = module.z_encoder_splicing
+    with torch.no_grad():
+        pooled = encoder.pool(obs, centred, weight)
+    contributions = (weight * centred)[:, None] * encoder.feature_embedding.detach()[obs.cols]
+    expected = torch.zeros(obs.n_cells, encoder.code_dim).index_add_(0, obs.rows, contributions)
+    torch.testing.assert_close(pooled[:, : encoder.code_dim], expected, rtol=1e-4, atol=1e-5)
