@@ -562,8 +562,9 @@ class SPLICEVAE(BaseModuleClass):
             outputs.update(px_scale=px_scale, px_r=torch.exp(px_r), px_rate=px_rate, px_dropout=px_dropout)
         if observed is not None and decoder_input.dim() == 2:
             splicing_input = decoder_input
-            if self.training and float(self.splicing_latent_weight) != 1.0:
-                splicing_input = scale_gradient(decoder_input, float(self.splicing_latent_weight))
+            if self.training:
+                # The factor stays a tensor: reading it as a float would sync the GPU every step.
+                splicing_input = scale_gradient(decoder_input, self.splicing_latent_weight)
             logits = self.z_decoder_splicing.logits_at(
                 splicing_input,
                 observed.rows,
@@ -702,7 +703,7 @@ class _ScaleGradient(torch.autograd.Function):
     """Identity forward; the backward multiplies the incoming gradient by a constant."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, factor: float) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, factor: torch.Tensor | float) -> torch.Tensor:
         ctx.factor = factor
         return x.view_as(x)
 
@@ -711,7 +712,7 @@ class _ScaleGradient(torch.autograd.Function):
         return grad * ctx.factor, None
 
 
-def scale_gradient(x: torch.Tensor, factor: float) -> torch.Tensor:
+def scale_gradient(x: torch.Tensor, factor: torch.Tensor | float) -> torch.Tensor:
     """``x`` unchanged, with the gradient flowing back through it multiplied by ``factor``.
 
     The splicing decoder reads the latent through it, so the splicing term's pull on the latent
