@@ -488,7 +488,8 @@ class SplicingAnalysisMixin:
         batch_size,
         seed,
         silent=True,
-        rho_cells=None,
+        *,
+        rho_cells: np.ndarray,
     ) -> dstats.GroupMoments:
         """Per-stratum sufficient statistics of the cells, one minibatch of cells at a time.
 
