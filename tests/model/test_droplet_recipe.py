@@ -73,6 +73,8 @@ def test_config_check_accepts_the_recipe_and_refuses_its_misspellings():
     ):
         errors = check_config({"model": {key: bad}}, schema)
         assert len(errors) == 1 and f"model.{key}" in errors[0], (key, bad, errors)
+        if key != "pool_mode":  # number-or-word keys: the message names what the key takes
+            assert repr(bad) in errors[0] and ("none" in errors[0] or "balanced" in errors[0]), errors
     template = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     assert all(template["model"][key] is None for key in RECIPE)
 

@@ -95,6 +95,10 @@ def config_errors(config: dict, schema: dict) -> list[str]:
             lines.extend(f"config key '{f'{key}.' if key else ''}{name}': unknown key" for name in extra)
         elif err.validator == "required":
             lines.append(f"config key '{key or '<top level>'}': {err.message}")
+        elif err.validator == "anyOf" and err.schema.get("description"):
+            # jsonschema only says "not valid under any of the given schemas"; the key's description
+            # names the values it takes.
+            lines.append(f"config key '{key}': {err.instance!r} is not allowed; {err.schema['description']}")
         else:
             lines.append(f"config key '{key}': {err.message}")
     return lines
