@@ -20,12 +20,25 @@ Rules (target 0.05):
   change"; ``lfdr_normal_var1.5``: its variance × 1.5; ``lfdr_normal_nobs5``: its calls observed
   by ≥ 5 cells in each group; ``bh|lfdr_normal_nobs<k>``: the ``bh`` calls plus those with ≥ k cells
   (k = 6 was the earlier ``bh_lfdr``);
-* ``bh_lfdr`` (the default, through the package's own ``call_rows``): the ``bh`` calls and the
-  ``lfdr`` calls together.
+* ``bh_lfdr``: the ``bh`` calls and the ``lfdr`` calls together (without the reads-only rule);
+* ``reads_bound1.645``: the reads-only rule of the default (BH on the reads' score test of
+  ΔPSI = 0 and its confident |ΔPSI| ≥ delta); ``default``: ``fdr_method="bh_lfdr"`` as the package
+  calls it (the model's and the reads' point-null rules and the lfdr calls);
+* ``default_fcr_bound`` (not shipped): the default with both bounds at the level that BH's
+  selection leaves, Benjamini–Yekutieli's false coverage rate (a bound on misses among the
+  selected, not among the calls);
+* ``interval_model_only``: ``fdr_method="interval"`` before stop 30 (BH on the model-assisted
+  test's interval-null p-values); ``reads_interval``: BH on the reads' interval-null score test
+  (:func:`splicevi.stats.read_test.interval_log_pvalue`); ``interval``: ``fdr_method="interval"``
+  now, the union of the two.
+
+Each rule is scored against two truths: |true ΔPSI| > delta (what a call with an effect filter
+claims) and ΔPSI ≠ 0 (what a point-null BH controls): the "share of calls with ΔPSI = 0".
 
 ``--real`` adds the real cells of ``bench/ds_quality.py`` (PT039 vs PT084, five training seeds):
-calls per seed and Jaccard between seeds of ``fdr_method`` ``bh``, ``lfdr`` and ``bh_lfdr`` on
-the same trainings, and their calls on ten random halves of PT039.
+calls per seed and Jaccard between seeds of ``fdr_method`` ``bh``, ``lfdr``, ``bh_lfdr`` and
+``interval`` on the same trainings, and their calls on ten random halves of PT039.
+``--generator independent`` uses ``bench/droplet.py``'s generator (never tuned on).
 
 Run: ``python bench/ds_call_rules.py [--quick] [--observed 0.03] [--work DIR] [--real]``; the
 trained tables are cached as pickles under ``--work`` (restartable; not committed).
@@ -42,11 +55,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ds_quality as dq  # noqa: E402
 from splicevi.stats.differential import (  # noqa: E402
     call_rows,
+    confident_change,
     fit_scale_mixture,
     lfdr_qvalues,
     posterior_tails,
@@ -64,6 +79,11 @@ COLS = [
     "df",
     "n_obs_group1",
     "n_obs_group2",
+    "reads_effect",
+    "reads_se",
+    "reads_qvalue",
+    "reads_interval_qvalue",
+    "interval_qvalue",
 ]
 
 
@@ -78,6 +98,8 @@ def trained_tables(n_events, frac, obs, conc, args) -> dict:
             {
                 "table": t[COLS].copy(),
                 "truth": (true_dpsi.abs() > dq.DELTA).loc[junctions].to_numpy(),
+                # No change at all (the null of the point tests), beside no change beyond delta.
+                "unchanged": (true_dpsi.abs() < 1e-9).loc[junctions].to_numpy(),
                 "welch_q": welch_per_cell(k_obs, n_obs, c1, c2).qvalue,
             }
         )
@@ -121,6 +143,13 @@ def refit_lfdr_qvalues(
     return lfdr_qvalues(np.exp(log_in))
 
 
+def _bound(effect, se, z):
+    """``|effect| − z·se`` (``-inf`` where missing)."""
+    with np.errstate(invalid="ignore"):
+        b = np.abs(np.asarray(effect, dtype=np.float64)) - z * np.asarray(se, dtype=np.float64)
+    return np.where(np.isfinite(b), b, -np.inf)
+
+
 def rules(t) -> dict[str, np.ndarray]:
     """Every candidate rule's calls on one junction table."""
     q = t["qvalue"].to_numpy()
@@ -153,39 +182,90 @@ def rules(t) -> dict[str, np.ndarray]:
         "bh_lfdr",
         se=t["effect_se"].to_numpy(),
     )
+    if "reads_qvalue" in t:
+        rq = t["reads_qvalue"].to_numpy()
+        re, rse = t["reads_effect"].to_numpy(), t["reads_se"].to_numpy()
+        reads_fixed = (rq <= TARGET) & (confident_change(re, rse) >= dq.DELTA - 1e-12)
+        out["reads_bound1.645"] = reads_fixed
+        # The default (fdr_method="bh_lfdr"), as the package's call_rows gives it.
+        out["default"] = call_rows(
+            q,
+            t["effect_size"].to_numpy(),
+            TARGET,
+            dq.DELTA,
+            None,
+            lfdr_q,
+            "bh_lfdr",
+            se=t["effect_se"].to_numpy(),
+            reads_qvalue=rq,
+            reads_bound=confident_change(re, rse),
+        )
+        # Not shipped: the bounds' level adjusted for the BH selection (Benjamini-Yekutieli's false
+        # coverage rate), which bounds the miss rate among the selected, not among the calls.
+        level = max(int((rq <= TARGET).sum()), 1) * TARGET / max(int(np.isfinite(rq).sum()), 1)
+        reads_fcr = (rq <= TARGET) & (_bound(re, rse, stats.norm.isf(level)) >= dq.DELTA - 1e-12)
+        level_m = max(int((q <= TARGET).sum()), 1) * TARGET / max(int(np.isfinite(q).sum()), 1)
+        df = np.where(np.isfinite(t["df"].to_numpy()), np.maximum(t["df"].to_numpy(), 1.0), 1.0)
+        model_fcr = (q <= TARGET) & (
+            _bound(t["effect_size"].to_numpy(), se, stats.t.isf(level_m, df)) >= dq.DELTA - 1e-12
+        )
+        out["default_fcr_bound"] = model_fcr | reads_fcr | lfdr
+    if "reads_interval_qvalue" in t:
+        # fdr_method="interval": before, the model-assisted test's interval null alone; now with the
+        # reads-only interval-null score test (stats.read_test.interval_log_pvalue).
+        out["interval_model_only"] = t["interval_qvalue"].to_numpy() <= TARGET
+        out["reads_interval"] = t["reads_interval_qvalue"].to_numpy() <= TARGET
+        out["interval"] = call_rows(
+            q,
+            t["effect_size"].to_numpy(),
+            TARGET,
+            dq.DELTA,
+            t["interval_qvalue"].to_numpy(),
+            fdr_method="interval",
+            reads_interval_qvalue=t["reads_interval_qvalue"].to_numpy(),
+        )
     return out
 
 
 def score(regimes: dict[str, dict]) -> str:
-    """Markdown: per observed fraction, rule and contrast kind, ratio to Welch, worst FDR, null calls."""
+    """Markdown: per observed fraction, rule and contrast kind, ratio to Welch, worst FDR, null calls.
+
+    Two error rates per rule: against the truth |ΔPSI| > delta (a call is false when the true change
+    is at most delta) and against "ΔPSI ≠ 0" (false only when nothing changes at all).
+    """
     rows = {}
     for name, s in regimes.items():
         obs = name.split("_obs")[1].split("_")[0]
         for kind, c in s["contrasts"].items():
             truth, welch = c["truth"], c["welch_q"] <= TARGET
+            unchanged = c.get("unchanged", np.zeros_like(truth))
             w_true = int((welch & truth).sum())
             for rule, calls in rules(c["table"]).items():
                 n, tp = int(calls.sum()), int((calls & truth).sum())
-                rows.setdefault((obs, rule, kind), []).append((tp, n - tp, w_true))
+                rows.setdefault((obs, rule, kind), []).append(
+                    (tp, n - tp, w_true, int((calls & unchanged).sum()))
+                )
         for kind, t in s["nulls"].items():
             for rule, calls in rules(t).items():
-                rows.setdefault((obs, rule, kind), []).append((0, int(calls.sum()), 0))
+                rows.setdefault((obs, rule, kind), []).append((0, int(calls.sum()), 0, int(calls.sum())))
     lines = [
         "| observed | rule | contrast | regimes | ratio of true calls to Welch (min – max) | "
-        "worst empirical FDR | true / false calls per regime |",
-        "|---|---|---|---|---|---|---|",
+        "worst empirical FDR (truth \\|ΔPSI\\| > delta) | worst share of calls with ΔPSI = 0 | "
+        "true / false calls per regime |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for (obs, rule, kind), v in sorted(rows.items()):
-        ratios = [tp / w for tp, _, w in v if w]
-        fdr = max((f / (tp + f) if tp + f else 0.0) for tp, f, _ in v)
+        ratios = [tp / w for tp, _, w, _ in v if w]
+        fdr = max((f / (tp + f) if tp + f else 0.0) for tp, f, _, _ in v)
+        fdr0 = max((z / (tp + f) if tp + f else 0.0) for tp, f, _, z in v)
         rng = f"{min(ratios):.2f} – {max(ratios):.2f}" if ratios else "–"
         if kind.startswith("null"):
-            rng, fdr_s = "–", f"{sum(f for _, f, _ in v)} calls in all"
+            rng, fdr_s, fdr0_s = "–", f"{sum(f for _, f, _, _ in v)} calls in all", "–"
         else:
-            fdr_s = f"{fdr:.3f}"
+            fdr_s, fdr0_s = f"{fdr:.3f}", f"{fdr0:.3f}"
         lines.append(
-            f"| {obs} | {rule} | {kind} | {len(v)} | {rng} | {fdr_s} | "
-            + " ".join(f"{tp}/{f}" for tp, f, _ in v)
+            f"| {obs} | {rule} | {kind} | {len(v)} | {rng} | {fdr_s} | {fdr0_s} | "
+            + " ".join(f"{tp}/{f}" for tp, f, _, _ in v)
             + " |"
         )
     return "\n".join(lines) + "\n"
@@ -210,7 +290,7 @@ def real_cells(shared_data: str) -> str:
     c1, c2 = np.nonzero(patient == "PT039")[0], np.nonzero(patient == "PT084")[0]
     welch = set(spl.var_names[welch_per_cell(k_obs, n_obs, c1, c2).qvalue <= TARGET])
     SPLICEVI.setup_mudata(mdata)
-    methods = ("bh", "lfdr", "bh_lfdr")
+    methods = ("bh", "lfdr", "bh_lfdr", "interval")
     sets = {m: [] for m in methods}
     halves = {m: [] for m in methods}
     rng = np.random.default_rng(0)
@@ -257,6 +337,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one tiny regime, to check the script runs")
     parser.add_argument("--real", action="store_true", help="add the real cells (../shared/data)")
     parser.add_argument(
+        "--generator",
+        choices=["simulate", "independent"],
+        default="simulate",
+        help="independent: bench/droplet.py's generator (per-ATSE concentration), never tuned on",
+    )
+    parser.add_argument(
         "--shared-data", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data")
     )
     args = parser.parse_args()
@@ -266,7 +352,8 @@ def main() -> None:
     torch.set_num_threads(1)
     args.n_cells, args.n_genes, args.epochs, args.seed = 1000, 300, 20, 0
     observed = [float(x) for x in args.observed.split(",")]
-    grid = [(e, f, o, c) for e in (300, 2500) for f in (0.1, 0.3) for o in observed for c in (20.0, 100.0)]
+    concs = (20.0, 100.0) if args.generator == "simulate" else (None,)
+    grid = [(e, f, o, c) for e in (300, 2500) for f in (0.1, 0.3) for o in observed for c in concs]
     if args.quick:
         args.n_cells, args.n_genes, args.epochs = 400, 80, 3
         grid = [(200, 0.3, 0.15, 20.0)]

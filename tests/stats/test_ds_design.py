@@ -85,6 +85,39 @@ def test_default_beats_welch_on_a_planted_splice_only_pair(sparse_pair):
     assert (table["design"] == "labels").all() and (table["test"] == dsdesign.TESTS["labels"]).all()
 
 
+def test_interval_method_adds_the_reads_interval_test(sparse_pair):
+    # fdr_method="interval" (the FDR of "|ΔPSI| > delta" itself) calls what either interval-null
+    # test calls: the model-assisted one and the reads-only score test at the boundary.
+    sim, mdata, model = sparse_pair
+    table = model.differential_splicing(
+        groupby="cell_type", group1="type2", group2="type3", delta=DELTA, fdr_method="interval", silent=True
+    )
+    junctions = mdata["splicing"].var_names
+    table = table.loc[junctions]
+    model_only = table["interval_qvalue"].to_numpy() <= 0.05
+    reads = table["reads_interval_qvalue"].to_numpy() <= 0.05
+    calls = table["is_ds_fdr"].to_numpy(dtype=bool)
+    np.testing.assert_array_equal(calls, model_only | reads)
+    truth = (sim.true_dpsi("type2", "type3").abs() > DELTA).loc[junctions].to_numpy()
+    own, before = call_quality(truth, calls), call_quality(truth, model_only)
+    assert own["n_calls"] - own["n_false"] > before["n_calls"] - before["n_false"], (own, before)
+    assert own["empirical_fdr"] <= 0.1, own
+    events = model.differential_splicing(
+        groupby="cell_type",
+        group1="type2",
+        group2="type3",
+        delta=DELTA,
+        fdr_method="interval",
+        level="event",
+        silent=True,
+    )
+    assert "reads_interval_qvalue" in events
+    np.testing.assert_array_equal(
+        events["is_ds_fdr"].to_numpy(dtype=bool),
+        (events["interval_qvalue"].to_numpy() <= 0.05) | (events["reads_interval_qvalue"].to_numpy() <= 0.05),
+    )
+
+
 def _stub_samples(calls):
     def fake(model, adata, cells1, cells2, samples, *, delta, fdr_target, level="junction", **kwargs):
         calls.append((np.asarray(cells1), np.asarray(cells2), np.asarray(samples)))

@@ -134,6 +134,62 @@ class ReadTest:
     se: np.ndarray  # standard error of the effect (for the calls' effect filter)
     log_pvalue: np.ndarray  # two-sided score test of ΔPSI = 0 (0: untestable)
     rho: np.ndarray  # the cells' overdispersion used in the weights
+    #: Score test of the interval null |ΔPSI| ≤ delta (:func:`interval_log_pvalue`); None without a delta.
+    log_pvalue_interval: np.ndarray | None = None
+
+
+#: Bisection steps of the constrained fit in :func:`interval_log_pvalue` (the bracket shrinks 2⁻⁶⁰).
+_BISECTION_STEPS = 60
+
+
+def constrained_psi(y1, w1, y2, w2, shift):
+    """The groups' PSI fitted under ``p1 − p2 = shift`` (quasi-binomial likelihood, effective reads w).
+
+    Maximises ``Σ_g w_g [y_g log p_g + (1 − y_g) log(1 − p_g)]`` over ``p2`` with ``p1 = p2 + shift``
+    (Farrington & Manning's restricted estimate, found by bisection on its monotone score; all
+    arguments are arrays over junctions, ``|shift| < 1``).
+    """
+    lo = np.maximum(0.0, -shift) + 1e-9
+    hi = np.minimum(1.0, 1.0 - shift) - 1e-9
+    for _ in range(_BISECTION_STEPS):
+        p2 = 0.5 * (lo + hi)
+        p1 = p2 + shift
+        score = w1 * (y1 - p1) / (p1 * (1.0 - p1)) + w2 * (y2 - p2) / (p2 * (1.0 - p2))
+        # The score falls as p2 rises: a positive score means the maximum lies above p2.
+        lo = np.where(score > 0, p2, lo)
+        hi = np.where(score > 0, hi, p2)
+    p2 = 0.5 * (lo + hi)
+    return p2 + shift, p2
+
+
+def interval_log_pvalue(mean1, f1, mean2, f2, spread, delta: float) -> np.ndarray:
+    """log p-value of the interval null ``|ΔPSI| ≤ delta`` by a score test at the nearer boundary.
+
+    The variance is taken at the PSIs fitted under ``ΔPSI = ±delta`` (:func:`constrained_psi`), not
+    at the groups' own estimates: a group whose few reads all say 0 or 1 has a Wald variance of
+    zero and would look certain, while under the boundary one of the two PSIs is at least
+    ``delta`` away from 0 and 1 (Farrington–Manning's non-inferiority test, with effective reads
+    ``1 / f`` as the binomial sizes). As the point test, the variance is never below the cells'
+    own weighted ``spread``. Benjamini–Hochberg on these p-values controls the FDR of calls
+    "|ΔPSI| > delta" however many true changes sit just below ``delta``, which a point-null
+    selection followed by a confidence bound does not.
+    """
+    effect = mean1 - mean2
+    side = np.where(effect >= 0, 1.0, -1.0)
+    y1, y2 = np.clip(mean1, 0.0, 1.0), np.clip(mean2, 0.0, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w1 = np.where(f1 > 0, 1.0 / np.where(f1 > 0, f1, 1.0), 0.0)
+        w2 = np.where(f2 > 0, 1.0 / np.where(f2 > 0, f2, 1.0), 0.0)
+    p1, p2 = constrained_psi(y1, w1, y2, w2, side * delta)
+    var = np.maximum(p1 * (1.0 - p1) * f1 + p2 * (1.0 - p2) * f2, spread)
+    sd = np.sqrt(np.maximum(var, _EPS))
+    # Both tails of the composite null: beyond +delta on the estimate's side, beyond -delta on the other.
+    return np.minimum(
+        np.logaddexp(
+            stats.norm.logsf((np.abs(effect) - delta) / sd), stats.norm.logsf((np.abs(effect) + delta) / sd)
+        ),
+        0.0,
+    )
 
 
 def _group(sums: ReadSums, strata: np.ndarray, shares: np.ndarray):
@@ -159,6 +215,7 @@ def read_test(
     shares1: np.ndarray,
     strata2: np.ndarray,
     shares2: np.ndarray,
+    delta: float = 0.0,
 ) -> ReadTest:
     """The quasi-binomial score test of group 1 against group 2 (each a set of strata).
 
@@ -171,6 +228,8 @@ def read_test(
     strata1, shares1, strata2, shares2
         Each group's strata and their weights in the group's mean (its cells' shares: the rest of
         a one-vs-rest contrast is the rest as the cells present).
+    delta
+        Above 0: also test the interval null ``|ΔPSI| ≤ delta`` (``log_pvalue_interval``).
 
     Returns
     -------
@@ -185,9 +244,13 @@ def read_test(
     log_p = np.where(ok, np.minimum(np.log(2.0) + stats.norm.logsf(np.abs(z)), 0.0), 0.0)
     p1, p2 = np.clip(mean1, 0.0, 1.0), np.clip(mean2, 0.0, 1.0)
     se = np.sqrt(np.maximum(p1 * (1.0 - p1) * f1 + p2 * (1.0 - p2) * f2, e1 + e2))
+    log_p_interval = None
+    if delta > 0:
+        log_p_interval = np.where(ok, interval_log_pvalue(mean1, f1, mean2, f2, e1 + e2, delta), 0.0)
     return ReadTest(
         effect=np.where(ok, mean1 - mean2, np.nan),
         se=np.where(ok, se, np.nan),
         log_pvalue=log_p,
         rho=rho,
+        log_pvalue_interval=log_p_interval,
     )
