@@ -99,6 +99,17 @@ def test_summary_answers_what_was_found():
     assert "System Message" not in page and "docutils" not in page.lower().replace("generator", "")
 
 
+def test_summary_says_what_the_calls_promise():
+    default = render_summary(
+        dict(RUN, ds={"delta": 0.1, "fdr_target": 0.05, "fdr_method": "bh_lfdr"}), **_tables()
+    )
+    interval = render_summary(
+        dict(RUN, ds={"delta": 0.1, "fdr_target": 0.05, "fdr_method": "interval"}), **_tables()
+    )
+    assert "the FDR of a change" in default and "|ΔPSI| above delta itself" not in default
+    assert "the FDR of |ΔPSI| above delta itself" in interval
+
+
 def test_a_contrast_within_a_subset_says_so():
     tables = _tables()
     for key in ("ds_junctions", "ds_events"):

@@ -118,6 +118,31 @@ def test_interval_method_adds_the_reads_interval_test(sparse_pair):
     )
 
 
+def test_cli_fdr_method_reaches_the_calls(sparse_pair, tmp_path):
+    # `splicevi ds --fdr-method interval` (the workflow's ds.fdr_method) gives the interval calls.
+    from splicevi.cli.main import main
+
+    _, mdata, model = sparse_pair
+    model.save(tmp_path / "model")
+    mdata.write(tmp_path / "data.h5mu")
+    contrast = '[{"name": "pair", "groupby": "cell_type", "group1": "type2", "group2": "type3"}]'
+    tables = {}
+    for method in ("bh_lfdr", "interval"):
+        out = tmp_path / method
+        argv = ["ds", "--mdata", str(tmp_path / "data.h5mu"), "--model", str(tmp_path / "model")]
+        argv += ["--contrasts", contrast, "--fdr-method", method, "--design", "labels"]
+        argv += ["--out-junctions", f"{out}_j.tsv", "--out-events", f"{out}_e.tsv"]
+        assert main(argv) == 0
+        tables[method] = pd.read_csv(f"{out}_j.tsv", sep="\t")
+    interval = tables["interval"]
+    expected = (interval["interval_qvalue"] <= 0.05) | (interval["reads_interval_qvalue"] <= 0.05)
+    np.testing.assert_array_equal(interval["is_ds_fdr"].to_numpy(dtype=bool), expected.to_numpy())
+    # Without the flag the calls would be the default's, which differ from the interval rule here.
+    default = tables["bh_lfdr"]
+    union = (default["interval_qvalue"] <= 0.05) | (default["reads_interval_qvalue"] <= 0.05)
+    assert not np.array_equal(default["is_ds_fdr"].to_numpy(dtype=bool), union.to_numpy())
+
+
 def _stub_samples(calls):
     def fake(model, adata, cells1, cells2, samples, *, delta, fdr_target, level="junction", **kwargs):
         calls.append((np.asarray(cells1), np.asarray(cells2), np.asarray(samples)))

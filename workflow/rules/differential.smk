@@ -31,7 +31,7 @@ rule differential_splicing:
         seed=config["train"]["seed"],
         command="ds",
         options=["--design", config["ds"]["design"], *opt("--sample-key", config["ds"]["sample_key"]),
-                 "--min-cells", config["ds"]["min_cells"]],
+                 "--min-cells", config["ds"]["min_cells"], "--fdr-method", config["ds"]["fdr_method"]],
         outputs=lambda wc, output: ["--out-junctions", output.junctions, "--out-events", output.events],
     resources:
         gpu=0,

@@ -42,7 +42,7 @@ def choices() -> dict[tuple[str, ...], tuple]:
     from ..data.formats import format_choices
     from ..distributions.likelihoods import likelihood_names
     from ..module.choices import OPTION_CHOICES
-    from ..stats.choices import DS_DESIGNS
+    from ..stats.choices import DS_DESIGNS, FDR_METHODS
 
     model = {
         key: OPTION_CHOICES[key]
@@ -63,6 +63,7 @@ def choices() -> dict[tuple[str, ...], tuple]:
         ("model", "splicing_loss_type"): likelihood_names(),
         **{("model", key): values for key, values in model.items()},
         ("ds", "design"): DS_DESIGNS,
+        ("ds", "fdr_method"): FDR_METHODS,
     }
 
 

@@ -9,7 +9,7 @@ import logging
 import pandas as pd
 
 from splicevi._io import atomic_path
-from splicevi.stats.choices import DS_DESIGNS
+from splicevi.stats.choices import DS_DESIGNS, FDR_METHODS
 from splicevi.stats.design import MIN_CELLS
 
 from .._constants import EVENT_ID_COLUMN
@@ -171,6 +171,14 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
         default=MIN_CELLS,
         help="skip a contrast with fewer cells, or cells with splicing reads, in either group (default: %(default)s)",
     )
+    p.add_argument(
+        "--fdr-method",
+        choices=FDR_METHODS,
+        default="bh_lfdr",
+        help="how the calls control the FDR: bh_lfdr (the FDR of a change, kept when confidently at least "
+        "--delta), interval (the FDR of |dPSI| > --delta itself: fewer calls, each a change of at least "
+        "delta), bh, lfdr (README 'What the calls promise') (default: %(default)s)",
+    )
     p.add_argument("--out-junctions", required=True, help="output TSV, one row per junction and contrast")
     p.add_argument("--out-events", required=True, help="output TSV, one row per ATSE and contrast")
     p.set_defaults(func=run)
@@ -233,12 +241,15 @@ def run(args: argparse.Namespace) -> int:
         design=args.design,
         sample_key=args.sample_key,
         min_cells=args.min_cells,
+        fdr_method=args.fdr_method,
     )
     from splicevi.model._ds_clusters import family_calls_ds
 
     # The default contrasts (each cluster against the rest) are one family, as in one model call.
     def family(tables):
-        return clusters_family(tables, lambda held: family_calls_ds(held, args.fdr_target, delta=args.delta))
+        return clusters_family(
+            tables, lambda held: family_calls_ds(held, args.fdr_target, args.fdr_method, delta=args.delta)
+        )
 
     junctions = run_contrasts(
         model.differential_splicing, contrasts, "junction_id", describe=True, family=family, **kwargs

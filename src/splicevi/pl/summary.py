@@ -52,6 +52,22 @@ _STYLE = (
 )
 
 
+#: What the DS calls of each ``fdr_method`` control (README "What the calls promise").
+_FDR_PROMISES = {
+    "bh_lfdr": "the FDR of a change (ΔPSI ≠ 0), kept where the change is confidently at least delta",
+    "bh": "the FDR of a change (ΔPSI ≠ 0), kept where the change is confidently at least delta",
+    "interval": "the FDR of |ΔPSI| above delta itself",
+    "lfdr": "the posterior FDR of |ΔPSI| above delta",
+}
+
+
+def _calls_promise(fdr_method) -> str:
+    """`` (fdr_method: what it controls)`` for the report, or nothing when the run does not say."""
+    if not fdr_method:
+        return ""
+    return f" (<code>fdr_method</code> {fdr_method}: {_FDR_PROMISES.get(str(fdr_method), 'see the README')})"
+
+
 def esc(value) -> str:
     """HTML-escape a user-provided value for the page (also braces and line breaks; see the module doc)."""
     text = html.escape(
@@ -365,7 +381,7 @@ def render_summary(
     parts.append(
         "<h2>Calls per contrast</h2>"
         f"<p>Differential splicing: |ΔPSI| above {fmt(ds_cfg.get('delta'))} at FDR target "
-        f"{fmt(ds_cfg.get('fdr_target'))}"
+        f"{fmt(ds_cfg.get('fdr_target'))}{_calls_promise(ds_cfg.get('fdr_method'))}"
         + (
             f"; differential expression: |LFC| above {fmt(de_cfg.get('delta'))} at FDR target "
             f"{fmt(de_cfg.get('fdr_target'))}"
