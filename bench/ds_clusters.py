@@ -15,7 +15,8 @@ Per Leiden resolution, every cluster is tested against the rest by:
   of the all-reads latent, same reads;
 * ``(b) heldout``: reads split (Dirichlet-multinomial thinning, half held out), clusters of the
   latent of the fit part (model trained on all reads), :func:`heldout_ds` on the held-out part
-  (default cell-level estimator; ``model-assisted``: with the PSI decoded from the fit-part latent);
+  (default cell-level estimator with the reads-only rule; "without the reads-only rule": the
+  default before stop 30; ``model-assisted``: with the PSI decoded from the fit-part latent);
   ``(b) binomial split``: binomial thinning;
   ``(b) trained on fit``: a model trained on the fit part only (null data: leakage check);
 * ``(c) Welch same reads``: Welch t-test (point null, BH) on per-cell PSI, same-read clusters;
@@ -236,6 +237,18 @@ def heldout_calls(model, mdata, labels, estimator="cells", fdr_method="interval"
     return contrast_calls(run, labels)
 
 
+def without_reads_rule(run):
+    """``run()`` with the held-out test's reads-only rule off (the held-out test before stop 30)."""
+    from splicevi.model import _ds_clusters
+
+    before = _ds_clusters.READS_RULE
+    _ds_clusters.READS_RULE = False
+    try:
+        return run()
+    finally:
+        _ds_clusters.READS_RULE = before
+
+
 def null_row(calls: list[np.ndarray]) -> dict:
     """Contrasts with any call and the number of calls."""
     per = [int(c.sum()) for c in calls]
@@ -273,6 +286,9 @@ def run_dataset(name: str, mdata, args, sim=None) -> dict:
             "(a) default, same reads": default_calls(model, mdata, same),
             "(b) heldout, cell-level (DM split; default), one BH over the contrasts": default_calls(
                 model, mdata, fitc, design="clusters"
+            ),
+            "(b) heldout, cell-level (DM split), one BH, without the reads-only rule (before stop 30)": (
+                without_reads_rule(lambda f=fitc: default_calls(model, mdata, f, design="clusters"))
             ),
             "(b) heldout, cell-level (DM split), BH per contrast": heldout_calls(model, mdata, fitc),
             "(b) heldout, model-assisted (DM split)": heldout_calls(model, mdata, fitc, "model"),

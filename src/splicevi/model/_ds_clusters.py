@@ -23,6 +23,7 @@ import scipy.sparse as sp
 from ..data.layers import ATSE_COUNTS, JUNCTION_COUNTS, JUNCTION_RATIO, PSI_MASK, splicing_layers
 from ..data.thinning import HELDOUT_LAYER, has_heldout_genes, heldout_gene_parts, heldout_parts
 from ..stats import differential as dstats
+from ..stats import read_test
 
 #: Neighbours of the kNN classifier of :func:`groups_look_like_clusters`.
 DETECT_NEIGHBORS = 15
@@ -250,6 +251,31 @@ def _observed_entries(layers: dict[str, sp.csr_matrix], rows: np.ndarray):
     return n.row, n.col, k.data.astype(np.float64), n.data.astype(np.float64)
 
 
+#: Whether the held-out test also calls what the reads-only quasi-binomial test of the held-out reads
+#: calls (:mod:`splicevi.stats.read_test`, as the labels design's reads-only rule; stop 30).
+READS_RULE = True
+
+
+def _heldout_read_test(held_layers, cells, stratum, n_junctions: int, delta: float):
+    """The reads-only test of the two strata on the held-out reads (two passes over chunks of cells).
+
+    The cells' overdispersion is estimated within each group (strata are summed, so the groups'
+    difference is not counted as overdispersion), then each cell is weighted by its effective reads.
+    """
+    sums = read_test.ReadSums(2, n_junctions)
+    for weighted in (False, True):
+        if weighted:
+            rho, _ = sums.overdispersion()
+        for start in range(0, cells.size, CHUNK_CELLS):
+            rows, cols, k, n = _observed_entries(held_layers, cells[start : start + CHUNK_CELLS])
+            if weighted:
+                sums.add_weighted(stratum[start:], rows, cols, k, n, rho)
+            else:
+                sums.add(stratum[start:], rows, cols, k, n)
+    one = np.array([1.0])
+    return read_test.read_test(sums, rho, np.array([0]), one, np.array([1]), one, delta=delta)
+
+
 def heldout_ds(
     model,
     adata,
@@ -287,8 +313,8 @@ def heldout_ds(
         As :meth:`SPLICEVI.differential_splicing`.
     fdr_method
         ``bh`` (default): Benjamini–Hochberg on ΔPSI = 0 with the confident |ΔPSI| ≥ delta
-        filter (in ``change`` mode), as the labels design's rule without its lfdr and reads-only
-        parts; ``interval``: Benjamini–Hochberg on the interval null ``|ΔPSI| ≤ delta`` (valid
+        filter (in ``change`` mode), as the labels design's rule without its lfdr part: the test
+        above, and the reads-only quasi-binomial test of the held-out reads (:data:`READS_RULE`); ``interval``: Benjamini–Hochberg on the interval null ``|ΔPSI| ≤ delta`` (valid
         too, about half the true calls, see :func:`clusters_fdr_method`); ``lfdr``.
     estimator
         ``cells`` (default): cell-level test on the held-out reads (each group's mean of the cells'
@@ -372,12 +398,17 @@ def heldout_ds(
                 p = np.broadcast_to(flat, (chunk.size, n_j))
             rows, cols, k, n = _observed_entries(held_layers, chunk)
             mom.add(stratum[start : start + CHUNK_CELLS], np.asarray(p), rows, cols, k, n, rho, None)
+    by_reads = (
+        _heldout_read_test(held_layers, cells, stratum, n_j, delta if mode == "change" else 0.0)
+        if READS_RULE
+        else None
+    )
     psi_null = dstats.null_psi(mom)  # the variance under the null, as the labels test
     g1 = dstats.group_estimate(mom.subset(np.array([0])), psi_null=psi_null)
     g2 = dstats.group_estimate(mom.subset(np.array([1])), psi_null=psi_null)
     test = dstats.difference_test(g1, g2, delta=delta, mode=mode)
     filt = delta if mode == "change" else 0.0  # the confident-effect filter of the bh rule
-    table = dstats.junction_table(test, g1, g2, fdr_target, fdr_method, delta=filt)
+    table = dstats.junction_table(test, g1, g2, fdr_target, fdr_method, delta=filt, reads=by_reads)
     var = spl.var
     table.index = pd.Index(var.index, name="junction_id")
     table["junction_id"] = var.index.to_numpy()
@@ -426,29 +457,47 @@ def family_calls_ds(
     through one Benjamini–Hochberg, so that on data without any difference no contrast has a call
     with probability at least 1 − target. Under ``bh`` (see :func:`clusters_fdr_method`) these are
     the point-null p-values and a call also needs ``abs_dpsi_bound ≥ delta`` (``delta`` 0: no
-    filter, as in ``vanilla`` mode); under ``interval``, the interval-null ones. Under ``lfdr``, and
-    for a single table, the tables are returned unchanged.
+    filter, as in ``vanilla`` mode); under ``interval``, the interval-null ones. The reads-only
+    rule's p-values (:data:`READS_RULE`) form a second family, adjusted the same way, and its calls
+    (with ``reads_abs_dpsi_bound ≥ delta`` under ``bh``) join the others. Under ``lfdr``, and for a
+    single table, the tables are returned unchanged.
     """
     fdr_method = clusters_fdr_method(fdr_method)
     if len(tables) < 2 or fdr_method not in ("bh", "interval"):
         return tables
-    col = (
-        "interval_pvalue"
-        if fdr_method == "interval" and all("interval_pvalue" in t for t in tables)
-        else "pvalue"
-    )
-    with np.errstate(divide="ignore"):
-        qs = dstats.family_bh_qvalues([np.log(t[col].to_numpy(dtype=np.float64)) for t in tables])
+
+    def family_q(column):
+        """One BH over the column's p-values of every table; None when a table lacks the column."""
+        if not all(column in t for t in tables):
+            return [None] * len(tables)
+        with np.errstate(divide="ignore"):
+            return dstats.family_bh_qvalues([np.log(t[column].to_numpy(dtype=np.float64)) for t in tables])
+
+    interval = fdr_method == "interval" and all("interval_pvalue" in t for t in tables)
+    qs = family_q("interval_pvalue" if interval else "pvalue")
+    # The reads-only rule of the held-out test (READS_RULE) forms its own family, in the same way.
+    qs_reads = family_q("reads_interval_pvalue" if interval else "reads_pvalue")
     out = []
-    for table, q in zip(tables, qs, strict=True):
+    for table, q, q_reads in zip(tables, qs, qs_reads, strict=True):
         table = table.copy()
-        table["interval_qvalue" if col == "interval_pvalue" else "qvalue"] = q
-        # The bh rule of every table, on the confident change the table already holds.
-        table["is_ds_fdr"] = (
-            dstats.call_rows(q, table["abs_dpsi_bound"].to_numpy(dtype=np.float64), fdr_target, delta)
-            if fdr_method == "bh"
-            else dstats.fdr_calls(q, fdr_target)
-        )
+        table["interval_qvalue" if interval else "qvalue"] = q
+        if q_reads is not None:
+            table["reads_interval_qvalue" if interval else "reads_qvalue"] = q_reads
+        if fdr_method == "bh":
+            # The bh rule of every table, on the confident changes the table already holds.
+            bound = table["reads_abs_dpsi_bound"] if "reads_abs_dpsi_bound" in table else None
+            table["is_ds_fdr"] = dstats.call_rows(
+                q,
+                table["abs_dpsi_bound"].to_numpy(dtype=np.float64),
+                fdr_target,
+                delta,
+                reads_qvalue=None if bound is None else q_reads,
+                reads_bound=None if bound is None else bound.to_numpy(dtype=np.float64),
+            )
+        else:
+            table["is_ds_fdr"] = dstats.fdr_calls(q, fdr_target) | (
+                dstats.fdr_calls(q_reads, fdr_target) if q_reads is not None else False
+            )
         info = dict(table.attrs.get("splicevi_ds", {}))
         info["reason"] = (
             f"{info.get('reason', '')}; q-values over all {len(tables)} cluster contrasts together"

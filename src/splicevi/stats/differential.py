@@ -804,6 +804,8 @@ def junction_table(
             reads_pvalue=np.exp(reads.log_pvalue),
             reads_qvalue=q_reads,
             reads_rho=reads.rho,
+            # The reads-only rule's confident change (its effect filter), as abs_dpsi_bound is the model's.
+            reads_abs_dpsi_bound=np.clip(bound_reads, 0.0, 1.0),
         )
         if reads.log_pvalue_interval is not None:
             q_reads_int = bh_qvalues(reads.log_pvalue_interval)
@@ -1047,6 +1049,11 @@ def event_level(
     if q_reads is not None:
         out.insert(out.columns.get_loc("is_ds_fdr"), "reads_pvalue", np.exp(log_reads))
         out.insert(out.columns.get_loc("is_ds_fdr"), "reads_qvalue", q_reads)
+        out.insert(
+            out.columns.get_loc("is_ds_fdr"),
+            "reads_abs_dpsi_bound",
+            np.where(np.isfinite(conf_reads), np.clip(conf_reads, 0.0, 1.0), np.nan),
+        )
     if q_reads_int is not None:
         out.insert(out.columns.get_loc("is_ds_fdr"), "reads_interval_pvalue", np.exp(log_reads_int))
         out.insert(out.columns.get_loc("is_ds_fdr"), "reads_interval_qvalue", q_reads_int)
