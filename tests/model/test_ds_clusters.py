@@ -183,36 +183,38 @@ def test_clusters_of_the_fit_reads_tested_on_heldout_reads_make_no_false_calls(n
     assert with_calls <= max(1, contrasts // 10), (with_calls, contrasts, n_calls)
 
 
-def test_heldout_ds_finds_real_differences():
-    # Power: two types that differ only in splicing, clusters found on the fit reads.
+def _two_splice_types(sim_kwargs: dict, train_kwargs: dict):
+    """Two types that differ only in splicing (no gene counts), a small model, the reads split.
+
+    Returns the simulation, the MuData, the model and the two types' cell indices.
+    """
     warnings.filterwarnings("ignore")
-    sim = simulate(
-        n_cells=300,
-        n_genes=20,
-        n_events=40,
-        n_types=2,
-        frac_ds_events=0.5,
-        min_dpsi=0.5,
-        observed_fraction=0.5,
-        mean_event_reads=20,
-        seed=1,
-    )
+    sim = simulate(n_genes=20, n_types=2, **sim_kwargs)
     mdata = sim.to_mudata(with_expression=False)
     mdata.obs["batch"] = "b0"
     SPLICEVI.setup_mudata(mdata, batch_key="batch")
     torch.manual_seed(0)
     model = SPLICEVI(mdata, n_latent=4, n_hidden=32, encoder_hidden_dim=32, code_dim=8)
-    model.train(
-        max_epochs=25,
-        lr=1e-2,
-        batch_size=128,
-        early_stopping=False,
-        n_epochs_kl_warmup=10,
-        enable_progress_bar=False,
-    )
+    model.train(batch_size=128, early_stopping=False, enable_progress_bar=False, **train_kwargs)
     split_reads(mdata, seed=0)
     types = mdata.obs["cell_type"].astype(str).to_numpy()
-    c1, c2 = np.nonzero(types == "type0")[0], np.nonzero(types == "type1")[0]
+    return sim, mdata, model, np.nonzero(types == "type0")[0], np.nonzero(types == "type1")[0]
+
+
+def test_heldout_ds_finds_real_differences():
+    # Power: two types that differ only in splicing, clusters found on the fit reads.
+    sim, mdata, model, c1, c2 = _two_splice_types(
+        dict(
+            n_cells=300,
+            n_events=40,
+            frac_ds_events=0.5,
+            min_dpsi=0.5,
+            observed_fraction=0.5,
+            mean_event_reads=20,
+            seed=1,
+        ),
+        dict(max_epochs=25, lr=1e-2, n_epochs_kl_warmup=10),
+    )
     table = heldout_ds(model, mdata, c1, c2, delta=DELTA, fdr_target=0.05, level="event")
     assert table.index.name == "event_id"
     truth = sim.events["is_ds"].reindex(table.index).to_numpy(dtype=bool)
@@ -356,26 +358,17 @@ def test_heldout_reads_rule_adds_power_at_droplet_coverage(monkeypatch):
     # cell-level estimator alone misses, without false ones.
     from splicevi.model import _ds_clusters
 
-    warnings.filterwarnings("ignore")
-    sim = simulate(
-        n_cells=1000,
-        n_genes=20,
-        n_events=120,
-        n_types=2,
-        frac_ds_events=0.3,
-        observed_fraction=0.03,
-        mean_event_reads=2,
-        seed=2,
+    sim, mdata, model, c1, c2 = _two_splice_types(
+        dict(
+            n_cells=1000,
+            n_events=120,
+            frac_ds_events=0.3,
+            observed_fraction=0.03,
+            mean_event_reads=2,
+            seed=2,
+        ),
+        dict(max_epochs=5),
     )
-    mdata = sim.to_mudata(with_expression=False)
-    mdata.obs["batch"] = "b0"
-    SPLICEVI.setup_mudata(mdata, batch_key="batch")
-    torch.manual_seed(0)
-    model = SPLICEVI(mdata, n_latent=4, n_hidden=32, encoder_hidden_dim=32, code_dim=8)
-    model.train(max_epochs=5, batch_size=128, early_stopping=False, enable_progress_bar=False)
-    split_reads(mdata, seed=0)
-    types = mdata.obs["cell_type"].astype(str).to_numpy()
-    c1, c2 = np.nonzero(types == "type0")[0], np.nonzero(types == "type1")[0]
     names = mdata["splicing"].var_names
     truth = (sim.true_dpsi("type0", "type1").abs() > DELTA).loc[names].to_numpy()
 

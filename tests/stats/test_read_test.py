@@ -20,8 +20,8 @@ def _beta_binomial_cells(rng, psi, n_cells, rho, observed, mean_reads):
     return sp.csr_matrix(k), sp.csr_matrix(n)
 
 
-def _test(k, n, cells1, cells2):
-    """The read test of two groups of rows of ``k`` / ``n`` (one stratum each)."""
+def _test(k, n, cells1, cells2, delta=0.0):
+    """The read test of two groups of rows of ``k`` / ``n`` (one stratum each), and the over-all ρ."""
     cells = np.concatenate([cells1, cells2])
     stratum = np.r_[np.zeros(len(cells1), int), np.ones(len(cells2), int)]
     sums = rt.ReadSums(2, k.shape[1])
@@ -30,7 +30,8 @@ def _test(k, n, cells1, cells2):
     sums.add(stratum, nn.row, nn.col, k_at, nn.data)
     rho, overall = sums.overdispersion()
     sums.add_weighted(stratum, nn.row, nn.col, k_at, nn.data, rho)
-    return rt.read_test(sums, rho, np.array([0]), np.array([1.0]), np.array([1]), np.array([1.0])), overall
+    one, w = np.array([0]), np.array([1.0])
+    return rt.read_test(sums, rho, one, w, np.array([1]), w, delta=delta), overall
 
 
 def test_null_pvalues_are_calibrated_at_low_coverage():
@@ -89,20 +90,6 @@ def test_reads_rule_joins_the_calls_with_the_models_effect_filter():
     assert not calls.any()
 
 
-def _test_delta(k, n, cells1, cells2, delta):
-    """As :func:`_test`, with the interval-null test at ``delta``."""
-    cells = np.concatenate([cells1, cells2])
-    stratum = np.r_[np.zeros(len(cells1), int), np.ones(len(cells2), int)]
-    sums = rt.ReadSums(2, k.shape[1])
-    nn = sp.csr_matrix(n)[cells].tocoo()
-    k_at = np.asarray(sp.csr_matrix(k)[cells][nn.row, nn.col]).ravel()
-    sums.add(stratum, nn.row, nn.col, k_at, nn.data)
-    rho, _ = sums.overdispersion()
-    sums.add_weighted(stratum, nn.row, nn.col, k_at, nn.data, rho)
-    one, w = np.array([0]), np.array([1.0])
-    return rt.read_test(sums, rho, one, w, np.array([1]), w, delta=delta)
-
-
 def _two_groups(rng, psi1, psi2, n_cells, observed, mean_reads, rho=0.05):
     k1, n1 = _beta_binomial_cells(rng, psi1, n_cells, rho=rho, observed=observed, mean_reads=mean_reads)
     k2, n2 = _beta_binomial_cells(rng, psi2, n_cells, rho=rho, observed=observed, mean_reads=mean_reads)
@@ -115,7 +102,7 @@ def test_interval_pvalues_are_calibrated_at_the_boundary():
     rng = np.random.default_rng(3)
     psi1 = rng.uniform(0.2, 0.8, 3000)
     k, n, g1, g2 = _two_groups(rng, psi1, psi1 + 0.1, 300, observed=0.2, mean_reads=4)
-    res = _test_delta(k, n, g2, g1, delta=0.1)
+    res, _ = _test(k, n, g2, g1, delta=0.1)
     tested = np.isfinite(res.effect)
     p = np.exp(res.log_pvalue_interval[tested])
     assert tested.sum() > 2500
@@ -132,7 +119,7 @@ def test_interval_method_keeps_the_fdr_of_large_changes_when_many_sit_just_below
     true_big = np.arange(2000) < 200
     psi2 = psi1 + np.where(true_big, 0.3, 0.095)
     k, n, g1, g2 = _two_groups(rng, psi1, psi2, 400, observed=0.3, mean_reads=6)
-    res = _test_delta(k, n, g2, g1, delta=0.1)
+    res, _ = _test(k, n, g2, g1, delta=0.1)
     none = np.ones(2000)
     point = ds.call_rows(
         none,

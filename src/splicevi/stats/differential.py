@@ -926,6 +926,13 @@ def simes_log_pvalues(log_p: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray,
     return log_event, best
 
 
+def _event_simes(junctions: pd.DataFrame, column: str, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """log Simes p-value of each ATSE from the junctions' ``column`` p-values, and its BH q-value."""
+    with np.errstate(divide="ignore"):
+        log_event, _ = simes_log_pvalues(np.log(junctions[column].to_numpy(dtype=np.float64)), codes)
+    return log_event, bh_qvalues(log_event)
+
+
 def event_level(
     junctions: pd.DataFrame,
     codes: np.ndarray,
@@ -985,29 +992,16 @@ def event_level(
     if "reads_pvalue" in junctions:
         # The reads-only test's rule at the ATSE level, as the model's: Simes over the junctions,
         # some junction's confident change at least delta.
-        with np.errstate(divide="ignore"):
-            log_reads, _ = simes_log_pvalues(
-                np.log(junctions["reads_pvalue"].to_numpy(dtype=np.float64)), codes
-            )
-        q_reads = bh_qvalues(log_reads)
+        log_reads, q_reads = _event_simes(junctions, "reads_pvalue", codes)
         bound = confident_change(junctions["reads_effect"].to_numpy(), junctions["reads_se"].to_numpy())
         conf_reads = np.maximum.reduceat(bound[order], starts)
-    q_reads_int = None
+    # The interval-null tests (fdr_method="interval"): Simes over the ATSE's junctions (the ATSE's
+    # null is that no junction changes by more than delta), BH over ATSEs.
+    q_reads_int = q_int = None
     if "reads_interval_pvalue" in junctions:
-        # The interval-null test (fdr_method="interval"): Simes over the ATSE's junctions (the
-        # ATSE's null is that no junction changes by more than delta), BH over ATSEs.
-        with np.errstate(divide="ignore"):
-            log_reads_int, _ = simes_log_pvalues(
-                np.log(junctions["reads_interval_pvalue"].to_numpy(dtype=np.float64)), codes
-            )
-        q_reads_int = bh_qvalues(log_reads_int)
-    q_int = None
+        log_reads_int, q_reads_int = _event_simes(junctions, "reads_interval_pvalue", codes)
     if "interval_pvalue" in junctions:
-        with np.errstate(divide="ignore"):
-            log_int, _ = simes_log_pvalues(
-                np.log(junctions["interval_pvalue"].to_numpy(dtype=np.float64)), codes
-            )
-        q_int = bh_qvalues(log_int)
+        log_int, q_int = _event_simes(junctions, "interval_pvalue", codes)
     log_lfdr = junctions["log10_lfdr"].to_numpy(dtype=np.float64)[order]
     seg = np.repeat(np.arange(starts.shape[0]), np.diff(np.r_[starts, order.shape[0]]))
     strongest = order[np.lexsort((log_lfdr, seg))[starts]]  # smallest local FDR of each ATSE
