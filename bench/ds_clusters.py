@@ -220,7 +220,9 @@ def default_calls(model, mdata, labels, design="auto"):
         if (labels == g).sum() < 10 or (labels != g).sum() < 10:
             continue
         t = table[table["group1"] == g] if "group1" in table else table
-        out.append(t["is_ds_fdr"].reindex(names).to_numpy(dtype=bool))
+        # A contrast the entry point skipped (too few cells with reads) has no rows: no calls, not
+        # NaN (which a boolean cast would read as a call on every junction).
+        out.append(t["is_ds_fdr"].reindex(names).fillna(False).to_numpy(dtype=bool))
     return out
 
 
