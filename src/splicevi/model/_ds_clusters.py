@@ -314,8 +314,9 @@ def heldout_ds(
     fdr_method
         ``bh`` (default): Benjamini–Hochberg on ΔPSI = 0 with the confident |ΔPSI| ≥ delta
         filter (in ``change`` mode), as the labels design's rule without its lfdr part: the test
-        above, and the reads-only quasi-binomial test of the held-out reads (:data:`READS_RULE`); ``interval``: Benjamini–Hochberg on the interval null ``|ΔPSI| ≤ delta`` (valid
-        too, about half the true calls, see :func:`clusters_fdr_method`); ``lfdr``.
+        above, and the reads-only quasi-binomial test of the held-out reads (:data:`READS_RULE`);
+        ``interval``: Benjamini–Hochberg on the interval null ``|ΔPSI| ≤ delta`` of both (valid
+        too, fewer true calls, see :func:`clusters_fdr_method`); ``lfdr``.
     estimator
         ``cells`` (default): cell-level test on the held-out reads (each group's mean of the cells'
         held-out PSI, weighted by their effective reads, cells as units; no decoding, so it costs

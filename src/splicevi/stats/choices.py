@@ -18,10 +18,10 @@ DE_DESIGNS = ("auto", "labels", "clusters", "samples")
 MODES = ("change", "vanilla")
 #: How ``is_ds_fdr`` is decided: ``bh`` (Benjamini–Hochberg q-values of the point-null p-values,
 #: and in ``change`` mode a confident |ΔPSI| of at least ``delta``), ``interval`` (Benjamini–Hochberg
-#: q-values of the interval-null p-values of the model-assisted test and, in the labels design, of
-#: the reads-only score test: the FDR of "|ΔPSI| > delta" itself), ``lfdr`` (mean local FDR of the calls under the fitted
-#: prior, with the t-statistic's own likelihood) or ``bh_lfdr`` (the ``bh`` calls and the ``lfdr``
-#: calls together).
+#: q-values of the interval-null p-values of the model-assisted test and of the reads-only score
+#: test: the FDR of "|ΔPSI| > delta" itself), ``lfdr`` (mean local FDR of the calls under the
+#: fitted prior, with the t-statistic's own likelihood) or ``bh_lfdr`` (the ``bh`` calls and the
+#: ``lfdr`` calls together).
 FDR_METHODS = ("bh", "interval", "lfdr", "bh_lfdr")
 #: Levels of a DS table: one row per junction or per event (ATSE).
 LEVELS = ("junction", "event")
