@@ -560,20 +560,14 @@ class SplicingAnalysisMixin:
         return mom
 
     def _read_sums(self, adata, cells, stratum, n_strata, batch_size, weighted=True):
-        """:class:`~splicevi.stats.read_test.ReadSums` of the cells and the cells' overdispersion ρ.
-
-        One pass over the observed counts for the unweighted sums and ρ; with ``weighted`` a second
-        pass adds the effective-read weighted sums under that ρ (the reads-only test's).
-        """
-        sums = read_test.ReadSums(n_strata, self.module.n_input_junctions)
-        for start, rows, cols, k, n in self._observed_minibatches(adata, cells, batch_size):
-            # ``rows`` are positions within the minibatch: the strata from its first row on line up.
-            sums.add(stratum[start:], rows, cols, k, n)
-        rho, _ = sums.overdispersion()
-        if weighted:
-            for start, rows, cols, k, n in self._observed_minibatches(adata, cells, batch_size):
-                sums.add_weighted(stratum[start:], rows, cols, k, n, rho)
-        return sums, rho
+        """:func:`~splicevi.stats.read_test.read_sums` of the cells' observed counts, minibatch by minibatch."""
+        return read_test.read_sums(
+            lambda: self._observed_minibatches(adata, cells, batch_size),
+            stratum,
+            n_strata,
+            self.module.n_input_junctions,
+            weighted,
+        )
 
     def differential_splicing(
         self,

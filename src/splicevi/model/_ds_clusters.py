@@ -256,26 +256,6 @@ def _observed_entries(layers: dict[str, sp.csr_matrix], rows: np.ndarray):
 READS_RULE = True
 
 
-def _heldout_read_test(held_layers, cells, stratum, n_junctions: int, delta: float):
-    """The reads-only test of the two strata on the held-out reads (two passes over chunks of cells).
-
-    The cells' overdispersion is estimated within each group (strata are summed, so the groups'
-    difference is not counted as overdispersion), then each cell is weighted by its effective reads.
-    """
-    sums = read_test.ReadSums(2, n_junctions)
-    for weighted in (False, True):
-        if weighted:
-            rho, _ = sums.overdispersion()
-        for start in range(0, cells.size, CHUNK_CELLS):
-            rows, cols, k, n = _observed_entries(held_layers, cells[start : start + CHUNK_CELLS])
-            if weighted:
-                sums.add_weighted(stratum[start:], rows, cols, k, n, rho)
-            else:
-                sums.add(stratum[start:], rows, cols, k, n)
-    one = np.array([1.0])
-    return read_test.read_test(sums, rho, np.array([0]), one, np.array([1]), one, delta=delta)
-
-
 def heldout_ds(
     model,
     adata,
@@ -373,13 +353,22 @@ def heldout_ds(
     cells = np.r_[cells1, cells2]
     stratum = np.r_[np.zeros(cells1.size, dtype=np.int64), np.ones(cells2.size, dtype=np.int64)]
     n_j = module.n_input_junctions
+    # The cells' overdispersion on the held-out reads (strata summed, so the groups' difference does
+    # not count) and, for the reads-only rule, the effective-read weighted sums under it.
+    reads, rho_cells = read_test.read_sums(
+        lambda: (
+            (start, *_observed_entries(held_layers, cells[start : start + CHUNK_CELLS]))
+            for start in range(0, cells.size, CHUNK_CELLS)
+        ),
+        stratum,
+        2,
+        n_j,
+        weighted=READS_RULE,
+    )
     if dstats.CELL_OVERDISPERSION_WEIGHTS:
         # As the labels test: where the groups' cells differ more than the reads' overdispersion,
         # neither the weights nor the variance the model expects may let a few deep cells stand for
         # the group.
-        rho_cells = dstats.between_cell_overdispersion(
-            held_layers[JUNCTION_COUNTS][cells], held_layers[ATSE_COUNTS][cells], stratum
-        )
         rho = rho_cells if rho is None else np.maximum(rho, rho_cells)
     mom = dstats.GroupMoments.zeros(2, n_j)
     if estimator == "cells":
@@ -399,8 +388,11 @@ def heldout_ds(
                 p = np.broadcast_to(flat, (chunk.size, n_j))
             rows, cols, k, n = _observed_entries(held_layers, chunk)
             mom.add(stratum[start : start + CHUNK_CELLS], np.asarray(p), rows, cols, k, n, rho, None)
+    one = np.array([1.0])
     by_reads = (
-        _heldout_read_test(held_layers, cells, stratum, n_j, delta if mode == "change" else 0.0)
+        read_test.read_test(
+            reads, rho_cells, np.array([0]), one, np.array([1]), one, delta=delta if mode == "change" else 0.0
+        )
         if READS_RULE
         else None
     )

@@ -126,6 +126,24 @@ class ReadSums:
         return np.maximum(rho, overall), overall
 
 
+def read_sums(batches, stratum: np.ndarray, n_strata: int, n_junctions: int, weighted: bool = True):
+    """:class:`ReadSums` of the observed entries that ``batches()`` yields, and the cells' ρ.
+
+    ``batches`` is called once per pass and yields ``(start, rows, cols, k, n)``: the observed
+    entries of a block of cells whose first cell is ``stratum[start]`` (``rows`` within the block).
+    One pass gives the unweighted sums and ρ (:meth:`ReadSums.overdispersion`); with ``weighted`` a
+    second pass adds the effective-read weighted sums under that ρ (the test's).
+    """
+    sums = ReadSums(n_strata, n_junctions)
+    for start, rows, cols, k, n in batches():
+        sums.add(stratum[start:], rows, cols, k, n)
+    rho, _ = sums.overdispersion()
+    if weighted:
+        for start, rows, cols, k, n in batches():
+            sums.add_weighted(stratum[start:], rows, cols, k, n, rho)
+    return sums, rho
+
+
 @dataclass
 class ReadTest:
     """The quasi-binomial test of one comparison, per junction."""
