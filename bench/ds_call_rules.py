@@ -84,6 +84,7 @@ COLS = [
     "reads_qvalue",
     "reads_interval_qvalue",
     "interval_qvalue",
+    "perm_qvalue",  # only where the comparison was small enough to permute (stats.permutation_test)
 ]
 
 
@@ -96,7 +97,7 @@ def trained_tables(n_events, frac, obs, conc, args) -> dict:
         t = table.loc[junctions]
         store["contrasts"].append(
             {
-                "table": t[COLS].copy(),
+                "table": t[[c for c in COLS if c in t]].copy(),
                 "truth": (true_dpsi.abs() > dq.DELTA).loc[junctions].to_numpy(),
                 # No change at all (the null of the point tests), beside no change beyond delta.
                 "unchanged": (true_dpsi.abs() < 1e-9).loc[junctions].to_numpy(),
@@ -106,7 +107,7 @@ def trained_tables(n_events, frac, obs, conc, args) -> dict:
         return labels_vs_welch(table, k_obs, n_obs, c1, c2, true_dpsi, junctions)
 
     def keep_null(tj, te):
-        store["nulls"].append(tj[COLS].copy())
+        store["nulls"].append(tj[[c for c in COLS if c in tj]].copy())
         return null_summary(tj, te)
 
     dq.labels_vs_welch, dq.null_summary = keep_contrast, keep_null
@@ -188,8 +189,14 @@ def rules(t) -> dict[str, np.ndarray]:
         reads_fixed = (rq <= TARGET) & (confident_change(re, rse) >= dq.DELTA - 1e-12)
         out["reads_bound1.645"] = reads_fixed
         # The default (fdr_method="bh_lfdr"): the model's rules above with the reads-only rule
-        # (tests/stats/test_read_test.py checks that the package's call_rows combines them so).
-        out["default"] = out["bh_lfdr"] | reads_fixed
+        # (tests/stats/test_read_test.py checks that the package's call_rows combines them so) and,
+        # in comparisons small enough to permute, the permutation test of Welch's t with the same
+        # effect filter; "default_before_perm" is the default of stop 30 (no permutation test).
+        out["default_before_perm"] = out["bh_lfdr"] | reads_fixed
+        out["default"] = out["default_before_perm"]
+        if "perm_qvalue" in t:
+            perm = (t["perm_qvalue"].to_numpy() <= TARGET) & (confident_change(re, rse) >= dq.DELTA - 1e-12)
+            out["default"] = out["default"] | perm
         # Not shipped: the bounds' level adjusted for the BH selection (Benjamini-Yekutieli's false
         # coverage rate), which bounds the miss rate among the selected, not among the calls.
         level = max(int((rq <= TARGET).sum()), 1) * TARGET / max(int(np.isfinite(rq).sum()), 1)

@@ -82,7 +82,8 @@ def test_default_beats_welch_on_a_planted_splice_only_pair(sparse_pair):
     assert own_true >= 1.2 * peer_true, (own, peer)
     assert own["empirical_fdr"] <= 0.1, own
     assert table.attrs["splicevi_ds"]["design"] == "labels"
-    assert (table["design"] == "labels").all() and (table["test"] == dsdesign.TESTS["labels"]).all()
+    assert (table["design"] == "labels").all()
+    assert table["test"].str.startswith(dsdesign.TESTS["labels"]).all()
 
 
 def test_interval_method_adds_the_reads_interval_test(sparse_pair):

@@ -17,7 +17,7 @@ from scvi.utils import track
 
 from .._constants import ATSE_COUNTS_KEY, JUNCTION_COUNTS_KEY
 from ..data.thinning import has_heldout_genes
-from ..stats import choices, read_test
+from ..stats import choices, permutation_test, read_test
 from ..stats import design as dsdesign
 from ..stats import differential as dstats
 from ..stats.choices import check_choice
@@ -35,6 +35,8 @@ from ._ds_clusters import (
 from ._ds_samples import sample_level_ds, samples_nested_in_groups
 
 log = logging.getLogger(__name__)
+#: Added to the labels design's test name when the comparison was small enough to permute.
+PERMUTED_TEST = ", and a permutation test of Welch's t on the cells' residuals (small group)"
 
 #: Test of each design of differential expression (the table's ``test`` column).
 DE_TESTS = {
@@ -652,7 +654,14 @@ class SplicingAnalysisMixin:
         ``reads_*``; :mod:`splicevi.stats.read_test`): at droplet coverage, where a group's
         empirical variance rests on a few cells with one to three reads, the reads' own variance
         is the stronger evidence (measured on the quality grid at 3 % coverage: 1.4–2.4× the true
-        junctions of a Welch t-test, empirical FDR ≤ 0.023 on the splice-only pair); or (2)
+        junctions of a Welch t-test, empirical FDR ≤ 0.023 on the splice-only pair); in a
+        comparison with a small group (at most 50 cells, e.g. a plate of deep cells; ``perm_*``
+        columns, :mod:`splicevi.stats.permutation_test`, labels permuted within batches that
+        hold both groups, reproducible with ``seed``) the reads-only rule also calls on a
+        permutation test of Welch's t on the cells' standardised residuals (variance 1 whatever
+        a cell's reads), with the same effect filter: where deep cells read nearly 0 or 1 each,
+        Welch's statistic is the powerful one and the permutations make its level exact
+        (Welch's own p-values are not, where a group's few observing cells agree); or (2)
         the empirical-Bayes posterior: the mean local FDR P(|ΔPSI| ≤ ``delta`` | data) of the
         calls is at most ``fdr_target`` (``lfdr_qvalue``). The posterior's prior is fitted to all
         junctions of the comparison and its likelihood is the t-statistic's own Student-t, so a
@@ -713,7 +722,8 @@ class SplicingAnalysisMixin:
             Posterior samples of the latent averaged into each cell's decoded PSI (1: the posterior
             mean).
         seed
-            Seed of the latent samples (``n_samples > 1``).
+            Seed of the latent samples (``n_samples > 1``) and of the label permutations of a
+            comparison with a small group (``perm_*`` columns).
         fdr_method
             How ``is_ds_fdr`` controls the FDR: ``bh_lfdr`` (default; see *Calls* above), ``bh``
             (its point-null part alone), ``lfdr`` (its posterior part alone, ``lfdr_qvalue ≤
@@ -992,6 +1002,32 @@ class SplicingAnalysisMixin:
                 rho_cells=rho_cells,
             )
 
+        counts = []  # the cells' observed k and n, read once if some comparison is permuted
+
+        def permutation_pvalues(s1, s2, n_testable):
+            """Permutation log p-values (stats.permutation_test; None unless a group is small)."""
+            in1, in2 = np.isin(stratum, s1), np.isin(stratum, s2)
+            if not permutation_test.permuted(int(in1.sum()), int(in2.sum()), n_testable):
+                return None
+            rows = np.nonzero(in1 | in2)[0]
+            if not counts:
+                counts.extend(self._observed_counts(adata, cells, batch_size))
+            log_p = permutation_test.permutation_log_pvalues(
+                counts[0][rows],
+                counts[1][rows],
+                np.isin(stratum[rows], s1),
+                fdr_target,
+                blocks=self._sample_labels(adata, None)[cells[rows]],  # within batches where both groups are
+                seed=seed,
+            )
+            if log_p is not None and not silent:
+                log.info(
+                    "differential splicing: a group of at most %d cells: also permuting Welch's t on "
+                    "the cells' residuals",
+                    permutation_test.MAX_SMALL_GROUP,
+                )
+            return log_p
+
         shared = None
         if tb1 == tb2:  # one pass serves every comparison
             shared = moments([tb1] * n_strata)
@@ -1010,13 +1046,17 @@ class SplicingAnalysisMixin:
             g1 = dstats.group_estimate(mom.subset(s1), psi_null=psi_null)
             g2 = dstats.group_estimate(mom.subset(s2), psi_null=psi_null)
             test = dstats.difference_test(g1, g2, delta=delta, mode=mode)
-            by_reads = None
+            by_reads = perm = None
             if uses_reads:
                 s1, s2 = np.asarray(s1), np.asarray(s2)
                 by_reads = read_test.read_test(
                     reads, rho_cells, s1, cells_per_stratum[s1], s2, cells_per_stratum[s2], delta=filt
                 )
-            table = dstats.junction_table(test, g1, g2, fdr_target, fdr_method, delta=filt, reads=by_reads)
+                if fdr_method != "interval":
+                    perm = permutation_pvalues(s1, s2, int(np.isfinite(by_reads.effect).sum()))
+            table = dstats.junction_table(
+                test, g1, g2, fdr_target, fdr_method, delta=filt, reads=by_reads, perm_log_pvalue=perm
+            )
             table.index = pd.Index(var.index, name="junction_id")
             table["junction_id"] = var.index.to_numpy()
             table["event_id"] = var["event_id"].to_numpy()
@@ -1027,7 +1067,10 @@ class SplicingAnalysisMixin:
                 )
             if not all_stats:
                 table = table.drop(columns=[c for c in ("emp_psi1", "emp_psi2", "emp_effect") if c in table])
-            tables.append(dstats.sort_table(table, fdr_method))
+            table = dstats.sort_table(table, fdr_method)
+            if perm is not None:
+                table.attrs[dsdesign.ATTRS_KEY] = {"test": dsdesign.TESTS["labels"] + PERMUTED_TEST}
+            tables.append(table)
         return tables
 
     # ------------------------------------------------------------------ differential expression

@@ -731,6 +731,7 @@ def call_rows(
     reads_qvalue: np.ndarray | None = None,
     reads_bound: np.ndarray | None = None,
     reads_interval_qvalue: np.ndarray | None = None,
+    perm_qvalue: np.ndarray | None = None,
 ) -> np.ndarray:
     """The calls ``is_ds_fdr`` of a table's columns under ``fdr_method`` (see :data:`FDR_METHODS`).
 
@@ -738,7 +739,9 @@ def call_rows(
     change is at least ``delta`` with confidence, ``|effect| − EFFECT_BOUND_Z · se ≥ delta``
     (``delta`` 0: no effect filter; ``se`` None: on the bare estimate); with the reads-only test
     (``reads_qvalue``, its confident change ``reads_bound``) the same rule on it is added
-    (:mod:`splicevi.stats.read_test`). The FDR these calls control is that of "ΔPSI ≠ 0"; the
+    (:mod:`splicevi.stats.read_test`), and so is the permutation test of Welch's t on per-cell
+    PSI (``perm_qvalue``, small contrasts; :mod:`splicevi.stats.permutation_test`), with the same
+    effect filter ``reads_bound``. The FDR these calls control is that of "ΔPSI ≠ 0"; the
     filter then keeps the confident changes of at least ``delta``, and where many true changes sit
     just below ``delta`` a few percent of those pass it (measured in ``bench/ds_quality.py``).
     ``interval``: ``interval_qvalue ≤ fdr_target`` or, with the reads-only test,
@@ -759,6 +762,8 @@ def call_rows(
     calls = fdr_calls(qvalue, fdr_target) & (size >= delta - 1e-12)
     if reads_qvalue is not None:
         reads_calls = fdr_calls(reads_qvalue, fdr_target)
+        if perm_qvalue is not None:
+            reads_calls = reads_calls | fdr_calls(perm_qvalue, fdr_target)
         if delta > 0:  # as the model's rule: no effect filter without a delta (vanilla mode)
             bound = np.nan_to_num(np.asarray(reads_bound, dtype=np.float64), nan=-np.inf)
             reads_calls &= bound >= delta - 1e-12
@@ -776,6 +781,7 @@ def junction_table(
     fdr_method: str = "bh",
     delta: float = 0.0,
     reads: ReadTest | None = None,
+    perm_log_pvalue: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """The per-junction columns of a test (index: position); see :func:`event_level` for ATSEs.
 
@@ -784,7 +790,9 @@ def junction_table(
     ``interval_qvalue``. With ``reads`` (the quasi-binomial test on the reads alone,
     :mod:`splicevi.stats.read_test`) the table has ``reads_effect``, ``reads_se``,
     ``reads_pvalue``, ``reads_qvalue`` and ``reads_rho``, and the ``bh`` rule calls what either
-    test calls.
+    test calls. With ``perm_log_pvalue`` (Welch's t on per-cell PSI under permutation,
+    :mod:`splicevi.stats.permutation_test`; only with ``reads``, whose confident change is its
+    effect filter) the table has ``perm_pvalue`` and ``perm_qvalue`` and the rule calls those too.
     """
     check_choice("fdr_method", fdr_method, FDR_METHODS)
     q_bh = bh_qvalues(test.log_pvalue)
@@ -812,6 +820,8 @@ def junction_table(
             extra.update(
                 reads_interval_pvalue=np.exp(reads.log_pvalue_interval), reads_interval_qvalue=q_reads_int
             )
+        if perm_log_pvalue is not None:
+            extra.update(perm_pvalue=np.exp(perm_log_pvalue), perm_qvalue=bh_qvalues(perm_log_pvalue))
     calls = call_rows(
         q_bh,
         test.effect,
@@ -824,6 +834,7 @@ def junction_table(
         reads_qvalue=None if reads is None else q_reads,
         reads_bound=None if reads is None else bound_reads,
         reads_interval_qvalue=extra.get("reads_interval_qvalue"),
+        perm_qvalue=extra.get("perm_qvalue"),
     )
     return pd.DataFrame(
         {
@@ -997,6 +1008,9 @@ def event_level(
         conf_reads = np.maximum.reduceat(bound[order], starts)
     # The interval-null tests (fdr_method="interval"): Simes over the ATSE's junctions (the ATSE's
     # null is that no junction changes by more than delta), BH over ATSEs.
+    q_perm = None
+    if "perm_pvalue" in junctions:  # the permutation test's rule, as the reads-only test's
+        log_perm, q_perm = _event_simes(junctions, "perm_pvalue", codes)
     q_reads_int = q_int = None
     if "reads_interval_pvalue" in junctions:
         log_reads_int, q_reads_int = _event_simes(junctions, "reads_interval_pvalue", codes)
@@ -1035,6 +1049,7 @@ def event_level(
                 reads_qvalue=q_reads,
                 reads_bound=conf_reads,
                 reads_interval_qvalue=q_reads_int,
+                perm_qvalue=q_perm,
             ),
             "n_junctions": np.diff(np.r_[starts, order.shape[0]]),
         },
@@ -1048,6 +1063,9 @@ def event_level(
             "reads_abs_dpsi_bound",
             np.where(np.isfinite(conf_reads), np.clip(conf_reads, 0.0, 1.0), np.nan),
         )
+    if q_perm is not None:
+        out.insert(out.columns.get_loc("is_ds_fdr"), "perm_pvalue", np.exp(log_perm))
+        out.insert(out.columns.get_loc("is_ds_fdr"), "perm_qvalue", q_perm)
     if q_reads_int is not None:
         out.insert(out.columns.get_loc("is_ds_fdr"), "reads_interval_pvalue", np.exp(log_reads_int))
         out.insert(out.columns.get_loc("is_ds_fdr"), "reads_interval_qvalue", q_reads_int)
