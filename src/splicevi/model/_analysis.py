@@ -35,7 +35,7 @@ from ._ds_clusters import (
 from ._ds_samples import sample_level_ds, samples_nested_in_groups
 
 log = logging.getLogger(__name__)
-#: Added to the labels design's test name when the comparison was small enough to permute.
+#: Added to the labels design's test name when a group was small enough to permute (stats.permutation_test).
 PERMUTED_TEST = ", and a permutation test of Welch's t on the cells' residuals (small group)"
 
 #: Test of each design of differential expression (the table's ``test`` column).

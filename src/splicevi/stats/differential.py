@@ -739,9 +739,9 @@ def call_rows(
     change is at least ``delta`` with confidence, ``|effect| − EFFECT_BOUND_Z · se ≥ delta``
     (``delta`` 0: no effect filter; ``se`` None: on the bare estimate); with the reads-only test
     (``reads_qvalue``, its confident change ``reads_bound``) the same rule on it is added
-    (:mod:`splicevi.stats.read_test`), and so is the permutation test of Welch's t on per-cell
-    PSI (``perm_qvalue``, small contrasts; :mod:`splicevi.stats.permutation_test`), with the same
-    effect filter ``reads_bound``. The FDR these calls control is that of "ΔPSI ≠ 0"; the
+    (:mod:`splicevi.stats.read_test`), and so is the permutation test of Welch's t on the cells'
+    residuals (``perm_qvalue``, comparisons with a small group; :mod:`splicevi.stats.permutation_test`),
+    with the same effect filter ``reads_bound``. The FDR these calls control is that of "ΔPSI ≠ 0"; the
     filter then keeps the confident changes of at least ``delta``, and where many true changes sit
     just below ``delta`` a few percent of those pass it (measured in ``bench/ds_quality.py``).
     ``interval``: ``interval_qvalue ≤ fdr_target`` or, with the reads-only test,
@@ -790,7 +790,7 @@ def junction_table(
     ``interval_qvalue``. With ``reads`` (the quasi-binomial test on the reads alone,
     :mod:`splicevi.stats.read_test`) the table has ``reads_effect``, ``reads_se``,
     ``reads_pvalue``, ``reads_qvalue`` and ``reads_rho``, and the ``bh`` rule calls what either
-    test calls. With ``perm_log_pvalue`` (Welch's t on per-cell PSI under permutation,
+    test calls. With ``perm_log_pvalue`` (Welch's t on the cells' residuals under permutation,
     :mod:`splicevi.stats.permutation_test`; only with ``reads``, whose confident change is its
     effect filter) the table has ``perm_pvalue`` and ``perm_qvalue`` and the rule calls those too.
     """
@@ -1006,11 +1006,11 @@ def event_level(
         log_reads, q_reads = _event_simes(junctions, "reads_pvalue", codes)
         bound = confident_change(junctions["reads_effect"].to_numpy(), junctions["reads_se"].to_numpy())
         conf_reads = np.maximum.reduceat(bound[order], starts)
-    # The interval-null tests (fdr_method="interval"): Simes over the ATSE's junctions (the ATSE's
-    # null is that no junction changes by more than delta), BH over ATSEs.
     q_perm = None
     if "perm_pvalue" in junctions:  # the permutation test's rule, as the reads-only test's
         log_perm, q_perm = _event_simes(junctions, "perm_pvalue", codes)
+    # The interval-null tests (fdr_method="interval"): Simes over the ATSE's junctions (the ATSE's
+    # null is that no junction changes by more than delta), BH over ATSEs.
     q_reads_int = q_int = None
     if "reads_interval_pvalue" in junctions:
         log_reads_int, q_reads_int = _event_simes(junctions, "reads_interval_pvalue", codes)
