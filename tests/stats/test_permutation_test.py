@@ -1,9 +1,9 @@
-"""The permutation test of Welch's t on per-cell PSI (``stats.permutation_test``; issue 18).
+"""The permutation test of Welch's t on the cells' residuals (``stats.permutation_test``; issue 18).
 
 Deep full-length cells whose PSI is nearly 0 or 1 cell by cell: Welch's asymptotic p-values are
 too small where a group has a few observing cells that agree, and the reads-only quasi-binomial
 test sees a few effective reads per cell. Under permutation Welch's statistic keeps its power and
-its level.
+its level, as long as the cells are exchangeable (standardised residuals; similar reads per cell).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def test_level_holds_where_welch_is_anti_conservative():
 def test_more_power_than_the_reads_only_test_on_deep_binary_cells():
     # 22 vs 15 cells, each observing half of the ATSEs; 87 of 400 junctions differ (a cell reads 1
     # with prob. 0.4 vs 0.95: group 2's few observing cells nearly all read 1, as between the real
-    # patients). Here the reads-only rule finds 10, the permutation test 29.
+    # patients). Here the reads-only rule finds 10 true junctions, with the permutation test 29 (3 false).
     rng = np.random.default_rng(7)
     in1 = np.r_[np.ones(22, bool), np.zeros(15, bool)]
     diff = rng.random(400) < 0.2
