@@ -1002,7 +1002,8 @@ class SplicingAnalysisMixin:
                 rho_cells=rho_cells,
             )
 
-        counts = []  # the cells' observed k and n, read once if some comparison is permuted
+        # The cells' observed k, n and batches, read once if some comparison is permuted.
+        counts = []
 
         def permutation_pvalues(s1, s2, n_testable):
             """Permutation log p-values (stats.permutation_test; None unless a group is small)."""
@@ -1012,12 +1013,14 @@ class SplicingAnalysisMixin:
             rows = np.nonzero(in1 | in2)[0]
             if not counts:
                 counts.extend(self._observed_counts(adata, cells, batch_size))
+                counts.append(self._sample_labels(adata, None)[cells])
+            k, n, batches = counts
             log_p = permutation_test.permutation_log_pvalues(
-                counts[0][rows],
-                counts[1][rows],
+                k[rows],
+                n[rows],
                 np.isin(stratum[rows], s1),
                 fdr_target,
-                blocks=self._sample_labels(adata, None)[cells[rows]],  # within batches where both groups are
+                blocks=batches[rows],  # labels move within batches that hold both groups
                 seed=seed,
             )
             if log_p is not None and not silent:
