@@ -22,6 +22,8 @@ Usage
     # issue 21: the lean and the reference API's set-up next to SCVI, ratios to .json and .md
     python bench/train_speed.py --grid issue21 --setups lean,reference --batch-size 256 \
         --out bench/results/train_speed_issue21.json
+    # ... and next to SCVI shaped as SPLICEVI's expression branch (the splicing branch's own cost)
+    python bench/train_speed.py --grid issue21 --setups lean,reference --batch-size 256 --matched-scvi
 """
 
 from __future__ import annotations
@@ -217,7 +219,10 @@ def reference_setup(mdata) -> None:
 def run_point(path, model_name, device, epochs, batch_size, threads=1, inference=False) -> dict:
     """Read the file, train one model on it; timings and memory (runs inside a subprocess).
 
-    ``model_name``: ``scvi``, ``splicevi`` (lean set-up) or ``splicevi-reference``.
+    ``model_name``: ``scvi``, ``scvi-matched`` (SCVI shaped as SPLICEVI's expression branch: its
+    default width, two hidden layers and 30 latent dimensions, so that the ratio to it is the cost
+    of the splicing branch over the expression branch), ``splicevi`` (lean set-up) or
+    ``splicevi-reference``.
     """
     import logging
     import warnings
@@ -232,13 +237,20 @@ def run_point(path, model_name, device, epochs, batch_size, threads=1, inference
     rss_start = _peak_rss_mb()
     mdata, read_s = _timed(lambda: read_mudata(path))
     result = {"model": model_name, "read_seconds": read_s, "peak_rss_after_read_mb": _peak_rss_mb()}
-    if model_name == "scvi":
+    if model_name in ("scvi", "scvi-matched"):
         import scvi
 
         rna = mdata.mod["rna"]
+        shape = {}
+        if model_name == "scvi-matched":
+            from splicevi.module._splicevae import default_hidden_width
+
+            width = default_hidden_width(rna.n_vars, mdata.mod["splicing"].n_vars)
+            shape = {"n_hidden": width, "n_layers": 2, "n_latent": 30}
+            result["architecture"] = shape
         del mdata
         scvi.model.SCVI.setup_anndata(rna)
-        model = scvi.model.SCVI(rna)
+        model = scvi.model.SCVI(rna, **shape)
         n_cells = rna.n_obs
     else:
         from splicevi import SPLICEVI
@@ -357,6 +369,12 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=128, help="SPLICEVI's and SCVI's default, 128")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on 2 cores)")
     parser.add_argument("--no-scvi", action="store_true", help="skip the SCVI reference")
+    parser.add_argument(
+        "--matched-scvi",
+        action="store_true",
+        help="also train SCVI shaped as SPLICEVI's expression branch (width, layers, latent): the "
+        "ratio to it is the splicing branch's cost over the expression branch's",
+    )
     parser.add_argument("--setups", default="lean", help="comma-separated SPLICEVI set-ups: lean, reference")
     parser.add_argument(
         "--inference",
@@ -428,18 +446,16 @@ def main(argv=None) -> int:
                         ["--train", name, path, *common]
                         + (["--inference"] if args.inference and i == 0 else [])
                     )
-                if not args.no_scvi:
-                    point["scvi_expression_only"] = _subprocess(["--train", "scvi", path, *common])
-                    r = point["scvi_expression_only"]
+                references = [] if args.no_scvi else [("scvi_expression_only", "scvi", "scvi")]
+                if args.matched_scvi:
+                    references.append(("scvi_matched", "scvi-matched", "matched_scvi"))
+                for ref_key, ref_model, ref_name in references:
+                    point[ref_key] = _subprocess(["--train", ref_model, path, *common])
+                    r = point[ref_key]
                     for setup in setups:
-                        key = "splicevi" if setup == "lean" else f"splicevi_{setup}"
-                        s = point[key]
-                        ratio_key = (
-                            "splicevi_over_scvi_seconds_per_epoch"
-                            if setup == "lean"
-                            else f"splicevi_{setup}_over_scvi_seconds_per_epoch"
-                        )
+                        s = point["splicevi" if setup == "lean" else f"splicevi_{setup}"]
                         if "error" not in s and "error" not in r:
+                            ratio_key = _ratio_key(setup, ref_name)
                             point[ratio_key] = round(s["seconds_per_epoch"] / r["seconds_per_epoch"], 2)
                             point[ratio_key.replace("_seconds_", "_cpu_seconds_")] = round(
                                 s["cpu_seconds_per_epoch"] / r["cpu_seconds_per_epoch"], 2
@@ -453,6 +469,11 @@ def main(argv=None) -> int:
     _write_markdown(out.with_suffix(".md"), args, results)
     print(f"wrote {out} and {out.with_suffix('.md')}")
     return 0
+
+
+def _ratio_key(setup: str, reference: str = "scvi") -> str:
+    """Result key of a set-up's seconds-per-epoch ratio to a reference (``scvi`` or ``matched_scvi``)."""
+    return ("splicevi" if setup == "lean" else f"splicevi_{setup}") + f"_over_{reference}_seconds_per_epoch"
 
 
 def _print_point(p: dict) -> None:
@@ -480,6 +501,8 @@ def _print_point(p: dict) -> None:
         )
     if "splicevi_over_scvi_seconds_per_epoch" in p:
         line += f" | ratio {p['splicevi_over_scvi_seconds_per_epoch']:.2f}"
+    if "splicevi_over_matched_scvi_seconds_per_epoch" in p:
+        line += f" (to matched SCVI {p['splicevi_over_matched_scvi_seconds_per_epoch']:.2f})"
     ref = p.get("splicevi_reference")
     if ref is not None:
         line += (
@@ -509,9 +532,9 @@ def _write_markdown(path: Path, args, results: list[dict]) -> None:
         "(the first is not timed when there are more).",
         "",
         "| cells × genes × junctions (observed fraction) | observed entries | set-up | SPLICEVI s/epoch | "
-        "SCVI s/epoch | ratio | CPU s/epoch SPLICEVI / SCVI | CPU ratio | peak RSS MiB | GPU | minibatch keys | "
-        "load before |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "SCVI s/epoch | ratio | CPU s/epoch SPLICEVI / SCVI | CPU ratio | matched SCVI s/epoch (CPU) | "
+        "ratio to matched (CPU) | peak RSS MiB | GPU | minibatch keys | load before |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p in results:
         head = (
@@ -524,12 +547,18 @@ def _write_markdown(path: Path, args, results: list[dict]) -> None:
             if s is None:
                 continue
             if "error" in s:
-                lines.append(f"| {head} | | {setup} | error: {s['error']} | | | | | | | | |")
+                lines.append(f"| {head} | | {setup} | error: {s['error']} | | | | | | | | | | |")
                 continue
-            ratio_key = (
-                "splicevi_over_scvi_seconds_per_epoch"
-                if setup == "lean"
-                else f"splicevi_{setup}_over_scvi_seconds_per_epoch"
+            ratio_key = _ratio_key(setup)
+            matched_key = _ratio_key(setup, "matched_scvi")
+            m = p.get("scvi_matched", {})
+            matched = (
+                f"{m['seconds_per_epoch']} ({m['cpu_seconds_per_epoch']})" if "seconds_per_epoch" in m else ""
+            )
+            matched_ratio = (
+                f"{p[matched_key]} ({p[matched_key.replace('_seconds_', '_cpu_seconds_')]})"
+                if matched_key in p
+                else ""
             )
             gpu = s.get("gpu_name", "")
             if "gpu_peak_allocated_mb" in s:
@@ -538,7 +567,8 @@ def _write_markdown(path: Path, args, results: list[dict]) -> None:
                 f"| {head} | {p.get('observed_entries', 0):,} | {setup} | {s['seconds_per_epoch']} | "
                 f"{r.get('seconds_per_epoch', '')} | {p.get(ratio_key, '')} | "
                 f"{s.get('cpu_seconds_per_epoch', '')} / {r.get('cpu_seconds_per_epoch', '')} | "
-                f"{p.get(ratio_key.replace('_seconds_', '_cpu_seconds_'), '')} | {s['peak_rss_training_mb']:.0f} | "
+                f"{p.get(ratio_key.replace('_seconds_', '_cpu_seconds_'), '')} | {matched} | {matched_ratio} | "
+                f"{s['peak_rss_training_mb']:.0f} | "
                 f"{gpu} | {', '.join(s.get('minibatch_keys', []))} | {p.get('load_average_before')} |"
             )
     tmp = path.with_suffix(".md.tmp")

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from . import _compiled as compiled
+
 
 def _log_binom_coef(n: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """log C(n, k) for real-valued n ≥ k ≥ 0 (whole numbers from a table, see :func:`log_factorial`)."""
@@ -155,12 +157,17 @@ def count_order(
         and (bool((counts < 0).any()) or not bool((counts == torch.floor(counts)).all()))
     ):
         return None
-    # A stable sort of small unsigned keys (cap - count) is several times faster than sorting the
-    # float counts, and puts the largest counts first.
-    keys = (cap - counts.clamp(0, cap)).to(torch.uint8)
-    order = torch.sort(keys, stable=True).indices
+    if compiled.available(counts):
+        # One counting-sort pass on CPU: the same order as the stable sort below.
+        order, per_key = compiled.counting_order(counts, cap)
+    else:
+        # A stable sort of small unsigned keys (cap - count) is several times faster than sorting
+        # the float counts, and puts the largest counts first.
+        keys = (cap - counts.clamp(0, cap)).to(torch.uint8)
+        order = torch.sort(keys, stable=True).indices
+        per_key = torch.bincount(keys, minlength=cap + 1)
     # above[i] = #(count > i) = #(key <= cap - 1 - i).
-    cumulative = torch.cumsum(torch.bincount(keys, minlength=cap + 1), 0).tolist()
+    cumulative = torch.cumsum(per_key, 0).tolist()
     above = tuple(int(cumulative[cap - 1 - i]) for i in range(cap))
     return CountOrder(order if positions is None else positions.index_select(0, order), above)
 

@@ -21,6 +21,11 @@ from ..nn._observed import ObservedEntries, observed_entries
 from .choices import check_options
 
 
+def default_hidden_width(n_genes: int, n_junctions: int) -> int:
+    """Width of the MLPs when ``n_hidden`` is ``None``: √(genes + junctions) clipped to [64, 256] (MULTIVI's rule)."""
+    return int(np.clip(np.sqrt(n_genes + n_junctions), 64, 256))
+
+
 def _where(option: str, part: str) -> bool:
     """Whether a norm option (``encoder``/``decoder``/``both``/``none``) applies to ``part``."""
     return option in (part, "both")
@@ -143,9 +148,7 @@ class SPLICEVAE(BaseModuleClass):
         self.splicing_offset = int(splicing_offset)
         self.n_batch = n_batch
         self.n_hidden = (
-            int(n_hidden)
-            if n_hidden is not None
-            else int(np.clip(np.sqrt(n_input_genes + n_input_junctions), 64, 256))
+            int(n_hidden) if n_hidden is not None else default_hidden_width(n_input_genes, n_input_junctions)
         )
         self.n_latent = int(n_latent) if n_latent is not None else 30
         self.latent_distribution = latent_distribution

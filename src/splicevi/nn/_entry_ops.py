@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import torch
 
+from ..distributions._compiled import available
+from ._compiled_entries import transposed_layout
+
 
 class EntryLayout:
     """CSR structure of a set of entries (rows non-decreasing) and of its transpose.
@@ -53,6 +56,9 @@ class EntryLayout:
 
     def transposed(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(order, t_crow, t_cols)``: the entries in column order and the CSR of the transpose."""
+        if self._transposed is None and available(self.rows, self.cols):
+            # A counting sort by column in one compiled pass on CPU (the same stable order).
+            self._transposed = transposed_layout(self.rows, self.cols, self.n_cols)
         if self._transposed is None:
             # Sorting 32-bit keys is about twice as fast as 64-bit ones on CPU.
             keys = self.cols.to(torch.int32) if self.n_cols < 2**31 else self.cols

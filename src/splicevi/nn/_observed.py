@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 import torch
 
 from ..distributions import CountOrder, count_order
+from ..distributions._compiled import available
+from ._compiled_entries import csr_entries
 from ._entry_ops import EntryLayout
 
 
@@ -228,6 +230,34 @@ def observed_entries(
     n_cells = junction_counts.shape[0]
     n_junctions = junc2atse.shape[0]
     n_events = atse_ptr.shape[0] - 1
+    if atse_counts is None and junction_counts.layout == torch.sparse_csr and available(junction_counts):
+        # One compiled pass on CPU, the same entries in the same order (_compiled_entries).
+        built = csr_entries(
+            junction_counts.crow_indices(),
+            junction_counts.col_indices(),
+            junction_counts.values(),
+            junc2atse,
+            atse_ptr,
+            atse_junctions,
+            _slot_in_event(junc2atse, atse_ptr, atse_junctions),
+            offset,
+        )
+        if built is not None:
+            rows, cols, k, group, group_row, group_event, totals, sizes, nonzero = built
+            return ObservedEntries(
+                rows=rows,
+                cols=cols,
+                k=k,
+                n=_take(totals, group),
+                group=group,
+                group_row=group_row,
+                group_event=group_event,
+                n_cells=n_cells,
+                n_junctions=n_junctions,
+                _group_n=totals,
+                _nonzero=nonzero,
+                _group_sizes=sizes,
+            )
     k_ref = stored_entries(junction_counts, offset)
     if atse_counts is None:
         # Derive everything from k: observed ATSEs are those with at least one read.
