@@ -198,6 +198,26 @@ def _slot_in_event(
     return slot
 
 
+def _entries_of_groups(
+    rows, cols, k, group, group_row, group_event, totals, sizes, nonzero, n_cells, n_junctions
+) -> ObservedEntries:
+    """:class:`ObservedEntries` built group by group, with the data constants known on building."""
+    return ObservedEntries(
+        rows=rows,
+        cols=cols,
+        k=k,
+        n=_take(totals, group),
+        group=group,
+        group_row=group_row,
+        group_event=group_event,
+        n_cells=n_cells,
+        n_junctions=n_junctions,
+        _group_n=totals,
+        _nonzero=nonzero,
+        _group_sizes=sizes,
+    )
+
+
 def observed_entries(
     junction_counts: torch.Tensor,
     junc2atse: torch.Tensor,
@@ -243,21 +263,7 @@ def observed_entries(
             offset,
         )
         if built is not None:
-            rows, cols, k, group, group_row, group_event, totals, sizes, nonzero = built
-            return ObservedEntries(
-                rows=rows,
-                cols=cols,
-                k=k,
-                n=_take(totals, group),
-                group=group,
-                group_row=group_row,
-                group_event=group_event,
-                n_cells=n_cells,
-                n_junctions=n_junctions,
-                _group_n=totals,
-                _nonzero=nonzero,
-                _group_sizes=sizes,
-            )
+            return _entries_of_groups(*built, n_cells, n_junctions)
     k_ref = stored_entries(junction_counts, offset)
     if atse_counts is None:
         # Derive everything from k: observed ATSEs are those with at least one read.
@@ -282,24 +288,12 @@ def observed_entries(
         k = torch.zeros(group.shape[0], dtype=torch.float32, device=k_vals.device)
         dest = _take(starts, k_group) + _take(_slot_in_event(junc2atse, atse_ptr, atse_junctions), k_cols)
         k.index_copy_(0, dest, k_vals)
-        n = _take(totals, group)
         # The entries with reads are where the stored counts landed (ascending unless the junctions
         # of an ATSE are stored out of order); the likelihood reads them instead of searching k > 0.
         if dest.numel() > 1 and not bool((dest[1:] > dest[:-1]).all()):
             dest = torch.sort(dest).values
-        return ObservedEntries(
-            rows=rows,
-            cols=cols,
-            k=k,
-            n=n,
-            group=group,
-            group_row=group_row,
-            group_event=group_event,
-            n_cells=n_cells,
-            n_junctions=n_junctions,
-            _group_n=totals,
-            _nonzero=dest,
-            _group_sizes=sizes,
+        return _entries_of_groups(
+            rows, cols, k, group, group_row, group_event, totals, sizes, dest, n_cells, n_junctions
         )
     else:
         rows, cols, n = stored_entries(atse_counts, offset)
