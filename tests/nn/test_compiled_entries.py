@@ -137,3 +137,25 @@ def test_training_is_bit_identical_with_either_form(small_mdata, tensor_forms):
     assert compiled.keys() == reference.keys()
     for name in compiled:
         assert torch.equal(compiled[name], reference[name]), name
+
+
+def test_a_numba_that_cannot_compile_falls_back_to_the_tensor_forms(monkeypatch, tensor_forms):
+    from numba.core.errors import TypingError
+
+    from splicevi.nn import _compiled_entries
+
+    def broken(*args):
+        raise TypingError("this numba does not match this numpy")
+
+    rng = np.random.default_rng(5)
+    codes = np.repeat(np.arange(20), 3)
+    k = rng.poisson(1.0, size=(30, codes.shape[0])) * (rng.random((30, codes.shape[0])) < 0.3)
+    x, tables = _csr(k), _layout(codes)
+    reference = tensor_forms(lambda: observed_entries(x, *tables))
+    monkeypatch.setattr(_compiled, "ENABLED", True)  # restored after the test
+    monkeypatch.setattr(_compiled_entries, "_count_groups", broken)
+    with pytest.warns(RuntimeWarning, match="numba could not compile csr_entries"):
+        obs = observed_entries(x, *tables)
+    assert not _compiled.ENABLED  # the compiled loops are off for the rest of the process
+    for field in FIELDS:
+        assert torch.equal(getattr(obs, field), getattr(reference, field)), field

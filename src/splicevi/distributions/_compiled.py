@@ -9,13 +9,18 @@ and the path on GPUs (the tests check they agree). Compiled once per machine and
 
 from __future__ import annotations
 
+import functools
+import warnings
+
 import numpy as np
 import torch
 
 try:  # numba comes with scanpy; without it the tensor forms are used
     import numba
+    from numba.core.errors import NumbaError
 except ImportError:  # pragma: no cover - numba is a dependency
     numba = None
+    NumbaError = RuntimeError
 
 #: Whether the compiled loops are used on CPU tensors (tests and benches turn it off to compare).
 ENABLED = True
@@ -29,6 +34,31 @@ def jit(fn):
 def available(*tensors: torch.Tensor) -> bool:
     """Whether the compiled loops apply to these tensors (numba present, every tensor on CPU)."""
     return ENABLED and numba is not None and all(t.device.type == "cpu" for t in tensors)
+
+
+def guarded(fn):
+    """Run ``fn``; if numba cannot compile it here, warn once, turn the loops off, return ``None``.
+
+    A numba that does not match this numpy or Python fails at the first compilation; training then
+    goes on with the tensor forms (the same results, more slowly) instead of stopping.
+    """
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        global ENABLED
+        try:
+            return fn(*args, **kwargs)
+        except NumbaError as err:
+            ENABLED = False
+            warnings.warn(
+                f"splicevi: numba could not compile {fn.__name__} ({type(err).__name__}); using the "
+                "tensor forms (same results, slower on CPU)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return None
+
+    return run
 
 
 @jit
@@ -55,11 +85,12 @@ def _counting_order(counts, cap):
     return order, hist
 
 
-def counting_order(counts: torch.Tensor, cap: int) -> tuple[torch.Tensor, torch.Tensor]:
+@guarded
+def counting_order(counts: torch.Tensor, cap: int) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Positions of whole counts ``≥ 0`` by count descending (ties in order), and counts per key.
 
     The key of a count is ``cap - min(count, cap)``; a counting sort (no comparisons) gives the
-    order of the stable sort of the keys.
+    order of the stable sort of the keys. ``None`` when numba cannot compile it (:func:`guarded`).
     """
     order, hist = _counting_order(counts.detach().float().numpy(), int(cap))
     return torch.from_numpy(order), torch.from_numpy(hist)

@@ -157,9 +157,10 @@ def count_order(
         and (bool((counts < 0).any()) or not bool((counts == torch.floor(counts)).all()))
     ):
         return None
-    if compiled.available(counts):
+    counted = compiled.counting_order(counts, cap) if compiled.available(counts) else None
+    if counted is not None:
         # One counting-sort pass on CPU: the same order as the stable sort below.
-        order, per_key = compiled.counting_order(counts, cap)
+        order, per_key = counted
     else:
         # A stable sort of small unsigned keys (cap - count) is several times faster than sorting
         # the float counts, and puts the largest counts first.

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..distributions._compiled import jit
+from ..distributions._compiled import guarded, jit
 
 
 @jit
@@ -92,8 +92,9 @@ def _fill_entries(crow, col, val, junc2atse, atse_ptr, atse_junctions, slot, off
     return rows, cols, k, group, group_row, group_event, totals, sizes, nonzero
 
 
+@guarded
 def csr_entries(crow, col, val, junc2atse, atse_ptr, atse_junctions, slot, offset: int):
-    """The observed entries of a CSR minibatch (``None`` when its junctions are not grouped by ATSE).
+    """The observed entries of a CSR minibatch (``None``: junctions not grouped by ATSE, or no numba).
 
     Returns the tensors ``rows, cols, k, group, group_row, group_event, totals, sizes, nonzero`` of
     :func:`splicevi.nn._observed.observed_entries` (counts only, no stored ATSE totals).
@@ -126,11 +127,13 @@ def _by_column(rows, cols, n_cols):
     return order, counts, t_rows
 
 
+@guarded
 def transposed_layout(rows: torch.Tensor, cols: torch.Tensor, n_cols: int):
     """``(order, t_crow, t_cols)`` of :meth:`splicevi.nn._entry_ops.EntryLayout.transposed`.
 
     A counting sort of the entries by column (stable, so the order of ``torch.argsort(cols,
-    stable=True)``), the column pointers and the rows in that order, in one pass.
+    stable=True)``), the column pointers and the rows in that order, in one pass. ``None`` when
+    numba cannot compile it (:func:`~splicevi.distributions._compiled.guarded`).
     """
     out = _by_column(rows.numpy(), cols.numpy(), int(n_cols))
     return tuple(torch.from_numpy(a) for a in out)

@@ -57,7 +57,8 @@ class EntryLayout:
     def transposed(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(order, t_crow, t_cols)``: the entries in column order and the CSR of the transpose."""
         if self._transposed is None and available(self.rows, self.cols):
-            # A counting sort by column in one compiled pass on CPU (the same stable order).
+            # A counting sort by column in one compiled pass on CPU (the same stable order; None
+            # if numba cannot compile it here).
             self._transposed = transposed_layout(self.rows, self.cols, self.n_cols)
         if self._transposed is None:
             # Sorting 32-bit keys is about twice as fast as 64-bit ones on CPU.
